@@ -1,0 +1,57 @@
+"""streambench: first-token and per-token latency and memory of ``transformers`` generation,
+measured through ``generate(streamer=...)`` without touching ``generate()``.
+
+``import streambench`` stays light: torch and transformers are imported only when a name that
+needs them is first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first access (PEP 562)
+_LAZY = {
+    "TimingStreamer": "streambench.streamer",
+    "RunResult": "streambench.timing",
+    "NoTokensError": "streambench.timing",
+    "RunsSummary": "streambench.stats",
+    "Stats": "streambench.stats",
+    "aggregate": "streambench.stats",
+    "describe": "streambench.stats",
+    "DeviceNotAvailableError": "streambench.devices",
+}
+
+__all__ = [
+    "DeviceNotAvailableError",
+    "NoTokensError",
+    "RunResult",
+    "RunsSummary",
+    "Stats",
+    "TimingStreamer",
+    "__version__",
+    "aggregate",
+    "describe",
+]
+
+if TYPE_CHECKING:
+    from .devices import DeviceNotAvailableError
+    from .stats import RunsSummary, Stats, aggregate, describe
+    from .streamer import TimingStreamer
+    from .timing import NoTokensError, RunResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streambench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

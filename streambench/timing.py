@@ -1,0 +1,308 @@
+"""Timing records of one ``generate()`` run and the result they turn into (pure Python, no torch).
+
+A run is a list of *steps*: each step is one token ``put()`` (one decoding step), stamped with
+``time.perf_counter()`` after the device sync, carrying ``k`` tokens per sequence (``k = 1`` except
+for assisted / speculative / prompt-lookup decoding, which puts ``[1, k]``).
+
+Reference point and units: all times are seconds. ``first_token_s`` counts from the *reference
+point* — the moment ``generate()`` was called when the caller marked it
+(:meth:`TimingStreamer.mark_start`, done by :class:`BenchmarkWrapper` and the CLI), else the
+prompt ``put()`` that ``generate()`` makes before its first forward pass (``reference`` says which).
+
+How a step of ``k`` tokens becomes per-token latencies: the step's time is split evenly over its
+``k`` tokens — except in the *first* step, where the first token takes the whole step's time
+(that is when it became visible) and the step's other ``k - 1`` tokens get ``0.0``. So
+``sum(token_latencies_s)`` is the run's time from the reference point to the last token, and
+``rest_token_mean_s`` is ``(time of last token - time of first token) / (new_tokens - 1)``.
+The raw steps stay available as ``step_latencies_s`` and ``step_tokens``.
+
+Streamer overhead: the time spent inside the streamer after each timestamp (memory probe, the
+``inner`` streamer, printing) is measured and subtracted from the following interval, so it is not
+reported as model latency; its total is ``streamer_overhead_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from .stats import Stats, describe
+
+__all__ = ["NoTokensError", "RunRecorder", "RunResult"]
+
+GiB = 1024**3
+
+NO_TOKEN_CAUSES = (
+    "generate() passed the streamer the prompt but no token. Likely causes: beam search "
+    "(num_beams > 1: transformers < 4.57 raises, and >= 4.57 silently skips the streamer for beam "
+    "sampling) - use streambench.BenchmarkWrapper, which times beam search through a logits "
+    "processor; DoLa/contrastive search on transformers 4.56 (they run hub code without the "
+    "streamer); a generate() that raised before its first token (see the exception); or "
+    "max_new_tokens=0"
+)
+
+
+class NoTokensError(RuntimeError):
+    """Raised by ``summary()`` when the latest run saw the prompt but not a single token."""
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """Timing and memory of one ``generate()`` call. Times in seconds, memory in bytes.
+
+    Fields:
+        device: the device timed, e.g. ``"cuda:0"``.
+        reference: ``"generate"`` when ``first_token_s`` counts from the marked start of
+            ``generate()``, ``"prompt"`` when from the prompt ``put()``.
+        first_token_s: reference point -> first generated token (time to first token, prefill);
+            ``None`` when no token was generated.
+        rest_token_mean_s: mean latency per token after the first (decode), seconds/token;
+            ``None`` with fewer than two tokens.
+        token_latencies_s: one entry per generated token per sequence, the first token's first.
+        step_latencies_s / step_tokens: the raw decoding steps (one per token ``put()``) and the
+            number of tokens each carried per sequence.
+        new_tokens: tokens generated per sequence. batch_size: sequences. prompt_tokens: prompt
+            length per sequence (padded), as put by ``generate()``.
+        pre_prompt_s: marked start of ``generate()`` -> prompt ``put()``: input preparation and,
+            for encoder-decoder models, the encoder. ``None`` when the start was not marked.
+        memory_per_token_bytes: one reading per token (see ``memory_kind``); tokens of one
+            multi-token step share its reading. Empty when memory was not measured.
+        peak_memory_bytes: the largest reading of the run (``None`` when not measured).
+        memory_kind: what the readings are: ``"peak_allocated"`` (CUDA/XPU: peak bytes allocated
+            by torch during the step, the peak counter reset after each step),
+            ``"current_allocated"`` (MPS: bytes allocated by torch at the token), ``"rss"`` (CPU:
+            resident memory of the whole process at the token), or ``None``.
+        reserved_memory_bytes: largest bytes reserved by torch's caching allocator seen in the run
+            (CUDA/XPU/MPS driver memory), ``None`` on CPU.
+        complete: ``False`` when ``end()`` never came (``generate()`` raised or was interrupted).
+        streamer_overhead_s: time spent inside the streamer, excluded from the latencies above.
+    """
+
+    device: str
+    reference: str
+    first_token_s: float | None
+    token_latencies_s: tuple[float, ...]
+    step_latencies_s: tuple[float, ...]
+    step_tokens: tuple[int, ...]
+    new_tokens: int
+    batch_size: int
+    prompt_tokens: int
+    pre_prompt_s: float | None = None
+    memory_per_token_bytes: tuple[int, ...] = ()
+    peak_memory_bytes: int | None = None
+    memory_kind: str | None = None
+    reserved_memory_bytes: int | None = None
+    complete: bool = True
+    streamer_overhead_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived numbers -------------------------------------------------------------------
+    @property
+    def rest_token_mean_s(self) -> float | None:
+        """Mean seconds per token after the first; ``None`` with fewer than two tokens."""
+        if self.new_tokens < 2:
+            return None
+        return math.fsum(self.token_latencies_s[1:]) / (self.new_tokens - 1)
+
+    @property
+    def total_s(self) -> float | None:
+        """Reference point -> last token, seconds (``None`` without tokens)."""
+        return math.fsum(self.token_latencies_s) if self.new_tokens else None
+
+    @cached_property
+    def rest_token_stats(self) -> Stats | None:
+        """mean/median/p90/p99/stdev of the per-token latencies after the first, seconds."""
+        return describe(self.token_latencies_s[1:])
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Decode speed of one sequence, tokens/s (``1 / rest_token_mean_s``)."""
+        rest = self.rest_token_mean_s
+        return 1.0 / rest if rest else None
+
+    @property
+    def decode_throughput_tokens_per_s(self) -> float | None:
+        """Decode speed of the whole batch, tokens/s (``batch_size / rest_token_mean_s``)."""
+        rest = self.rest_token_mean_s
+        return self.batch_size / rest if rest else None
+
+    @property
+    def prefill_tokens_per_s(self) -> float | None:
+        """Prompt tokens of the whole batch processed per second up to the first token."""
+        if not self.first_token_s:
+            return None
+        return self.batch_size * self.prompt_tokens / self.first_token_s
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.new_tokens > 0
+
+    def to_dict(self, per_token: bool = True) -> dict[str, Any]:
+        """Plain JSON-serializable data: every field plus the derived statistics.
+
+        ``per_token=False`` leaves out the per-token and per-step lists.
+        """
+        rest_stats = self.rest_token_stats
+        out: dict[str, Any] = {
+            "device": self.device,
+            "reference": self.reference,
+            "complete": self.complete,
+            "batch_size": self.batch_size,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "pre_prompt_s": self.pre_prompt_s,
+            "first_token_s": self.first_token_s,
+            "rest_token_mean_s": self.rest_token_mean_s,
+            "rest_token_stats_s": rest_stats.to_dict() if rest_stats else None,
+            "total_s": self.total_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "decode_throughput_tokens_per_s": self.decode_throughput_tokens_per_s,
+            "prefill_tokens_per_s": self.prefill_tokens_per_s,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "reserved_memory_bytes": self.reserved_memory_bytes,
+            "memory_kind": self.memory_kind,
+            "streamer_overhead_s": self.streamer_overhead_s,
+        }
+        if per_token:
+            out["token_latencies_s"] = list(self.token_latencies_s)
+            out["step_latencies_s"] = list(self.step_latencies_s)
+            out["step_tokens"] = list(self.step_tokens)
+            out["memory_per_token_bytes"] = list(self.memory_per_token_bytes)
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
+    # -- the original tool's printed lines ---------------------------------------------------
+    def seed_lines(self) -> list[str]:
+        """The two lines ipex-llm's ``BenchmarkWrapper`` printed (``" and X GB"`` where memory is
+        known: the first token's reading, then the peak over the rest, in GiB)."""
+        if self.first_token_s is None:
+            return ["=========No token generated: no first token cost========="]
+        mem = self.memory_per_token_bytes
+        first_mem = f" and {round(mem[0] / GiB, 4)} GB" if mem else ""
+        lines = [f"=========First token cost {self.first_token_s:.4f} s{first_mem}========="]
+        rest = self.rest_token_mean_s
+        if rest is not None:
+            rest_mem = f" and {round(max(mem[1:]) / GiB, 4)} GB" if len(mem) > 1 else ""
+            lines.append(
+                f"=========Rest tokens cost average {rest:.4f} s "
+                f"({self.new_tokens - 1} tokens in all){rest_mem}========="
+            )
+        return lines
+
+    def token_lines(self) -> list[str]:
+        """Per-token timing (and memory) for a person to read."""
+        mem = self.memory_per_token_bytes
+        unit = {"rss": "RSS", "peak_allocated": "peak alloc", "current_allocated": "allocated"}
+        head = f"{'token':>6} {'latency (ms)':>13}"
+        if mem:
+            head += f" {unit.get(self.memory_kind or '', 'memory') + ' (MiB)':>18}"
+        lines = [head]
+        for i, lat in enumerate(self.token_latencies_s):
+            line = f"{i + 1:>6} {lat * 1e3:>13.3f}"
+            if mem:
+                line += f" {mem[i] / 2**20:>18.1f}"
+            lines.append(line)
+        return lines
+
+
+class RunRecorder:
+    """Mutable record of the run in progress; :meth:`finish` turns it into a :class:`RunResult`.
+
+    Kept to plain lists of floats and ints so that recording a step is a few appends.
+    """
+
+    __slots__ = (
+        "batch_size",
+        "device",
+        "excluded",
+        "memory",
+        "memory_kind",
+        "overhead",
+        "pending",
+        "prompt_tokens",
+        "reference",
+        "reserved",
+        "t_mark",
+        "t_prompt",
+        "t_ref",
+        "times",
+        "tokens",
+    )
+
+    def __init__(self, device: str, memory_kind: str | None) -> None:
+        self.device = device
+        self.memory_kind = memory_kind
+        self.t_mark: float | None = None
+        self.t_prompt: float | None = None
+        self.t_ref: float | None = None
+        self.reference = "prompt"
+        self.batch_size = 0
+        self.prompt_tokens = 0
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+        self.excluded: list[float] = []
+        self.memory: list[int] = []
+        self.reserved: int | None = None
+        self.overhead = 0.0  # total streamer time excluded so far
+        self.pending = 0.0  # streamer time since the last timestamp, excluded from the next step
+
+    def mark(self, t: float) -> None:
+        self.t_mark = t
+        self.t_ref = t
+        self.reference = "generate"
+
+    def prompt(self, t: float, batch_size: int, prompt_tokens: int) -> None:
+        self.t_prompt = t
+        if self.t_ref is None:
+            self.t_ref = t
+        self.batch_size = batch_size
+        self.prompt_tokens = prompt_tokens
+
+    @property
+    def awaiting_prompt(self) -> bool:
+        return self.t_prompt is None
+
+    def finish(self, complete: bool, extra: dict[str, Any] | None = None) -> RunResult:
+        steps: list[float] = []
+        prev = self.t_ref if self.t_ref is not None else (self.times[0] if self.times else 0.0)
+        for t, ex in zip(self.times, self.excluded):
+            steps.append(max(t - prev - ex, 0.0))
+            prev = t
+        per_token: list[float] = []
+        memory: list[int] = []
+        have_mem = len(self.memory) == len(self.times) and bool(self.memory)
+        for i, (dt, k) in enumerate(zip(steps, self.tokens)):
+            if k <= 0:
+                continue
+            if i == 0 or not per_token:
+                per_token.append(dt)
+                per_token.extend([0.0] * (k - 1))
+            else:
+                per_token.extend([dt / k] * k)
+            if have_mem:
+                memory.extend([self.memory[i]] * k)
+        pre_prompt = None
+        if self.t_mark is not None and self.t_prompt is not None:
+            pre_prompt = max(self.t_prompt - self.t_mark, 0.0)
+        return RunResult(
+            device=self.device,
+            reference=self.reference,
+            first_token_s=per_token[0] if per_token else None,
+            token_latencies_s=tuple(per_token),
+            step_latencies_s=tuple(steps),
+            step_tokens=tuple(self.tokens),
+            new_tokens=len(per_token),
+            batch_size=self.batch_size,
+            prompt_tokens=self.prompt_tokens,
+            pre_prompt_s=pre_prompt,
+            memory_per_token_bytes=tuple(memory),
+            peak_memory_bytes=max(memory) if memory else None,
+            memory_kind=self.memory_kind if memory else None,
+            reserved_memory_bytes=self.reserved,
+            complete=complete,
+            streamer_overhead_s=self.overhead + self.pending,
+            extra=dict(extra or {}),
+        )
