@@ -138,15 +138,42 @@ class TimingStreamer(BaseStreamer):
             self._start_run(value, t)
         else:
             # 1-D [batch]: one token per sequence; 2-D [1, k]: k tokens (assisted decoding).
-            run.times.append(t)
-            run.tokens.append(value.shape[-1] if value.dim() > 1 else 1)
-            run.excluded.append(run.pending)
-            run.overhead += run.pending
-            if self._read_memory is not None:
-                self._probe(run)
-            if self.inner is not None:
-                self.inner.put(value)
-            run.pending = perf_counter() - t
+            self._step(run, t, value.shape[-1] if value.dim() > 1 else 1, value)
+
+    # -- the same timing core, for callers that see steps but not tensors -------------------------
+    def on_prompt(self, batch_size: int, prompt_tokens: int) -> None:
+        """Record the prompt hand-over without a tensor (what the prompt ``put()`` does). Used
+        where a streamer cannot be passed, e.g. by a logits processor timing beam search."""
+        if self._sync is not None:
+            self._sync()
+        t = perf_counter()
+        run = self._run
+        if run is None or not run.awaiting_prompt:
+            self._close_unfinished()
+            run = self._run = RunRecorder(self.device, self.backend.memory_kind)
+        self._begin(run, t, int(batch_size), int(prompt_tokens), None)
+
+    def on_step(self, tokens: int = 1) -> None:
+        """Record one decoding step that produced ``tokens`` tokens per sequence (what a token
+        ``put()`` does), e.g. from a logits processor called once per step."""
+        if self._sync is not None:
+            self._sync()
+        t = perf_counter()
+        run = self._run
+        if run is None or run.awaiting_prompt:
+            raise RuntimeError("on_step() before the prompt: call on_prompt() (or put()) first")
+        self._step(run, t, tokens, None)
+
+    def _step(self, run: RunRecorder, t: float, tokens: int, value: Any) -> None:
+        run.times.append(t)
+        run.tokens.append(tokens)
+        run.excluded.append(run.pending)
+        run.overhead += run.pending
+        if self._read_memory is not None:
+            self._probe(run)
+        if value is not None and self.inner is not None:
+            self.inner.put(value)
+        run.pending = perf_counter() - t
 
     def end(self) -> None:
         """Called by ``generate()`` once generation finished normally."""
@@ -180,19 +207,23 @@ class TimingStreamer(BaseStreamer):
         run = self._run
         if run is None or not run.awaiting_prompt:
             self._close_unfinished()
-            run = RunRecorder(self.device, self.backend.memory_kind)
-            self._run = run
+            run = self._run = RunRecorder(self.device, self.backend.memory_kind)
         if value.dim() >= 2:
             batch, prompt_len = int(value.shape[0]), int(value.shape[-1])
         else:
             batch, prompt_len = int(value.shape[0]) if value.dim() else 1, 1
+        self._begin(run, t, batch, prompt_len, value)
+
+    def _begin(
+        self, run: RunRecorder, t: float, batch: int, prompt_len: int, value: Any | None
+    ) -> None:
         run.prompt(t, batch, prompt_len)
         if self._read_memory is not None:
             if self.backend.reset_peak is not None and run.t_mark is None:
                 self._safe(self.backend.reset_peak)
             if self.backend.read_reserved is not None:
-                self._reserved(run)
-        if self.inner is not None:
+                self._safe(lambda: self._reserved(run))
+        if value is not None and self.inner is not None:
             self.inner.put(value)
         run.pending += perf_counter() - t
 

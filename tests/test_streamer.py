@@ -283,3 +283,19 @@ def test_memory_off(llama, prompt):
     llama.generate(prompt, streamer=s, **gen_kwargs(3))
     r = s.summary()
     assert r.memory_per_token_bytes == () and r.memory_kind is None and r.peak_memory_bytes is None
+
+
+def test_on_prompt_and_on_step_feed_the_same_core(llama, prompt):
+    """The tensor-free entry points (used by logits-processor timing) make the same records."""
+    s = TimingStreamer(device="cpu")
+    with pytest.raises(RuntimeError, match="on_prompt"):
+        s.on_step()
+    s.mark_start()
+    s.on_prompt(batch_size=2, prompt_tokens=7)
+    for _ in range(4):
+        s.on_step()
+    s.on_step(tokens=3)
+    s.end()
+    r = s.summary()
+    assert (r.batch_size, r.prompt_tokens, r.new_tokens, r.reference) == (2, 7, 7, "generate")
+    assert r.step_tokens == (1, 1, 1, 1, 3) and len(r.memory_per_token_bytes) == 7
