@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
     "TimingStreamer": "streambench.streamer",
+    "BenchmarkWrapper": "streambench.wrapper",
     "RunResult": "streambench.timing",
     "NoTokensError": "streambench.timing",
     "RunsSummary": "streambench.stats",
@@ -24,6 +25,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BenchmarkWrapper",
     "DeviceNotAvailableError",
     "NoTokensError",
     "RunResult",
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer
     from .timing import NoTokensError, RunResult
+    from .wrapper import BenchmarkWrapper
 
 
 def __getattr__(name: str) -> Any:
