@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/streambench run --in-out 32-32,256-64 --batch-size 1,4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,0 +1,788 @@
+"""Results of a benchmark sweep: the results document, its writers (CSV, JSON, JSONL, Markdown),
+console tables, plots and comparisons. Pure Python plus rich (tables); matplotlib only for plots;
+no torch, so ``streambench plot`` and ``streambench compare`` start fast.
+
+The interface is generic so that every command that measures configurations can share it
+(``streambench run``, and other commands such as an endpoint benchmark):
+
+- a *results document* (:func:`new_document`) holds ``environment``, ``settings`` and a list of
+  ``configurations``;
+- a *configuration entry* is a dict with at least ``id``, ``label``, ``config`` (free keys: what was
+  measured), ``status`` (``"ok"``, ``"failed"``, ``"interrupted"``), ``error``, ``aggregates``
+  (statistics over the measured trials) and ``trials`` (one :meth:`RunResult.to_dict` per measured
+  run, per-token lists included). The full schema: ``docs/results-schema.md``.
+
+Units: the JSON keeps the core's units (seconds, bytes); the CSV, the Markdown table and the console
+tables show milliseconds and GiB ("GB", as the ipex-llm all-in-one benchmark wrote).
+
+Writes are atomic: each file is written to a temporary file beside it and moved into place with
+``os.replace``, so a reader never sees half a file, and a crash keeps the previous complete file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ALL_IN_ONE_COLUMNS",
+    "OUTPUT_FORMATS",
+    "SCHEMA",
+    "CompareRow",
+    "atomic_write_text",
+    "compare_documents",
+    "configuration_table",
+    "csv_rows",
+    "environment",
+    "load_document",
+    "new_document",
+    "plot_document",
+    "render_csv",
+    "render_json",
+    "render_jsonl",
+    "render_markdown",
+    "write_outputs",
+]
+
+#: identifies the results format; bump the number on incompatible changes
+SCHEMA = "streambench.results/1"
+
+GiB = 1024**3
+
+#: the ipex-llm all-in-one benchmark's CSV columns, first and in this order
+ALL_IN_ONE_COLUMNS = [
+    "model",
+    "1st token avg latency (ms)",
+    "2+ avg latency (ms/token)",
+    "encoder time (ms)",
+    "input/output tokens",
+    "batch_size",
+    "actual input/output tokens",
+    "num_beams",
+    "low_bit",
+    "cpu_embedding",
+    "model loading time (s)",
+    "peak mem (GB)",
+]
+
+#: streambench's own columns, after the all-in-one ones
+EXTRA_COLUMNS = [
+    "status",
+    "error",
+    "device",
+    "dtype",
+    "trials",
+    "warmup",
+    "1st token median (ms)",
+    "1st token p90 (ms)",
+    "1st token stdev (ms)",
+    "2+ median (ms/token)",
+    "2+ p90 (ms/token)",
+    "2+ stdev (ms/token)",
+    "decode tokens/s",
+    "pre-prompt time (ms)",
+    "memory kind",
+]
+
+
+# -- the document --------------------------------------------------------------------------------
+def environment(device: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions and machine: streambench, Python, torch and transformers (when imported or
+    importable), device and its name, CPU model, OS, date (UTC, ISO 8601)."""
+    import datetime
+
+    from . import __version__
+    from .devices import cpu_model
+
+    env: dict[str, Any] = {
+        "streambench": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_model": cpu_model() or platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "argv": list(sys.argv),
+    }
+    for mod, dist in (
+        ("torch", "torch"),
+        ("transformers", "transformers"),
+        ("accelerate", "accelerate"),
+        ("ipex_llm", "ipex-llm"),
+        ("intel_extension_for_pytorch", "intel-extension-for-pytorch"),
+    ):
+        module = sys.modules.get(mod)
+        version = getattr(module, "__version__", None) if module is not None else None
+        if version is None and mod in ("torch", "transformers"):
+            version = _dist_version(dist)
+        if version is not None:
+            env[mod] = str(version)
+    if device is not None:
+        from .devices import device_name
+
+        env["device"] = str(device)
+        env["device_name"] = device_name(device)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def new_document(
+    command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An empty results document (``configurations`` are appended as they finish)."""
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "environment": env,
+        "settings": settings or {},
+        "configurations": [],
+        "interrupted": False,
+    }
+
+
+def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a results document written as ``.json`` (or ``.jsonl``: one configuration per line).
+    Raises ``ValueError`` with a one-line reason when it is not one."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if p.suffix.lower() == ".jsonl":
+        try:
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise ValueError(f"{path} is not JSON Lines: {exc}") from None
+        doc = new_document("run", lines[0].get("environment", {}) if lines else {})
+        doc["configurations"] = [
+            {k: v for k, v in line.items() if k != "environment"} for line in lines
+        ]
+        return doc
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith(
+        "streambench.results/"
+    ):
+        raise ValueError(f"{path} is not a streambench results file (no 'schema' key)")
+    return doc
+
+
+# -- numbers out of an entry ---------------------------------------------------------------------
+def _agg(entry: dict[str, Any], key: str, stat: str = "mean") -> float | None:
+    agg = entry.get("aggregates") or {}
+    value = agg.get(key)
+    if isinstance(value, dict):
+        return value.get(stat)
+    return None
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1e3
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def csv_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row: the all-in-one columns (means over trials, ms) then the extra columns."""
+    cfg = entry.get("config", {})
+    agg = entry.get("aggregates") or {}
+    peak = agg.get("peak_memory_bytes")
+    pre = _ms(_agg(entry, "pre_prompt_s"))
+    enc = pre if entry.get("encoder_decoder") else (0.0 if pre is not None else None)
+    actual = ""
+    if entry.get("actual_input_tokens") is not None:
+        actual = f"{entry['actual_input_tokens']}-{entry.get('actual_output_tokens')}"
+    io_tokens = ""
+    if cfg.get("input_tokens") is not None:
+        io_tokens = f"{cfg.get('input_tokens')}-{cfg.get('output_tokens')}"
+    row = {
+        "model": cfg.get("model", ""),
+        "1st token avg latency (ms)": _fmt(_ms(_agg(entry, "first_token_s")), 3),
+        "2+ avg latency (ms/token)": _fmt(_ms(_agg(entry, "rest_token_mean_s")), 3),
+        "encoder time (ms)": _fmt(enc, 3),
+        "input/output tokens": io_tokens,
+        "batch_size": cfg.get("batch_size", ""),
+        "actual input/output tokens": actual,
+        "num_beams": cfg.get("num_beams", 1),
+        "low_bit": cfg.get("low_bit") or "none",
+        "cpu_embedding": cfg.get("cpu_embedding", False),
+        "model loading time (s)": _fmt(entry.get("model_loading_time_s"), 3),
+        "peak mem (GB)": _fmt(None if peak is None else peak / GiB, 4),
+        "status": entry.get("status", ""),
+        "error": entry.get("error") or "",
+        "device": cfg.get("device", ""),
+        "dtype": cfg.get("dtype", ""),
+        "trials": len(entry.get("trials") or []),
+        "warmup": cfg.get("warmup", ""),
+        "1st token median (ms)": _fmt(_ms(_agg(entry, "first_token_s", "median")), 3),
+        "1st token p90 (ms)": _fmt(_ms(_agg(entry, "first_token_s", "p90")), 3),
+        "1st token stdev (ms)": _fmt(_ms(_agg(entry, "first_token_s", "stdev")), 3),
+        "2+ median (ms/token)": _fmt(_ms(_agg(entry, "rest_token_mean_s", "median")), 3),
+        "2+ p90 (ms/token)": _fmt(_ms(_agg(entry, "rest_token_mean_s", "p90")), 3),
+        "2+ stdev (ms/token)": _fmt(_ms(_agg(entry, "rest_token_mean_s", "stdev")), 3),
+        "decode tokens/s": _fmt(_agg(entry, "decode_tokens_per_s"), 1),
+        "pre-prompt time (ms)": _fmt(pre, 3),
+        "memory kind": agg.get("memory_kind") or "",
+    }
+    for key, value in (entry.get("csv_extra") or {}).items():  # command-specific columns
+        row[key] = value
+    return row
+
+
+def csv_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per configuration, in order."""
+    return [csv_row(e) for e in doc.get("configurations", [])]
+
+
+# -- renderers -----------------------------------------------------------------------------------
+def render_csv(doc: dict[str, Any]) -> str:
+    rows = csv_rows(doc)
+    columns = list(ALL_IN_ONE_COLUMNS) + list(EXTRA_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def render_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n"
+
+
+def render_jsonl(doc: dict[str, Any]) -> str:
+    """One JSON object per configuration (with the environment repeated in each line)."""
+    env = doc.get("environment", {})
+    lines = [
+        json.dumps({"environment": env, **e}, allow_nan=False, default=str)
+        for e in doc.get("configurations", [])
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+MD_COLUMNS = [
+    ("configuration", lambda e: e.get("label", e.get("id", ""))),
+    ("status", lambda e: e.get("status", "")),
+    ("1st token mean (ms)", lambda e: _fmt(_ms(_agg(e, "first_token_s")))),
+    ("1st token p90 (ms)", lambda e: _fmt(_ms(_agg(e, "first_token_s", "p90")))),
+    ("2+ mean (ms/token)", lambda e: _fmt(_ms(_agg(e, "rest_token_mean_s")), 3)),
+    ("2+ p90 (ms/token)", lambda e: _fmt(_ms(_agg(e, "rest_token_mean_s", "p90")), 3)),
+    ("decode tokens/s", lambda e: _fmt(_agg(e, "decode_tokens_per_s"), 1)),
+    ("peak mem (GB)", lambda e: _fmt(_peak_gib(e), 3)),
+    ("actual in/out", lambda e: _actual(e)),
+]
+
+
+def _peak_gib(entry: dict[str, Any]) -> float | None:
+    peak = (entry.get("aggregates") or {}).get("peak_memory_bytes")
+    return None if peak is None else peak / GiB
+
+
+def _actual(entry: dict[str, Any]) -> str:
+    if entry.get("actual_input_tokens") is None:
+        return ""
+    return f"{entry['actual_input_tokens']}-{entry.get('actual_output_tokens')}"
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    env = doc.get("environment", {})
+    head = "| " + " | ".join(name for name, _ in MD_COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in MD_COLUMNS) + "|"
+    lines = [
+        f"# streambench {doc.get('command', 'run')} results",
+        "",
+        f"streambench {env.get('streambench', '?')}, torch {env.get('torch', '?')}, "
+        f"transformers {env.get('transformers', '?')}; device {env.get('device', '?')} "
+        f"({env.get('device_name', '?')}); {env.get('date', '')}",
+        "",
+        head,
+        sep,
+    ]
+    for entry in doc.get("configurations", []):
+        cells = [str(fn(entry)).replace("|", "\\|") for _, fn in MD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [e for e in doc.get("configurations", []) if e.get("error")]
+    if failed:
+        lines += ["", "Failures:", ""]
+        lines += [f"- {e.get('label', e.get('id'))}: {e['error']}" for e in failed]
+    return "\n".join(lines) + "\n"
+
+
+#: output format by file extension
+OUTPUT_FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
+    ".csv": render_csv,
+    ".json": render_json,
+    ".jsonl": render_jsonl,
+    ".md": render_markdown,
+}
+
+
+def check_output_paths(paths: Iterable[str]) -> None:
+    """``ValueError`` (one line) for an output whose extension has no writer."""
+    for path in paths:
+        ext = Path(path).suffix.lower()
+        if ext not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"--output {path}: unknown format {ext or '(no extension)'!r}; use "
+                + ", ".join(OUTPUT_FORMATS)
+            )
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, flushed
+    and fsynced, then ``os.replace``. Parent directories are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return True
+
+
+def write_outputs(paths: Sequence[str], doc: dict[str, Any]) -> None:
+    """Write ``doc`` to every path, the format chosen by extension; each write atomic."""
+    for path in paths:
+        atomic_write_text(path, OUTPUT_FORMATS[Path(path).suffix.lower()](doc))
+
+
+# -- console tables -------------------------------------------------------------------------------
+def configuration_table(entry: dict[str, Any]) -> Any:
+    """A rich renderable for one configuration: a table of first token and rest tokens (mean,
+    median, p90, stdev over trials) and decode tokens/s, then a line with peak memory, the actual
+    token counts and the model loading time (or the error of a failed configuration)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    cfg = entry.get("config", {})
+    trials = len(entry.get("trials") or [])
+    title = f"{entry.get('label', entry.get('id'))}  ·  {trials} trials"
+    if cfg.get("warmup") is not None:
+        title += f" after {cfg.get('warmup')} warm-up"
+    header = Text(title, style="bold")
+    table = Table(min_width=60)
+    table.add_column("metric", style="bold")
+    for name in ("mean", "median", "p90", "stdev"):
+        table.add_column(name, justify="right")
+    if entry.get("status") != "ok":
+        status = entry.get("status", "failed")
+        return Group(header, Text(f"{status}: {entry.get('error') or ''}", style="red"), Text(""))
+    rows = [
+        ("first token (ms)", "first_token_s", 1e3, 2),
+        ("rest tokens (ms/token)", "rest_token_mean_s", 1e3, 3),
+        ("decode (tokens/s)", "decode_tokens_per_s", 1.0, 1),
+    ]
+    for name, key, scale, digits in rows:
+        stats = (entry.get("aggregates") or {}).get(key)
+        if not stats:
+            table.add_row(name, "-", "-", "-", "-")
+            continue
+        table.add_row(
+            name,
+            *(_fmt(stats[s] * scale, digits) for s in ("mean", "median", "p90", "stdev")),
+        )
+    agg = entry.get("aggregates") or {}
+    parts = []
+    peak = agg.get("peak_memory_bytes")
+    if peak is not None:
+        kind = {"rss": "process RSS", "peak_allocated": "peak allocated"}.get(
+            agg.get("memory_kind") or "", agg.get("memory_kind") or "memory"
+        )
+        parts.append(f"peak memory {peak / GiB:.3f} GB ({kind})")
+    if entry.get("actual_input_tokens") is not None:
+        parts.append(
+            f"actual in/out tokens {entry['actual_input_tokens']}/{entry['actual_output_tokens']}"
+        )
+    if entry.get("model_loading_time_s") is not None:
+        parts.append(f"model load {entry['model_loading_time_s']:.2f} s")
+    return Group(header, table, Text("  ·  ".join(parts), style="dim"), Text(""))
+
+
+# -- plots -------------------------------------------------------------------------------------
+def _per_position(
+    trials: list[dict[str, Any]], key: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Median, min and max over trials of ``trials[i][key][position]``, per position."""
+    import statistics
+
+    series = [t.get(key) or [] for t in trials]
+    series = [s for s in series if s]
+    if not series:
+        return [], [], []
+    n = min(len(s) for s in series)
+    med = [statistics.median(s[i] for s in series) for i in range(n)]
+    lo = [min(s[i] for s in series) for i in range(n)]
+    hi = [max(s[i] for s in series) for i in range(n)]
+    return med, lo, hi
+
+
+def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a PNG: per-token latency (and memory, where measured) over token position, one line
+    per configuration (median over trials, min-max band), the first token in its own panel.
+    Needs matplotlib (``pip install streambench[plot]``). Atomic like the other writers."""
+    import statistics
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError(
+            "plots need matplotlib, which is not installed: pip install 'streambench[plot]'"
+        ) from None
+
+    entries = [
+        e for e in doc.get("configurations", []) if e.get("status") == "ok" and e.get("trials")
+    ]
+    if not entries:
+        raise ValueError("nothing to plot: no configuration finished")
+    has_mem = any(t.get("memory_per_token_bytes") for e in entries for t in e["trials"])
+    rows = 2 if has_mem else 1
+    fig = plt.figure(figsize=(12, 3.9 * rows + 1.4), layout="constrained")
+    grid = fig.add_gridspec(rows, 2, width_ratios=[1, 3.6])
+    ax_first = fig.add_subplot(grid[0, 0])
+    ax_rest = fig.add_subplot(grid[0, 1])
+    colors = plt.get_cmap("tab10").colors
+    labels = [str(e.get("label", e.get("id"))) for e in entries]
+    numbers = [str(i + 1) for i in range(len(entries))]
+    longest = 1
+
+    # First token, set apart: one bar per configuration (median over trials, whiskers min-max).
+    for i, entry in enumerate(entries):
+        color = colors[i % len(colors)]
+        firsts = [t["first_token_s"] * 1e3 for t in entry["trials"] if t.get("first_token_s")]
+        if not firsts:
+            continue
+        med = statistics.median(firsts)
+        ax_first.bar(i, med, color=color, alpha=0.85, width=0.7)
+        if len(firsts) > 1:
+            ax_first.errorbar(
+                i,
+                med,
+                yerr=[[med - min(firsts)], [max(firsts) - med]],
+                color="0.2",
+                capsize=3,
+                linewidth=1,
+            )
+        ax_first.annotate(
+            _short(med),
+            (i, max(firsts)),
+            textcoords="offset points",
+            xytext=(0, 3),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax_first.set_xticks(range(len(entries)), numbers)
+    ax_first.set_xlabel("configuration")
+    ax_first.set_ylabel("time to first token (ms)")
+    ax_first.set_title("First token (prefill)", loc="left", fontsize=11)
+    ax_first.set_ylim(bottom=0)
+    ax_first.margins(y=0.12)
+    ax_first.grid(axis="y", alpha=0.3)
+
+    # Every later token over its position: median over trials, min-max band.
+    tops: list[float] = []
+    for i, entry in enumerate(entries):
+        color = colors[i % len(colors)]
+        med, lo, hi = _per_position(entry["trials"], "token_latencies_s")
+        if len(med) < 2:
+            continue
+        longest = max(longest, len(med))
+        xs = list(range(2, len(med) + 1))
+        rest = [v * 1e3 for v in med[1:]]
+        ax_rest.plot(xs, rest, color=color, linewidth=1.5, label=f"{i + 1}: {labels[i]}")
+        ax_rest.fill_between(
+            xs,
+            [v * 1e3 for v in lo[1:]],
+            [v * 1e3 for v in hi[1:]],
+            color=color,
+            alpha=0.15,
+            linewidth=0,
+        )
+        ordered = sorted(rest)
+        tops.append(ordered[min(len(ordered) - 1, int(0.98 * len(ordered)))])
+    ax_rest.set_xlabel("generated token position")
+    ax_rest.set_ylabel("latency of the token (ms)")
+    ax_rest.set_title(
+        "Rest tokens (decode): median over trials, band = min…max", loc="left", fontsize=11
+    )
+    if tops:
+        # Keep the lines readable: a rare outlier of one trial may leave the axes.
+        ax_rest.set_ylim(0, max(tops) * 1.6)
+    ax_rest.set_xlim(0.5, longest + 0.5)
+    ax_rest.grid(alpha=0.3)
+
+    if has_mem:
+        ax_peak = fig.add_subplot(grid[1, 0])
+        ax_mem = fig.add_subplot(grid[1, 1], sharex=ax_rest)
+        unit, scale = _memory_unit(entries)
+        for i, entry in enumerate(entries):
+            color = colors[i % len(colors)]
+            med, _, _ = _per_position(entry["trials"], "memory_per_token_bytes")
+            if not med:
+                continue
+            xs = list(range(1, len(med) + 1))
+            ax_mem.plot(xs, [v / scale for v in med], color=color, linewidth=1.5)
+            ax_mem.plot([1], [med[0] / scale], marker="o", color=color, markersize=6)
+            peak = (entry.get("aggregates") or {}).get("peak_memory_bytes")
+            if peak is not None:
+                ax_peak.bar(i, peak / scale, color=color, alpha=0.85, width=0.7)
+                ax_peak.annotate(
+                    _short(peak / scale),
+                    (i, peak / scale),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+        kind = {
+            "rss": ("process resident memory (RSS)", "RSS"),
+            "peak_allocated": ("peak memory allocated by torch in the step", "allocated"),
+            "current_allocated": ("memory allocated by torch at the token", "allocated"),
+        }.get(_memory_kind(entries), ("memory", "memory"))
+        ax_mem.set_xlabel("generated token position (● = first token)")
+        ax_mem.set_ylabel(f"{kind[1]} ({unit})")
+        ax_mem.set_title(f"Memory per token: {kind[0]}", loc="left", fontsize=11)
+        ax_mem.grid(alpha=0.3)
+        _tight_ylim(ax_mem)
+        ax_peak.set_xticks(range(len(entries)), numbers)
+        ax_peak.set_xlabel("configuration")
+        ax_peak.set_ylabel(f"peak {kind[1]} ({unit})")
+        ax_peak.set_title("Peak memory", loc="left", fontsize=11)
+        ax_peak.set_ylim(bottom=0)
+        ax_peak.margins(y=0.12)
+        ax_peak.grid(axis="y", alpha=0.3)
+
+    handles, texts = ax_rest.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            texts,
+            loc="outside lower center",
+            ncol=min(len(handles), 3),
+            fontsize=9,
+            frameon=False,
+        )
+    env = doc.get("environment", {})
+    fig.suptitle(
+        f"streambench · {env.get('device_name') or env.get('device', '')} "
+        f"({env.get('device', '?')}) · torch {env.get('torch', '?')} · "
+        f"transformers {env.get('transformers', '?')} · {str(env.get('date', ''))[:10]}",
+        fontsize=12,
+    )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, target)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _short(value: float) -> str:
+    """Compact label: 3 significant digits."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _memory_kind(entries: list[dict[str, Any]]) -> str:
+    for e in entries:
+        kind = (e.get("aggregates") or {}).get("memory_kind")
+        if kind:
+            return kind
+    return ""
+
+
+def _memory_unit(entries: list[dict[str, Any]]) -> tuple[str, float]:
+    peaks = [(e.get("aggregates") or {}).get("peak_memory_bytes") or 0 for e in entries]
+    return ("GiB", float(GiB)) if max(peaks, default=0) >= 4 * GiB else ("MiB", float(2**20))
+
+
+def _tight_ylim(ax: Any) -> None:
+    """Memory lines differ by little compared with their level: zoom in, but keep some room."""
+    lo, hi = ax.get_ylim()
+    pad = max((hi - lo) * 0.1, abs(hi) * 0.002, 1e-9)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+# -- compare --------------------------------------------------------------------------------------
+#: metrics compared (lower is better for all): aggregate key, statistic, label, scale, unit
+COMPARE_METRICS = [
+    ("first_token_s", "median", "first token median", 1e3, "ms"),
+    ("rest_token_mean_s", "median", "rest tokens median", 1e3, "ms/token"),
+]
+
+
+class CompareRow:
+    """One configuration compared: old and new values per metric, their ratio (new / old), and
+    whether the ratio is over ``1 + threshold`` (a regression)."""
+
+    def __init__(self, key: str, label: str) -> None:
+        self.key = key
+        self.label = label
+        self.values: dict[str, tuple[float | None, float | None]] = {}
+        self.problem: str | None = None
+        self.regressed: list[str] = []
+
+    def ratio(self, metric: str) -> float | None:
+        old, new = self.values.get(metric, (None, None))
+        if old is None or new is None or old <= 0:
+            return None
+        return new / old
+
+
+def _compare_key(entry: dict[str, Any], with_model: bool) -> str:
+    cfg = entry.get("config", {})
+    parts = [
+        f"{cfg.get('input_tokens')}-{cfg.get('output_tokens')}",
+        f"bs{cfg.get('batch_size')}",
+        f"beams{cfg.get('num_beams', 1)}",
+    ]
+    extra = cfg.get("concurrency")
+    if extra is not None:
+        parts.append(f"c{extra}")
+    if with_model:
+        parts.insert(0, str(cfg.get("model")))
+    return "|".join(parts)
+
+
+def compare_documents(
+    old: dict[str, Any], new: dict[str, Any], threshold: float
+) -> tuple[list[CompareRow], bool]:
+    """Compare configurations of two results documents. Configurations are matched by model,
+    input/output tokens, batch size and beams; when the two files share no model name (e.g. the
+    same benchmark of a renamed model), by the rest alone. Returns the rows and whether NEW
+    regressed: a metric slower than ``threshold`` (0.05 = 5 %), or a configuration that is
+    missing or failed in NEW."""
+    old_entries = old.get("configurations", [])
+    new_entries = new.get("configurations", [])
+    models_old = {e.get("config", {}).get("model") for e in old_entries}
+    models_new = {e.get("config", {}).get("model") for e in new_entries}
+    with_model = bool(models_old & models_new)
+    new_by_key = {_compare_key(e, with_model): e for e in new_entries}
+    rows: list[CompareRow] = []
+    regressed = False
+    for o in old_entries:
+        key = _compare_key(o, with_model)
+        row = CompareRow(key, o.get("label", key))
+        rows.append(row)
+        n = new_by_key.pop(key, None)
+        if o.get("status") != "ok":
+            row.problem = f"no baseline (OLD {o.get('status')})"
+            continue
+        if n is None:
+            row.problem = "missing in NEW"
+            regressed = True
+            continue
+        if n.get("status") != "ok":
+            row.problem = f"NEW {n.get('status')}: {n.get('error') or ''}".strip()
+            regressed = True
+            continue
+        for agg_key, stat, label, scale, _unit in COMPARE_METRICS:
+            ov, nv = _agg(o, agg_key, stat), _agg(n, agg_key, stat)
+            row.values[label] = (
+                None if ov is None else ov * scale,
+                None if nv is None else nv * scale,
+            )
+            r = row.ratio(label)
+            if r is not None and r > 1.0 + threshold:
+                row.regressed.append(label)
+                regressed = True
+        po = (o.get("aggregates") or {}).get("peak_memory_bytes")
+        pn = (n.get("aggregates") or {}).get("peak_memory_bytes")
+        row.values["peak memory"] = (
+            None if po is None else po / GiB,
+            None if pn is None else pn / GiB,
+        )
+    for key, n in new_by_key.items():
+        row = CompareRow(key, n.get("label", key))
+        row.problem = "new in NEW (no baseline)"
+        rows.append(row)
+    return rows, regressed
+
+
+def compare_table(rows: list[CompareRow], threshold: float) -> Any:
+    """A rich ``Table`` of :func:`compare_documents` rows."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"NEW / OLD (lower is faster; regression when > {1 + threshold:.3g}×)",
+        title_justify="left",
+    )
+    table.add_column("configuration")
+    metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
+    units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
+    units["peak memory"] = "GB"
+    for m in metrics:
+        table.add_column(f"{m}\nold → new ({units[m]})", justify="right")
+        table.add_column("ratio", justify="right")
+    table.add_column("verdict")
+    for row in rows:
+        if row.problem:
+            cells = ["" for _ in range(2 * len(metrics))]
+            table.add_row(row.label, *cells, f"[yellow]{row.problem}[/yellow]")
+            continue
+        cells = []
+        for m in metrics:
+            old, new = row.values.get(m, (None, None))
+            digits = 3 if m != "first token median" else 2
+            cells.append(f"{_fmt(old, digits)} → {_fmt(new, digits)}")
+            r = row.ratio(m)
+            text = "" if r is None else f"{r:.3f}×"
+            if m in row.regressed:
+                text = f"[bold red]{text}[/bold red]"
+            cells.append(text)
+        verdict = "[bold red]slower[/bold red]" if row.regressed else "[green]ok[/green]"
+        table.add_row(row.label, *cells, verdict)
+    return table
