@@ -436,6 +436,10 @@ def _sweep(
         f"({doc['environment'].get('device_name')})"
     )
     failures = 0
+
+    def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
+        out.print(line, markup=False, highlight=False)
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -488,9 +492,7 @@ def _sweep(
                         progress.advance(task)
 
                     try:
-                        run_configuration(
-                            loaded, entry, settings, on_run=on_run, print_fn=out.print
-                        )
+                        run_configuration(loaded, entry, settings, on_run=on_run, print_fn=plain)
                     except KeyboardInterrupt:
                         doc["configurations"].append(rank.gather(entry))
                         raise

@@ -610,19 +610,30 @@ def run_configuration(
             num_beams=settings.num_beams,
             pad_token_id=_pad_token_id(loaded),
         )
-        generate = loaded.model.generate
         if settings.num_beams > 1:
-            generate = _beam_generate(loaded, streamer)
+            # Beam search cannot be streamed: BenchmarkWrapper times it through a logits
+            # processor feeding the same timing core (and marks the start of each call).
+            timer: Any = beam_wrapper_class()(
+                loaded.model,
+                device=loaded.device,
+                do_print=settings.verbose,
+                verbose=settings.verbose,
+                print_fn=print_fn,
+            )
+            generate = timer.generate
         else:
+            timer = streamer
             gen_kwargs["streamer"] = streamer
+            generate = loaded.model.generate
         total = settings.warmup + settings.trials
         with torch.inference_mode():
             for i in range(total):
-                streamer.mark_start()
+                if timer is streamer:
+                    streamer.mark_start()
                 generate(input_ids, **gen_kwargs)
                 if on_run is not None:
                     on_run(i, i < settings.warmup)
-        runs = streamer.runs
+        runs = timer.runs
         warm, measured = runs[: settings.warmup], runs[settings.warmup :]
         bad = [r for r in measured if not r.complete or not r.has_tokens]
         if bad:
@@ -673,24 +684,6 @@ def run_configuration(
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
     return stats.to_dict() if stats is not None else None
-
-
-def _beam_generate(loaded: LoadedModel, streamer: Any) -> Callable[..., Any]:
-    """``generate`` for beam search, timed by :class:`BenchmarkWrapper` into ``streamer``'s
-    records. Raises :class:`UsageError` when the wrapper is not available."""
-    wrapper_cls = beam_wrapper_class()
-    wrapper = wrapper_cls(loaded.model)
-    inner_streamer = getattr(wrapper, "streamer", None)
-
-    def generate(input_ids: Any, **kwargs: Any) -> Any:
-        out = wrapper.generate(input_ids, **kwargs)
-        # Copy the wrapper's latest run into our streamer's records.
-        src = getattr(wrapper, "streamer", inner_streamer)
-        if src is not None and src is not streamer and src.runs:
-            streamer._runs.append(src.runs[-1])
-        return out
-
-    return generate
 
 
 def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int]]:
