@@ -1,0 +1,79 @@
+"""The transformers version matrix: the timing core and BenchmarkWrapper on every supported stack.
+
+    nox -s matrix                  # every version below (what CI runs, from clean venvs)
+    nox -s "matrix(4.37-ipex-llm)" # one of them
+    nox -R -s matrix               # reuse existing venvs, skip the installs (fast local reruns)
+
+Each session makes its own venv under ``.nox/``, installs the CPU build of torch *first*
+(``torch==2.13.0``; an unpinned ``pip install torch`` pulls a multi-GB CUDA build), then the pinned
+transformers stack, then this package without dependencies, and runs the core and wrapper tests
+(``TESTS``): the CLI, endpoint and distributed tests of the newest stack need not run on old ones.
+
+``4.37-ipex-llm`` is the seed's stack: transformers 4.37.0 with ipex-llm 2.2.0 (int4 on CPU,
+installed without its dependencies: its extras pin a ``torch==2.1.2+cpu`` no index serves), which
+also runs ``tests/test_ipex_llm.py``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["matrix"]
+nox.options.reuse_venv = "no"  # `nox -R` reuses them locally; CI starts clean
+nox.options.default_venv_backend = "venv"  # plain pip: honours the machine's pip config
+
+TORCH = "torch==2.13.0"
+TESTS = [
+    "tests/test_streamer.py",
+    "tests/test_devices.py",
+    "tests/test_wrapper.py",
+    "tests/test_ipex_llm.py",
+]
+
+# id -> packages pinned beside torch. Keep the README's compatibility table in step with this.
+STACKS = {
+    "4.37-ipex-llm": [
+        "transformers==4.37.0",
+        "tokenizers==0.15.2",
+        "accelerate==0.23.0",
+        "numpy<2",
+        "sentencepiece",
+        "py-cpuinfo",
+        "protobuf",
+        "tabulate",
+    ],
+    "4.51": ["transformers==4.51.3"],
+    "4.57": ["transformers==4.57.6"],
+    "5.24": ["transformers==5.24.0"],
+}
+IPEX_LLM = "ipex-llm==2.2.0"
+CPU_TORCH_CHECK = (
+    "import torch, transformers; "
+    "assert torch.version.cuda is None, 'a CUDA torch was installed: ' + torch.__version__; "
+    "print('torch', torch.__version__, '| transformers', transformers.__version__)"
+)
+
+
+@nox.session
+@nox.parametrize("stack", list(STACKS), ids=list(STACKS))
+def matrix(session: nox.Session, stack: str) -> None:
+    """Core + BenchmarkWrapper tests on one pinned transformers stack."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*STACKS[stack], "psutil", "pytest", "packaging")
+        if stack.endswith("ipex-llm"):
+            session.install(IPEX_LLM, "--no-deps")
+        session.install("-e", ".", "--no-deps")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or TESTS)
+    )
+
+
+def _installed(session: nox.Session) -> bool:
+    try:
+        session.run("python", "-c", "import streambench, torch, transformers", silent=True)
+    except nox.command.CommandFailed:
+        return False
+    return True
