@@ -1,0 +1,1185 @@
+"""Benchmark an OpenAI-compatible streaming server: TTFT, TPOT, ITL and E2E per request.
+
+Client side only: requests are streamed (``"stream": true``) over HTTP with ``httpx`` and the
+server-sent events are decoded with ``httpx-sse`` (multi-line ``data:`` fields, ``:`` keep-alive
+comments, ``[DONE]``). Every time below is ``time.perf_counter()`` seconds on the client, counted
+from the moment the request is handed to the HTTP client (*sent*), for one request:
+
+- ``ttft_s``: sent -> the first event that carries generated text (empty role/usage-only chunks
+  do not count).
+- ``e2e_s``: sent -> the end of the stream (``[DONE]``, or the server closing a stream whose last
+  chunk had a ``finish_reason``).
+- ``tpot_s``: ``(e2e_s - ttft_s) / (output_tokens - 1)``; ``None`` with fewer than two tokens.
+- ``itl_s``: one inter-token latency per output token after the first. A chunk that carries ``k``
+  tokens is ``k`` tokens: the gap since the previous text chunk is split evenly over them; the
+  ``k - 1`` companions of the *first* token arrived with it and get ``0.0`` (the same rule as the
+  local timing core, :mod:`streambench.timing`). So ``sum(itl_s) = last text chunk - ttft_s``.
+- ``chunk_times_s`` / ``chunk_tokens``: the raw text chunks (arrival time since sent, tokens).
+
+Tokens per chunk (``token_count``, one value per request):
+
+- ``"usage_per_chunk"``: the server sent cumulative ``usage`` in every chunk (vLLM with
+  ``stream_options.continuous_usage_stats``): exact.
+- ``"usage+tokenizer"`` / ``"usage+text"``: the total from the final ``usage`` chunk
+  (``stream_options.include_usage``), split over the chunks by tokenizing the text (``--tokenizer``)
+  or, without a tokenizer, in proportion to each chunk's characters (each chunk gets at least one
+  token while there are enough).
+- ``"tokenizer"``: no usage; the concatenated text tokenized locally.
+- ``"chunks"``: no usage and no tokenizer: every text chunk is counted as one token (a lower
+  bound when the server sends several tokens per chunk).
+
+Failed requests (connection refused, HTTP 4xx/5xx, a non-SSE reply, an ``error`` event, a stream
+cut before ``[DONE]``/``finish_reason``, a timeout) are kept with ``ok=False`` and their ``error``;
+they never enter latency statistics. Only the URL given is contacted: no redirects are followed and
+proxy/``.netrc`` settings from the environment are ignored. The API key is sent as a bearer token
+and never stored in results or printed.
+
+Example (library use; ``python -m streambench.endpoint --help`` for the command line):
+    >>> from streambench.endpoint import EndpointSpec, run_endpoint
+    >>> spec = EndpointSpec(url="http://127.0.0.1:8000/v1", model="my-model", requests=8,
+    ...                     concurrency=2, prompt_tokens=32, output_tokens=64)
+    >>> result = run_endpoint(spec)  # doctest: +SKIP
+    >>> result.summary.ttft_s.median, result.summary.tpot_s.p90  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from .stats import Stats, describe
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .timing import RunResult
+
+__all__ = [
+    "EndpointError",
+    "EndpointResult",
+    "EndpointSpec",
+    "EndpointSummary",
+    "RequestRecord",
+    "add_arguments",
+    "apportion",
+    "count_chunk_tokens",
+    "format_summary",
+    "main",
+    "make_prompts",
+    "parse_slo",
+    "request_url",
+    "run_endpoint",
+    "spec_from_args",
+    "summarize",
+]
+
+#: Request fields that force the output length; dropped when the server rejects them (``auto``).
+FORCE_FIELDS = ("ignore_eos", "min_tokens")
+SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+# Words that are one token each in the common BPE vocabularies (with a leading space).
+_WORDS = (
+    "the of and to in is was for that on with as by at from his her are be this which have or "
+    "one had not but what all were when we there can an your more if has will each about how up "
+    "out them then she many some so these would other into him time two way could people my than "
+    "first water been call who its now find long down day did get come made may part over new "
+    "sound take only little work know place year live me back give most very after thing our just "
+    "name good sentence man think say great where help through much before line right too mean "
+    "old any same tell boy follow came want show also around form three small set put end does "
+    "another well large must big even such because turn here why ask went men read need land"
+).split()
+
+
+class EndpointError(ValueError):
+    """Bad endpoint benchmark input (URL, numbers, SLO, tokenizer); the message says what to do."""
+
+
+# --------------------------------------------------------------------------- specification
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What to send, how many, and how fast. Times in seconds.
+
+    Args:
+        url: the OpenAI-compatible base, e.g. ``http://127.0.0.1:8000/v1`` (``/completions`` or
+            ``/chat/completions`` is appended; a URL already ending in one is used as is; a bare
+            ``http://host:port`` gets ``/v1``).
+        model: the ``model`` field of each request.
+        chat: stream ``/chat/completions`` (one user message) instead of ``/completions``.
+        prompt_tokens: prompt length N. Exact when ``tokenizer`` is given, else N common English
+            words (about N tokens in most vocabularies; the server's ``usage`` reports the truth).
+        output_tokens: forced output length M: ``max_tokens = M`` plus ``ignore_eos`` and
+            ``min_tokens = M`` (see ``force``).
+        requests: measured requests. warmup: requests sent one at a time first, not measured.
+        concurrency: most requests in flight (default 1; 64 with ``request_rate``).
+        request_rate: mean requests per second with Poisson arrivals (exponential gaps drawn from
+            ``random.Random(seed)``); ``None`` sends as fast as ``concurrency`` allows.
+        timeout_s: hard limit per request (connect + whole stream); a request past it fails.
+        force: ``"auto"`` (send the forcing fields; when a 1-token probe gets HTTP 400/422, drop
+            them, then ``stream_options`` too, and say so), ``"on"`` (always send), ``"off"``.
+        tokenizer: a local tokenizer directory (``AutoTokenizer``, never downloaded) for exact
+            prompts and per-chunk token counts.
+        extra_body: more JSON fields merged into every request (server-specific options).
+        slo: goodput thresholds in seconds, keys among ``ttft``, ``tpot``, ``itl`` (every
+            inter-token latency of the request), ``e2e``.
+        api_key: bearer token; ``None`` reads the environment variable ``api_key_env``.
+        prompt: use this text for every request instead of generated prompts.
+        temperature: sampling temperature sent (``0`` = greedy where servers honour it).
+    """
+
+    url: str
+    model: str
+    chat: bool = False
+    prompt_tokens: int = 32
+    output_tokens: int = 32
+    requests: int = 10
+    warmup: int = 1
+    concurrency: int | None = None
+    request_rate: float | None = None
+    timeout_s: float = 60.0
+    seed: int = 0
+    force: str = "auto"
+    tokenizer: str | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    slo: dict[str, float] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    prompt: str | None = None
+    temperature: float | None = 0.0
+
+    def validate(self) -> EndpointSpec:
+        """Check the numbers; returns ``self`` or raises :class:`EndpointError`."""
+        request_url(self.url, self.chat)  # raises on a bad URL
+        if not self.model:
+            raise EndpointError("--model is required: the model name the server serves")
+        for name in ("prompt_tokens", "output_tokens", "requests"):
+            if getattr(self, name) < 1:
+                raise EndpointError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise EndpointError(f"warmup must be >= 0, got {self.warmup}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise EndpointError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.request_rate is not None and not (self.request_rate > 0):
+            raise EndpointError(f"request rate must be > 0 requests/s, got {self.request_rate}")
+        if not (self.timeout_s > 0):
+            raise EndpointError(f"timeout must be > 0 s, got {self.timeout_s}")
+        if self.force not in ("auto", "on", "off"):
+            raise EndpointError(f"force must be auto, on or off, got {self.force!r}")
+        bad = set(self.slo) - set(SLO_KEYS)
+        if bad:
+            raise EndpointError(f"unknown SLO key(s) {sorted(bad)}: use {', '.join(SLO_KEYS)}")
+        return self
+
+    @property
+    def max_in_flight(self) -> int:
+        if self.concurrency is not None:
+            return self.concurrency
+        return 64 if self.request_rate is not None else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe configuration; the API key is never included (only whether one was set)."""
+        out = asdict(self)
+        out.pop("api_key")
+        out["url"] = _public_url(self.url)
+        out["endpoint"] = _public_url(request_url(self.url, self.chat))
+        out["max_in_flight"] = self.max_in_flight
+        out["api_key_set"] = bool(self._resolved_key())
+        return out
+
+    def _resolved_key(self) -> str | None:
+        return self.api_key or os.environ.get(self.api_key_env) or None
+
+
+def request_url(url: str, chat: bool = False) -> str:
+    """The URL each request goes to. Raises :class:`EndpointError` for a URL that is not http(s)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise EndpointError(
+            f"endpoint URL {url!r} is not an http(s) URL: give the OpenAI-compatible base, "
+            "e.g. http://127.0.0.1:8000/v1"
+        )
+    if parts.query or parts.fragment:
+        raise EndpointError(f"endpoint URL {url!r} has a query or fragment: give only the base")
+    path = parts.path.rstrip("/")
+    if path.endswith("/chat/completions") or path.endswith("/completions"):
+        is_chat = path.endswith("/chat/completions")
+        if is_chat != chat:
+            want = "add --chat" if is_chat else "drop --chat"
+            raise EndpointError(f"URL {url!r} names the other endpoint: {want} or give the base")
+        full = path
+    else:
+        if not path:
+            path = "/v1"
+        full = path + ("/chat/completions" if chat else "/completions")
+    return urlunsplit((parts.scheme, parts.netloc, full, "", ""))
+
+
+def _public_url(url: str) -> str:
+    """``url`` without user:password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|µs|ms|s)?\s*$", re.I)
+
+
+def parse_duration(text: str) -> float:
+    """``"200ms"``, ``"0.2s"``, ``"150us"`` or a bare number of milliseconds -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise EndpointError(f"bad duration {text!r}: write e.g. 200ms, 0.2s or 150us")
+    value = float(m.group(1))
+    unit = (m.group(2) or "ms").lower()
+    return value * {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+
+def parse_slo(text: str | None) -> dict[str, float]:
+    """``"ttft=200ms,tpot=50ms"`` -> ``{"ttft": 0.2, "tpot": 0.05}`` (seconds)."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        key = key[:-2] if key.endswith("_s") else key
+        key = {"e2el": "e2e", "e2e_latency": "e2e"}.get(key, key)
+        if not sep or key not in SLO_KEYS:
+            raise EndpointError(
+                f"bad --slo part {part!r}: write KEY=TIME with KEY in {', '.join(SLO_KEYS)}, "
+                "e.g. --slo ttft=200ms,tpot=50ms"
+            )
+        out[key] = parse_duration(value)
+    return out
+
+
+# --------------------------------------------------------------------------- per request
+@dataclass(frozen=True)
+class RequestRecord:
+    """One streamed request. Times in seconds (``perf_counter``), counted from when it was sent.
+
+    ``index``: position in its phase; ``warmup``: a warm-up (or probe) request, never in
+    statistics; ``ok``: the stream completed. ``error`` (``"kind: detail"``, kinds: ``connect``,
+    ``http``, ``timeout``, ``stream_cut``, ``protocol``, ``server_error``) and ``status`` (HTTP
+    status) explain a failure. ``sent_s``: when it was sent, from the start of its phase.
+    ``prompt_tokens``: from the server's ``usage``, else the local tokenizer, else ``None``.
+    """
+
+    index: int
+    ok: bool
+    sent_s: float
+    warmup: bool = False
+    error: str | None = None
+    status: int | None = None
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    chunk_times_s: tuple[float, ...] = ()
+    chunk_tokens: tuple[int, ...] = ()
+    output_tokens: int = 0
+    prompt_tokens: int | None = None
+    token_count: str = "chunks"
+    finish_reason: str | None = None
+    events: int = 0
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.error.split(":", 1)[0] if self.error else None
+
+    @property
+    def tpot_s(self) -> float | None:
+        """``(e2e_s - ttft_s) / (output_tokens - 1)``, seconds/token."""
+        if self.ttft_s is None or self.e2e_s is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    @property
+    def token_latencies_s(self) -> tuple[float, ...]:
+        """Per output token: ``ttft_s`` first, then the inter-token latencies (see module doc)."""
+        out: list[float] = []
+        prev: float | None = None
+        for t, k in zip(self.chunk_times_s, self.chunk_tokens):
+            if k <= 0:
+                continue  # its time is carried into the next chunk with tokens
+            if prev is None:
+                out.append(t)
+                out.extend([0.0] * (k - 1))
+            else:
+                out.extend([(t - prev) / k] * k)
+            prev = t
+        return tuple(out)
+
+    @property
+    def itl_s(self) -> tuple[float, ...]:
+        """Inter-token latencies, one per output token after the first."""
+        return self.token_latencies_s[1:]
+
+    @property
+    def chunk_gaps_s(self) -> tuple[float, ...]:
+        """Time between consecutive text chunks (the first entry is ``ttft_s``)."""
+        prev = 0.0
+        out = []
+        for t in self.chunk_times_s:
+            out.append(t - prev)
+            prev = t
+        return tuple(out)
+
+    def meets(self, slo: dict[str, float]) -> bool:
+        """True when the request succeeded and every given SLO threshold (seconds) holds."""
+        if not self.ok:
+            return False
+        checks = {
+            "ttft": self.ttft_s,
+            "tpot": self.tpot_s,
+            "e2e": self.e2e_s,
+            "itl": max(self.itl_s) if self.itl_s else None,
+        }
+        for key, limit in slo.items():
+            value = checks[key]
+            if value is not None and value > limit:
+                return False
+        return True
+
+    def to_dict(self, per_token: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "warmup": self.warmup,
+            "ok": self.ok,
+            "error": self.error,
+            "status": self.status,
+            "sent_s": self.sent_s,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "e2e_s": self.e2e_s,
+            "output_tokens": self.output_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "token_count": self.token_count,
+            "finish_reason": self.finish_reason,
+            "chunks": len(self.chunk_times_s),
+            "events": self.events,
+        }
+        if per_token:
+            out["chunk_times_s"] = list(self.chunk_times_s)
+            out["chunk_tokens"] = list(self.chunk_tokens)
+            out["itl_s"] = list(self.itl_s)
+        return out
+
+    def to_run_result(self, device: str = "endpoint") -> RunResult:
+        """The same request as a :class:`~streambench.timing.RunResult` (``reference="request"``,
+        ``batch_size=1``), so reports and :func:`streambench.stats.aggregate` treat it like a local
+        run: ``first_token_s`` = TTFT, ``token_latencies_s`` = TTFT then ITL, ``step_*`` = chunks.
+        ``extra`` holds ``e2e_s``, ``tpot_s`` and ``token_count``."""
+        from .timing import RunResult
+
+        lat = self.token_latencies_s
+        return RunResult(
+            device=device,
+            reference="request",
+            first_token_s=lat[0] if lat else None,
+            token_latencies_s=lat,
+            step_latencies_s=self.chunk_gaps_s,
+            step_tokens=self.chunk_tokens,
+            new_tokens=len(lat),
+            batch_size=1,
+            prompt_tokens=self.prompt_tokens or 0,
+            complete=self.ok,
+            extra={"e2e_s": self.e2e_s, "tpot_s": self.tpot_s, "token_count": self.token_count},
+        )
+
+
+def apportion(total: int, weights: Sequence[float]) -> list[int]:
+    """Split ``total`` tokens over chunks in proportion to ``weights`` (largest remainder).
+
+    While ``total >= len(weights)`` every chunk gets at least one token (a text chunk holds at
+    least one token); the first chunk always gets one when ``total >= 1``. Sums to ``total``.
+    """
+    n = len(weights)
+    if n == 0 or total <= 0:
+        return [0] * n
+    if total >= n:
+        base = [1] * n
+        rest = total - n
+        w = [max(float(x) - 1.0, 0.0) for x in weights]
+    else:
+        base = [0] * n
+        base[0] = 1
+        rest = total - 1
+        w = [0.0] + [max(float(x), 0.0) for x in weights[1:]]
+    if rest:
+        if sum(w) <= 0:
+            w = [1.0] * n if total >= n else [0.0] + [1.0] * (n - 1)
+        s = sum(w)
+        exact = [rest * x / s for x in w]
+        add = [math.floor(x) for x in exact]
+        left = rest - sum(add)
+        order = sorted(range(n), key=lambda i: (-(exact[i] - add[i]), i))
+        for i in order[:left]:
+            add[i] += 1
+        base = [b + a for b, a in zip(base, add)]
+    return base
+
+
+def _tokenizer_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens added by each chunk: token counts of the growing concatenation, differenced."""
+    prefixes, acc = [], ""
+    for t in texts:
+        acc += t
+        prefixes.append(acc)
+    ids = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
+    counts, prev = [], 0
+    for row in ids:
+        counts.append(max(len(row) - prev, 0))
+        prev = max(prev, len(row))
+    return counts
+
+
+def count_chunk_tokens(
+    texts: Sequence[str],
+    chunk_usage: Sequence[int | None] = (),
+    usage_total: int | None = None,
+    tokenizer: Any = None,
+) -> tuple[list[int], str]:
+    """Tokens per text chunk and how they were counted (see the module doc for the methods).
+
+    ``chunk_usage``: cumulative ``usage.completion_tokens`` seen with each chunk (``None`` where
+    absent); ``usage_total``: the last ``usage.completion_tokens`` of the stream. The counts sum to
+    ``usage_total`` whenever it is known.
+    """
+    n = len(texts)
+    if n == 0:
+        return [], "usage" if usage_total is not None else "chunks"
+    if len(chunk_usage) == n and all(u is not None for u in chunk_usage):
+        counts, prev = [], 0
+        for u in chunk_usage:
+            counts.append(max(int(u) - prev, 0))  # type: ignore[arg-type]
+            prev = max(prev, int(u))  # type: ignore[arg-type]
+        if usage_total is not None and usage_total > sum(counts):
+            counts[-1] += usage_total - sum(counts)
+        if counts[0] == 0 and sum(counts) > 0:
+            counts = apportion(sum(counts), counts)
+        return counts, "usage_per_chunk"
+    tok_counts = _tokenizer_counts(tokenizer, texts) if tokenizer is not None else None
+    if usage_total is not None:
+        weights = tok_counts if tok_counts is not None else [len(t) for t in texts]
+        method = "usage+tokenizer" if tok_counts is not None else "usage+text"
+        return apportion(usage_total, weights), method
+    if tok_counts is not None:
+        if tok_counts[0] == 0:
+            tok_counts[0] = 1
+        return tok_counts, "tokenizer"
+    return [1] * n, "chunks"
+
+
+# --------------------------------------------------------------------------- prompts
+def load_tokenizer(path: str | None) -> Any:
+    """A local tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True)``)."""
+    if not path:
+        return None
+    if not os.path.isdir(path):
+        raise EndpointError(
+            f"--tokenizer {path!r} is not a directory: give a local tokenizer folder "
+            "(the model's directory works); it is never downloaded"
+        )
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise EndpointError(f"cannot load a tokenizer from {path!r}: {exc}") from exc
+
+
+def make_prompts(count: int, tokens: int, seed: int = 0, tokenizer: Any = None) -> list[str]:
+    """``count`` different prompts of ``tokens`` tokens: random common words (seeded).
+
+    With a tokenizer the text is cut so that it encodes to exactly ``tokens`` tokens (without
+    special tokens) where the vocabulary allows; without one, ``tokens`` words.
+    """
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(count):
+        words = [rng.choice(_WORDS) for _ in range(tokens)]
+        text = " ".join(words)
+        if tokenizer is not None:
+            text = _fit(tokenizer, text, tokens, rng)
+        prompts.append(text)
+    return prompts
+
+
+def _fit(tokenizer: Any, text: str, tokens: int, rng: random.Random) -> str:
+    for _ in range(8):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) == tokens:
+            return text
+        if len(ids) > tokens:
+            text = tokenizer.decode(ids[:tokens])
+        else:
+            text = text + " " + " ".join(rng.choice(_WORDS) for _ in range(tokens - len(ids)))
+    return text
+
+
+# --------------------------------------------------------------------------- streaming client
+class _Live:
+    """State of a request in flight, readable after a timeout cancelled it."""
+
+    __slots__ = (
+        "done",
+        "events",
+        "finish",
+        "origin",
+        "status",
+        "texts",
+        "times",
+        "usage",
+        "usage_at",
+    )
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.status: int | None = None
+        self.times: list[float] = []
+        self.texts: list[str] = []
+        self.usage_at: list[int | None] = []
+        self.usage: dict[str, Any] | None = None
+        self.finish: str | None = None
+        self.done = False
+        self.events = 0
+
+
+class _Failed(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _chunk_text(obj: dict[str, Any]) -> tuple[str, str | None]:
+    """Generated text and finish_reason of choice 0 of one streamed chunk."""
+    text, finish = "", None
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        finish = choice.get("finish_reason") or finish
+        if isinstance(choice.get("text"), str):
+            text += choice["text"]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            for key in ("reasoning_content", "reasoning", "content"):
+                if isinstance(delta.get(key), str):
+                    text += delta[key]
+    return text, finish
+
+
+async def _stream_one(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], live: _Live
+) -> None:
+    import httpx
+    from httpx_sse import EventSource, SSEError
+
+    t0 = live.origin
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as resp:
+            live.status = resp.status_code
+            if resp.status_code >= 300:
+                raw = await resp.aread()
+                raise _Failed(f"http: HTTP {resp.status_code}: {_snippet(raw)}")
+            try:
+                async for sse in EventSource(resp).aiter_sse():
+                    now = time.perf_counter()
+                    data = sse.data.strip()
+                    if not data:
+                        continue
+                    live.events += 1
+                    if data == "[DONE]":
+                        live.done = True
+                        break
+                    try:
+                        obj = json.loads(data)
+                    except ValueError:
+                        raise _Failed(f"protocol: event data is not JSON: {data[:120]!r}") from None
+                    if not isinstance(obj, dict):
+                        raise _Failed(f"protocol: event data is not an object: {data[:120]!r}")
+                    if obj.get("error") and not obj.get("choices"):
+                        raise _Failed(f"server_error: {_snippet(json.dumps(obj['error']))}")
+                    text, finish = _chunk_text(obj)
+                    usage = obj.get("usage")
+                    if isinstance(usage, dict):
+                        live.usage = usage
+                    if finish:
+                        live.finish = finish
+                    if text:
+                        live.times.append(now - t0)
+                        live.texts.append(text)
+                        ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
+                        live.usage_at.append(ct if isinstance(ct, int) else None)
+            except SSEError as exc:
+                raise _Failed(f"protocol: not a server-sent event stream ({exc})") from None
+    except _Failed:
+        raise
+    except httpx.TimeoutException as exc:
+        raise _Failed(f"timeout: {type(exc).__name__} {exc}".rstrip()) from None
+    except httpx.ConnectError as exc:
+        raise _Failed(f"connect: {exc or type(exc).__name__}") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise _Failed(f"stream_cut: {type(exc).__name__}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise _Failed(f"connect: {type(exc).__name__}: {exc}") from None
+    if not live.done and live.finish is None:
+        raise _Failed(
+            f"stream_cut: stream ended before [DONE] or a finish_reason "
+            f"({len(live.texts)} text chunks received)"
+        )
+
+
+def _snippet(raw: bytes | str, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = " ".join(text.split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+async def _request(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    timeout_s: float,
+    index: int,
+    phase_start: float,
+    warmup: bool,
+    tokenizer: Any,
+    prompt_tokens_local: int | None,
+    secret: str | None,
+) -> RequestRecord:
+    t0 = time.perf_counter()
+    live = _Live(t0)
+    error: str | None = None
+    try:
+        await asyncio.wait_for(_stream_one(client, url, body, headers, live), timeout_s)
+    except _Failed as exc:
+        error = exc.error
+    except asyncio.TimeoutError:
+        error = (
+            f"timeout: no complete stream within {timeout_s:g} s "
+            f"({len(live.texts)} text chunks received)"
+        )
+    end = time.perf_counter()
+    if error and secret:
+        error = error.replace(secret, "***")
+    usage = live.usage or {}
+    total = usage.get("completion_tokens")
+    total = total if isinstance(total, int) else None
+    counts, method = count_chunk_tokens(live.texts, live.usage_at, total, tokenizer)
+    ptok = usage.get("prompt_tokens")
+    ptok = ptok if isinstance(ptok, int) else prompt_tokens_local
+    common = dict(
+        index=index,
+        sent_s=t0 - phase_start,
+        warmup=warmup,
+        status=live.status,
+        chunk_times_s=tuple(live.times),
+        chunk_tokens=tuple(counts),
+        output_tokens=sum(counts),
+        prompt_tokens=ptok,
+        token_count=method,
+        finish_reason=live.finish,
+        events=live.events,
+    )
+    if error is None and not live.times:
+        error = "protocol: stream completed without any generated text"
+    if error is not None:
+        return RequestRecord(ok=False, error=error, **common)  # type: ignore[arg-type]
+    return RequestRecord(ok=True, ttft_s=live.times[0], e2e_s=end - t0, **common)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class EndpointSummary:
+    """Aggregates over the measured requests (warm-up excluded); latencies in seconds.
+
+    ``ttft_s``/``tpot_s``/``e2e_s``: one value per successful request; ``itl_s``: every inter-token
+    latency of every successful request pooled. ``requests_per_s`` and ``output_tokens_per_s``:
+    successful requests and their output tokens divided by ``duration_s`` (first request sent ->
+    last request finished). ``goodput_requests_per_s``/``slo_attained``: requests meeting every
+    ``slo`` threshold, per second and as a fraction of all measured requests (``None`` without an
+    SLO). ``errors``: failure kind -> count; ``short_outputs``: successful requests that returned
+    fewer tokens than asked.
+    """
+
+    requests: int
+    ok: int
+    failed: int
+    duration_s: float
+    ttft_s: Stats | None
+    tpot_s: Stats | None
+    itl_s: Stats | None
+    e2e_s: Stats | None
+    output_tokens: Stats | None
+    prompt_tokens: Stats | None
+    total_output_tokens: int
+    requests_per_s: float
+    output_tokens_per_s: float
+    goodput_requests_per_s: float | None
+    slo_attained: float | None
+    slo: dict[str, float]
+    errors: dict[str, int]
+    first_errors: list[str]
+    token_count: dict[str, int]
+    short_outputs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.__dataclass_fields__:
+            value = getattr(self, key)
+            out[key] = value.to_dict() if isinstance(value, Stats) else value
+        return out
+
+
+def summarize(
+    records: Sequence[RequestRecord],
+    duration_s: float,
+    slo: dict[str, float] | None = None,
+    asked_tokens: int | None = None,
+) -> EndpointSummary:
+    """:class:`EndpointSummary` of the measured (non-warm-up) records."""
+    measured = [r for r in records if not r.warmup]
+    good = [r for r in measured if r.ok]
+    bad = [r for r in measured if not r.ok]
+    total_out = sum(r.output_tokens for r in good)
+    dur = duration_s if duration_s > 0 else math.inf
+    slo = dict(slo or {})
+    met = sum(1 for r in good if r.meets(slo)) if slo else None
+    errors = Counter(r.error_kind or "unknown" for r in bad)
+    firsts: list[str] = []
+    seen: set[str] = set()
+    for r in bad:
+        kind = r.error_kind or "unknown"
+        if kind not in seen and r.error:
+            seen.add(kind)
+            firsts.append(r.error)
+    return EndpointSummary(
+        requests=len(measured),
+        ok=len(good),
+        failed=len(bad),
+        duration_s=duration_s,
+        ttft_s=describe(r.ttft_s for r in good if r.ttft_s is not None),
+        tpot_s=describe(r.tpot_s for r in good if r.tpot_s is not None),
+        itl_s=describe(x for r in good for x in r.itl_s),
+        e2e_s=describe(r.e2e_s for r in good if r.e2e_s is not None),
+        output_tokens=describe(r.output_tokens for r in good),
+        prompt_tokens=describe(r.prompt_tokens for r in good if r.prompt_tokens is not None),
+        total_output_tokens=total_out,
+        requests_per_s=len(good) / dur,
+        output_tokens_per_s=total_out / dur,
+        goodput_requests_per_s=None if met is None else met / dur,
+        slo_attained=None if met is None or not measured else met / len(measured),
+        slo=slo,
+        errors=dict(errors),
+        first_errors=firsts,
+        token_count=dict(Counter(r.token_count for r in good)),
+        short_outputs=sum(1 for r in good if asked_tokens and r.output_tokens < asked_tokens),
+    )
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """One endpoint benchmark: the spec, every request (warm-up and probe included, flagged), the
+    request fields actually sent (``sent_fields``; ``dropped_fields`` the server refused), and
+    :class:`EndpointSummary` over the measured ones. ``interrupted``: stopped early (Ctrl-C)."""
+
+    spec: EndpointSpec
+    records: tuple[RequestRecord, ...]
+    summary: EndpointSummary
+    started_at: str
+    sent_fields: tuple[str, ...]
+    dropped_fields: tuple[str, ...] = ()
+    interrupted: bool = False
+
+    @property
+    def measured(self) -> list[RequestRecord]:
+        return [r for r in self.records if not r.warmup]
+
+    def run_results(self, device: str | None = None) -> list[RunResult]:
+        """Successful measured requests as :class:`~streambench.timing.RunResult` records."""
+        dev = device or f"endpoint:{self.spec.model}"
+        return [r.to_run_result(dev) for r in self.measured if r.ok]
+
+    def to_dict(self, per_token: bool = True) -> dict[str, Any]:
+        """JSON-serializable (schema in docs/endpoint.md)."""
+        return {
+            "kind": "endpoint",
+            "started_at": self.started_at,
+            "config": self.spec.to_dict(),
+            "sent_fields": list(self.sent_fields),
+            "dropped_fields": list(self.dropped_fields),
+            "interrupted": self.interrupted,
+            "summary": self.summary.to_dict(),
+            "requests": [r.to_dict(per_token) for r in self.records],
+        }
+
+
+# --------------------------------------------------------------------------- the run
+def _body(spec: EndpointSpec, prompt: str, max_tokens: int, level: int) -> dict[str, Any]:
+    """Request body. ``level`` 0: everything; 1: without the forcing fields; 2: also without
+    ``stream_options``."""
+    body: dict[str, Any] = {"model": spec.model, "stream": True, "max_tokens": max_tokens}
+    if spec.chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if spec.temperature is not None:
+        body["temperature"] = spec.temperature
+    force = spec.force == "on" or (spec.force == "auto" and level == 0)
+    if force:
+        body["ignore_eos"] = True
+        body["min_tokens"] = max_tokens
+    if spec.force == "on" or level < 2:
+        opts: dict[str, Any] = {"include_usage": True}
+        if force:
+            opts["continuous_usage_stats"] = True
+        body["stream_options"] = opts
+    body.update(spec.extra_body)
+    return body
+
+
+class EndpointBenchmark:
+    """Runs a spec; :attr:`records` fills as requests finish (kept when interrupted)."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        on_request: Callable[[RequestRecord], None] | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.spec = spec.validate()
+        self.on_request = on_request
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.tokenizer)
+        self.records: list[RequestRecord] = []
+        self.level = 0
+        self.dropped: tuple[str, ...] = ()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.duration_s = 0.0
+        self.interrupted = False
+
+    def _ptok(self, prompt: str) -> int | None:
+        if self.tokenizer is None or self.spec.chat:
+            return None
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    async def arun(self) -> EndpointResult:
+        import httpx
+        import httpx_sse  # noqa: F401 - imported here, not inside the first timed request
+
+        spec = self.spec
+        url = request_url(spec.url, spec.chat)
+        secret = spec._resolved_key()
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        n_all = spec.warmup + spec.requests
+        prompts = (
+            [spec.prompt] * n_all
+            if spec.prompt is not None
+            else make_prompts(n_all, spec.prompt_tokens, spec.seed, self.tokenizer)
+        )
+        limit = spec.max_in_flight
+        timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
+        limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+        async with httpx.AsyncClient(
+            timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
+        ) as client:
+
+            async def one(i: int, prompt: str, max_tokens: int, warm: bool, start: float):
+                rec = await _request(
+                    client,
+                    url,
+                    _body(spec, prompt, max_tokens, self.level),
+                    headers,
+                    spec.timeout_s,
+                    i,
+                    start,
+                    warm,
+                    self.tokenizer,
+                    self._ptok(prompt),
+                    secret,
+                )
+                self.records.append(rec)
+                if self.on_request is not None:
+                    self.on_request(rec)
+                return rec
+
+            # 1. settle which optional fields the server accepts (1-token probe, auto only)
+            if spec.force == "auto":
+                for level in (0, 1, 2):
+                    self.level = level
+                    rec = await one(-1 - level, prompts[0], 1, True, time.perf_counter())
+                    if rec.ok or rec.status not in (400, 422):
+                        break
+                else:
+                    self.level = 0
+                sent = _body(spec, "", 1, self.level)
+                full = _body(spec, "", 1, 0)
+                self.dropped = tuple(k for k in ("ignore_eos", "min_tokens") if k not in sent)
+                if "stream_options" in full and "stream_options" not in sent:
+                    self.dropped += ("stream_options",)
+                elif full.get("stream_options") != sent.get("stream_options"):
+                    self.dropped += ("stream_options.continuous_usage_stats",)
+            # 2. warm-up, one at a time
+            t_warm = time.perf_counter()
+            for i in range(spec.warmup):
+                await one(i, prompts[i], spec.output_tokens, True, t_warm)
+            # 3. measured requests: bounded concurrency, optional Poisson arrivals
+            sem = asyncio.Semaphore(limit)
+            rng = random.Random(spec.seed)
+            start = time.perf_counter()
+
+            async def guarded(i: int, prompt: str) -> None:
+                async with sem:
+                    await one(i, prompt, spec.output_tokens, False, start)
+
+            tasks = []
+            next_t = start
+            try:
+                for i in range(spec.requests):
+                    if spec.request_rate is not None and i > 0:
+                        next_t += rng.expovariate(spec.request_rate)
+                        delay = next_t - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    tasks.append(asyncio.ensure_future(guarded(i, prompts[spec.warmup + i])))
+                await asyncio.gather(*tasks)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                self.duration_s = time.perf_counter() - start
+        return self.result()
+
+    def result(self) -> EndpointResult:
+        """The result of what has finished so far (after an interruption: a partial result)."""
+        records = tuple(
+            sorted(self.records, key=lambda r: (not r.warmup, r.index if not r.warmup else 0))
+        )
+        sent = _body(self.spec, "", 1, self.level)
+        return EndpointResult(
+            spec=self.spec,
+            records=records,
+            summary=summarize(records, self.duration_s, self.spec.slo, self.spec.output_tokens),
+            started_at=self.started_at,
+            sent_fields=tuple(k for k in sent if k not in ("prompt", "messages")),
+            dropped_fields=self.dropped,
+            interrupted=self.interrupted,
+        )
+
+    def run(self) -> EndpointResult:
+        """Run to the end (blocking). On Ctrl-C: a partial result with ``interrupted=True``."""
+        try:
+            return asyncio.run(self.arun())
+        except KeyboardInterrupt:
+            self.interrupted = True
+            return self.result()
+
+
+def run_endpoint(
+    spec: EndpointSpec,
+    on_request: Callable[[RequestRecord], None] | None = None,
+    tokenizer: Any = None,
+) -> EndpointResult:
+    """Benchmark ``spec`` and return its :class:`EndpointResult` (blocking)."""
+    return EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer).run()
+
+
+# --------------------------------------------------------------------------- text output
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:.2f}"
+
+
+def format_summary(result: EndpointResult) -> str:
+    """A plain-text report: one line per metric (ms), throughput, goodput and failures."""
+    s = result.summary
+    spec = result.spec
+    lines = [
+        f"endpoint {_public_url(request_url(spec.url, spec.chat))}  model {spec.model}",
+        f"requests {s.requests} (ok {s.ok}, failed {s.failed})  in/out {spec.prompt_tokens}/"
+        f"{spec.output_tokens} tokens  concurrency {spec.max_in_flight}"
+        + (f"  rate {spec.request_rate:g}/s" if spec.request_rate else ""),
+        f"{'metric (ms)':<12}{'mean':>10}{'median':>10}{'p90':>10}{'p99':>10}{'stdev':>10}{'n':>8}",
+    ]
+    for name, st in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s), ("ITL", s.itl_s), ("E2E", s.e2e_s)):
+        if st is None:
+            lines.append(f"{name:<12}{'-':>10}")
+            continue
+        lines.append(
+            f"{name:<12}{_ms(st.mean):>10}{_ms(st.median):>10}{_ms(st.p90):>10}"
+            f"{_ms(st.p99):>10}{_ms(st.stdev):>10}{st.n:>8}"
+        )
+    lines.append(
+        f"throughput {s.requests_per_s:.3f} requests/s, {s.output_tokens_per_s:.1f} output "
+        f"tokens/s over {s.duration_s:.2f} s ({s.total_output_tokens} tokens)"
+    )
+    if s.slo_attained is not None:
+        slo = ",".join(f"{k}={v * 1e3:g}ms" for k, v in s.slo.items())
+        lines.append(
+            f"goodput ({slo}) {s.goodput_requests_per_s:.3f} requests/s, "
+            f"{s.slo_attained:.1%} of requests within SLO"
+        )
+    if s.token_count:
+        lines.append(
+            "tokens counted by " + ", ".join(f"{k} ({v})" for k, v in s.token_count.items())
+        )
+    if result.dropped_fields:
+        lines.append(
+            "server rejected " + ", ".join(result.dropped_fields) + ": output length not forced"
+            if "ignore_eos" in result.dropped_fields
+            else "server rejected " + ", ".join(result.dropped_fields)
+        )
+    if s.short_outputs:
+        lines.append(
+            f"{s.short_outputs} request(s) returned fewer than {spec.output_tokens} tokens"
+        )
+    if s.failed:
+        lines.append("failures: " + ", ".join(f"{k} x{v}" for k, v in s.errors.items()))
+        lines.extend(f"  {e}" for e in s.first_errors)
+    if result.interrupted:
+        lines.append("interrupted: partial results")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+def _parse_in_out(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[-,x:]\s*(\d+)\s*", text)
+    if not m:
+        raise EndpointError(f"bad --in-out {text!r}: write N-M, e.g. --in-out 32-64")
+    return int(m.group(1)), int(m.group(2))
+
+
+def add_arguments(parser: Any) -> None:
+    """Add the ``endpoint`` options to an ``argparse`` parser (used by the CLI and ``-m``)."""
+    parser.add_argument("url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", required=True, help="model name sent in each request")
+    parser.add_argument("--chat", action="store_true", help="stream /chat/completions")
+    parser.add_argument(
+        "--in-out", default="32-32", metavar="N-M", help="prompt tokens N, forced output tokens M"
+    )
+    parser.add_argument("--requests", type=int, default=10, help="measured requests (10)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up requests, one at a time")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="most requests in flight (1; 64 with a rate)"
+    )
+    parser.add_argument(
+        "--request-rate", type=float, default=None, help="Poisson arrivals, requests/s (seeded)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="prompts and arrivals seed")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (60)")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"bearer token (default: ${DEFAULT_API_KEY_ENV}; prefer the environment variable)",
+    )
+    parser.add_argument(
+        "--api-key-env", default=DEFAULT_API_KEY_ENV, help="environment variable with the key"
+    )
+    parser.add_argument("--tokenizer", default=None, help="local tokenizer dir: exact counts")
+    parser.add_argument(
+        "--force-output",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="send ignore_eos/min_tokens: auto drops them when the server refuses (auto)",
+    )
+    parser.add_argument("--extra-body", default=None, help="JSON object merged into each request")
+    parser.add_argument("--prompt", default=None, help="send this text instead of N-token prompts")
+    parser.add_argument("--slo", default=None, help="goodput thresholds, e.g. ttft=200ms,tpot=50ms")
+
+
+def spec_from_args(args: Any) -> EndpointSpec:
+    """An :class:`EndpointSpec` from parsed :func:`add_arguments` options (validated)."""
+    n, m = _parse_in_out(args.in_out)
+    extra: dict[str, Any] = {}
+    if args.extra_body:
+        try:
+            extra = json.loads(args.extra_body)
+        except ValueError as exc:
+            raise EndpointError(f"--extra-body is not JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
+    return EndpointSpec(
+        url=args.url,
+        model=args.model,
+        chat=args.chat,
+        prompt_tokens=n,
+        output_tokens=m,
+        requests=args.requests,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        request_rate=args.request_rate,
+        timeout_s=args.timeout,
+        seed=args.seed,
+        force=args.force_output,
+        tokenizer=args.tokenizer,
+        extra_body=extra,
+        slo=parse_slo(args.slo),
+        api_key=args.api_key,
+        api_key_env=args.api_key_env,
+        prompt=args.prompt,
+    ).validate()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m streambench.endpoint URL --model NAME [options]``: prints the report, writes
+    ``--output FILE.json``. Exit 0 when at least one request succeeded, 1 when none did, 2 on bad
+    input."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m streambench.endpoint",
+        description="Benchmark an OpenAI-compatible streaming endpoint (TTFT, TPOT, ITL, E2E).",
+    )
+    add_arguments(parser)
+    parser.add_argument("--output", "-o", action="append", default=[], help="write FILE.json")
+    args = parser.parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        for out in args.output:
+            if not out.endswith(".json"):
+                raise EndpointError(f"--output {out!r}: this entry point writes .json only")
+        bench = EndpointBenchmark(spec)
+    except EndpointError as exc:
+        print(f"streambench endpoint: error: {exc}", file=sys.stderr)
+        return 2
+    result = bench.run()
+    print(format_summary(result))
+    for out in args.output:
+        write_json(result, out)
+    return 0 if result.summary.ok else 1
+
+
+def write_json(result: EndpointResult, path: str) -> None:
+    """Write ``result.to_dict()`` to ``path`` atomically (temp file + rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_finite(result.to_dict()), f, indent=1, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by ``None`` (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
