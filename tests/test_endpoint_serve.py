@@ -1,0 +1,154 @@
+"""streambench.endpoint against a real OpenAI-compatible server: ``transformers serve`` on
+127.0.0.1, serving a tiny random-weight Llama built locally (no download), on the CPU.
+
+Needs the ``transformers[serving]`` extra (FastAPI, uvicorn), which the ``dev`` extra installs;
+skipped with a reason where it is missing. The server starts once per module (5-15 s) and is
+killed by the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from streambench.endpoint import EndpointSpec, format_summary, run_endpoint
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None,
+    reason="transformers serve needs the serving extra: pip install 'transformers[serving]'",
+)
+
+N_IN, N_OUT = 16, 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(base URL, model directory) of a running ``transformers serve``."""
+    from streambench.tiny import save_tiny_model
+
+    model_dir = str(save_tiny_model(tmp_path_factory.mktemp("served") / "tiny-llama", "llama"))
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "transformers.cli.transformers",
+                "serve",
+                model_dir,
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited ({proc.returncode}):\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not come up in 120 s:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield f"{base}/v1", model_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def check_consistent(res, n_requests):
+    s = res.summary
+    assert s.ok == n_requests and s.failed == 0, format_summary(res)
+    for r in res.measured:
+        assert r.ttft_s > 0 and r.e2e_s >= r.ttft_s
+        assert sum(r.chunk_tokens) == r.output_tokens >= 1
+        assert r.chunk_times_s[0] == r.ttft_s
+        assert list(r.chunk_times_s) == sorted(r.chunk_times_s)
+        if r.output_tokens > 1:
+            assert r.tpot_s == pytest.approx((r.e2e_s - r.ttft_s) / (r.output_tokens - 1))
+            assert len(r.itl_s) == r.output_tokens - 1
+            assert sum(r.itl_s) == pytest.approx(r.chunk_times_s[-1] - r.ttft_s)
+
+
+def test_completions_against_transformers_serve(served):
+    url, model_dir = served
+    spec = EndpointSpec(
+        url=url,
+        model=model_dir,
+        prompt_tokens=N_IN,
+        output_tokens=N_OUT,
+        requests=4,
+        warmup=1,
+        concurrency=2,
+        tokenizer=model_dir,
+        # transformers serve refuses ignore_eos/min_tokens (422); it takes a generation config
+        extra_body={"generation_config": json.dumps({"min_new_tokens": N_OUT, "do_sample": False})},
+        slo={"ttft": 30.0},
+    )
+    res = run_endpoint(spec)
+    check_consistent(res, 4)
+    # the server refused the forcing fields: found by the 1-token probe and said
+    assert "ignore_eos" in res.dropped_fields and "ignore_eos" not in res.sent_fields
+    assert [r.status for r in res.records if r.index < 0][:1] == [422]
+    for r in res.measured:
+        # the token counts come from the server's usage, split over chunks by the tokenizer
+        assert r.token_count == "usage+tokenizer"
+        assert r.output_tokens == N_OUT and r.prompt_tokens == N_IN  # exact prompts
+        assert r.finish_reason == "length"
+    s = res.summary
+    assert s.total_output_tokens == 4 * N_OUT and s.slo_attained == 1.0
+    assert s.ttft_s.n == 4 and s.itl_s.n == 4 * (N_OUT - 1)
+
+
+def test_chat_and_failures_against_transformers_serve(served):
+    url, model_dir = served
+    res = run_endpoint(
+        EndpointSpec(
+            url=url,
+            model=model_dir,
+            chat=True,
+            prompt_tokens=8,
+            output_tokens=4,
+            requests=2,
+            warmup=0,
+            force="off",
+        )
+    )
+    check_consistent(res, 2)
+    # the chat template wraps the prompt: more prompt tokens than the 8 of the message
+    assert all(r.prompt_tokens > 8 for r in res.measured)
+    # a model the server does not serve: HTTP 400, counted, never timed
+    res = run_endpoint(
+        EndpointSpec(url=url, model="no-such-model", requests=2, warmup=0, force="off")
+    )
+    assert res.summary.errors == {"http": 2} and res.summary.ttft_s is None
+    assert "HTTP 400" in res.summary.first_errors[0]
