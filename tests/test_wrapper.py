@@ -325,3 +325,20 @@ def test_seed_gpu_example_runs_warmups_then_measured_runs():
     assert sum(1 for x in out if FIRST.match(x)) == 7  # 2 warm-ups + 5 measured runs
     tail = "\n".join(out[-6:])
     assert "5 measured runs" in tail and "median" in tail
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_deepspeed_autotp_example_two_ranks():
+    """The seed's DeepSpeed AutoTP patch on 2 CPU ranks (gloo), launched with torchrun."""
+    pytest.importorskip("deepspeed", reason="deepspeed not installed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         str(ROOT / "examples" / "deepspeed_autotp.py"), "--n-predict", "6"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out = proc.stdout.splitlines()
+    seed = [x for x in out if x.startswith("=========")]
+    assert len(seed) == 4 and all(FIRST.match(x) or REST.match(x) for x in seed)  # rank 0 only
+    assert any(x.startswith("rank 0 of 2: first_cost") for x in out)
