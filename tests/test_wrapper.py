@@ -68,9 +68,10 @@ def test_first_and_rest_cost_agree_with_the_forward_passes(llama, prompt, known_
     w.generate(prompt, **gen_kwargs(8))
     true_rest = [b - a for a, b in zip(truth.ends, truth.ends[1:])]
     assert len(truth.ends) == 8
+    # tolerances allow for a machine shared with other work; an off-by-one-step error is 40 ms
     assert w.first_cost >= 0.050
-    assert abs(w.first_cost - (truth.ends[0] - t0)) <= 0.003
-    assert abs(w.rest_cost_mean - sum(true_rest) / 7) <= max(0.03 * 0.010, 0.001)
+    assert abs(w.first_cost - (truth.ends[0] - t0)) <= max(0.1 * w.first_cost, 0.005)
+    assert abs(w.rest_cost_mean - sum(true_rest) / 7) <= 0.002
 
 
 def test_attributes_describe_this_call_never_a_previous_one(llama, prompt, known_latency):
@@ -117,8 +118,9 @@ def test_beam_search_is_timed_through_a_logits_processor(llama, known_latency, d
     assert r.complete and r.reference == "generate"
     ends = truth.ends[-6:]
     true_rest = [b - a for a, b in zip(ends, ends[1:])]
-    assert w.first_cost >= 0.030 and abs(w.first_cost - (ends[0] - t0)) <= 0.003
-    assert abs(w.rest_cost_mean - sum(true_rest) / 5) <= max(0.03 * 0.008, 0.001)
+    assert w.first_cost >= 0.030
+    assert abs(w.first_cost - (ends[0] - t0)) <= max(0.1 * w.first_cost, 0.005)
+    assert abs(w.rest_cost_mean - sum(true_rest) / 5) <= 0.002
     assert len(r.memory_per_token_bytes) == 6 and w.peak_memory > 0
 
 
