@@ -1,4 +1,5 @@
-"""``streambench`` command line: ``run`` (benchmark sweeps), ``plot`` and ``compare``.
+"""``streambench`` command line: ``run`` (benchmark sweeps), ``endpoint`` (OpenAI-compatible
+servers), ``plot`` and ``compare``.
 
 Exit codes: 0 success; 1 a configuration failed (``run``) or NEW regressed (``compare``);
 2 bad input (one line on stderr, no traceback unless ``--debug``); 130 interrupted (Ctrl-C).
@@ -206,6 +207,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", default="5%", help="allowed slow-down in percent (default 5%%)"
     )
     compare.set_defaults(func=cmd_compare)
+
+    endpoint = sub.add_parser(
+        "endpoint",
+        parents=[common],
+        help="benchmark an OpenAI-compatible streaming server (TTFT, TPOT, ITL, E2E)",
+        description=(
+            "Stream requests to an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama, "
+            "transformers serve ...) and time every chunk on the client: time to first token, "
+            "time per output token, inter-token latency, end-to-end latency, throughput and "
+            "goodput. Same tables, -o files, --plot and compare as run."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  streambench endpoint http://127.0.0.1:8000/v1 --model my-model\n"
+            "  streambench endpoint http://127.0.0.1:8000/v1 --model my-model --in-out 512-128 "
+            "--requests 100 --request-rate 4 --slo ttft=200ms,tpot=50ms -o served.json\n"
+            "  streambench compare local.json served.json"
+        ),
+    )
+    from .endpoint import add_arguments as add_endpoint_arguments
+
+    add_endpoint_arguments(endpoint)
+    endpoint.set_defaults(func=cmd_endpoint)
     return parser
 
 
@@ -238,12 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+#: False on the ranks of a distributed run that do not write (only rank 0 speaks)
+_SPEAK = True
+
+
 def _error(message: str) -> None:
-    print(f"streambench: error: {message}", file=sys.stderr)
+    if _SPEAK:
+        print(f"streambench: error: {message}", file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    print(f"streambench: {message}", file=sys.stderr)
+    if _SPEAK:
+        print(f"streambench: {message}", file=sys.stderr)
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -414,6 +445,7 @@ def _sweep(
     from . import report
     from .sweep import (
         RankContext,
+        UsageError,
         iter_configurations,
         load_model,
         new_entry,
@@ -424,6 +456,8 @@ def _sweep(
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes. Multi-rank
     # gathering plugs into RankContext.gather.
     rank = RankContext.from_env()
+    global _SPEAK
+    _SPEAK = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)
 
@@ -458,11 +492,11 @@ def _sweep(
     loaded = None
     current_model = None
     load_error: str | None = None
+    bad_model = False  # a model that could not be found or read: exit 2 (bad input)
     try:
         with progress, quiet_transformers(settings.verbose):
             for spec, n_in, n_out, batch in configs:
                 entry = new_entry(settings, spec.name, n_in, n_out, batch)
-                progress.update(task, description=entry["label"])
                 if current_model is not spec:
                     loaded = None
                     gc.collect()
@@ -472,38 +506,45 @@ def _sweep(
                         loaded = load_model(spec, settings, device)
                     except KeyboardInterrupt:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - recorded as a failed configuration
+                    except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
                         if args.debug:
                             traceback.print_exc()
-                        load_error = f"loading the model failed: {type(exc).__name__}: {exc}"
-                    progress.update(task, description=entry["label"])
-                    if loaded is not None and loaded.notes:
+                        if isinstance(exc, UsageError):
+                            bad_model = True
+                            load_error = str(exc)
+                        else:
+                            load_error = f"loading {spec.name} failed: {type(exc).__name__}: {exc}"
+                        _error(load_error)  # once per model, not once per configuration
+                    if loaded is not None:
                         for note in loaded.notes:
                             _note(f"{spec.name}: {note}")
+                progress.update(task, description=entry["label"])
                 if loaded is None:
                     entry["status"], entry["error"] = "failed", load_error
                     progress.advance(task, runs_per_config)
-                else:
-                    done = 0
+                    failures += 1
+                    doc["configurations"].append(rank.gather(entry))
+                    save()
+                    continue
+                done = 0
 
-                    def on_run(i: int, warm: bool) -> None:
-                        nonlocal done
-                        done += 1
-                        progress.advance(task)
+                def on_run(i: int, warm: bool) -> None:
+                    nonlocal done
+                    done += 1
+                    progress.advance(task)
 
-                    try:
-                        run_configuration(loaded, entry, settings, on_run=on_run, print_fn=plain)
-                    except KeyboardInterrupt:
-                        doc["configurations"].append(rank.gather(entry))
-                        raise
-                    except Exception:  # noqa: BLE001 - recorded in the entry, sweep goes on
-                        if args.debug:
-                            traceback.print_exc()
-                    progress.advance(task, runs_per_config - done)
+                try:
+                    run_configuration(loaded, entry, settings, on_run=on_run, print_fn=plain)
+                except KeyboardInterrupt:
+                    doc["configurations"].append(rank.gather(entry))
+                    raise
+                except Exception:  # noqa: BLE001 - recorded in the entry, the sweep goes on
+                    if args.debug:
+                        traceback.print_exc()
+                progress.advance(task, runs_per_config - done)
                 if entry["status"] != "ok":
                     failures += 1
-                    if rank.is_writer:
-                        _error(f"configuration {entry['label']} failed: {entry['error']}")
+                    _error(f"configuration {entry['label']} failed: {entry['error']}")
                 doc["configurations"].append(rank.gather(entry))
                 save()
                 out.print(report.configuration_table(entry))
@@ -529,7 +570,16 @@ def _sweep(
             failures += 1
     if outputs and rank.is_writer:
         out.print("results written to " + ", ".join(outputs))
+    if bad_model and failures == len(configs):
+        return EXIT_USAGE
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    """``streambench endpoint``: see :func:`streambench.endpoint.cmd_endpoint`."""
+    from .endpoint import cmd_endpoint as run_endpoint_command
+
+    return run_endpoint_command(args)
 
 
 # -- plot, compare -------------------------------------------------------------------------------

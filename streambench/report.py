@@ -429,16 +429,16 @@ def configuration_table(entry: dict[str, Any]) -> Any:
     parts = []
     peak = agg.get("peak_memory_bytes")
     if peak is not None:
-        kind = {"rss": "process RSS", "peak_allocated": "peak allocated"}.get(
+        kind = {"rss": "RSS", "peak_allocated": "allocated"}.get(
             agg.get("memory_kind") or "", agg.get("memory_kind") or "memory"
         )
-        parts.append(f"peak memory {peak / GiB:.3f} GB ({kind})")
+        parts.append(f"peak {peak / GiB:.3f} GB {kind}")
     if entry.get("actual_input_tokens") is not None:
         parts.append(
-            f"actual in/out tokens {entry['actual_input_tokens']}/{entry['actual_output_tokens']}"
+            f"actual in/out {entry['actual_input_tokens']}/{entry['actual_output_tokens']} tokens"
         )
     if entry.get("model_loading_time_s") is not None:
-        parts.append(f"model load {entry['model_loading_time_s']:.2f} s")
+        parts.append(f"load {entry['model_loading_time_s']:.2f} s")
     return Group(header, table, Text("  ·  ".join(parts), style="dim"), Text(""))
 
 
@@ -690,7 +690,7 @@ def _compare_key(entry: dict[str, Any], with_model: bool) -> str:
         f"beams{cfg.get('num_beams', 1)}",
     ]
     extra = cfg.get("concurrency")
-    if extra is not None:
+    if extra is not None and extra != 1:  # a local run is one request at a time: c1
         parts.append(f"c{extra}")
     if with_model:
         parts.insert(0, str(cfg.get("model")))
