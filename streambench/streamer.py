@@ -29,6 +29,7 @@ from typing import Any
 from transformers.generation.streamers import BaseStreamer
 
 from .devices import DeviceBackend, get_backend
+from .distributed import should_print
 from .stats import RunsSummary, aggregate
 from .timing import NO_TOKEN_CAUSES, NoTokensError, RunRecorder, RunResult
 
@@ -51,6 +52,10 @@ class TimingStreamer(BaseStreamer):
             what it costs). ``False`` skips the probe.
         sync: sync the device before each timestamp (default ``True``; only accelerators sync).
         print_fn: where printed lines go (default ``print``).
+        print_ranks: under ``torch.distributed``, the ranks that print (``0``, ``[0, 2]``,
+            ``"all"``); default ``None`` uses :func:`streambench.distributed.get_print_ranks`
+            (``$STREAMBENCH_PRINT_RANKS``, else rank 0). Every rank still records its own timing
+            and memory; without an initialized process group the streamer always prints.
 
     After (or during) generation: :meth:`summary` is the latest run, :attr:`runs` every run,
     oldest first, :meth:`stats` statistics over runs, :meth:`reset` forgets them.
@@ -66,6 +71,7 @@ class TimingStreamer(BaseStreamer):
         memory: bool = True,
         sync: bool = True,
         print_fn: Any = print,
+        print_ranks: Any = None,
     ) -> None:
         self.backend: DeviceBackend = get_backend(device, memory=memory)
         self.device = str(self.backend.device)
@@ -73,6 +79,7 @@ class TimingStreamer(BaseStreamer):
         self.verbose = verbose
         self.inner = inner
         self.print_fn = print_fn
+        self.print_ranks = print_ranks
         self._sync = self.backend.sync if sync else None
         self._read_memory = self.backend.read_memory
         self._runs: list[RunResult] = []
@@ -267,6 +274,9 @@ class TimingStreamer(BaseStreamer):
 
     def _report(self, result: RunResult) -> None:
         if not (self.do_print or self.verbose):
+            return
+        # Once per run (at end()), never per token: under torch.distributed only print ranks print.
+        if not (should_print() if self.print_ranks is None else should_print(self.print_ranks)):
             return
         lines = result.seed_lines() if self.do_print or self.verbose else []
         if self.verbose and result.has_tokens:
