@@ -44,12 +44,12 @@ Example (library use; ``python -m streambench.endpoint --help`` for the command 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
 import random
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from .stats import Stats, describe
+from .sweep import UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from .timing import RunResult
 
 __all__ = [
+    "EndpointBenchmark",
     "EndpointError",
     "EndpointResult",
     "EndpointSpec",
@@ -73,15 +75,18 @@ __all__ = [
     "RequestRecord",
     "add_arguments",
     "apportion",
+    "cmd_endpoint",
     "count_chunk_tokens",
+    "endpoint_table",
     "format_summary",
     "main",
     "make_prompts",
     "parse_slo",
     "request_url",
     "run_endpoint",
-    "spec_from_args",
+    "specs_from_args",
     "summarize",
+    "to_entry",
 ]
 
 #: Request fields that force the output length; dropped when the server rejects them (``auto``).
@@ -101,8 +106,10 @@ _WORDS = (
 ).split()
 
 
-class EndpointError(ValueError):
-    """Bad endpoint benchmark input (URL, numbers, SLO, tokenizer); the message says what to do."""
+class EndpointError(UsageError):
+    """Bad endpoint benchmark input (URL, numbers, SLO, tokenizer); the message says what to do.
+    A :class:`streambench.sweep.UsageError` (a ``ValueError``): the CLI prints it as one line and
+    exits with 2."""
 
 
 # --------------------------------------------------------------------------- specification
@@ -659,6 +666,8 @@ async def _request(
     prompt_tokens_local: int | None,
     secret: str | None,
 ) -> RequestRecord:
+    import asyncio
+
     t0 = time.perf_counter()
     live = _Live(t0)
     error: str | None = None
@@ -875,6 +884,8 @@ class EndpointBenchmark:
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     async def arun(self) -> EndpointResult:
+        import asyncio
+
         import httpx
         import httpx_sse  # noqa: F401 - imported here, not inside the first timed request
 
@@ -980,6 +991,8 @@ class EndpointBenchmark:
 
     def run(self) -> EndpointResult:
         """Run to the end (blocking). On Ctrl-C: a partial result with ``interrupted=True``."""
+        import asyncio
+
         try:
             return asyncio.run(self.arun())
         except KeyboardInterrupt:
@@ -1052,55 +1065,363 @@ def format_summary(result: EndpointResult) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- results document
+#: CSV columns of an endpoint configuration, after the columns shared with ``streambench run``
+CSV_COLUMNS = (
+    "requests",
+    "failed requests",
+    "concurrency",
+    "request rate (/s)",
+    "TTFT median (ms)",
+    "TTFT p99 (ms)",
+    "TPOT mean (ms/token)",
+    "TPOT median (ms/token)",
+    "TPOT p90 (ms/token)",
+    "TPOT p99 (ms/token)",
+    "ITL mean (ms)",
+    "ITL median (ms)",
+    "ITL p90 (ms)",
+    "ITL p99 (ms)",
+    "E2E mean (ms)",
+    "E2E median (ms)",
+    "E2E p90 (ms)",
+    "E2E p99 (ms)",
+    "requests/s",
+    "output tokens/s",
+    "goodput (requests/s)",
+    "SLO attained",
+    "token count",
+)
+
+
+def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
+    """(id, label) of one endpoint configuration."""
+    rate = f" rate{spec.request_rate:g}" if spec.request_rate is not None else ""
+    chat = " chat" if spec.chat else ""
+    io = f"{spec.prompt_tokens}-{spec.output_tokens}"
+    cid = (
+        f"{spec.model}|{io}|bs1|c{spec.max_in_flight}"
+        + rate.replace(" ", "|")
+        + chat.replace(" ", "|")
+    )
+    return cid, f"{spec.model} {io} c{spec.max_in_flight}{rate}{chat}"
+
+
+def to_entry(result: EndpointResult) -> dict[str, Any]:
+    """A configuration entry of the shared results document (``docs/results-schema.md``).
+
+    Shared with ``streambench run`` where the numbers mean the same: ``trials`` holds one run
+    object per successful measured request (``first_token_s`` = TTFT; ``token_latencies_s`` =
+    TTFT then the inter-token latencies; ``step_*`` = the raw chunks), and ``aggregates`` holds
+    :func:`streambench.stats.aggregate` over them. ``aggregates.endpoint`` adds TTFT/TPOT/ITL/E2E
+    statistics, throughput, goodput and failures; ``requests`` lists every request (warm-up and
+    probe included), failed ones with their error.
+    """
+    from .stats import aggregate
+
+    spec, s = result.spec, result.summary
+    cid, label = configuration_id(spec)
+    runs = result.run_results(device="endpoint")
+    warm = [
+        r.to_run_result("endpoint") for r in result.records if r.warmup and r.ok and r.index >= 0
+    ]
+    aggregates: dict[str, Any] | None = None
+    if runs:
+        aggregates = aggregate(runs).to_dict()
+        aggregates["pre_prompt_s"] = None
+        aggregates["memory_kind"] = None
+        aggregates["endpoint"] = _finite(s.to_dict())
+    if result.interrupted:
+        status = "interrupted"
+    else:
+        status = "ok" if s.ok else "failed"
+    error = None
+    if s.failed:
+        error = f"{s.failed} of {s.requests} requests failed: " + "; ".join(s.first_errors)
+    elif result.interrupted:
+        error = "interrupted (Ctrl-C) before all requests finished"
+
+    def ms(st: Stats | None, stat: str) -> str:
+        value = getattr(st, stat) if st is not None else None
+        return "" if value is None else f"{value * 1e3:.3f}"
+
+    def num(value: float | None, digits: int) -> str:
+        return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+    csv_extra = dict(
+        zip(
+            CSV_COLUMNS,
+            [
+                s.requests,
+                s.failed,
+                spec.max_in_flight,
+                "" if spec.request_rate is None else f"{spec.request_rate:g}",
+                ms(s.ttft_s, "median"),
+                ms(s.ttft_s, "p99"),
+                ms(s.tpot_s, "mean"),
+                ms(s.tpot_s, "median"),
+                ms(s.tpot_s, "p90"),
+                ms(s.tpot_s, "p99"),
+                ms(s.itl_s, "mean"),
+                ms(s.itl_s, "median"),
+                ms(s.itl_s, "p90"),
+                ms(s.itl_s, "p99"),
+                ms(s.e2e_s, "mean"),
+                ms(s.e2e_s, "median"),
+                ms(s.e2e_s, "p90"),
+                ms(s.e2e_s, "p99"),
+                num(s.requests_per_s, 3),
+                num(s.output_tokens_per_s, 1),
+                num(s.goodput_requests_per_s, 3),
+                num(s.slo_attained, 3),
+                ",".join(sorted(s.token_count)),
+            ],
+        )
+    )
+    return {
+        "id": cid,
+        "label": label,
+        "config": {
+            "model": spec.model,
+            "input_tokens": spec.prompt_tokens,
+            "output_tokens": spec.output_tokens,
+            "batch_size": 1,
+            "num_beams": 1,
+            "low_bit": None,
+            "dtype": None,
+            "device": "endpoint",
+            "warmup": spec.warmup,
+            "trials": spec.requests,
+            "concurrency": spec.max_in_flight,
+            "request_rate": spec.request_rate,
+            "chat": spec.chat,
+            "endpoint": _public_url(request_url(spec.url, spec.chat)),
+            "sent_fields": list(result.sent_fields),
+            "dropped_fields": list(result.dropped_fields),
+            "slo_s": dict(spec.slo),
+        },
+        "status": status,
+        "error": error,
+        "actual_input_tokens": _median_int(s.prompt_tokens),
+        "actual_output_tokens": _median_int(s.output_tokens),
+        "encoder_decoder": False,
+        "model_loading_time_s": None,
+        "started_at": result.started_at,
+        "duration_s": s.duration_s,
+        "aggregates": aggregates,
+        "warmup_runs": [r.to_dict(per_token=False) for r in warm],
+        "trials": [_finite(r.to_dict()) for r in runs],
+        "requests": [_finite(r.to_dict(per_token=False)) for r in result.records],
+        "csv_extra": csv_extra,
+    }
+
+
+def _median_int(st: Stats | None) -> int | None:
+    return None if st is None else round(st.median)
+
+
+def environment(spec: EndpointSpec) -> dict[str, Any]:
+    """The results document's ``environment``: this client's machine and versions, with
+    ``device = "endpoint"`` and ``device_name`` = the URL (the server's own hardware is unknown
+    to the client)."""
+    from importlib import metadata
+
+    from . import report
+
+    extra: dict[str, Any] = {
+        "device": "endpoint",
+        "device_name": _public_url(spec.url),
+        "endpoint": _public_url(spec.url),
+    }
+    for dist in ("httpx", "httpx-sse"):
+        try:
+            extra[dist.replace("-", "_")] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return report.environment(None, extra=extra)
+
+
+def endpoint_table(entry: dict[str, Any]) -> Any:
+    """A rich renderable of one endpoint configuration: TTFT, TPOT, ITL and E2E (mean, median,
+    p90, p99, stdev in ms), then throughput, goodput, token counting and failures."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    cfg = entry.get("config", {})
+    ep = (entry.get("aggregates") or {}).get("endpoint") or {}
+    reqs = entry.get("requests") or []
+    measured = [r for r in reqs if not r.get("warmup")]
+    ok = sum(1 for r in measured if r.get("ok"))
+    header = Text(
+        f"{entry.get('label')}  ·  {ok}/{len(measured)} requests ok after "
+        f"{cfg.get('warmup')} warm-up  ·  {cfg.get('endpoint')}",
+        style="bold",
+    )
+    parts: list[Any] = [header]
+    if ep:
+        table = Table(min_width=60)
+        table.add_column("metric", style="bold")
+        for name in ("mean", "median", "p90", "p99", "stdev", "n"):
+            table.add_column(name, justify="right")
+        for name, key in (
+            ("TTFT (ms)", "ttft_s"),
+            ("TPOT (ms/token)", "tpot_s"),
+            ("ITL (ms)", "itl_s"),
+            ("E2E (ms)", "e2e_s"),
+        ):
+            st = ep.get(key)
+            if not st:
+                table.add_row(name, *["-"] * 6)
+                continue
+            table.add_row(
+                name,
+                *(f"{st[k] * 1e3:.2f}" for k in ("mean", "median", "p90", "p99", "stdev")),
+                str(st["n"]),
+            )
+        parts.append(table)
+        line = (
+            f"{ep.get('requests_per_s') or 0:.3f} requests/s  ·  "
+            f"{ep.get('output_tokens_per_s') or 0:.1f} output tokens/s  ·  "
+            f"actual in/out {entry.get('actual_input_tokens')}/"
+            f"{entry.get('actual_output_tokens')} tokens  ·  counted by "
+            + ", ".join(f"{k} ({v})" for k, v in (ep.get("token_count") or {}).items())
+        )
+        parts.append(Text(line, style="dim"))
+        if ep.get("slo_attained") is not None:
+            slo = ",".join(f"{k}={v * 1e3:g}ms" for k, v in (ep.get("slo") or {}).items())
+            parts.append(
+                Text(
+                    f"goodput ({slo}): {ep.get('goodput_requests_per_s') or 0:.3f} requests/s, "
+                    f"{ep['slo_attained']:.1%} of requests within SLO"
+                )
+            )
+        if ep.get("short_outputs"):
+            parts.append(
+                Text(
+                    f"{ep['short_outputs']} request(s) returned fewer than "
+                    f"{cfg.get('output_tokens')} tokens",
+                    style="yellow",
+                )
+            )
+    dropped = cfg.get("dropped_fields") or []
+    if dropped:
+        note = "server refused " + ", ".join(dropped)
+        if "ignore_eos" in dropped:
+            note += ": output length not forced (see --extra-body for server-specific options)"
+        parts.append(Text(note, style="yellow"))
+    if entry.get("error"):
+        parts.append(Text(str(entry["error"]), style="red"))
+    parts.append(Text(""))
+    return Group(*parts)
+
+
 # --------------------------------------------------------------------------- command line
-def _parse_in_out(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[-,x:]\s*(\d+)\s*", text)
-    if not m:
-        raise EndpointError(f"bad --in-out {text!r}: write N-M, e.g. --in-out 32-64")
-    return int(m.group(1)), int(m.group(2))
-
-
 def add_arguments(parser: Any) -> None:
-    """Add the ``endpoint`` options to an ``argparse`` parser (used by the CLI and ``-m``)."""
-    parser.add_argument("url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    """Add the ``endpoint`` options to an ``argparse`` parser (``streambench endpoint`` and
+    ``python -m streambench.endpoint``)."""
+    parser.add_argument(
+        "url", metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+    )
     parser.add_argument("--model", required=True, help="model name sent in each request")
-    parser.add_argument("--chat", action="store_true", help="stream /chat/completions")
     parser.add_argument(
-        "--in-out", default="32-32", metavar="N-M", help="prompt tokens N, forced output tokens M"
-    )
-    parser.add_argument("--requests", type=int, default=10, help="measured requests (10)")
-    parser.add_argument("--warmup", type=int, default=1, help="warm-up requests, one at a time")
-    parser.add_argument(
-        "--concurrency", type=int, default=None, help="most requests in flight (1; 64 with a rate)"
+        "--chat", action="store_true", help="stream /chat/completions (default /completions)"
     )
     parser.add_argument(
-        "--request-rate", type=float, default=None, help="Poisson arrivals, requests/s (seeded)"
+        "--in-out",
+        default="32-32",
+        metavar="IN-OUT[,...]",
+        help="prompt tokens-forced output tokens pairs, e.g. 32-32,512-128 (default 32-32)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="prompts and arrivals seed")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (60)")
+    parser.add_argument(
+        "--requests", type=int, default=10, metavar="N", help="measured requests (default 10)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        metavar="N",
+        help="warm-up requests, sent one at a time, not measured (default 1)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most requests in flight (default 1; 64 with --request-rate)",
+    )
+    parser.add_argument(
+        "--request-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="Poisson arrivals at R requests/s (seeded); default: as fast as --concurrency allows",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of prompts and arrivals (default 0)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds per request, connect to last byte (default 60)",
+    )
     parser.add_argument(
         "--api-key",
         default=None,
-        help=f"bearer token (default: ${DEFAULT_API_KEY_ENV}; prefer the environment variable)",
+        help=f"bearer token; default: the environment variable ${DEFAULT_API_KEY_ENV} "
+        "(prefer it: a key on the command line is visible to other users)",
     )
     parser.add_argument(
-        "--api-key-env", default=DEFAULT_API_KEY_ENV, help="environment variable with the key"
+        "--api-key-env",
+        default=DEFAULT_API_KEY_ENV,
+        metavar="VAR",
+        help=f"environment variable holding the key (default {DEFAULT_API_KEY_ENV})",
     )
-    parser.add_argument("--tokenizer", default=None, help="local tokenizer dir: exact counts")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="DIR",
+        help="local tokenizer directory: exact prompt lengths and per-chunk token counts",
+    )
     parser.add_argument(
         "--force-output",
         choices=("auto", "on", "off"),
         default="auto",
-        help="send ignore_eos/min_tokens: auto drops them when the server refuses (auto)",
+        help="send ignore_eos and min_tokens to force the output length; auto (default) drops "
+        "them when the server refuses them",
     )
-    parser.add_argument("--extra-body", default=None, help="JSON object merged into each request")
-    parser.add_argument("--prompt", default=None, help="send this text instead of N-token prompts")
-    parser.add_argument("--slo", default=None, help="goodput thresholds, e.g. ttft=200ms,tpot=50ms")
+    parser.add_argument(
+        "--extra-body",
+        default=None,
+        metavar="JSON",
+        help="JSON object merged into every request (server-specific options)",
+    )
+    parser.add_argument(
+        "--prompt", default=None, help="send this text instead of generated prompts"
+    )
+    parser.add_argument(
+        "--slo",
+        default=None,
+        metavar="KEY=TIME,...",
+        help="goodput thresholds: ttft, tpot, itl, e2e, e.g. ttft=200ms,tpot=50ms",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        metavar="FILE",
+        help="write results; format by extension: .csv .json .jsonl .md (repeatable)",
+    )
+    parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
 
 
-def spec_from_args(args: Any) -> EndpointSpec:
-    """An :class:`EndpointSpec` from parsed :func:`add_arguments` options (validated)."""
-    n, m = _parse_in_out(args.in_out)
+def specs_from_args(args: Any) -> list[EndpointSpec]:
+    """One validated :class:`EndpointSpec` per ``--in-out`` pair."""
+    from .sweep import parse_in_out
+
     extra: dict[str, Any] = {}
     if args.extra_body:
         try:
@@ -1109,65 +1430,165 @@ def spec_from_args(args: Any) -> EndpointSpec:
             raise EndpointError(f"--extra-body is not JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
-    return EndpointSpec(
-        url=args.url,
-        model=args.model,
-        chat=args.chat,
-        prompt_tokens=n,
-        output_tokens=m,
-        requests=args.requests,
-        warmup=args.warmup,
-        concurrency=args.concurrency,
-        request_rate=args.request_rate,
-        timeout_s=args.timeout,
-        seed=args.seed,
-        force=args.force_output,
-        tokenizer=args.tokenizer,
-        extra_body=extra,
-        slo=parse_slo(args.slo),
-        api_key=args.api_key,
-        api_key_env=args.api_key_env,
-        prompt=args.prompt,
-    ).validate()
+    slo = parse_slo(args.slo)
+    return [
+        EndpointSpec(
+            url=args.url,
+            model=args.model,
+            chat=args.chat,
+            prompt_tokens=n_in,
+            output_tokens=n_out,
+            requests=args.requests,
+            warmup=args.warmup,
+            concurrency=args.concurrency,
+            request_rate=args.request_rate,
+            timeout_s=args.timeout,
+            seed=args.seed,
+            force=args.force_output,
+            tokenizer=args.tokenizer,
+            extra_body=extra,
+            slo=slo,
+            api_key=args.api_key,
+            api_key_env=args.api_key_env,
+            prompt=args.prompt,
+        ).validate()
+        for n_in, n_out in parse_in_out(args.in_out)
+    ]
+
+
+def cmd_endpoint(args: Any) -> int:
+    """``streambench endpoint``: benchmark every ``--in-out`` pair against URL, print a table per
+    pair, write ``--output`` files after each (atomically) and ``--plot`` at the end.
+
+    Exit codes: 0 every measured request succeeded; 1 some failed (they are counted and
+    reported, the results are kept); 2 bad input; 130 interrupted (partial results written)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import report
+
+    specs = specs_from_args(args)
+    outputs = [str(o) for o in (args.output or [])]
+    try:
+        report.check_output_paths(outputs)
+    except ValueError as exc:
+        raise EndpointError(str(exc)) from None
+    if args.plot and not str(args.plot).lower().endswith((".png", ".svg", ".pdf")):
+        raise EndpointError(f"--plot {args.plot}: use a .png (or .svg, .pdf) file name")
+    tokenizer = load_tokenizer(specs[0].tokenizer)
+    out = Console(highlight=False)
+    err = Console(stderr=True)
+    settings = specs[0].to_dict()
+    for key in ("prompt_tokens", "output_tokens"):
+        settings.pop(key)
+    settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
+    doc = report.new_document("endpoint", environment(specs[0]), settings)
+    out.print(
+        f"[bold]streambench endpoint[/bold]: {len(specs)} configuration(s) x "
+        f"({specs[0].warmup} warm-up + {specs[0].requests} requests) against "
+        f"{settings['endpoint']}, concurrency {specs[0].max_in_flight}"
+        + (f", {specs[0].request_rate:g} requests/s" if specs[0].request_rate else "")
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    per_config = specs[0].warmup + specs[0].requests
+    task = progress.add_task("requests", total=len(specs) * per_config)
+
+    lines: list[str] = []  # --verbose lines, printed after each configuration
+
+    def on_request(rec: RequestRecord) -> None:
+        # Runs inside the event loop while other requests stream: keep it cheap (no printing).
+        if rec.index >= 0:
+            progress.advance(task)
+        if args.verbose:
+            lines.append(_request_line(rec))
+
+    def save() -> None:
+        if outputs:
+            report.write_outputs(outputs, doc)
+
+    failed = 0
+    with progress:
+        for spec in specs:
+            progress.update(task, description=f"{spec.prompt_tokens}-{spec.output_tokens}")
+            bench = EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer)
+            result = bench.run()
+            for line in lines:
+                progress.console.print(line, markup=False, highlight=False)
+            lines.clear()
+            entry = to_entry(result)
+            doc["configurations"].append(entry)
+            failed += result.summary.failed
+            if result.interrupted:
+                doc["interrupted"] = True
+            save()
+            out.print(endpoint_table(entry))
+            if result.interrupted:
+                break
+    if doc["interrupted"]:
+        print(
+            "streambench: error: interrupted: finished requests kept"
+            + (f" in {', '.join(outputs)}" if outputs else ""),
+            file=sys.stderr,
+        )
+        return 130
+    if args.plot:
+        try:
+            report.plot_document(doc, args.plot)
+            out.print(f"plot written to {args.plot}")
+        except (RuntimeError, ValueError) as exc:
+            print(f"streambench: error: --plot: {exc}", file=sys.stderr)
+            failed += 1
+    if outputs:
+        out.print("results written to " + ", ".join(outputs))
+    return 1 if failed else 0
+
+
+def _request_line(rec: RequestRecord) -> str:
+    what = "probe" if rec.index < 0 else ("warm-up" if rec.warmup else "request")
+    if not rec.ok:
+        return f"{what} {rec.index}: failed: {rec.error}"
+    return (
+        f"{what} {rec.index}: TTFT {_ms(rec.ttft_s)} ms, TPOT {_ms(rec.tpot_s)} ms, "
+        f"E2E {_ms(rec.e2e_s)} ms, {rec.output_tokens} tokens in {len(rec.chunk_times_s)} "
+        f"chunks ({rec.token_count})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m streambench.endpoint URL --model NAME [options]``: prints the report, writes
-    ``--output FILE.json``. Exit 0 when at least one request succeeded, 1 when none did, 2 on bad
-    input."""
+    """``python -m streambench.endpoint URL --model NAME [options]``: the same as
+    ``streambench endpoint``."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m streambench.endpoint",
         description="Benchmark an OpenAI-compatible streaming endpoint (TTFT, TPOT, ITL, E2E).",
     )
     add_arguments(parser)
-    parser.add_argument("--output", "-o", action="append", default=[], help="write FILE.json")
     args = parser.parse_args(argv)
     try:
-        spec = spec_from_args(args)
-        for out in args.output:
-            if not out.endswith(".json"):
-                raise EndpointError(f"--output {out!r}: this entry point writes .json only")
-        bench = EndpointBenchmark(spec)
-    except EndpointError as exc:
-        print(f"streambench endpoint: error: {exc}", file=sys.stderr)
+        return cmd_endpoint(args)
+    except UsageError as exc:
+        print(f"streambench: error: {exc}", file=sys.stderr)
         return 2
-    result = bench.run()
-    print(format_summary(result))
-    for out in args.output:
-        write_json(result, out)
-    return 0 if result.summary.ok else 1
+    except KeyboardInterrupt:
+        print("streambench: error: interrupted", file=sys.stderr)
+        return 130
 
 
 def write_json(result: EndpointResult, path: str) -> None:
-    """Write ``result.to_dict()`` to ``path`` atomically (temp file + rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_finite(result.to_dict()), f, indent=1, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``result.to_dict()`` (this module's own per-request format, not the shared results
+    document) to ``path`` atomically."""
+    from .report import atomic_write_text
+
+    atomic_write_text(path, json.dumps(_finite(result.to_dict()), indent=1, allow_nan=False) + "\n")
 
 
 def _finite(obj: Any) -> Any:

@@ -647,7 +647,8 @@ def test_api_key_sent_never_stored(stub, tmp_path):
         [
             sys.executable,
             "-m",
-            "streambench.endpoint",
+            "streambench",
+            "endpoint",
             stub.url("ttft=0.01;gap=0.002"),
             "--model",
             "stub",
@@ -671,8 +672,9 @@ def test_api_key_sent_never_stored(stub, tmp_path):
     assert all(x["headers"].get("authorization") == f"Bearer {secret}" for x in stub.seen[before:])
     assert secret not in proc.stdout + proc.stderr and secret not in out.read_text()
     data = json.loads(out.read_text())
-    assert data["kind"] == "endpoint" and data["config"]["api_key_set"] is True
-    assert data["summary"]["ok"] == 2 and data["summary"]["slo_attained"] == 1.0
+    assert data["command"] == "endpoint" and data["settings"]["api_key_set"] is True
+    ep = data["configurations"][0]["aggregates"]["endpoint"]
+    assert ep["ok"] == 2 and ep["slo_attained"] == 1.0
     assert "TTFT" in proc.stdout and "goodput" in proc.stdout
     # only the given URL was contacted
     assert {x["path"] for x in stub.seen[before:]} == {"/ttft=0.01;gap=0.002/v1/completions"}
@@ -686,7 +688,7 @@ def test_cli_bad_input_one_line():
         (["http://127.0.0.1:9/v1", "--model", "m", "--tokenizer", "/nonexistent"], "tokenizer"),
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "streambench.endpoint", *args],
+            [sys.executable, "-m", "streambench", "endpoint", *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -698,3 +700,47 @@ def test_cli_bad_input_one_line():
 
 if __name__ == "__main__" and sys.argv[1:] == ["--stub"]:
     asyncio.run(Stub().serve())
+
+
+def test_cli_outputs_plot_and_compare_with_a_local_run(stub, tmp_path):
+    """``streambench endpoint`` writes the same results document as ``streambench run`` (JSON,
+    CSV, Markdown, plot), and ``streambench compare`` matches a local run with it."""
+    ep = [str(tmp_path / f"served.{ext}") for ext in ("json", "csv", "md")]
+    cmd = [sys.executable, "-m", "streambench", "endpoint", stub.url("ttft=0.03;gap=0.004;k=2")]
+    cmd += ["--model", "stub", "--in-out", "8-6", "--requests", "3", "--plot"]
+    cmd += [str(tmp_path / "served.png"), "-v"]
+    for path in ep:
+        cmd += ["-o", path]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "request 2: TTFT" in proc.stdout + proc.stderr  # --verbose
+    doc = json.loads(open(ep[0]).read())
+    assert doc["schema"].startswith("streambench.results/") and doc["command"] == "endpoint"
+    entry = doc["configurations"][0]
+    assert entry["status"] == "ok" and entry["config"]["concurrency"] == 1
+    assert entry["actual_output_tokens"] == 6 and len(entry["trials"]) == 3
+    trial = entry["trials"][0]
+    assert trial["reference"] == "request" and trial["new_tokens"] == 6
+    assert trial["step_tokens"] == [2, 2, 2] and len(trial["token_latencies_s"]) == 6
+    agg = entry["aggregates"]
+    assert agg["first_token_s"]["n"] == 3 and agg["endpoint"]["tpot_s"]["n"] == 3
+    # the first token statistics are the TTFT statistics
+    assert agg["first_token_s"]["median"] == agg["endpoint"]["ttft_s"]["median"]
+    rows = open(ep[1]).read().splitlines()
+    assert rows[0].startswith("model,1st token avg latency (ms)") and "TPOT mean" in rows[0]
+    assert len(rows) == 2 and rows[1].startswith("stub,")
+    assert "stub 8-6 c1" in open(ep[2]).read()
+    assert (tmp_path / "served.png").stat().st_size > 10_000
+    # a local run of the embedded tiny model, then compare: the configurations match
+    local = str(tmp_path / "local.json")
+    run = [sys.executable, "-m", "streambench", "run", "--in-out", "8-6", "--trials", "2"]
+    proc = subprocess.run([*run, "-o", local], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "streambench", "compare", local, ep[0], "--threshold", "1000000%"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "missing" not in proc.stdout and "no regression" in proc.stdout
