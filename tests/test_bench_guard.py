@@ -144,3 +144,69 @@ def test_generate_overhead_vs_noop_streamer(llama, prompt, one_thread):
 
         ratio, seen = best_ratio(measure, 1.5)
     assert ratio <= 1.5, f"generate() with a TimingStreamer vs a no-op streamer: {seen}"
+
+
+class NestedStatsAccelerator:
+    """Stands in for torch.cuda: allocator statistics as the nested dict torch returns, and
+    counters for the per-name helpers that flatten and sort all of them on every call."""
+
+    def __init__(self):
+        self.peak, self.nested_calls, self.slow_calls, self.resets = 1000, 0, 0, 0
+
+    def is_available(self):
+        return True
+
+    def device_count(self):
+        return 1
+
+    def current_device(self):
+        return 0
+
+    def synchronize(self, index=None):
+        pass
+
+    def memory_stats_as_nested_dict(self, index=None):
+        self.nested_calls += 1
+        self.peak += 10
+        return {
+            "allocated_bytes": {"all": {"peak": self.peak, "current": 1}},
+            "reserved_bytes": {"all": {"current": 4096, "peak": 8192}},
+        }
+
+    def max_memory_allocated(self, index=None):
+        self.slow_calls += 1
+        return 0
+
+    def memory_reserved(self, index=None):
+        self.slow_calls += 1
+        return 0
+
+    def reset_peak_memory_stats(self, index=None):
+        self.resets += 1
+
+
+def test_accelerator_memory_probe_is_one_allocator_query_per_token(monkeypatch):
+    """CUDA/XPU: max_memory_allocated() + memory_reserved() flatten ~120 statistics each
+    (~100 µs a call on a CPU); the probe reads both from one nested-dict query per token."""
+    fake = NestedStatsAccelerator()
+    for name in (
+        "is_available",
+        "device_count",
+        "current_device",
+        "synchronize",
+        "memory_stats_as_nested_dict",
+        "max_memory_allocated",
+        "memory_reserved",
+        "reset_peak_memory_stats",
+    ):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    s = TimingStreamer(device="cuda")
+    s.put(PROMPT)
+    for _ in range(5):
+        s.put(TOKEN)
+    s.end()
+    r = s.summary()
+    assert fake.slow_calls == 0
+    assert fake.nested_calls == 1 + 5  # the prompt's reserved bytes, then one per token
+    assert r.memory_per_token_bytes == (1020, 1030, 1040, 1050, 1060)
+    assert r.reserved_memory_bytes == 4096 and fake.resets == 1 + 5
