@@ -382,6 +382,13 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
     plot = m.get("plot")
     if plot is not None and not str(plot).lower().endswith((".png", ".svg", ".pdf")):
         raise UsageError(f"--plot {plot}: use a .png (or .svg, .pdf) file name")
+    if plot is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(
+                "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
+            )
     settings = SweepSettings(
         models=specs,
         in_out=in_out,
