@@ -181,9 +181,7 @@ def test_encoder_decoder(t5, known_latency, capsys, num_beams):
     assert w.first_cost + w.encoder_time == pytest.approx(r.first_token_s) and w.first_cost > 0
     if num_beams == 1:  # bounds from the hand-over times, whatever the machine's speed
         (_, t_prompt), (_, t_first) = caller.puts[:2]
-        assert (
-            enc.ends[0] <= t0 + w.encoder_time + (t_prompt - t0) and t0 + w.encoder_time <= t_prompt
-        )
+        assert t0 + w.encoder_time <= t_prompt and enc.ends[0] <= t_prompt
         assert w.first_cost <= t_first - enc.ends[0]
     out = lines(capsys)
     assert len(out) == 3 and ENCODER.match(out[0]) and FIRST.match(out[1]) and REST.match(out[2])
