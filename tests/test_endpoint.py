@@ -702,9 +702,9 @@ if __name__ == "__main__" and sys.argv[1:] == ["--stub"]:
     asyncio.run(Stub().serve())
 
 
-def test_cli_outputs_plot_and_compare_with_a_local_run(stub, tmp_path):
+def test_cli_outputs_plot_and_compare(stub, tmp_path):
     """``streambench endpoint`` writes the same results document as ``streambench run`` (JSON,
-    CSV, Markdown, plot), and ``streambench compare`` matches a local run with it."""
+    CSV, Markdown, plot), which ``streambench compare`` reads."""
     ep = [str(tmp_path / f"served.{ext}") for ext in ("json", "csv", "md")]
     cmd = [sys.executable, "-m", "streambench", "endpoint", stub.url("ttft=0.03;gap=0.004;k=2")]
     cmd += ["--model", "stub", "--in-out", "8-6", "--requests", "3", "--plot"]
@@ -731,16 +731,11 @@ def test_cli_outputs_plot_and_compare_with_a_local_run(stub, tmp_path):
     assert len(rows) == 2 and rows[1].startswith("stub,")
     assert "stub 8-6 c1" in open(ep[2]).read()
     assert (tmp_path / "served.png").stat().st_size > 10_000
-    # a local run of the embedded tiny model, then compare: the configurations match
-    local = str(tmp_path / "local.json")
-    run = [sys.executable, "-m", "streambench", "run", "--in-out", "8-6", "--trials", "2"]
-    proc = subprocess.run([*run, "-o", local], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    # compare reads it (the served-vs-local comparison is in test_endpoint_serve.py)
     proc = subprocess.run(
-        [sys.executable, "-m", "streambench", "compare", local, ep[0], "--threshold", "1000000%"],
+        [sys.executable, "-m", "streambench", "compare", ep[0], ep[0]],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "missing" not in proc.stdout and "no regression" in proc.stdout
+    assert proc.returncode == 0 and "no regression" in proc.stdout, proc.stdout + proc.stderr

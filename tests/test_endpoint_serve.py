@@ -152,3 +152,41 @@ def test_chat_and_failures_against_transformers_serve(served):
     )
     assert res.summary.errors == {"http": 2} and res.summary.ttft_s is None
     assert "HTTP 400" in res.summary.first_errors[0]
+
+
+def test_cli_served_vs_local_generate(served, tmp_path):
+    """The same tiny model, benchmarked locally (``streambench run``) and served
+    (``streambench endpoint``), in the same report format; ``compare`` matches the two."""
+    url, model_dir = served
+    served_json, local_json = str(tmp_path / "served.json"), str(tmp_path / "local.json")
+    gen = json.dumps({"min_new_tokens": N_OUT, "do_sample": False})
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", model_dir]
+    cmd += ["--in-out", f"{N_IN}-{N_OUT}", "--requests", "3", "--tokenizer", model_dir]
+    cmd += ["--extra-body", json.dumps({"generation_config": gen}), "-o", served_json]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "server refused ignore_eos" in proc.stdout
+    run = [sys.executable, "-m", "streambench", "run", model_dir, "--in-out", f"{N_IN}-{N_OUT}"]
+    proc = subprocess.run([*run, "--trials", "2", "-o", local_json], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    served_doc = json.loads(open(served_json).read())
+    local_doc = json.loads(open(local_json).read())
+    s_entry, l_entry = served_doc["configurations"][0], local_doc["configurations"][0]
+    assert s_entry["id"].split("|")[1:3] == l_entry["id"].split("|")[1:3]  # in-out, bs
+    assert s_entry["actual_input_tokens"] == l_entry["actual_input_tokens"] == N_IN
+    assert s_entry["actual_output_tokens"] == l_entry["actual_output_tokens"] == N_OUT
+    # the same fields, the same meaning: first token, rest tokens, per-token lists
+    for key in ("first_token_s", "rest_token_mean_s", "decode_tokens_per_s"):
+        assert s_entry["aggregates"][key]["n"] >= 2 and l_entry["aggregates"][key]["n"] == 2
+    assert len(s_entry["trials"][0]["token_latencies_s"]) == N_OUT
+    proc = subprocess.run(
+        [sys.executable, "-m", "streambench", "compare", local_json, served_json],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode in (0, 1), proc.stderr  # 1: served slower than local (HTTP, server)
+    out = " ".join(proc.stdout.split())
+    assert "missing in NEW" not in out and "new in NEW" not in out, proc.stdout
+    assert "tiny-llama 16-8 bs1" in out and "first token" in out
