@@ -46,6 +46,7 @@ from typing import Any
 from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 
 from .devices import DeviceNotAvailableError
+from .distributed import should_print
 from .stats import RunsSummary, aggregate
 from .streamer import TimingStreamer
 from .timing import GiB, RunResult
@@ -400,7 +401,7 @@ class BenchmarkWrapper:
         d["last_result"] = result
         if result is None or not result.has_tokens:
             self._warn_no_tokens(result, kwargs or {})
-            if self.do_print:
+            if self.do_print and should_print():  # under torch.distributed: the print ranks
                 self.print_fn("=========No token generated: no first token cost=========")
             return
         encoder = None
@@ -413,7 +414,7 @@ class BenchmarkWrapper:
         d["rest_cost_mean"] = result.rest_token_mean_s
         d["encoder_time"] = encoder
         d["peak_memory"] = peak / GiB if peak is not None else None
-        if self.do_print or self.verbose:
+        if (self.do_print or self.verbose) and should_print():  # rank 0 only when distributed
             self._print(result, first, encoder)
 
     def _warn_no_tokens(self, result: RunResult | None, kwargs: dict) -> None:
