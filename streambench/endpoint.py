@@ -84,6 +84,7 @@ __all__ = [
     "parse_slo",
     "request_url",
     "run_endpoint",
+    "scrub_argv",
     "specs_from_args",
     "summarize",
     "to_entry",
@@ -1238,7 +1239,27 @@ def environment(spec: EndpointSpec) -> dict[str, Any]:
             extra[dist.replace("-", "_")] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    return report.environment(None, extra=extra)
+    env = report.environment(None, extra=extra)
+    env["argv"] = scrub_argv(env.get("argv") or [])
+    return env
+
+
+def scrub_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the value of ``--api-key`` replaced by ``***`` (results never hold it)."""
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg == "--api-key":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(arg)
+    return out
 
 
 def endpoint_table(entry: dict[str, Any]) -> Any:

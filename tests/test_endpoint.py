@@ -678,6 +678,18 @@ def test_api_key_sent_never_stored(stub, tmp_path):
     assert "TTFT" in proc.stdout and "goodput" in proc.stdout
     # only the given URL was contacted
     assert {x["path"] for x in stub.seen[before:]} == {"/ttft=0.01;gap=0.002/v1/completions"}
+    # a key given on the command line: sent, but not in any output (argv is recorded scrubbed)
+    outs = [tmp_path / f"k.{ext}" for ext in ("json", "csv", "md", "jsonl")]
+    cmd = [sys.executable, "-m", "streambench", "endpoint", stub.url("ttft=0.01;gap=0.002")]
+    cmd += ["--model", "stub", "--requests", "1", "--api-key", secret, "-v"]
+    proc = subprocess.run(
+        cmd + [a for o in outs for a in ("-o", str(o))], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert stub.seen[-1]["headers"]["authorization"] == f"Bearer {secret}"
+    assert all(secret not in o.read_text() for o in outs)
+    assert secret not in proc.stdout + proc.stderr
+    assert "***" in json.loads(outs[0].read_text())["environment"]["argv"]
 
 
 def test_cli_bad_input_one_line():
@@ -739,3 +751,38 @@ def test_cli_outputs_plot_and_compare(stub, tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0 and "no regression" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_ctrl_c_keeps_finished_requests(stub, tmp_path):
+    """SIGINT in the middle of a run: exit 130, finished requests written, in-flight dropped."""
+    import signal
+
+    out = tmp_path / "partial.json"
+    cmd = [sys.executable, "-m", "streambench", "endpoint", stub.url("ttft=0.05;gap=0.02")]
+    cmd += ["--model", "stub", "--in-out", "8-40", "--requests", "20", "--warmup", "0"]
+    cmd += ["--force-output", "on", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists():  # written after the configuration: not yet
+            if time.monotonic() > deadline or proc.poll() is not None:
+                break
+            seen = [x for x in stub.seen if x["path"].startswith("/ttft=0.05;gap=0.02/")]
+            if len(seen) >= 3:  # two finished, the third in flight
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True
+    entry = doc["configurations"][0]
+    assert entry["status"] == "interrupted"
+    done = [r for r in entry["requests"] if not r["warmup"]]
+    assert 2 <= len(done) < 20 and all(r["ok"] for r in done)
+    assert entry["aggregates"]["endpoint"]["ok"] == len(done)
