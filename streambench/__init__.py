@@ -22,11 +22,14 @@ _LAZY = {
     "aggregate": "streambench.stats",
     "describe": "streambench.stats",
     "DeviceNotAvailableError": "streambench.devices",
+    "EndpointSpec": "streambench.endpoint",
+    "run_endpoint": "streambench.endpoint",
 }
 
 __all__ = [
     "BenchmarkWrapper",
     "DeviceNotAvailableError",
+    "EndpointSpec",
     "NoTokensError",
     "RunResult",
     "RunsSummary",
@@ -35,10 +38,12 @@ __all__ = [
     "__version__",
     "aggregate",
     "describe",
+    "run_endpoint",
 ]
 
 if TYPE_CHECKING:
     from .devices import DeviceNotAvailableError
+    from .endpoint import EndpointSpec, run_endpoint
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer
     from .timing import NoTokensError, RunResult
