@@ -479,7 +479,7 @@ def _sweep(
     failures = 0
 
     def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
-        out.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
     progress = Progress(
         TextColumn("{task.description}"),

@@ -400,9 +400,9 @@ def configuration_table(entry: dict[str, Any]) -> Any:
 
     cfg = entry.get("config", {})
     trials = len(entry.get("trials") or [])
-    title = f"{entry.get('label', entry.get('id'))}  ·  {trials} trials"
-    if cfg.get("warmup") is not None:
-        title += f" after {cfg.get('warmup')} warm-up"
+    title = f"{entry.get('label', entry.get('id'))}  ·  {trials} trial{'s' * (trials != 1)}"
+    if cfg.get("warmup"):
+        title += f" after {cfg.get('warmup')} warm-up{'s' * (cfg.get('warmup') != 1)}"
     header = Text(title, style="bold")
     table = Table(min_width=60)
     table.add_column("metric", style="bold")

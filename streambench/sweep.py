@@ -628,6 +628,11 @@ def run_configuration(
         total = settings.warmup + settings.trials
         with torch.inference_mode():
             for i in range(total):
+                if settings.verbose:
+                    kind = "warm-up" if i < settings.warmup else "trial"
+                    n = i + 1 if i < settings.warmup else i + 1 - settings.warmup
+                    of = settings.warmup if i < settings.warmup else settings.trials
+                    print_fn(f"-- {entry['label']}: {kind} {n}/{of}")
                 if timer is streamer:
                     streamer.mark_start()
                 generate(input_ids, **gen_kwargs)
