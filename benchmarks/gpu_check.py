@@ -538,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=6, help="interleaved overhead rounds")
     ap.add_argument("--runs", type=int, default=3, help="measured accuracy runs per method")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=150.0,
+        help="seconds the measurements should take (tokens and rounds shrink to fit)",
+    )
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu-results", help="results folder")
     args = ap.parse_args(argv)
 
@@ -598,6 +604,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     data["probe_calls_us"] = probe_calls(device, 500)
     print("per put done", flush=True)
+    # Fit the time budget: one timed call decides the tokens and rounds (4 calls per round).
+    with torch.inference_mode():
+        model.generate(ids, **gen_kwargs(ids, 4))  # first call: kernels load, caches warm
+        clock.sync()
+        t0 = time.perf_counter()
+        model.generate(ids, **gen_kwargs(ids, args.tokens))
+        clock.sync()
+        t_gen = time.perf_counter() - t0
+    if not args.cpu_smoke:
+        while t_gen > 2.0 and args.tokens > 32:  # slow decode: shorter calls
+            args.tokens //= 2
+            t_gen /= 2
+        args.rounds = max(3, min(args.rounds, int(args.budget_s * 0.4 / (4 * t_gen))))
+    data["budget"] = {"budget_s": args.budget_s, "probe_call_s": t_gen, "tokens": args.tokens}
+    print(f"one call: {t_gen:.2f} s -> {args.tokens} tokens, {args.rounds} rounds", flush=True)
     data["overhead"] = overhead(model, ids, device, args.tokens, args.rounds)
     print("overhead done", flush=True)
     streamer_rows = accuracy_streamer(model, ids, device, clock, args.tokens, args.runs)

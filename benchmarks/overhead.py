@@ -54,6 +54,25 @@ class MinimalStreamer:
         pass
 
 
+def capturing_streamer(**kw: Any) -> Any:
+    """A TimingStreamer that keeps, per put, the time it spent after its timestamp (what it
+    measures and subtracts as its own overhead), so the in-generate cost per put can be given
+    as a median, robust to the odd preemption."""
+    from streambench import TimingStreamer
+
+    class Capturing(TimingStreamer):
+        captured: list[float]
+
+        def end(self) -> None:
+            run = self._run
+            if run is not None:
+                # excluded[i] is the time spent after put i-1's timestamp; pending: the last put
+                self.captured = [*run.excluded[1:], run.pending]
+            super().end()
+
+    return Capturing(**kw)
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     values = sorted(values)
     q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
@@ -150,8 +169,8 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     streamers: dict[str, Any] = {
         "none": None,
         "noop_streamer": NoopStreamer(),
-        "sb_memory_off": TimingStreamer(device="cpu", memory=False),
-        "sb_memory_on": TimingStreamer(device="cpu", memory=True),
+        "sb_memory_off": capturing_streamer(device="cpu", memory=False),
+        "sb_memory_on": capturing_streamer(device="cpu", memory=True),
     }
     times: dict[str, list[float]] = {k: [] for k in GEN_VARIANTS}
     inside_us: dict[str, list[float]] = {"sb_memory_off": [], "sb_memory_on": []}
@@ -170,8 +189,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
                 model.generate(ids, streamer=s, **kw)
                 times[k].append(time.perf_counter() - t0)
                 if isinstance(s, TimingStreamer):
-                    res = s.summary()
-                    inside_us[k].append(res.streamer_overhead_s / (res.new_tokens + 1) * 1e6)
+                    inside_us[k].extend(x * 1e6 for x in s.captured)
     base = times["none"]
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
     vs_noop = {
@@ -186,9 +204,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
         "wall_s": {k: quantiles(v) for k, v in times.items()},
         "ratio_vs_none": {k: quantiles(v) for k, v in ratios.items()},
         "ratio_vs_noop_streamer": {k: quantiles(v) for k, v in vs_noop.items()},
-        "measured_inside_streamer_us_per_put": {
-            k: statistics.median(v) for k, v in inside_us.items()
-        },
+        "measured_inside_streamer_us_per_put": {k: quantiles(v) for k, v in inside_us.items()},
     }
 
 
@@ -308,7 +324,8 @@ def render(data: dict[str, Any]) -> str:
             "Time inside the streamer after each timestamp "
             "(measured by the streamer itself, µs/put): "
             + ", ".join(
-                f"{k} {v:.2f}" for k, v in g["measured_inside_streamer_us_per_put"].items()
+                f"{k} median {v['median']:.2f} (p25 {v['p25']:.2f}, p75 {v['p75']:.2f})"
+                for k, v in g["measured_inside_streamer_us_per_put"].items()
             ),
         ]
     out += [
