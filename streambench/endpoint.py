@@ -1199,6 +1199,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
             "endpoint": _public_url(request_url(spec.url, spec.chat)),
             "sent_fields": list(result.sent_fields),
             "dropped_fields": list(result.dropped_fields),
+            "extra_body": dict(spec.extra_body),
             "slo_s": dict(spec.slo),
         },
         "status": status,
@@ -1327,9 +1328,14 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
             )
     dropped = cfg.get("dropped_fields") or []
     if dropped:
-        note = "server refused " + ", ".join(dropped)
+        note = "server refused " + ", ".join(dropped) + " (dropped)"
         if "ignore_eos" in dropped:
-            note += ": output length not forced (see --extra-body for server-specific options)"
+            note += (
+                ": the output length is forced only by --extra-body options, if any; see the "
+                "actual tokens"
+                if cfg.get("extra_body")
+                else ": output length not forced (server-specific options: --extra-body)"
+            )
         parts.append(Text(note, style="yellow"))
     if entry.get("error"):
         parts.append(Text(str(entry["error"]), style="red"))
