@@ -31,6 +31,25 @@ def gen_kwargs(n: int, **extra):
     return dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, **extra)
 
 
+def assisted(model, n: int):
+    """(model, kwargs) for assisted decoding that yields exactly ``n`` tokens, greedy.
+
+    transformers 4.57.x refuses ``min_new_tokens`` with an assistant ("Passing
+    `MinLengthLogitsProcessor` when using `assisted_generation is disabled"): there a copy of the
+    model without an EOS token is used instead, which also always yields ``n`` tokens.
+    """
+    import copy
+
+    import transformers
+    from packaging.version import Version
+
+    if Version("4.57") <= Version(transformers.__version__) < Version("5"):
+        model = copy.deepcopy(model)
+        model.generation_config.eos_token_id = None
+        return model, dict(max_new_tokens=n, do_sample=False, pad_token_id=0)
+    return model, gen_kwargs(n)
+
+
 class KnownLatency:
     """Makes a model's forward pass sleep a known time and records when each forward ended.
 

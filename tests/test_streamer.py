@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from conftest import Recorder, gen_kwargs
+from conftest import Recorder, assisted, gen_kwargs
 
 import streambench.streamer as streamer_mod
 from streambench import NoTokensError, TimingStreamer
@@ -148,9 +148,10 @@ def test_beam_sampling_never_makes_up_a_latency(llama, prompt):
 
 def test_assisted_decoding_counts_k_tokens_per_put(llama, prompt):
     """An identical assistant gets every candidate accepted: puts of [1, k], k > 1."""
-    assistant = copy.deepcopy(llama)
+    model, kw = assisted(llama, 12)
+    assistant = copy.deepcopy(model)
     s = TimingStreamer(device="cpu")
-    out = llama.generate(prompt, streamer=s, assistant_model=assistant, **gen_kwargs(12))
+    out = model.generate(prompt, streamer=s, assistant_model=assistant, **kw)
     r = s.summary()
     assert r.new_tokens == out.shape[-1] - prompt.shape[-1] == 12
     assert sum(r.step_tokens) == 12 and max(r.step_tokens) > 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import Recorder, gen_kwargs
+from conftest import Recorder, assisted, gen_kwargs
 from packaging.version import Version
 
 from streambench import BenchmarkWrapper, TimingStreamer
@@ -189,8 +189,9 @@ def test_encoder_decoder(t5, known_latency, capsys, num_beams):
 
 
 def test_assisted_decoding(llama, prompt):
-    w = BenchmarkWrapper(llama)
-    out = w.generate(prompt, assistant_model=copy.deepcopy(llama), **gen_kwargs(16))
+    model, kw = assisted(llama, 16)
+    w = BenchmarkWrapper(model)
+    out = w.generate(prompt, assistant_model=copy.deepcopy(model), **kw)
     r = w.last_result
     assert w.timed_by == "streamer" and r.new_tokens == out.shape[-1] - 12 == 16
     assert sum(r.step_tokens) == 16 and max(r.step_tokens) > 1
