@@ -53,14 +53,17 @@ SCENARIOS = {
 
 
 class PromptStamp:
-    """Inner streamer: the time of the prompt put (first put of each call)."""
+    """Inner streamer: the time of every put (the first is the prompt hand-over)."""
 
     def __init__(self) -> None:
         self.t_prompt: float | None = None
+        self.puts: list[float] = []
 
     def put(self, value: Any) -> None:
+        t = time.perf_counter()
+        self.puts.append(t)
         if self.t_prompt is None:
-            self.t_prompt = time.perf_counter()
+            self.t_prompt = t
 
     def end(self) -> None:
         pass
@@ -146,12 +149,17 @@ def m_streamer(h: Harness, scenario: dict[str, Any], from_prompt: bool) -> list[
         if from_prompt:
             assert stamp.t_prompt is not None
             tr["ttft_s"] = h.k.ends[0] - stamp.t_prompt
+        # generate()'s own work between a forward's end and the token's put() (logits
+        # processing, token choice, .cpu()): part of what the streamer measures, not of the truth
+        lags = [p - e for p, e in zip(stamp.puts[1:], h.k.ends)]
         out.append(
             dict(
                 first_s=r.first_token_s,
                 rest_s=r.rest_token_mean_s,
                 per_token_s=list(r.token_latencies_s[1:]),
                 truth=tr,
+                handover_first_s=lags[0],
+                handover_rest_median_s=statistics.median(lags[1:]),
             )
         )
     return out
@@ -361,6 +369,12 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         if pt_err
         else None,
         "per_token_abs_err_ms_max": max(abs(e) for e in pt_err) * 1e3 if pt_err else None,
+        "handover_first_ms": statistics.median(x["handover_first_s"] for x in runs) * 1e3
+        if "handover_first_s" in runs[0]
+        else None,
+        "handover_rest_ms": statistics.median(x["handover_rest_median_s"] for x in runs) * 1e3
+        if "handover_rest_median_s" in runs[0]
+        else None,
         "first_within_target": ok_first,
         "rest_within_target": ok_rest,
     }
@@ -417,6 +431,21 @@ def render(data: dict[str, Any]) -> str:
                 rows,
             ),
         ]
+        notes = [
+            f"- {r['method']}: first token {r['summary']['handover_first_ms']:.3f} ms, "
+            f"later tokens {r['summary']['handover_rest_ms']:.3f} ms (median)"
+            for r in data["rows"]
+            if r["scenario"] == sname and (r.get("summary") or {}).get("handover_first_ms")
+        ]
+        if notes:
+            out += [
+                "",
+                "generate()'s own work between the end of a forward pass and the put() of its "
+                "token (logits processing, token choice, `.cpu()`), included in what a streamer "
+                "sees and not in the truth:",
+                "",
+                *notes,
+            ]
     machines = data["machines"]
     out += ["", "Ran on:"] + [f"- {C.machine_line(m)}" for m in machines]
     return "\n".join(out)
