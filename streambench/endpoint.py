@@ -24,7 +24,8 @@ Tokens per chunk (``token_count``, one value per request):
   (``stream_options.include_usage``), split over the chunks by tokenizing the text (``--tokenizer``)
   or, without a tokenizer, in proportion to each chunk's characters (each chunk gets at least one
   token while there are enough).
-- ``"tokenizer"``: no usage; the concatenated text tokenized locally.
+- ``"tokenizer"``: no usage; the concatenated text tokenized locally, each token counted in the
+  chunk where it ends.
 - ``"chunks"``: no usage and no tokenizer: every text chunk is counted as one token (a lower
   bound when the server sends several tokens per chunk).
 
@@ -53,7 +54,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -300,6 +301,23 @@ class RequestRecord:
     token_count: str = "chunks"
     finish_reason: str | None = None
     events: int = 0
+    # raw stream data, kept to (re)count tokens after the run (not written to results)
+    texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    chunk_usage: tuple[int | None, ...] = field(default=(), repr=False, compare=False)
+    usage_total: int | None = field(default=None, repr=False, compare=False)
+
+    def recount(self, tokenizer: Any) -> RequestRecord:
+        """This record with its tokens per chunk counted again with ``tokenizer`` (see
+        :func:`count_chunk_tokens`). Done after the measured phase, never while requests stream:
+        tokenizing long outputs inside the event loop would delay the other requests' chunks."""
+        if tokenizer is None or not self.texts:
+            return self
+        counts, method = count_chunk_tokens(
+            self.texts, self.chunk_usage, self.usage_total, tokenizer
+        )
+        return replace(
+            self, chunk_tokens=tuple(counts), output_tokens=sum(counts), token_count=method
+        )
 
     @property
     def error_kind(self) -> str | None:
@@ -439,16 +457,24 @@ def apportion(total: int, weights: Sequence[float]) -> list[int]:
 
 
 def _tokenizer_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
-    """Tokens added by each chunk: token counts of the growing concatenation, differenced."""
-    prefixes, acc = [], ""
+    """Tokens of each chunk: the whole text tokenized once, each token given to the chunk where
+    it ends (character offsets of a fast tokenizer; O(length), so cheap inside the event loop).
+    Without offsets (slow tokenizers): each chunk tokenized on its own."""
+    import bisect
+
+    text = "".join(texts)
+    ends, acc = [], 0
     for t in texts:
-        acc += t
-        prefixes.append(acc)
-    ids = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
-    counts, prev = [], 0
-    for row in ids:
-        counts.append(max(len(row) - prev, 0))
-        prev = max(prev, len(row))
+        acc += len(t)
+        ends.append(acc)
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, KeyError, TypeError, ValueError):
+        return [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    counts = [0] * len(texts)
+    for _start, end in offsets:
+        counts[min(bisect.bisect_left(ends, max(end, 1)), len(texts) - 1)] += 1
     return counts
 
 
@@ -663,7 +689,6 @@ async def _request(
     index: int,
     phase_start: float,
     warmup: bool,
-    tokenizer: Any,
     prompt_tokens_local: int | None,
     secret: str | None,
 ) -> RequestRecord:
@@ -687,7 +712,8 @@ async def _request(
     usage = live.usage or {}
     total = usage.get("completion_tokens")
     total = total if isinstance(total, int) else None
-    counts, method = count_chunk_tokens(live.texts, live.usage_at, total, tokenizer)
+    # without the tokenizer here (cheap); EndpointBenchmark.result() recounts with it
+    counts, method = count_chunk_tokens(live.texts, live.usage_at, total, None)
     ptok = usage.get("prompt_tokens")
     ptok = ptok if isinstance(ptok, int) else prompt_tokens_local
     common = dict(
@@ -702,6 +728,9 @@ async def _request(
         token_count=method,
         finish_reason=live.finish,
         events=live.events,
+        texts=tuple(live.texts),
+        chunk_usage=tuple(live.usage_at),
+        usage_total=total,
     )
     if error is None and not live.times:
         error = "protocol: stream completed without any generated text"
@@ -902,6 +931,8 @@ class EndpointBenchmark:
             if spec.prompt is not None
             else make_prompts(n_all, spec.prompt_tokens, spec.seed, self.tokenizer)
         )
+        # prompt token counts up front, not inside the event loop while requests stream
+        ptoks = {p: self._ptok(p) for p in set(prompts)}
         limit = spec.max_in_flight
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
@@ -919,8 +950,7 @@ class EndpointBenchmark:
                     i,
                     start,
                     warm,
-                    self.tokenizer,
-                    self._ptok(prompt),
+                    ptoks.get(prompt),
                     secret,
                 )
                 self.records.append(rec)
@@ -977,7 +1007,10 @@ class EndpointBenchmark:
     def result(self) -> EndpointResult:
         """The result of what has finished so far (after an interruption: a partial result)."""
         records = tuple(
-            sorted(self.records, key=lambda r: (not r.warmup, r.index if not r.warmup else 0))
+            r.recount(self.tokenizer)
+            for r in sorted(
+                self.records, key=lambda r: (not r.warmup, r.index if not r.warmup else 0)
+            )
         )
         sent = _body(self.spec, "", 1, self.level)
         return EndpointResult(
@@ -1528,14 +1561,11 @@ def cmd_endpoint(args: Any) -> int:
     per_config = specs[0].warmup + specs[0].requests
     task = progress.add_task("requests", total=len(specs) * per_config)
 
-    lines: list[str] = []  # --verbose lines, printed after each configuration
-
     def on_request(rec: RequestRecord) -> None:
-        # Runs inside the event loop while other requests stream: keep it cheap (no printing).
+        # Runs inside the event loop while other requests stream: keep it cheap (no printing;
+        # --verbose lines are printed after each configuration, with the final token counts).
         if rec.index >= 0:
             progress.advance(task)
-        if args.verbose:
-            lines.append(_request_line(rec))
 
     def save() -> None:
         if outputs:
@@ -1547,9 +1577,9 @@ def cmd_endpoint(args: Any) -> int:
             progress.update(task, description=f"{spec.prompt_tokens}-{spec.output_tokens}")
             bench = EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer)
             result = bench.run()
-            for line in lines:
-                progress.console.print(line, markup=False, highlight=False)
-            lines.clear()
+            if args.verbose:
+                for rec in result.records:
+                    out.print(_request_line(rec), markup=False, highlight=False)
             entry = to_entry(result)
             doc["configurations"].append(entry)
             failed += result.summary.failed
