@@ -62,6 +62,7 @@ CONFIG_KEYS = {
     "output": "output",
     "plot": "plot",
     "seed": "seed",
+    "tp": "tp",
 }
 
 
@@ -166,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="override num_hidden_layers (embedded model and --random-weights only)",
     )
+    run.add_argument(
+        "--tp",
+        choices=["auto", "none", "transformers", "deepspeed"],
+        help="tensor parallelism under torchrun / deepspeed: transformers (tp_plan='auto'), "
+        "deepspeed (AutoTP), none (a full replica per rank); default auto: transformers when "
+        "launched with several ranks",
+    )
     run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
     run.add_argument(
         "-o",
@@ -237,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streambench`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # the deepspeed launcher passes --local_rank=N (without --no_local_rank); LOCAL_RANK has it too
+    argv = [a for a in argv if not a.startswith(("--local_rank=", "--local-rank="))]
     debug = "--debug" in argv
     parser = build_parser()
     try:
@@ -404,8 +414,19 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
         num_layers=num_layers,
         seed=int(m.get("seed", 0) or 0),
         verbose=bool(m.get("verbose") or False),
+        tp=_tp_mode(m.get("tp")),
     )
     return settings, [str(o) for o in outputs], None if plot is None else str(plot)
+
+
+def _tp_mode(value: Any) -> str:
+    from .distributed import resolve_tp_mode
+    from .sweep import UsageError
+
+    try:
+        return resolve_tp_mode(None if value is None else str(value))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -462,7 +483,7 @@ def _sweep(
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes. Multi-rank
     # gathering plugs into RankContext.gather.
-    rank = RankContext.from_env()
+    rank = RankContext.from_env(device)
     global _SPEAK
     _SPEAK = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)

@@ -314,13 +314,31 @@ class RankSummary:
         return cls(**kwargs)
 
 
-def _runs_of(source: Any) -> list[RunResult]:
+class _RunView:
+    """Dict-style read access to a RunResult (so rows can come from RunResults or to_dict())."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: RunResult) -> None:
+        self.run = run
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self.run, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self.run, key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.run.to_dict()
+
+
+def _runs_of(source: Any) -> list[Any]:
     from .timing import RunResult
 
     if isinstance(source, RunResult):
         return [source]
     if isinstance(source, (list, tuple)):
-        return list(source)
+        return list(source)  # RunResults or RunResult.to_dict() dicts
     for attr in ("runs", "streamer"):
         value = getattr(source, attr, None)
         if value is None:
@@ -329,7 +347,8 @@ def _runs_of(source: Any) -> list[RunResult]:
             return _runs_of(value)
         return list(value)
     raise TypeError(
-        "gather_summaries() takes a TimingStreamer, a RunResult, a list of RunResults, an "
+        "gather_summaries() takes a TimingStreamer, a RunResult, a list of RunResults (or of "
+        "their to_dict()), an "
         f"object with .runs or .streamer (BenchmarkWrapper), an exception, or None; got "
         f"{type(source).__name__}"
     )
@@ -365,20 +384,21 @@ def summarize_rank(
     )
     runs = [] if source is None else _runs_of(source)
     base["recorded_runs"] = len(runs)
-    measured = runs[warmup:]
+    # RunResult objects, or their to_dict() form (what result files hold)
+    measured = [r if isinstance(r, dict) else _RunView(r) for r in runs[warmup:]]
     if runs:
-        base["device"] = runs[-1].device
-    kinds = {r.memory_kind for r in measured if r.memory_kind}
+        base["device"] = measured[-1]["device"] if measured else _RunView(runs[-1])["device"]
+    kinds = {r["memory_kind"] for r in measured if r.get("memory_kind")}
     base["memory_kind"] = kinds.pop() if len(kinds) == 1 else None
     base.update(
-        new_tokens=tuple(r.new_tokens for r in measured),
-        first_token_s=tuple(r.first_token_s for r in measured),
-        rest_token_mean_s=tuple(r.rest_token_mean_s for r in measured),
-        peak_memory_bytes=tuple(r.peak_memory_bytes for r in measured),
-        complete=tuple(bool(r.complete) for r in measured),
+        new_tokens=tuple(int(r["new_tokens"]) for r in measured),
+        first_token_s=tuple(r.get("first_token_s") for r in measured),
+        rest_token_mean_s=tuple(r.get("rest_token_mean_s") for r in measured),
+        peak_memory_bytes=tuple(r.get("peak_memory_bytes") for r in measured),
+        complete=tuple(bool(r.get("complete", True)) for r in measured),
     )
     if details:
-        base["details"] = tuple(r.to_dict() for r in measured)
+        base["details"] = tuple(r.to_dict() if isinstance(r, _RunView) else r for r in measured)
     if error is not None:
         return RankSummary(status="failed", error=_format_error(error), **base)
     if not measured:
@@ -758,3 +778,174 @@ def gather_summaries(
         details_gathered=gathered,
         gather_s=time.perf_counter() - t0,
     )
+
+
+# -- `streambench run` under torchrun / deepspeed ------------------------------------------------
+TP_MODES = ("auto", "none", "transformers", "deepspeed")
+TP_ENV = "STREAMBENCH_TP"
+
+
+def launched_world_size() -> int:
+    """``WORLD_SIZE`` set by the launcher (``torchrun``, ``deepspeed``), 1 without one."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def resolve_tp_mode(mode: str | None = None) -> str:
+    """``--tp`` (or ``$STREAMBENCH_TP``) -> ``"none"``, ``"transformers"`` or ``"deepspeed"``.
+
+    ``auto`` (default): transformers' tensor parallelism (``tp_plan="auto"``) when launched
+    with more than one rank, else none. ``none`` under a launcher: every rank runs a full
+    replica (each on its own device)."""
+    text = str(mode or os.environ.get(TP_ENV) or "auto").strip().lower()
+    if text not in TP_MODES:
+        raise ValueError(
+            f"unknown tensor-parallel mode {text!r}: use one of {', '.join(TP_MODES)} "
+            f"(--tp or ${TP_ENV})"
+        )
+    if text == "auto":
+        return "transformers" if launched_world_size() > 1 else "none"
+    return text
+
+
+def rank_device(device: Any) -> Any:
+    """Under a launcher, an accelerator without an index (``cuda``, ``xpu``) becomes this
+    rank's own (``cuda:LOCAL_RANK``); anything else is returned unchanged."""
+    import torch
+
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if launched_world_size() > 1 and dev.type in ("cuda", "xpu") and dev.index is None:
+        return torch.device(dev.type, int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def load_model_tensor_parallel(
+    spec: Any, settings: Any, device: Any, mode: str, load_plain: Callable[..., Any]
+) -> Any:
+    """Load ``spec`` split over the ranks of the launch; returns the sweep's ``LoadedModel``.
+
+    ``mode="transformers"``: ``from_pretrained(..., distributed_config=DistributedConfig(
+    tp_plan="auto"))`` (needs ``accelerate``; the embedded tiny model is written to a
+    rank-local temporary folder first; random-weight presets need ``--tp deepspeed``).
+    ``mode="deepspeed"``: every rank loads the model on the CPU with ``load_plain``, then
+    ``deepspeed.init_inference(model, tensor_parallel={"tp_size": WORLD_SIZE}, dtype=...,
+    replace_with_kernel_inject=False)`` (AutoTP) shards it; the sharded module is timed.
+    ``mode="none"``: ``load_plain`` on this rank's device (one full replica per rank).
+    The process group is initialized first (:func:`init_distributed`, 30 min timeout)."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .sweep import LoadedModel, UsageError, _load_tokenizer, resolve_dtype
+
+    device = rank_device(device)
+    if mode == "none":
+        init_distributed(device)
+        return load_plain(spec, settings, device)
+    t0 = time.perf_counter()
+    dtype = resolve_dtype(settings.dtype, device)
+    notes: list[str] = []
+    if mode == "deepspeed":
+        try:
+            import deepspeed
+        except ImportError:
+            raise UsageError(
+                "--tp deepspeed needs DeepSpeed: pip install 'streambench[distributed]'"
+            ) from None
+        init_distributed(device)
+        deepspeed.init_distributed(dist_backend=str(_dist().get_backend()))  # type: ignore[union-attr]
+        loaded = load_plain(spec, settings, torch.device("cpu"))
+        engine = deepspeed.init_inference(
+            loaded.model,
+            tensor_parallel={"tp_size": get_world_size()},
+            dtype=dtype,
+            replace_with_kernel_inject=False,
+        )
+        model = engine.module.to(device).eval()
+        notes.append(f"DeepSpeed AutoTP over {get_world_size()} ranks")
+        return dataclasses.replace(
+            loaded, model=model, device=device, load_time_s=time.perf_counter() - t0,
+            notes=[*loaded.notes, *notes],
+        )  # fmt: skip
+    if mode != "transformers":
+        raise ValueError(f"unknown tensor-parallel mode {mode!r}")
+    if settings.low_bit or settings.ipex:
+        raise UsageError("--tp transformers cannot be combined with --low-bit or --ipex")
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(tensor_parallel_kwargs())
+    kwargs["dtype" if _accepts_dtype() else "torch_dtype"] = dtype
+    with tempfile.TemporaryDirectory(prefix="streambench-tp-") as tmp:
+        tokenizer = None
+        if spec.kind == "pretrained":
+            source = spec.source or spec.name
+        elif spec.kind == "embedded":
+            plain = load_plain(spec, settings, torch.device("cpu"))
+            tokenizer = plain.tokenizer
+            _save_rank_local(plain.model, Path(tmp))
+            source, plain = tmp, None
+        else:
+            raise UsageError(
+                f"--tp transformers loads weights from disk; {spec.name} is a random-weight "
+                "config: use --tp deepspeed, or pass a model directory"
+            )
+        init_distributed(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, trust_remote_code=settings.trust_remote_code, **kwargs
+        ).eval()
+    if tokenizer is None:
+        tokenizer = _load_tokenizer(source, settings.trust_remote_code)
+        if tokenizer is None:
+            notes.append("no tokenizer found: prompts are random token ids")
+    notes.append(f"transformers tensor parallelism (tp_plan='auto') over {get_world_size()} ranks")
+    device = rank_device(getattr(model, "device", device))
+    return LoadedModel(
+        spec, model, tokenizer, device, dtype, time.perf_counter() - t0, settings.low_bit, notes
+    )
+
+
+def _accepts_dtype() -> bool:
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return (major, minor) >= (4, 56)
+
+
+def _save_rank_local(model: Any, path: Any) -> None:
+    """Write config + safetensors weights on *this* rank (``save_pretrained`` writes on rank 0
+    only once a process group exists, and ranks on other nodes do not share its disk)."""
+    from safetensors.torch import save_model
+
+    model.config.save_pretrained(path)
+    save_model(model, str(path / "model.safetensors"))
+
+
+def gather_entry(entry: dict[str, Any], *, timeout_s: float = 600.0) -> dict[str, Any]:
+    """``streambench run``'s cross-rank step, after each configuration on every rank: gathers
+    every rank's runs (:func:`gather_summaries`, details to rank 0) and returns, on rank 0, the
+    entry with ``entry["ranks"]`` = :meth:`ClusterSummary.to_dict` (per-rank rows and per-token
+    details, the slowest rank, problems). A configuration that went wrong on any rank is
+    ``"failed"`` with the problems as its error. Other ranks get their own entry back."""
+    failed = entry.get("status") not in ("ok", "pending")
+    runs = list(entry.get("warmup_runs") or []) + list(entry.get("trials") or [])
+    cluster = gather_summaries(
+        runs,
+        error=(entry.get("error") or entry.get("status")) if failed else None,
+        warmup=len(entry.get("warmup_runs") or []),
+        dst=0,
+        timeout_s=timeout_s,
+    )
+    if cluster.this_rank != 0:
+        return entry
+    if cluster.world_size > 1:
+        cluster.report(force=True)  # the per-rank table, on the writer
+    out = dict(entry)
+    out["ranks"] = cluster.to_dict()
+    if entry.get("status") == "ok" and not cluster.ok:
+        out["status"] = "failed"
+        out["error"] = "; ".join(cluster.problems)
+    return out

@@ -197,6 +197,7 @@ class SweepSettings:
     num_layers: int | None = None
     seed: int = 0
     verbose: bool = False
+    tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
 
     @property
     def configurations_per_model(self) -> int:
@@ -217,6 +218,7 @@ class SweepSettings:
             "ipex": self.ipex,
             "num_layers": self.num_layers,
             "seed": self.seed,
+            "tp": self.tp,
         }
 
 
@@ -238,12 +240,20 @@ class RankContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> RankContext:
-        """Rank and world size from the launcher's environment (``RANK``/``WORLD_SIZE``)."""
+    def from_env(cls, device: Any = None) -> RankContext:
+        """Rank and world size from the launcher's environment (``RANK``/``WORLD_SIZE``). With
+        several ranks, the process group is initialized and :meth:`gather` collects every
+        rank's runs into the writer's entry (:func:`streambench.distributed.gather_entry`)."""
         try:
-            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+            ctx = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
         except ValueError:
             return cls()
+        if ctx.world_size > 1:
+            from .distributed import gather_entry, init_distributed, rank_device
+
+            init_distributed(rank_device(device) if device is not None else None)
+            ctx.gather = gather_entry
+        return ctx
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -342,8 +352,19 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
     import torch
 
     from . import tiny
+    from .distributed import rank_device
     from .presets import config_from_dict, load_preset
 
+    device = rank_device(device)  # under a launcher: cuda -> cuda:LOCAL_RANK
+    if settings.tp != "none":
+        import dataclasses
+
+        from .distributed import load_model_tensor_parallel
+
+        plain = dataclasses.replace(settings, tp="none")
+        return load_model_tensor_parallel(
+            spec, settings, device, settings.tp, lambda s, _, d: load_model(s, plain, d)
+        )
     dtype = resolve_dtype(settings.dtype, device)
     overrides: dict[str, Any] = {}
     if settings.num_layers is not None:
