@@ -13,11 +13,15 @@ behaviour comes from the URL path: ``http://127.0.0.1:PORT/<scenario>/v1`` where
   connection); ``close``: after this many chunks, end the body cleanly without ``[DONE]``;
 - ``strict``: 422 when the request has fields the stub does not know (like transformers serve);
 - ``nodone``: end with a finish_reason chunk and no ``[DONE]`` (like transformers serve);
-- ``chat``: answer in chat.completion.chunk format; ``eos``: stop after this many tokens.
+- ``errevent``: after this many chunks, send an ``{"error": ...}`` event;
+- ``eos``: stop after this many tokens. Chat requests get chat.completion.chunk events.
 
 Every chunk is preceded by a keep-alive comment line and split over two ``data:`` lines (a
-multi-line SSE event), so the SSE handling is exercised on every test. Ground truth comes from
-the schedule (absolute target times on the server's clock, so jitter does not accumulate).
+multi-line SSE event), so the SSE handling is exercised on every test. Ground truth: the
+schedule (absolute target times, so server-side jitter does not accumulate) and the times the stub
+wrote each chunk, on the same monotonic clock as the client (``GET /_seen``).
+
+Runtime: ~20 s (2 cores, shared).
 """
 
 from __future__ import annotations
@@ -210,6 +214,13 @@ class Stub:
             if "cut" in opts and chunk_i >= int(opts["cut"]):
                 writer.transport.abort()
                 return False
+            if "errevent" in opts and chunk_i >= int(opts["errevent"]):
+                err = {"error": {"message": "model crashed", "type": "server_error"}}
+                send(f"data: {json.dumps(err)}\n\n".encode(), chunked)
+                send(b"data: [DONE]\n\n", chunked)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+                return True
             if "close" in opts and chunk_i >= int(opts["close"]):
                 writer.write_eof()
                 await writer.drain()
@@ -513,6 +524,18 @@ def test_failures_are_counted_never_timed(stub):
     )
     assert res.summary.errors == {"stream_cut": 1}
     assert "before [DONE]" in res.records[0].error
+    # an error event in the middle of the stream
+    res = run_endpoint(
+        EndpointSpec(
+            url=stub.url("gap=0.005;errevent=2"),
+            model="stub",
+            requests=1,
+            warmup=0,
+            output_tokens=10,
+            force="on",
+        )
+    )
+    assert res.summary.errors == {"server_error": 1} and "model crashed" in res.records[0].error
 
 
 def test_mixed_failures_keep_good_statistics(stub):
