@@ -186,3 +186,42 @@ def test_deepspeed_autotp_with_benchmark_wrapper(tmp_path, tiny_model):
         assert [r["new_tokens"] for r in cluster["ranks"]] == [[6, 6], [6, 6]]
     assert seen[0]["tokens"] == seen[1]["tokens"]  # both ranks computed the same sequence
     print(f"deepspeed AutoTP launch: {took:.1f} s")
+
+
+def check_cli_result(proc, path: Path, tp: str) -> dict:
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("streambench run:") == 1  # the writer (rank 0) prints, once
+    assert proc.stdout.count("streambench: 2 rank(s) (gloo)") == 1  # the per-rank table
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["tp"] == tp
+    (entry,) = doc["configurations"]
+    assert entry["status"] == "ok", entry["error"]
+    ranks = entry["ranks"]
+    assert ranks["ok"] and ranks["world_size"] == 2 and ranks["details_gathered"]
+    for r in ranks["ranks"]:
+        assert r["status"] == "ok" and r["new_tokens"] == [5, 5] and r["recorded_runs"] == 3
+        assert [len(d["token_latencies_s"]) for d in r["details"]] == [5, 5]
+    assert ranks["ranks"][0]["details"] == entry["trials"]  # rank 0's own trials
+    return doc
+
+
+def test_cli_run_under_torchrun_tensor_parallel(tmp_path):
+    out = tmp_path / "run.json"
+    args = ["run", "--in-out", "8-5", "--warmup", "1", "--trials", "2", "-o", str(out)]
+    proc, took = launch(torchrun("-m", "streambench", *args), tmp_path)
+    check_cli_result(proc, out, "transformers")  # --tp auto: transformers under a launcher
+    assert "transformers tensor parallelism (tp_plan='auto') over 2 ranks" in proc.stderr
+    print(f"torchrun streambench run: {took:.1f} s")
+
+
+def test_cli_run_under_deepspeed_launcher(tmp_path):
+    pytest.importorskip("deepspeed", reason="pip install deepspeed (dev extra)")
+    out = tmp_path / "run.json"
+    launcher = Path(sys.executable).with_name("deepspeed")
+    # without --no_local_rank: the CLI ignores the --local_rank=N the launcher appends
+    cmd = [sys.executable, str(launcher), "--num_gpus", "2", "--master_port", str(_free_port()),
+           "--module", "streambench", "run", "--tp", "deepspeed", "--in-out", "8-5",
+           "--warmup", "1", "--trials", "2", "-o", str(out)]  # fmt: skip
+    proc, took = launch(cmd, tmp_path)
+    check_cli_result(proc, out, "deepspeed")
+    print(f"deepspeed streambench run: {took:.1f} s")
