@@ -24,10 +24,13 @@ _LAZY = {
     "DeviceNotAvailableError": "streambench.devices",
     "EndpointSpec": "streambench.endpoint",
     "run_endpoint": "streambench.endpoint",
+    "ClusterSummary": "streambench.distributed",
+    "gather_summaries": "streambench.distributed",
 }
 
 __all__ = [
     "BenchmarkWrapper",
+    "ClusterSummary",
     "DeviceNotAvailableError",
     "EndpointSpec",
     "NoTokensError",
@@ -38,11 +41,13 @@ __all__ = [
     "__version__",
     "aggregate",
     "describe",
+    "gather_summaries",
     "run_endpoint",
 ]
 
 if TYPE_CHECKING:
     from .devices import DeviceNotAvailableError
+    from .distributed import ClusterSummary, gather_summaries
     from .endpoint import EndpointSpec, run_endpoint
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer
