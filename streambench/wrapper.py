@@ -96,7 +96,9 @@ class StepTimer(LogitsProcessor):
             would see it), else the length of ``input_ids`` at the first step.
     """
 
-    def __init__(self, streamer: TimingStreamer, num_beams: int = 1, is_encoder_decoder=False):
+    def __init__(
+        self, streamer: TimingStreamer, num_beams: int = 1, is_encoder_decoder: bool = False
+    ) -> None:
         self.streamer = streamer
         self.num_beams = max(int(num_beams), 1)
         self.is_encoder_decoder = is_encoder_decoder
@@ -315,8 +317,6 @@ class BenchmarkWrapper:
         finally:
             if hook is not None:
                 hook.remove()
-            if user is None:
-                kwargs.pop("logits_processor", None)
         if ts._run is not None:
             ts.end()
         self._record(
@@ -428,7 +428,7 @@ class BenchmarkWrapper:
             "custom generate() may ignore streamer=. Time greedy search, sampling, beam search "
             "or assisted decoding, or use transformers < 4.56 for contrastive search",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of BenchmarkWrapper.generate()
         )
 
     def _print(self, result: RunResult, first: float | None, encoder: float | None) -> None:
