@@ -1,6 +1,6 @@
 """BenchmarkWrapper on a model loaded by ipex-llm in 4-bit (the seed's stack: transformers 4.37,
 ipex-llm 2.2.0). Skipped where ipex-llm is not installed (it does not import on transformers >=
-4.54); the nox session ``ipex_llm`` installs it and runs this file."""
+4.54); the nox session ``matrix(4.37-ipex-llm)`` installs it and runs this file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 
 ipex_transformers = pytest.importorskip(
-    "ipex_llm.transformers", reason="ipex-llm not installed (nox -s ipex_llm installs it)"
+    "ipex_llm.transformers",
+    reason="ipex-llm not installed (nox -s 'matrix(4.37-ipex-llm)' installs it)",
 )
 
 from streambench import BenchmarkWrapper  # noqa: E402

@@ -71,7 +71,7 @@ def test_first_and_rest_cost_agree_with_the_forward_passes(llama, prompt, known_
     # tolerances allow for a machine shared with other work; an off-by-one-step error is 40 ms
     assert w.first_cost >= 0.050
     assert abs(w.first_cost - (truth.ends[0] - t0)) <= max(0.1 * w.first_cost, 0.005)
-    assert abs(w.rest_cost_mean - sum(true_rest) / 7) <= 0.002
+    assert abs(w.rest_cost_mean - sum(true_rest) / 7) <= max(0.1 * sum(true_rest) / 7, 0.002)
 
 
 def test_attributes_describe_this_call_never_a_previous_one(llama, prompt, known_latency):
@@ -120,7 +120,7 @@ def test_beam_search_is_timed_through_a_logits_processor(llama, known_latency, d
     true_rest = [b - a for a, b in zip(ends, ends[1:])]
     assert w.first_cost >= 0.030
     assert abs(w.first_cost - (ends[0] - t0)) <= max(0.1 * w.first_cost, 0.005)
-    assert abs(w.rest_cost_mean - sum(true_rest) / 5) <= 0.002
+    assert abs(w.rest_cost_mean - sum(true_rest) / 5) <= max(0.1 * sum(true_rest) / 5, 0.002)
     assert len(r.memory_per_token_bytes) == 6 and w.peak_memory > 0
 
 
