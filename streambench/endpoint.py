@@ -180,8 +180,8 @@ class EndpointSpec:
             raise EndpointError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.request_rate is not None and not (self.request_rate > 0):
             raise EndpointError(f"request rate must be > 0 requests/s, got {self.request_rate}")
-        if not (self.timeout_s > 0):
-            raise EndpointError(f"timeout must be > 0 s, got {self.timeout_s}")
+        if not (0 < self.timeout_s < math.inf):
+            raise EndpointError(f"timeout must be a finite number > 0 s, got {self.timeout_s}")
         if self.force not in ("auto", "on", "off"):
             raise EndpointError(f"force must be auto, on or off, got {self.force!r}")
         bad = set(self.slo) - set(SLO_KEYS)
@@ -279,7 +279,8 @@ def parse_slo(text: str | None) -> dict[str, float]:
 class RequestRecord:
     """One streamed request. Times in seconds (``perf_counter``), counted from when it was sent.
 
-    ``index``: position in its phase; ``warmup``: a warm-up (or probe) request, never in
+    ``index``: position in its phase (the 1-token probes of ``force="auto"``: -1, -2, -3);
+    ``warmup``: a warm-up (or probe) request, never in
     statistics; ``ok``: the stream completed. ``error`` (``"kind: detail"``, kinds: ``connect``,
     ``http``, ``timeout``, ``stream_cut``, ``protocol``, ``server_error``) and ``status`` (HTTP
     status) explain a failure. ``sent_s``: when it was sent, from the start of its phase.
@@ -969,7 +970,7 @@ class EndpointBenchmark:
                     self.level = 0
                 sent = _body(spec, "", 1, self.level)
                 full = _body(spec, "", 1, 0)
-                self.dropped = tuple(k for k in ("ignore_eos", "min_tokens") if k not in sent)
+                self.dropped = tuple(k for k in FORCE_FIELDS if k not in sent)
                 if "stream_options" in full and "stream_options" not in sent:
                     self.dropped += ("stream_options",)
                 elif full.get("stream_options") != sent.get("stream_options"):
