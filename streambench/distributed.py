@@ -695,6 +695,10 @@ def gather_summaries(
             do not arrive in time are reported ``missing`` and no collective runs.
         details: gather each measured run's per-token data (:meth:`RunResult.to_dict`).
 
+    On nccl (and xccl) the collective moves the pickled data through this rank's current
+    device: select it first (``torch.cuda.set_device(LOCAL_RANK)``; :func:`init_distributed`,
+    torchrun + ``tp_plan="auto"`` and DeepSpeed do).
+
     Without ``torch.distributed`` initialized this summarizes the one process (world size 1).
     Never raises because of another rank; a failing collective (after every rank arrived)
     becomes a problem line.

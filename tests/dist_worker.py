@@ -23,6 +23,13 @@ from streambench import TimingStreamer
 from streambench.distributed import gather_summaries, get_rank, init_distributed
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Atomically: a rank stopped by the launcher never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
 def tagged(line: str) -> None:
     print(f"[r{get_rank()}] {line}", flush=True)
 
@@ -75,7 +82,7 @@ def scenario_gather(out: Path) -> dict:
     # 5. rank 1 comes late (after rank 0's timeout): rank 0 reports it missing, then rank 1
     #    finds the gather abandoned and returns rank 0's row without running a collective
     if rank == 1:
-        time.sleep(2.5)
+        time.sleep(4.0)
     t = time.perf_counter()
     seen["late"] = gather_summaries(s, timeout_s=1.0).to_dict()
     seen["late_wait_s"] = time.perf_counter() - t
@@ -157,7 +164,7 @@ def scenario_hardfail(out: Path, model_path: str) -> dict:
         error = exc
     cluster = gather_summaries(s, error=error, timeout_s=3.0)
     view = {"cluster": cluster.to_dict(), "error": repr(error)}
-    (out / f"rank{rank}.json").write_text(json.dumps(view))
+    write_json(out / f"rank{rank}.json", view)
     if error is not None:
         print(f"rank {rank} failed: {error!r}", file=sys.stderr, flush=True)
         sys.exit(3)
@@ -176,7 +183,7 @@ def main() -> None:
         seen = scenario_deepspeed(args.out, args.model)
     else:
         seen = scenario_hardfail(args.out, args.model)
-    (args.out / f"rank{get_rank()}.json").write_text(json.dumps(seen))
+    write_json(args.out / f"rank{get_rank()}.json", seen)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 

@@ -211,3 +211,46 @@ def test_no_torch_import_at_module_level():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_resolve_tp_mode(monkeypatch):
+    monkeypatch.delenv(sd.TP_ENV, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert sd.resolve_tp_mode() == "none"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert sd.resolve_tp_mode() == "transformers" and sd.resolve_tp_mode("deepspeed") == "deepspeed"
+    monkeypatch.setenv(sd.TP_ENV, "none")
+    assert sd.resolve_tp_mode() == "none"
+    with pytest.raises(ValueError, match="transformers, deepspeed"):
+        sd.resolve_tp_mode("megatron")
+
+
+def test_rank_device(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert sd.rank_device("cuda") == torch.device("cuda", 3)
+    assert sd.rank_device("cuda:1") == torch.device("cuda", 1)  # an explicit index is kept
+    assert sd.rank_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert sd.rank_device("cuda") == torch.device("cuda")
+
+
+def test_gather_entry_reads_result_file_runs():
+    s = TimingStreamer("cpu")
+    for _ in range(3):
+        fake_run(s, 4)
+    runs = s.runs
+    entry = {
+        "status": "ok",
+        "error": None,
+        "warmup_runs": [runs[0].to_dict(per_token=False)],
+        "trials": [r.to_dict() for r in runs[1:]],
+    }
+    out = sd.gather_entry(entry)
+    (row0,) = out["ranks"]["ranks"]
+    assert row0["status"] == "ok" and row0["new_tokens"] == [4, 4] and row0["recorded_runs"] == 3
+    assert row0["details"] == entry["trials"] and out["status"] == "ok"
+    failed = sd.gather_entry({**entry, "status": "failed", "error": "OOM"})
+    assert failed["ranks"]["problems"] == ["rank 0 failed: OOM"]

@@ -138,7 +138,7 @@ def test_gather_mismatch_failure_and_late_rank(tmp_path):
     # rank 1 late: rank 0 gives up after its 1 s timeout and reports it missing ...
     late0, late1 = seen[0]["late"], seen[1]["late"]
     assert late0["missing"] == [1] and not late0["details_gathered"]
-    assert 1.0 <= seen[0]["late_wait_s"] < 2.0
+    assert 1.0 <= seen[0]["late_wait_s"] < 3.5  # rank 1 arrives after 4 s
     # ... rank 1 arrives after that, finds the gather abandoned and does not block
     assert late1["missing"] == [] and not late1["ok"] and seen[1]["late_wait_s"] < 0.5
     assert any("abandoned" in p for p in late1["problems"])
