@@ -77,3 +77,18 @@ def _installed(session: nox.Session) -> bool:
     except nox.command.CommandFailed:
         return False
     return True
+
+
+@nox.session(default=False)
+def ipex(session: nox.Session) -> None:
+    """Optional, not run by CI: `streambench run --ipex` with intel-extension-for-pytorch 2.8.
+
+    IPEX 2.8 needs torch 2.8.x (from PyPI: the CUDA build, a multi-GB install with its nvidia-*
+    wheels; IPEX itself runs on the CPU) and transformers <= 4.51.3 (ipex.llm.optimize fails on
+    newer ones). Checked by hand: tests/test_cli_ipex.py passes on this stack.
+    """
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    session.install("torch==2.8.0", "intel-extension-for-pytorch==2.8.0")
+    session.install("transformers==4.51.3", "accelerate", "psutil", "rich", "pyyaml", "pytest")
+    session.install("-e", ".", "--no-deps")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_ipex.py")

@@ -544,6 +544,7 @@ def _sweep(
                             load_error = f"loading {spec.name} failed: {type(exc).__name__}: {exc}"
                         _error(load_error)  # once per model, not once per configuration
                     if loaded is not None:
+                        doc["environment"].update(report.library_versions())
                         for note in loaded.notes:
                             _note(f"{spec.name}: {note}")
                 progress.update(task, description=entry["label"])

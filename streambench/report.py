@@ -112,6 +112,22 @@ def environment(device: Any = None, extra: dict[str, Any] | None = None) -> dict
         "cpu_count": os.cpu_count(),
         "argv": list(sys.argv),
     }
+    env.update(library_versions())
+    if device is not None:
+        from .devices import device_name
+
+        env["device"] = str(device)
+        env["device_name"] = device_name(device)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of torch and transformers (installed), and of accelerate, ipex-llm and
+    intel-extension-for-pytorch where loaded. Call again after loading a model to catch the
+    libraries that loading imported."""
+    out: dict[str, str] = {}
     for mod, dist in (
         ("torch", "torch"),
         ("transformers", "transformers"),
@@ -121,18 +137,11 @@ def environment(device: Any = None, extra: dict[str, Any] | None = None) -> dict
     ):
         module = sys.modules.get(mod)
         version = getattr(module, "__version__", None) if module is not None else None
-        if version is None and mod in ("torch", "transformers"):
+        if version is None and (module is not None or mod in ("torch", "transformers")):
             version = _dist_version(dist)
         if version is not None:
-            env[mod] = str(version)
-    if device is not None:
-        from .devices import device_name
-
-        env["device"] = str(device)
-        env["device_name"] = device_name(device)
-    if extra:
-        env.update(extra)
-    return env
+            out[mod] = str(version)
+    return out
 
 
 def _dist_version(dist: str) -> str | None:
@@ -489,6 +498,10 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax_rest = fig.add_subplot(grid[0, 1])
     colors = plt.get_cmap("tab10").colors
     labels = [str(e.get("label", e.get("id"))) for e in entries]
+    models = {str(e.get("config", {}).get("model", "")) for e in entries}
+    single_model = models.pop() if len(models) == 1 else None
+    if single_model:  # say the model once, in the title
+        labels = [lab.removeprefix(single_model).strip() or lab for lab in labels]
     numbers = [str(i + 1) for i in range(len(entries))]
     longest = 1
 
@@ -542,7 +555,7 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             [v * 1e3 for v in lo[1:]],
             [v * 1e3 for v in hi[1:]],
             color=color,
-            alpha=0.15,
+            alpha=0.12,
             linewidth=0,
         )
         ordered = sorted(rest)
@@ -612,7 +625,8 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         )
     env = doc.get("environment", {})
     fig.suptitle(
-        f"streambench · {env.get('device_name') or env.get('device', '')} "
+        (f"{single_model} · " if single_model else "")
+        + f"streambench · {env.get('device_name') or env.get('device', '')} "
         f"({env.get('device', '?')}) · torch {env.get('torch', '?')} · "
         f"transformers {env.get('transformers', '?')} · {str(env.get('date', ''))[:10]}",
         fontsize=12,
