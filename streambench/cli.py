@@ -490,6 +490,12 @@ def _sweep(
     err = Console(stderr=True, quiet=not rank.is_writer)
 
     doc = report.new_document("run", report.environment(device), settings.to_dict())
+    if rank.is_writer:
+        for path in outputs:  # fail now, not after the first configuration: write the empty file
+            try:
+                report.write_outputs([path], doc)
+            except OSError as exc:
+                raise UsageError(f"cannot write --output {path}: {exc.strerror or exc}") from None
     configs = list(iter_configurations(settings))
     runs_per_config = settings.warmup + settings.trials
     out.print(

@@ -284,15 +284,26 @@ def render_csv(doc: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities (not JSON) become ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def render_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n"
+    return json.dumps(_finite(doc), indent=1, allow_nan=False, default=str) + "\n"
 
 
 def render_jsonl(doc: dict[str, Any]) -> str:
     """One JSON object per configuration (with the environment repeated in each line)."""
     env = doc.get("environment", {})
     lines = [
-        json.dumps({"environment": env, **e}, allow_nan=False, default=str)
+        json.dumps(_finite({"environment": env, **e}), allow_nan=False, default=str)
         for e in doc.get("configurations", [])
     ]
     return "".join(line + "\n" for line in lines)

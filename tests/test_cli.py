@@ -207,6 +207,8 @@ def test_presets_have_the_published_shapes():
         (["run", "--in-out", "32x32"], "malformed input/output pair"),
         (["run", "--in-out", "32-32", "--batch-size", "one"], "not a whole number"),
         (["run", "--device", "tpu"], "unknown device"),
+        (["run", "--device", "cuda"], "not available"),
+        (["run", "-o", "results.csv/x.json"], "cannot write"),
         (["run", "--config", "missing.yaml"], "cannot read config"),
         (["run", "--config", "bad.yaml"], "not valid YAML"),
         (["run", "-o", "results.xlsx"], "unknown format"),
@@ -226,12 +228,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
         mod = "intel_extension_for_pytorch" if args[1] == "--ipex" else "ipex_llm"
         if importlib.util.find_spec(mod) is not None:
             pytest.skip(f"{mod} is installed here")
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA GPU")
+    if "results.csv/x.json" in args:
+        (tmp_path / "results.csv").write_text("a file, not a directory")
     proc = sb(*args, cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("streambench: error: ") and message in lines[0], lines[0]
-    assert not list(tmp_path.glob("results*"))
+    assert not [p for p in tmp_path.glob("results*") if p.is_dir() or p.suffix != ".csv"]
 
 
 def test_ctrl_c_keeps_finished_configurations(tmp_path):
