@@ -256,6 +256,11 @@ class BenchmarkWrapper:
         """Call the wrapped model's ``generate(*args, **kwargs)`` and time it; returns its
         output unchanged. See the class docstring for what is set afterwards."""
         self._clear()
+        if len(args) > len(_GENERATE_POSITIONAL):
+            raise TypeError(
+                f"BenchmarkWrapper.generate() takes at most {len(_GENERATE_POSITIONAL)} positional "
+                f"arguments ({', '.join(_GENERATE_POSITIONAL)}); pass the others by keyword"
+            )
         if len(args) > 1:  # move positional generate() arguments to keywords, to inject ours
             for name, value in zip(_GENERATE_POSITIONAL[1:], args[1:]):
                 if name in kwargs:
@@ -271,8 +276,8 @@ class BenchmarkWrapper:
     def _generate_with_streamer(self, ts: TimingStreamer, args: tuple, kwargs: dict) -> Any:
         caller = kwargs.pop("streamer", None)
         ts.inner = None if caller is ts else caller
+        ts.mark_start()  # also closes a run a previous, failed call left open
         before = len(ts._runs)
-        ts.mark_start()
         try:
             output = self.model.generate(*args, streamer=ts, **kwargs)
         except BaseException:
@@ -301,9 +306,9 @@ class BenchmarkWrapper:
         if is_enc_dec and kwargs.get("encoder_outputs") is None:
             get_encoder = getattr(self.model, "get_encoder", None)
             encoder = get_encoder() if callable(get_encoder) else None
-        before = len(ts._runs)
         ts.inner = None
-        ts.mark_start()
+        ts.mark_start()  # also closes a run a previous, failed call left open
+        before = len(ts._runs)
         if encoder is not None and hasattr(encoder, "register_forward_hook"):
             # The prompt hand-over of an encoder-decoder model is the end of the encoder.
             hook = encoder.register_forward_hook(lambda *_: timer.prompt_once(batch, 1))

@@ -230,6 +230,33 @@ def test_bypassed_streamer_gives_a_clear_warning_not_numbers(llama, prompt, caps
     assert "No token generated" in capsys.readouterr().out
 
 
+class FailThenDrop(torch.nn.Module):
+    """First call: puts the prompt, then raises. Later calls: generate without the streamer."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def generate(self, input_ids, streamer=None, **kw):
+        self.calls += 1
+        if self.calls == 1:
+            streamer.put(input_ids)
+            raise RuntimeError("boom after the prompt")
+        return self.inner.generate(input_ids, **kw)
+
+
+def test_a_failed_call_never_leaks_into_the_next(llama, prompt):
+    w = BenchmarkWrapper(FailThenDrop(llama))
+    with pytest.raises(RuntimeError, match="boom"):
+        w.generate(prompt, **gen_kwargs(3))
+    with pytest.warns(RuntimeWarning, match="bypassed the streamer"):
+        w.generate(prompt, **gen_kwargs(3))
+    assert w.last_result is None and attrs(w) == (None, None, None, None)
+    assert [(r.complete, r.new_tokens) for r in w.runs] == [(False, 0)]
+    with pytest.raises(TypeError, match="by keyword"):
+        w.generate(*([prompt] + [None] * 8))
+
+
 def test_continuous_batching_is_refused_clearly(llama, prompt):
     w = BenchmarkWrapper(llama)
     w.generate(prompt, **gen_kwargs(2))
