@@ -728,10 +728,17 @@ def gather_summaries(
     seq = _gather_seq[tag] = _gather_seq.get(tag, 0) + 1
     store = _default_store(dist)
     problems: list[str] = []
+    go: bool | None
     if store is not None and len(ranks) > 1:
-        go, rows = _roll_call(
-            store, f"streambench/gather/{tag}/{seq}", me, ranks, mine.row(), timeout_s
-        )
+        try:
+            go, rows = _roll_call(
+                store, f"streambench/gather/{tag}/{seq}", me, ranks, mine.row(), timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the rank hosting the store is gone
+            go, rows = None, {}
+            problems.append(
+                f"the process group's store failed on rank {me} ({exc!r}): no collective ran"
+            )
     else:  # no store to hold a roll call on: straight to the collective
         go, rows = True, {}
     summaries: dict[int, RankSummary] = {r: RankSummary.from_row(row) for r, row in rows.items()}
@@ -754,7 +761,7 @@ def gather_summaries(
             problems.append(f"collective {backend} gather failed on rank {me}: {exc!r}")
     elif len(ranks) == 1:
         gathered = details
-    if not go:
+    if go is False:
         problems.append(
             f"gather abandoned: a rank waited more than {timeout_s:g} s for the others, so "
             "no collective ran and the per-token details were not exchanged"
