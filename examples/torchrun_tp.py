@@ -13,6 +13,7 @@ Without ``--model`` each rank writes the built-in tiny random Llama (4 heads, 2 
 64: divisible by 2 and 4 ranks) to its own temporary folder; the weights are seeded, so all
 ranks load the same model. ``--json PATH`` writes the cross-rank view (rank 0 only).
 Exit status: 0 when every rank generated the same number of tokens without error, else 1.
+Needs transformers >= 4.56 (``dtype=``; tensor parallelism itself since 4.50) and accelerate.
 """
 
 from __future__ import annotations
