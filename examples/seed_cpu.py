@@ -1,13 +1,15 @@
 """The seed document's CPU example ("CPU Usage" of ipex-llm's benchmark_util README), with
-streambench's BenchmarkWrapper. The body below is the seed's, line for line, except:
+streambench's BenchmarkWrapper. Below the marked line is the seed's code, with these changes only:
 
 - the import line: ``from streambench import BenchmarkWrapper``
   (was ``from ipex_llm.utils import BenchmarkWrapper``);
-- a local model path (first argument) instead of ``THUDM/chatglm-6b``; without one, a tiny
-  random-weight Llama is built in a temporary folder (no download). A Llama loads with
-  ``AutoModelForCausalLM`` (chatglm-6b's remote code used ``AutoModel``).
-- ipex-llm is optional: where it is installed (transformers 4.37), the model is loaded in 4-bit
-  through it exactly as in the seed (``load_in_4bit=True``); elsewhere with plain transformers.
+- ``model_path``: a local folder (first argument) instead of ``THUDM/chatglm-6b``. Without one, a
+  tiny random-weight Llama is written to a temporary folder (no download), packaged like
+  chatglm-6b as *remote code* (``auto_map`` + ``modeling_tiny.py``), so the seed's
+  ``AutoModel.from_pretrained(..., trust_remote_code=True)`` loads a model that can generate;
+- where ipex-llm cannot be installed (it does not import on transformers >= 4.54), ``AutoModel``
+  comes from transformers and ``load_in_4bit=True`` is left out: ipex-llm's int4 is not available
+  there. With ipex-llm (transformers 4.37) the model is loaded in int4 through it, as in the seed.
 
     python examples/seed_cpu.py [MODEL_DIR]
 
@@ -16,32 +18,53 @@ Prints the seed's two lines:
     =========Rest tokens cost average 0.0021 s (31 tokens in all) and 0.3 GB=========
 """
 
+import json
 import sys
 import tempfile
+from pathlib import Path
 
-try:  # the seed's int4 loader, where ipex-llm is installed
-    from ipex_llm.transformers import AutoModelForCausalLM
+try:  # the seed's stack: ipex-llm's int4 loader (transformers 4.37)
+    from ipex_llm.transformers import AutoModel
 
     LOW_BIT = {"load_in_4bit": True}
-except ImportError:
-    from transformers import AutoModelForCausalLM
+except ImportError:  # newer transformers: ipex-llm does not import there
+    from transformers import AutoModel
 
     LOW_BIT = {}
 
-if len(sys.argv) > 1:
-    model_path = sys.argv[1]
-else:  # a tiny random Llama; no EOS token, so it generates the seed's 32 tokens every time
+
+def tiny_remote_code_model(path: str) -> str:
+    """A tiny random Llama packaged as remote code, like chatglm-6b: ``AutoModel`` with
+    ``trust_remote_code=True`` loads its causal-LM class. No EOS token, so every run generates
+    the seed's 32 tokens."""
     from streambench.tiny import save_tiny_model
 
-    model_path = str(save_tiny_model(tempfile.mkdtemp(prefix="streambench-"), eos_token_id=None))
+    folder = save_tiny_model(path, eos_token_id=None)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_tiny.TinyLlamaForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "modeling_tiny.py").write_text(
+        "from transformers.models.llama import modeling_llama\n\n"
+        "# ipex-llm looks up the Llama building blocks in the model's own module\n"
+        "globals().update({k: v for k, v in vars(modeling_llama).items() if k[:2] != '__'})\n\n\n"
+        "class TinyLlamaForCausalLM(modeling_llama.LlamaForCausalLM):\n"
+        "    pass\n"
+    )
+    return str(folder)
 
-# ---- the seed's code -------------------------------------------------------------------------
-import torch
-from transformers import AutoTokenizer
 
-from streambench import BenchmarkWrapper
+if len(sys.argv) > 1:
+    model_path = sys.argv[1]
+else:
+    model_path = tiny_remote_code_model(str(Path(tempfile.mkdtemp(prefix="streambench-"))))
 
-model = AutoModelForCausalLM.from_pretrained(model_path, trust_remote_code=True, **LOW_BIT)
+# ---- the seed's code (import line and model path changed, see above) -------------------------
+import torch  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from streambench import BenchmarkWrapper  # noqa: E402
+
+model = AutoModel.from_pretrained(model_path, trust_remote_code=True, **LOW_BIT)
 model = BenchmarkWrapper(model, do_print=True)
 tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
 prompt = "今天睡不着怎么办"

@@ -72,9 +72,9 @@ def test_wrapper_on_int4_beam_search(int4_model):
     assert model.first_cost > 0 and model.rest_cost_mean > 0
 
 
-def test_seed_cpu_example_on_ipex_llm_int4(int4_path):
+def test_seed_cpu_example_on_ipex_llm_int4():
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "seed_cpu.py"), str(int4_path)],
+        [sys.executable, str(ROOT / "examples" / "seed_cpu.py")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,4 +83,14 @@ def test_seed_cpu_example_on_ipex_llm_int4(int4_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sym_int4" in proc.stderr  # ipex-llm logs the conversion
     lines = [x for x in proc.stdout.splitlines() if x.startswith("=========")]
+    assert len(lines) == 2 and FIRST.match(lines[0]) and REST.match(lines[1]).group(1) == "31"
+
+
+def test_the_seed_cpu_code_verbatim_but_the_import_line(tmp_path):
+    """The seed's CPU code on its own stack (ipex-llm int4, transformers 4.37): only the
+    BenchmarkWrapper import line and the model path differ from the seed document."""
+    from test_wrapper import run_seed_cpu_code
+
+    changed, lines = run_seed_cpu_code(tmp_path, with_ipex_llm=True)
+    assert changed == 2
     assert len(lines) == 2 and FIRST.match(lines[0]) and REST.match(lines[1]).group(1) == "31"

@@ -7,6 +7,7 @@ asserted per version, never skipped silently.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -336,6 +337,77 @@ def test_runs_stats_and_reset(llama, prompt):
     assert st.first_token_s.n == 3
     w.reset()
     assert w.runs == [] and w.first_cost is None
+
+
+# The seed document's CPU example, verbatim (its "CPU Usage" section; chatglm-6b from the hub).
+SEED_CPU_CODE = """import torch
+from ipex_llm.transformers import AutoModel
+from transformers import AutoTokenizer
+from ipex_llm.utils import BenchmarkWrapper
+
+model_path ='THUDM/chatglm-6b'
+model = AutoModel.from_pretrained(model_path, trust_remote_code=True, load_in_4bit=True)
+model = BenchmarkWrapper(model, do_print=True)
+tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
+prompt = "今天睡不着怎么办"
+
+with torch.inference_mode():
+    input_ids = tokenizer.encode(prompt, return_tensors="pt")
+    output = model.generate(input_ids, do_sample=False, max_new_tokens=32)
+    output_str = tokenizer.decode(output[0], skip_special_tokens=True)
+"""
+
+
+def tiny_remote_code_model(path):
+    """A tiny random Llama packaged as remote code like chatglm-6b (``AutoModel`` +
+    ``trust_remote_code=True`` loads its causal-LM class); no EOS: always 32 new tokens."""
+    import json
+
+    from streambench.tiny import save_tiny_model
+
+    folder = save_tiny_model(path, eos_token_id=None)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_tiny.TinyLlamaForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_tiny.py").write_text(
+        "from transformers.models.llama import modeling_llama\n"
+        "globals().update({k: v for k, v in vars(modeling_llama).items() if k[:2] != '__'})\n\n\n"
+        "class TinyLlamaForCausalLM(modeling_llama.LlamaForCausalLM):\n    pass\n"
+    )
+    return folder
+
+
+def run_seed_cpu_code(tmp_path, with_ipex_llm):
+    """Run the seed's CPU code with only the import line(s) and the model path changed; returns
+    (number of changed lines, printed lines)."""
+    import difflib
+
+    model = tiny_remote_code_model(tmp_path / "model")
+    code = SEED_CPU_CODE.replace(
+        "from ipex_llm.utils import BenchmarkWrapper", "from streambench import BenchmarkWrapper"
+    ).replace("'THUDM/chatglm-6b'", repr(str(model)))
+    if not with_ipex_llm:  # ipex-llm does not import on transformers >= 4.54: no int4 there
+        code = code.replace("from ipex_llm.transformers import", "from transformers import")
+        code = code.replace(", load_in_4bit=True", "")
+    changed = [
+        d
+        for d in difflib.ndiff(SEED_CPU_CODE.splitlines(), code.splitlines())
+        if d.startswith("+ ")
+    ]
+    script = tmp_path / "seed_cpu.py"
+    script.write_text(code)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}  # remote code is cached there
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return len(changed), [x for x in proc.stdout.splitlines() if x.startswith("=========")]
+
+
+def test_the_seed_cpu_code_runs_with_the_import_line_changed(tmp_path):
+    changed, out = run_seed_cpu_code(tmp_path, with_ipex_llm=False)
+    assert changed == 4  # BenchmarkWrapper import, model path; AutoModel import, load_in_4bit
+    assert len(out) == 2 and FIRST.match(out[0]) and REST.match(out[1]).group(2) == "31"
 
 
 def run_example(name, *args, timeout=240):
