@@ -147,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--num-beams", type=int, metavar="N", help="beam search width (default 1)")
     run.add_argument(
-        "--low-bit", metavar="KIND", help="load in low bit through ipex-llm, e.g. sym_int4"
+        "--low-bit",
+        metavar="KIND",
+        help="low-bit weights: ipex-llm kinds (sym_int4, sym_int8, nf4 ...), torchao "
+        "(int8_weight_only, int8_dynamic, int4_weight_only) or bitsandbytes (bnb_nf4, bnb_fp4, "
+        "bnb_int8)",
     )
     run.add_argument(
         "--trust-remote-code",
@@ -442,7 +446,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.num_beams > 1:
         beam_wrapper_class()
     if settings.low_bit:
-        check_low_bit_available(settings.low_bit)
+        check_low_bit_available(
+            settings.low_bit, any(m.kind != "pretrained" for m in settings.models)
+        )
     if settings.ipex:
         check_ipex_available()
 

@@ -327,17 +327,53 @@ def _auto_class(config: Any) -> Any:
     )
 
 
+#: ``--low-bit`` kinds served by torchao (weight quantization applied at load, any model) and by
+#: bitsandbytes (``BitsAndBytesConfig``); every other kind goes to ipex-llm (``sym_int4`` ...).
+TORCHAO_KINDS = {
+    "int8_weight_only": "Int8WeightOnlyConfig",
+    "int8_dynamic": "Int8DynamicActivationInt8WeightConfig",
+    "int4_weight_only": "Int4WeightOnlyConfig",
+}
+BNB_KINDS = ("bnb_nf4", "bnb_fp4", "bnb_int8")
+
+
+def low_bit_backend(low_bit: str) -> str:
+    """Which library serves ``--low-bit KIND``: ``"torchao"``, ``"bitsandbytes"`` or
+    ``"ipex-llm"``."""
+    if low_bit in TORCHAO_KINDS:
+        return "torchao"
+    if low_bit in BNB_KINDS:
+        return "bitsandbytes"
+    return "ipex-llm"
+
+
+def _torchao_config(low_bit: str) -> Any:
+    import torchao.quantization as q
+
+    return getattr(q, TORCHAO_KINDS[low_bit])()
+
+
+def _quantization_config(low_bit: str, dtype: Any) -> Any:
+    """The ``quantization_config=`` for ``from_pretrained`` (torchao and bitsandbytes kinds)."""
+    if low_bit_backend(low_bit) == "torchao":
+        from transformers import TorchAoConfig
+
+        return TorchAoConfig(_torchao_config(low_bit))
+    from transformers import BitsAndBytesConfig
+
+    if low_bit == "bnb_int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=low_bit[4:], bnb_4bit_compute_dtype=dtype
+    )
+
+
 def _low_bit_model(spec: ModelSpec, low_bit: str, settings: SweepSettings, dtype: Any) -> Any:
     """Load ``spec`` in ``low_bit`` (e.g. ``sym_int4``) through ipex-llm."""
     try:
         from ipex_llm.transformers import AutoModelForCausalLM as IpexAuto
     except ImportError:
-        raise UsageError(
-            f"--low-bit {low_bit} needs ipex-llm, which is not installed: pip install "
-            "ipex-llm==2.2.0 --no-deps beside transformers 4.37 (see README, 'Low-bit models')"
-        ) from None
-    if spec.kind != "pretrained":
-        raise UsageError("--low-bit needs a pretrained model directory (not --random-weights)")
+        raise UsageError(_low_bit_missing(low_bit)) from None
     kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
     if low_bit == "sym_int4":
         kwargs["load_in_4bit"] = True
@@ -401,7 +437,7 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
         model = model.to(dtype=dtype).eval()
     else:
         source = spec.source or spec.name
-        if settings.low_bit:
+        if settings.low_bit and low_bit_backend(settings.low_bit) == "ipex-llm":
             model = _low_bit_model(spec, settings.low_bit, settings, dtype)
             model = model.to(device)
         else:
@@ -413,16 +449,31 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
                 )
             except (OSError, ValueError) as exc:
                 raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
+            kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
+            if settings.low_bit:  # torchao or bitsandbytes: quantized while loading
+                kwargs["quantization_config"] = _quantization_config(settings.low_bit, dtype)
+                kwargs["device_map"] = str(device)
             try:
                 model = _auto_class(config).from_pretrained(
-                    source, trust_remote_code=settings.trust_remote_code, **_dtype_kwargs(dtype)
+                    source, **kwargs, **_dtype_kwargs(dtype)
                 )
             except OSError as exc:
                 raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
-            model = model.to(device)
+            if not settings.low_bit:
+                model = model.to(device)
         tokenizer = _load_tokenizer(source, settings.trust_remote_code)
         if tokenizer is None:
             notes.append("no tokenizer found: prompts are random token ids")
+    if settings.low_bit and spec.kind != "pretrained":
+        # torchao only (checked up front): quantize the weights just built
+        from torchao.quantization import quantize_
+
+        quantize_(model, _torchao_config(settings.low_bit))
+    if settings.low_bit:
+        notes.append(
+            f"--low-bit {settings.low_bit} ({low_bit_backend(settings.low_bit)}): "
+            f"{_quantized_weights(model)} weight tensors quantized"
+        )
     model.eval()
     if settings.ipex:
         model = _apply_ipex(model, dtype, device)
@@ -435,6 +486,13 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
             sync()
     load_time = time.perf_counter() - t0
     return LoadedModel(spec, model, tokenizer, device, dtype, load_time, settings.low_bit, notes)
+
+
+def _quantized_weights(model: Any) -> int:
+    """How many modules hold a weight that is not a plain tensor (a quantized tensor subclass of
+    torchao, bitsandbytes' Params4bit/Int8Params, ipex-llm's FP4Params ...)."""
+    plain = {"Parameter", "Tensor", "NoneType"}
+    return sum(1 for m in model.modules() if type(getattr(m, "weight", None)).__name__ not in plain)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -475,14 +533,35 @@ def check_ipex_available() -> None:
         )
 
 
-def check_low_bit_available(low_bit: str) -> None:
-    """Raise :class:`UsageError` early when ``--low-bit`` was asked for without ipex-llm."""
+def _low_bit_missing(low_bit: str) -> str:
+    backend = low_bit_backend(low_bit)
+    if backend == "torchao":
+        return f"--low-bit {low_bit} needs torchao, which is not installed: pip install torchao"
+    if backend == "bitsandbytes":
+        return (
+            f"--low-bit {low_bit} needs bitsandbytes, which is not installed: "
+            "pip install bitsandbytes"
+        )
+    return (
+        f"--low-bit {low_bit} needs ipex-llm, which is not installed: pip install "
+        "ipex-llm==2.2.0 --no-deps beside transformers 4.37 (README: 'Command line'); "
+        f"or use torchao ({', '.join(TORCHAO_KINDS)}) or bitsandbytes ({', '.join(BNB_KINDS)})"
+    )
+
+
+def check_low_bit_available(low_bit: str, random_weights: bool = False) -> None:
+    """Raise :class:`UsageError` early when the library that serves ``--low-bit`` is missing, or
+    when the kind cannot apply to random weights (only torchao quantizes a built model)."""
     import importlib.util
 
-    if importlib.util.find_spec("ipex_llm") is None:
+    backend = low_bit_backend(low_bit)
+    module = {"torchao": "torchao", "bitsandbytes": "bitsandbytes"}.get(backend, "ipex_llm")
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(_low_bit_missing(low_bit))
+    if random_weights and backend != "torchao":
         raise UsageError(
-            f"--low-bit {low_bit} needs ipex-llm, which is not installed: pip install "
-            "ipex-llm==2.2.0 --no-deps beside transformers 4.37 (see README, 'Low-bit models')"
+            f"--low-bit {low_bit} loads pretrained weights; with --random-weights or the "
+            f"embedded model use a torchao kind ({', '.join(TORCHAO_KINDS)})"
         )
 
 

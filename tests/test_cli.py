@@ -280,3 +280,21 @@ def test_low_bit_sym_int4_through_ipex_llm(hub, tmp_path):
         row = next(csv.DictReader(f))
     assert row["low_bit"] == "sym_int4" and row["status"] == "ok"
     assert row["actual input/output tokens"] == "16-4"
+    assert "(ipex-llm):" in proc.stderr and "weight tensors quantized" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, module", [("int8_weight_only", "torchao"), ("bnb_nf4", "bitsandbytes")]
+)
+def test_low_bit_through_torchao_and_bitsandbytes(hub, tmp_path, kind, module):
+    """Runs where torchao / bitsandbytes are installed (not in the dev environment)."""
+    pytest.importorskip(module)
+    proc = sb(
+        "run", str(hub / "tiny-llama"), "--low-bit", kind, "--in-out", "16-4",
+        "--warmup", "0", "--trials", "1", "-o", str(tmp_path / "r.csv"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"({module}): 14 weight tensors quantized" in proc.stderr  # 2 layers x 7 linears
+    with open(tmp_path / "r.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["low_bit"] == kind and row["status"] == "ok"
