@@ -6,7 +6,7 @@ Checked: exactly one rank prints, the gathered view has both ranks, token-count 
 failed ranks are reported, and a rank that raises inside the model's collectives does not hang
 the others (every launch runs under a hard timeout). Deselect with ``-m 'not distributed'``.
 The first DeepSpeed launch on a machine compiles DeepSpeed's CPU shared-memory op with gcc
-(about 80 s on 2 cores, cached in ~/.cache/torch_extensions afterwards).
+(70-80 s on 2 cores, cached in ~/.cache/torch_extensions afterwards).
 """
 
 from __future__ import annotations
