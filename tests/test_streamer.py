@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import statistics
 
 import pytest
 import torch
@@ -180,14 +181,16 @@ def test_k_token_steps_are_split_evenly(monkeypatch):
 
 
 def test_inner_streamer_gets_everything_and_its_time_is_excluded(llama, prompt):
-    inner = Recorder(sleep_s=0.02)
+    inner = Recorder(sleep_s=0.05)
     s = TimingStreamer(device="cpu", inner=inner)
     llama.generate(prompt, streamer=s, **gen_kwargs(6))
     r = s.summary()
     assert [shape for shape, _ in inner.puts] == [(1, 12)] + [(1,)] * 6 and inner.ended == 1
-    assert r.streamer_overhead_s >= 6 * 0.02
-    assert r.rest_token_mean_s < 0.010  # the model takes ~1 ms; the inner streamer 20 ms
-    assert r.first_token_s < 0.010
+    assert r.streamer_overhead_s >= 6 * 0.05
+    # The model takes ~1 ms a step, the inner streamer 50 ms a put: had its time been counted,
+    # every latency would be >= 50 ms. (Median, so one step preempted on a busy machine is ok.)
+    assert statistics.median(r.token_latencies_s) < 0.025
+    assert r.first_token_s < 0.050
 
 
 def test_text_streamer_as_inner(llama, capsys):
