@@ -463,20 +463,34 @@ def configuration_table(entry: dict[str, Any]) -> Any:
 
 
 # -- plots -------------------------------------------------------------------------------------
+#: trials from which the plot's band is the interquartile range instead of min...max
+IQR_FROM_TRIALS = 4
+
+
 def _per_position(
     trials: list[dict[str, Any]], key: str
 ) -> tuple[list[float], list[float], list[float]]:
-    """Median, min and max over trials of ``trials[i][key][position]``, per position."""
+    """Per position over trials of ``trials[i][key][position]``: the median, and a band: the
+    25th-75th percentiles with at least :data:`IQR_FROM_TRIALS` trials, else min and max."""
     import statistics
+
+    from .stats import percentile
 
     series = [t.get(key) or [] for t in trials]
     series = [s for s in series if s]
     if not series:
         return [], [], []
     n = min(len(s) for s in series)
-    med = [statistics.median(s[i] for s in series) for i in range(n)]
-    lo = [min(s[i] for s in series) for i in range(n)]
-    hi = [max(s[i] for s in series) for i in range(n)]
+    med, lo, hi = [], [], []
+    for i in range(n):
+        values = sorted(s[i] for s in series)
+        med.append(statistics.median(values))
+        if len(values) >= IQR_FROM_TRIALS:
+            lo.append(percentile(values, 25))
+            hi.append(percentile(values, 75))
+        else:
+            lo.append(values[0])
+            hi.append(values[-1])
     return med, lo, hi
 
 
@@ -545,7 +559,7 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax_first.set_xticks(range(len(entries)), numbers)
     ax_first.set_xlabel("configuration")
     ax_first.set_ylabel("time to first token (ms)")
-    ax_first.set_title("First token (prefill)", loc="left", fontsize=11)
+    ax_first.set_title("First token: median, min…max", loc="left", fontsize=11)
     ax_first.set_ylim(bottom=0)
     ax_first.margins(y=0.12)
     ax_first.grid(axis="y", alpha=0.3)
@@ -573,8 +587,10 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         tops.append(ordered[min(len(ordered) - 1, int(0.98 * len(ordered)))])
     ax_rest.set_xlabel("generated token position")
     ax_rest.set_ylabel("latency of the token (ms)")
+    few = min(len(e["trials"]) for e in entries) < IQR_FROM_TRIALS
+    band = "min…max" if few else "25th…75th percentile"
     ax_rest.set_title(
-        "Rest tokens (decode): median over trials, band = min…max", loc="left", fontsize=11
+        f"Rest tokens (decode): median over trials, band = {band}", loc="left", fontsize=11
     )
     if tops:
         # Keep the lines readable: a rare outlier of one trial may leave the axes.
@@ -636,8 +652,8 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         )
     env = doc.get("environment", {})
     fig.suptitle(
-        (f"{single_model} · " if single_model else "")
-        + f"streambench · {env.get('device_name') or env.get('device', '')} "
+        f"streambench: {single_model + ' on ' if single_model else ''}"
+        f"{env.get('device_name') or env.get('device', '')} "
         f"({env.get('device', '?')}) · torch {env.get('torch', '?')} · "
         f"transformers {env.get('transformers', '?')} · {str(env.get('date', ''))[:10]}",
         fontsize=12,
