@@ -591,13 +591,12 @@ def build_prompt(loaded: LoadedModel, n_tokens: int, batch_size: int, seed: int 
 
     tok = loaded.tokenizer
     if tok is not None:
-        text = PROMPT_TEXT
-        ids: list[int] = []
-        while True:
-            ids = list(tok(text).input_ids)
+        reps = 1
+        while True:  # double the text until it has enough tokens
+            ids = list(tok(PROMPT_TEXT * reps).input_ids)
             if len(ids) >= n_tokens:
                 break
-            text += PROMPT_TEXT
+            reps *= 2
         row = ids[:n_tokens]
     else:
         vocab = int(getattr(loaded.config, "vocab_size", 0) or 32000)
@@ -811,10 +810,14 @@ def quiet_transformers(verbose: bool) -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would cut through the tables
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
