@@ -182,16 +182,17 @@ def test_k_token_steps_are_split_evenly(monkeypatch):
 
 def test_inner_streamer_gets_everything_and_its_time_is_excluded(llama, prompt):
     llama.generate(prompt, **gen_kwargs(2))  # warm-up: the first call of a process is slow
-    inner = Recorder(sleep_s=0.05)
+    inner = Recorder(sleep_s=0.1)
     s = TimingStreamer(device="cpu", inner=inner)
     llama.generate(prompt, streamer=s, **gen_kwargs(6))
     r = s.summary()
     assert [shape for shape, _ in inner.puts] == [(1, 12)] + [(1,)] * 6 and inner.ended == 1
-    assert r.streamer_overhead_s >= 6 * 0.05
-    # The model takes ~1 ms a step, the inner streamer 50 ms a put: had its time been counted,
-    # every latency would be >= 50 ms. (Median, so one step preempted on a busy machine is ok.)
-    assert statistics.median(r.token_latencies_s) < 0.025
-    assert r.first_token_s < 0.050
+    assert r.streamer_overhead_s >= 6 * 0.1
+    # The model takes ~1 ms a step, the inner streamer 100 ms a put: had its time been counted,
+    # every latency would be >= 100 ms. (A step right after a sleep is slower than usual - torch's
+    # threads and caches go cold - and a busy machine preempts, hence the wide margin.)
+    assert statistics.median(r.token_latencies_s) < 0.040
+    assert r.first_token_s < 0.100
 
 
 def test_text_streamer_as_inner(llama, capsys):
