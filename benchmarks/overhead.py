@@ -25,7 +25,7 @@ from typing import Any
 import _common as C
 
 PUT_VARIANTS = ("noop", "minimal", "sb_memory_off", "sb_memory_on")
-GEN_VARIANTS = ("none", "noop_streamer", "sb_memory_off", "sb_memory_on")
+GEN_VARIANTS = ("none", "noop_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on")
 
 
 class NoopStreamer:
@@ -36,6 +36,24 @@ class NoopStreamer:
 
     def end(self) -> None:
         pass
+
+
+class RssOnlyStreamer:
+    """Reads the process RSS at every put and nothing else: the floor of any per-token CPU
+    memory probe (one system call per token), without streambench's code around it."""
+
+    def __init__(self) -> None:
+        from streambench.devices import get_backend
+
+        self.read = get_backend("cpu", memory=True).read_memory
+        self.readings: list[int] = []
+
+    def put(self, value: Any) -> None:
+        if self.read is not None:
+            self.readings.append(self.read())
+
+    def end(self) -> None:
+        self.readings.clear()
 
 
 class MinimalStreamer:
@@ -169,6 +187,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     streamers: dict[str, Any] = {
         "none": None,
         "noop_streamer": NoopStreamer(),
+        "rss_read_only": RssOnlyStreamer(),
         "sb_memory_off": capturing_streamer(device="cpu", memory=False),
         "sb_memory_on": capturing_streamer(device="cpu", memory=True),
     }
@@ -179,7 +198,8 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
             for s in streamers.values():
                 model.generate(ids, streamer=s, **kw)
         for r in range(rounds):
-            order = GEN_VARIANTS[r % 4 :] + GEN_VARIANTS[: r % 4]
+            j = r % len(GEN_VARIANTS)
+            order = GEN_VARIANTS[j:] + GEN_VARIANTS[:j]
             for k in order:
                 s = streamers[k]
                 if isinstance(s, TimingStreamer):
@@ -194,7 +214,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
     vs_noop = {
         k: [t / b for t, b in zip(times[k], times["noop_streamer"])]
-        for k in ("sb_memory_off", "sb_memory_on")
+        for k in ("rss_read_only", "sb_memory_off", "sb_memory_on")
     }
     return {
         "new_tokens": tokens,
@@ -226,8 +246,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--rounds", type=int, default=60, help="generate() rounds, tiny model")
-    ap.add_argument("--rounds-larger", type=int, default=24, help="rounds, larger model")
+    ap.add_argument("--rounds-larger", type=int, default=30, help="rounds, larger model")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per generate()")
+    ap.add_argument("--tokens-larger", type=int, default=32, help="new tokens, larger model")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = ap.parse_args(argv)
 
@@ -245,13 +266,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data["hot_path_parts_us"] = hot_path_parts(2000 if args.quick else 20000)
     models = {"tiny": build_model()}
     rounds = {"tiny": args.rounds}
+    tokens = {"tiny": args.tokens, "larger": args.tokens_larger}
     if args.rounds_larger:
         models["larger"] = build_model(larger_config())
         rounds["larger"] = args.rounds_larger
     data["generate"] = {}
     for name, model in models.items():
         n_params = sum(p.numel() for p in model.parameters())
-        res = generate_overhead(model, args.tokens, rounds[name])
+        res = generate_overhead(model, tokens[name], rounds[name])
         res["parameters"] = n_params
         data["generate"][name] = res
     data["load_average_after"] = C.load_average()
@@ -292,7 +314,7 @@ def render(data: dict[str, Any]) -> str:
     out.append(C.md_table(["operation", "µs"], [[k, C.fmt(v, 3)] for k, v in parts.items()]))
     for name, g in data["generate"].items():
         rows = []
-        for k in ("noop_streamer", "sb_memory_off", "sb_memory_on"):
+        for k in ("noop_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on"):
             r = g["ratio_vs_none"][k]
             vn = g["ratio_vs_noop_streamer"].get(k)
             rows.append(
