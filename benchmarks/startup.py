@@ -42,9 +42,21 @@ def commands() -> dict[str, list[str]]:
     return cmds
 
 
-def heavy_imports(cmd: list[str]) -> list[str]:
+def environments(cache_dir: str) -> dict[str, dict[str, str]]:
+    """Two ways to start: with compiled bytecode cached (as after ``pip install``; written to a
+    temporary ``PYTHONPYCACHEPREFIX``, not into the repository) and with none (every module
+    compiled from source at each start, as under ``PYTHONDONTWRITEBYTECODE=1`` in a source
+    checkout; the standard library keeps its own cached bytecode)."""
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {
+        "cached": dict(base, PYTHONPYCACHEPREFIX=cache_dir),
+        "no_pyc": dict(base, PYTHONDONTWRITEBYTECODE="1"),
+    }
+
+
+def heavy_imports(cmd: list[str], env: dict[str, str]) -> list[str]:
     """Top-level heavy packages imported by ``cmd`` (from ``-X importtime``)."""
-    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    env = dict(env, PYTHONPROFILEIMPORTTIME="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     found = set()
     for line in proc.stderr.splitlines():
@@ -64,25 +76,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.quick:
         args.repeat = 3
+    import tempfile
+
     cmds = commands()
-    times: dict[str, list[float]] = {k: [] for k in cmds}
-    rc: dict[str, int] = {}
-    for k, cmd in cmds.items():  # warm the page cache once
-        rc[k] = subprocess.run(cmd, capture_output=True, check=False).returncode
-    for _ in range(args.repeat):
-        for k, cmd in cmds.items():
-            t0 = time.perf_counter()
-            subprocess.run(cmd, capture_output=True, check=False)
-            times[k].append(time.perf_counter() - t0)
-    res = {
-        k: {
-            "median_s": statistics.median(v),
-            "min_s": min(v),
-            "exit_code": rc[k],
-            "heavy_imports": heavy_imports(cmds[k]),
+    with tempfile.TemporaryDirectory() as cache:
+        envs = environments(cache)
+        times = {(k, e): [] for k in cmds for e in envs}
+        rc: dict[str, int] = {}
+        for k, cmd in cmds.items():  # fill the bytecode cache and the page cache once
+            rc[k] = subprocess.run(
+                cmd, capture_output=True, check=False, env=envs["cached"]
+            ).returncode
+        for _ in range(args.repeat):
+            for (k, e), v in times.items():
+                t0 = time.perf_counter()
+                subprocess.run(cmds[k], capture_output=True, check=False, env=envs[e])
+                v.append(time.perf_counter() - t0)
+        res = {
+            k: {
+                "median_s": statistics.median(times[(k, "cached")]),
+                "min_s": min(times[(k, "cached")]),
+                "median_no_pyc_s": statistics.median(times[(k, "no_pyc")]),
+                "exit_code": rc[k],
+                "heavy_imports": heavy_imports(cmd, envs["cached"]),
+            }
+            for k, cmd in cmds.items()
         }
-        for k, v in times.items()
-    }
     data = {"machine": C.machine_info(), "repeat": args.repeat, "commands": res}
     data["load_average_after"] = C.load_average()
     base = res["python -c pass"]["median_s"]
@@ -91,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"`{k}`" if "(" not in k else k,
             f"{v['median_s'] * 1e3:.0f}",
             f"{(v['median_s'] - base) * 1e3:+.0f}" if k != "python -c pass" else "",
+            f"{v['median_no_pyc_s'] * 1e3:.0f}",
             ", ".join(v["heavy_imports"]) or "none",
             v["exit_code"],
         ]
@@ -101,7 +121,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"### Start-up (median of {args.repeat} fresh processes)",
             "",
             C.md_table(
-                ["command", "wall ms", "ms over `python -c pass`", "heavy imports", "exit code"],
+                [
+                    "command",
+                    "wall ms",
+                    "ms over `python -c pass`",
+                    "wall ms without .pyc files",
+                    "heavy imports",
+                    "exit code",
+                ],
                 rows,
             ),
             "",
