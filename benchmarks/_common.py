@@ -42,6 +42,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> dict[str, Any]:
+    """CPU family/model (identifies the generation when the model name is generic, as in many
+    VMs), whether it runs under a hypervisor, and the memory size (Linux)."""
+    out: dict[str, Any] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in ("cpu family", "model", "stepping") and key not in out:
+                    out[key] = value
+                elif key == "flags" and "hypervisor" not in out:
+                    out["hypervisor"] = "hypervisor" in value.split()
+                elif not key and out:
+                    break
+        with open("/proc/meminfo") as f:
+            out["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 def _version(name: str) -> str | None:
     try:
         from importlib.metadata import version
@@ -81,6 +103,7 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": cpu_model(),
+        "cpu_details": cpu_details(),
         "logical_cpus": os.cpu_count(),
         "load_average_1_5_15": load_average(),
         "os": f"{platform.system()} {platform.release()}",
@@ -110,8 +133,12 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def machine_line(info: dict[str, Any]) -> str:
     load = info.get("load_average_1_5_15")
+    d = info.get("cpu_details") or {}
+    fam = f" (family {d['cpu family']} model {d['model']})" if "cpu family" in d else ""
+    vm = ", VM" if d.get("hypervisor") else ""
     return (
-        f"{info['date_utc']} · {info['cpu_model']} · {info['logical_cpus']} logical CPUs"
+        f"{info['date_utc']} · {info['cpu_model']}{fam}{vm} · {info['logical_cpus']} logical CPUs"
+        f" · {d.get('memory_gib', '?')} GiB"
         f" · torch threads {info.get('torch_threads')} · load {load}"
         f" · Python {info['python']} · torch {info['torch']}"
         f" · transformers {info['transformers']} · streambench {info['streambench']}"

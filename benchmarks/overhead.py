@@ -10,7 +10,7 @@
    every round; the ratio per round is ``variant / none``, reported as the median over rounds
    (with the 25th-75th percentile, the noise floor of this machine).
 
-Run:  .venv/bin/python benchmarks/overhead.py            (about 1-2 min on 2 cores)
+Run:  .venv/bin/python benchmarks/overhead.py            (about 3 min on 2 cores)
       .venv/bin/python benchmarks/overhead.py --quick    (a few seconds, for a smoke test)
 """
 
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--rounds", type=int, default=60, help="generate() rounds, tiny model")
+    ap.add_argument("--rounds", type=int, default=200, help="generate() rounds, tiny model")
     ap.add_argument("--rounds-larger", type=int, default=30, help="rounds, larger model")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per generate()")
     ap.add_argument("--tokens-larger", type=int, default=32, help="new tokens, larger model")
