@@ -30,6 +30,9 @@ def fill(doc: Path = DOC, results: Path = C.RESULTS) -> list[str]:
     done = []
     for name in (*SCRIPTS, "gpu_check"):
         md = results / f"{name}.md"
+        if not md.exists():  # e.g. results/gpu-h200/gpu_check.md: the newest such file
+            found = sorted(results.glob(f"*/{name}.md"), key=lambda f: f.stat().st_mtime)
+            md = found[-1] if found else md
         pattern = re.compile(
             rf"(<!-- results:{name} -->\n)(.*?)(<!-- /results:{name} -->)", flags=re.S
         )
