@@ -38,6 +38,8 @@ def fill(doc: Path = DOC, results: Path = C.RESULTS) -> list[str]:
         )
         if md.exists() and pattern.search(text):
             body = md.read_text().rstrip() + "\n"
+            if name == "gpu_check":  # its own report starts at "##": nest it in the section
+                body = re.sub(r"^(#+) ", r"#\1 ", body, flags=re.M)
             text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
             done.append(name)
     doc.write_text(text)
