@@ -468,13 +468,6 @@ def _sweep(
     import traceback
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from . import report
     from .sweep import (
@@ -514,15 +507,7 @@ def _sweep(
     def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+    progress = report.progress_bar(err)
 
     def save() -> None:
         if rank.is_writer and outputs:

@@ -1524,7 +1524,6 @@ def cmd_endpoint(args: Any) -> int:
     Exit codes: 0 every measured request succeeded; 1 some failed (they are counted and
     reported, the results are kept); 2 bad input; 130 interrupted (partial results written)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import report
 
@@ -1550,15 +1549,7 @@ def cmd_endpoint(args: Any) -> int:
         f"{settings['endpoint']}, concurrency {specs[0].max_in_flight}"
         + (f", {specs[0].request_rate:g} requests/s" if specs[0].request_rate else "")
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=True,
-    )
+    progress = report.progress_bar(err)
     per_config = specs[0].warmup + specs[0].requests
     task = progress.add_task("requests", total=len(specs) * per_config)
 

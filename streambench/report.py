@@ -410,6 +410,22 @@ def write_outputs(paths: Sequence[str], doc: dict[str, Any]) -> None:
 
 
 # -- console tables -------------------------------------------------------------------------------
+def progress_bar(console: Any) -> Any:
+    """The sweep's progress bar (``run`` and ``endpoint``): description, bar, done/total, elapsed
+    time; drawn on ``console`` only when it is a terminal, and cleared when finished."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+
+
 def configuration_table(entry: dict[str, Any]) -> Any:
     """A rich renderable for one configuration: a table of first token and rest tokens (mean,
     median, p90, stdev over trials) and decode tokens/s, then a line with peak memory, the actual
