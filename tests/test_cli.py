@@ -155,7 +155,15 @@ def test_config_file_all_in_one_keys(hub, tmp_path):
         "in_out_pairs:\n  - '12-4'\nbatch_size: 1\n"
         "test_api:\n  - 'transformer_int4'\n"
     )
-    proc = sb("run", "--config", str(config), "-o", str(tmp_path / "r.csv"))
+    proc = sb(
+        "run",
+        "--config",
+        str(config),
+        "-o",
+        str(tmp_path / "r.csv"),
+        "-o",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "test_api" in proc.stderr  # reported as ignored
     with open(tmp_path / "r.csv", newline="") as f:
@@ -165,6 +173,14 @@ def test_config_file_all_in_one_keys(hub, tmp_path):
     assert all(r["actual input/output tokens"] == "12-4" for r in rows)
     assert float(rows[1]["encoder time (ms)"]) > 0  # the T5 encoder, timed apart
     assert float(rows[0]["encoder time (ms)"]) == 0.0
+    # As all-in-one: the T5 row's first token leaves the encoder out (its own column), the JSON's
+    # first_token_s keeps it, so the two add up; the decoder-only row is the JSON mean itself.
+    doc = json.loads((tmp_path / "r.json").read_text())
+    t5_first = doc["configurations"][1]["aggregates"]["first_token_s"]["mean"] * 1e3
+    enc = float(rows[1]["encoder time (ms)"])
+    assert float(rows[1]["1st token avg latency (ms)"]) + enc == pytest.approx(t5_first, abs=2e-3)
+    llama_first = doc["configurations"][0]["aggregates"]["first_token_s"]["mean"] * 1e3
+    assert float(rows[0]["1st token avg latency (ms)"]) == pytest.approx(llama_first, abs=1e-3)
 
 
 def test_random_weights_from_a_local_config(tmp_path):
