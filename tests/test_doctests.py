@@ -1,0 +1,25 @@
+"""The runnable examples in the modules' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "streambench.stats",
+    "streambench.devices",
+    "streambench.tiny",
+    "streambench.streamer",
+    "streambench.endpoint",
+    "streambench.presets",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no example"
+    assert result.failed == 0
