@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outputs import atomic_write_text
+
 __all__ = [
     "ALL_IN_ONE_COLUMNS",
     "OUTPUT_FORMATS",
@@ -380,32 +382,6 @@ def check_output_paths(paths: Iterable[str]) -> None:
                 f"--output {path}: unknown format {ext or '(no extension)'!r}; use "
                 + ", ".join(OUTPUT_FORMATS)
             )
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, flushed
-    and fsynced, then ``os.replace``. Parent directories are created."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return True
 
 
 def write_outputs(paths: Sequence[str], doc: dict[str, Any]) -> None:

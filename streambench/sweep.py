@@ -54,8 +54,7 @@ PROMPT_TEXT = (
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
-class UsageError(ValueError):
-    """Bad input from the user (a path, a flag, a config file): exit code 2, one line."""
+from .errors import UsageError  # noqa: E402 - re-exported: the historical home of the name
 
 
 class ConfigurationError(RuntimeError):
