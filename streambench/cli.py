@@ -1,8 +1,10 @@
 """``streambench`` command line: ``run`` (benchmark sweeps), ``endpoint`` (OpenAI-compatible
 servers), ``plot`` and ``compare``.
 
-Exit codes: 0 success; 1 a configuration failed (``run``) or NEW regressed (``compare``);
-2 bad input (one line on stderr, no traceback unless ``--debug``); 130 interrupted (Ctrl-C).
+Exit codes (one policy, :mod:`streambench.errors`): 0 success; 1 a configuration or request
+failed, or ``compare`` found a regression or could not compare; 2 bad input (one line on stderr,
+a traceback too with ``--debug``); 128 + N interrupted by signal N (130 Ctrl-C, 143 SIGTERM,
+129 SIGHUP), finished results kept.
 
 Only argparse is imported at start-up so that ``streambench --help`` is fast; torch and
 transformers load inside the ``run`` path. A new subcommand is one ``add_parser`` in
@@ -12,13 +14,23 @@ transformers load inside the ``run`` path. A new subcommand is one ``add_parser`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SignalPolicy,
+    UsageError,
+    describe_exception,
+    interrupted_exit_code,
+)
 
 DEFAULT_IN_OUT = "32-32"
 DEFAULT_BATCH = "1"
@@ -39,31 +51,12 @@ IGNORED_CONFIG_KEYS = {
     "max_matching_ngram_size",
 }
 
+
 #: config key -> argparse destination (all-in-one names and streambench's own)
-CONFIG_KEYS = {
-    "repo_id": "models",
-    "model": "models",
-    "local_model_hub": "local_model_hub",
-    "warm_up": "warmup",
-    "warmup": "warmup",
-    "num_trials": "trials",
-    "trials": "trials",
-    "in_out_pairs": "in_out",
-    "in_out": "in_out",
-    "batch_size": "batch_size",
-    "low_bit": "low_bit",
-    "num_beams": "num_beams",
-    "device": "device",
-    "dtype": "dtype",
-    "trust_remote_code": "trust_remote_code",
-    "random_weights": "random_weights",
-    "ipex": "ipex",
-    "num_layers": "num_layers",
-    "output": "output",
-    "plot": "plot",
-    "seed": "seed",
-    "tp": "tp",
-}
+def _config_keys() -> dict[str, str]:
+    from .config import KEYS
+
+    return {key: spec.dest for key, spec in KEYS.items()}
 
 
 class UsageFailure(Exception):
@@ -129,13 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--warmup",
-        type=int,
         metavar="N",
         help=f"warm-up runs per configuration (default {DEFAULT_WARMUP})",
     )
     run.add_argument(
         "--trials",
-        type=int,
         metavar="N",
         help=f"measured runs per configuration (default {DEFAULT_TRIALS})",
     )
@@ -145,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto|float32|float16|bfloat16 (default auto: float32 on CPU, "
         "bfloat16/float16 on accelerators)",
     )
-    run.add_argument("--num-beams", type=int, metavar="N", help="beam search width (default 1)")
+    run.add_argument("--num-beams", metavar="N", help="beam search width (default 1)")
     run.add_argument(
         "--low-bit",
         metavar="KIND",
@@ -167,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--num-layers",
-        type=int,
         metavar="N",
         help="override num_hidden_layers (embedded model and --random-weights only)",
     )
@@ -187,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write results; format by extension: .csv .json .jsonl .md (repeatable)",
     )
     run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
-    run.add_argument("--seed", type=int, help="seed of random weights and prompts (default 0)")
+    run.add_argument("--seed", metavar="N", help="seed of random weights and prompts (default 0)")
     run.add_argument(
         "-v", "--verbose", action="store_true", help="print every run's per-token timing"
     )
@@ -247,54 +237,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``streambench`` command; returns the exit code."""
+    """Entry point of the ``streambench`` command; returns the exit code (see the module
+    docstring). SIGTERM and SIGHUP stop a command as Ctrl-C does."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # the deepspeed launcher passes --local_rank=N (without --no_local_rank); LOCAL_RANK has it too
     argv = [a for a in argv if not a.startswith(("--local_rank=", "--local-rank="))]
     debug = "--debug" in argv
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            parser.print_help()
+    speaker = _Speaker()
+    with SignalPolicy():
+        try:
+            args = parser.parse_args(argv)
+            if getattr(args, "func", None) is None:
+                parser.print_help()
+                return EXIT_USAGE
+            args.speaker = speaker
+            return int(args.func(args))
+        except UsageFailure as exc:
+            speaker.error(str(exc))
             return EXIT_USAGE
-        return int(args.func(args))
-    except UsageFailure as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        from .sweep import UsageError
-
-        if debug:
-            raise
-        if isinstance(exc, UsageError):
-            _error(str(exc))
+        except KeyboardInterrupt as exc:
+            speaker.error(f"interrupted ({exc})" if str(exc) else "interrupted")
+            return interrupted_exit_code(exc)
+        except UsageError as exc:
+            if debug:
+                traceback.print_exc()
+            speaker.error(str(exc))
             return EXIT_USAGE
-        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
-        return EXIT_FAILED
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+            if debug:
+                traceback.print_exc()
+            speaker.error(f"{describe_exception(exc)} (run again with --debug for the traceback)")
+            return EXIT_FAILED
 
 
-#: False on the ranks of a distributed run that do not write (only rank 0 speaks)
-_SPEAK = True
+class _Speaker:
+    """Where the command's own messages go; quiet on the ranks of a distributed run that do not
+    write (only rank 0 speaks)."""
 
+    def __init__(self) -> None:
+        self.speak = True
 
-def _error(message: str) -> None:
-    if _SPEAK:
-        print(f"streambench: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:
+        if self.speak:
+            print(f"streambench: error: {message}", file=sys.stderr)
 
-
-def _note(message: str) -> None:
-    if _SPEAK:
-        print(f"streambench: {message}", file=sys.stderr)
+    def note(self, message: str) -> None:
+        if self.speak:
+            print(f"streambench: {message}", file=sys.stderr)
 
 
 # -- run ----------------------------------------------------------------------------------------
 def _load_yaml(path: str) -> dict[str, Any]:
-    from .sweep import UsageError
-
     try:
         import yaml
     except ImportError:
@@ -304,6 +298,8 @@ def _load_yaml(path: str) -> dict[str, Any]:
             data = yaml.safe_load(f)
     except OSError as exc:
         raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {path} is not UTF-8 text: write it as a YAML file") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
@@ -315,117 +311,109 @@ def _load_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _merge_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Command-line values win over the config file, which wins over the defaults."""
-    from .sweep import UsageError
+def _option_name(dest: str) -> str:
+    return "MODEL" if dest == "models" else "--" + dest.replace("_", "-")
 
-    conf: dict[str, Any] = {}
+
+def _merge_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Typed settings: command-line values win over the config file, which wins over the
+    defaults. Every value goes through :data:`streambench.config.KEYS` (types and bounds); an
+    error names the option or the config file and key."""
+    from .config import KEYS
+
+    speaker = getattr(args, "speaker", None) or _Speaker()
+    merged: dict[str, Any] = {}
     if args.config:
         for key, value in _load_yaml(args.config).items():
             if key in IGNORED_CONFIG_KEYS:
-                _note(
+                speaker.note(
                     f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
                 )
                 continue
-            dest = CONFIG_KEYS.get(key)
-            if dest is None:
+            spec = KEYS.get(key) if isinstance(key, str) else None
+            if spec is None:
                 raise UsageError(
                     f"unknown key {key!r} in config {args.config} (known: "
-                    f"{', '.join(sorted(CONFIG_KEYS))})"
+                    f"{', '.join(sorted(KEYS))})"
                 )
-            conf[dest] = value
-    merged = dict(conf)
+            merged[spec.dest] = spec.coerce(value, f"config {args.config}: key {key!r}")
     cli = vars(args)
-    for dest in set(CONFIG_KEYS.values()) | {"verbose"}:
-        if dest == "models":
-            if args.model is not None:
-                merged["models"] = [args.model]
-            continue
-        if cli.get(dest) is not None:
-            merged[dest] = cli[dest]
+    by_dest = {spec.dest: spec for spec in KEYS.values()}
+    if args.model is not None:
+        merged["models"] = by_dest["models"].coerce([args.model], "MODEL")
+    for dest, spec in by_dest.items():
+        if dest != "models" and cli.get(dest) is not None:
+            merged[dest] = spec.coerce(cli[dest], _option_name(dest))
+    merged["verbose"] = bool(cli.get("verbose"))
     return merged
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
     """Validate everything that can be checked without loading a model."""
-    from .report import check_output_paths
-    from .sweep import (
-        SweepSettings,
-        UsageError,
-        parse_in_out,
-        parse_int_list,
-        resolve_model_spec,
-    )
+    from .config import parse_in_out_text, parse_int_axis
+    from .sweep import DTYPES, SweepSettings, check_low_bit_kind, resolve_model_spec
 
     m = _merge_config(args)
-    models = m.get("models")
-    if models is None:
-        models = [None]
-    elif isinstance(models, str):
-        models = [models]
-    random_weights = bool(m.get("random_weights") or False)
+    random_weights = m.get("random_weights", False)
     specs = [
-        resolve_model_spec(None if x is None else str(x), random_weights, m.get("local_model_hub"))
-        for x in models
+        resolve_model_spec(x, random_weights, m.get("local_model_hub"))
+        for x in m.get("models", [None])
     ]
-    in_out = parse_in_out(m.get("in_out", DEFAULT_IN_OUT))
-    batch = parse_int_list(m.get("batch_size", DEFAULT_BATCH), "--batch-size")
-    warmup = parse_int_list(m.get("warmup", DEFAULT_WARMUP), "--warmup", minimum=0)[0]
-    trials = parse_int_list(m.get("trials", DEFAULT_TRIALS), "--trials")[0]
-    beams = parse_int_list(m.get("num_beams", 1), "--num-beams")[0]
-    low_bit = m.get("low_bit")
-    if low_bit is not None and str(low_bit).strip().lower() in ("", "none", "null", "false"):
-        low_bit = None
-    dtype = str(m.get("dtype", "auto")).lower()
-    from .sweep import DTYPES
-
+    in_out = m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT)
+    batch = m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1)
+    dtype = m.get("dtype", "auto").lower()
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    low_bit = m.get("low_bit")
+    if low_bit is not None:
+        check_low_bit_kind(low_bit)
     num_layers = m.get("num_layers")
-    if num_layers is not None:
-        num_layers = parse_int_list(num_layers, "--num-layers")[0]
-        if any(s.kind == "pretrained" for s in specs):
-            raise UsageError("--num-layers works with the embedded model and --random-weights only")
-    outputs = m.get("output") or []
-    if isinstance(outputs, str):
-        outputs = [outputs]
-    try:
-        check_output_paths(outputs)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    plot = m.get("plot")
-    if plot is not None and not str(plot).lower().endswith((".png", ".svg", ".pdf")):
-        raise UsageError(f"--plot {plot}: use a .png (or .svg, .pdf) file name")
+    if num_layers is not None and any(s.kind == "pretrained" for s in specs):
+        raise UsageError("--num-layers works with the embedded model and --random-weights only")
+    outputs, plot = m.get("output", []), m.get("plot")
+    _check_targets(outputs, plot, specs, m.get("local_model_hub"))
+    settings = SweepSettings(
+        models=specs,
+        in_out=in_out,
+        batch_sizes=batch,
+        warmup=m.get("warmup", DEFAULT_WARMUP),
+        trials=m.get("trials", DEFAULT_TRIALS),
+        device=m.get("device", "auto"),
+        dtype=dtype,
+        num_beams=m.get("num_beams", 1),
+        low_bit=low_bit,
+        trust_remote_code=m.get("trust_remote_code", False),
+        ipex=m.get("ipex", False),
+        num_layers=num_layers,
+        seed=m.get("seed", 0),
+        verbose=m["verbose"],
+        tp=_tp_mode(m.get("tp")),
+    )
+    return settings, outputs, plot
+
+
+def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:
+    """Every output path checked before any work: format, writable, not inside what is read."""
+    from .outputs import check_output_targets
+    from .report import OUTPUT_FORMATS
+    from .sweep import protected_directories
+
+    protected = protected_directories(specs, hub)
+    check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
     if plot is not None:
+        check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError(
                 "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
             )
-    settings = SweepSettings(
-        models=specs,
-        in_out=in_out,
-        batch_sizes=batch,
-        warmup=warmup,
-        trials=trials,
-        device=str(m.get("device", "auto")),
-        dtype=dtype,
-        num_beams=beams,
-        low_bit=None if low_bit is None else str(low_bit),
-        trust_remote_code=bool(m.get("trust_remote_code") or False),
-        ipex=bool(m.get("ipex") or False),
-        num_layers=num_layers,
-        seed=int(m.get("seed", 0) or 0),
-        verbose=bool(m.get("verbose") or False),
-        tp=_tp_mode(m.get("tp")),
-    )
-    return settings, [str(o) for o in outputs], None if plot is None else str(plot)
+        if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
+            raise UsageError(f"--plot {plot}: also named by --output; use another file name")
 
 
 def _tp_mode(value: Any) -> str:
     from .distributed import resolve_tp_mode
-    from .sweep import UsageError
 
     try:
         return resolve_tp_mode(None if value is None else str(value))
@@ -436,8 +424,8 @@ def _tp_mode(value: Any) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
     from .sweep import (
-        UsageError,
         beam_wrapper_class,
+        check_hub_models,
         check_ipex_available,
         check_low_bit_available,
     )
@@ -457,7 +445,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(settings.device)
     except (ValueError, DeviceNotAvailableError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
+    check_hub_models(settings.models)
     return _sweep(args, settings, device, outputs, plot_path)
 
 
@@ -465,36 +454,20 @@ def _sweep(
     args: argparse.Namespace, settings: Any, device: Any, outputs: list[str], plot_path: str | None
 ) -> int:
     import gc
-    import traceback
 
     from rich.console import Console
 
     from . import report
-    from .sweep import (
-        RankContext,
-        UsageError,
-        iter_configurations,
-        load_model,
-        new_entry,
-        quiet_transformers,
-        run_configuration,
-    )
+    from .sweep import RankContext, iter_configurations, quiet_transformers
 
-    # Distributed runs: every rank measures, the writer (rank 0) prints and writes. Multi-rank
-    # gathering plugs into RankContext.gather.
+    # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device)
-    global _SPEAK
-    _SPEAK = rank.is_writer
+    speaker = getattr(args, "speaker", None) or _Speaker()
+    speaker.speak = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)
 
     doc = report.new_document("run", report.environment(device), settings.to_dict())
-    if rank.is_writer:
-        for path in outputs:  # fail now, not after the first configuration: write the empty file
-            try:
-                report.write_outputs([path], doc)
-            except OSError as exc:
-                raise UsageError(f"cannot write --output {path}: {exc.strerror or exc}") from None
     configs = list(iter_configurations(settings))
     runs_per_config = settings.warmup + settings.trials
     out.print(
@@ -502,103 +475,140 @@ def _sweep(
         f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
-    failures = 0
-
-    def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
-
-    progress = report.progress_bar(err)
 
     def save() -> None:
-        if rank.is_writer and outputs:
+        # An existing results file is replaced only once there is a finished configuration.
+        if rank.is_writer and outputs and doc["configurations"]:
             report.write_outputs(outputs, doc)
 
+    progress = report.progress_bar(err)
     task = progress.add_task("sweep", total=len(configs) * runs_per_config)
-    loaded = None
-    current_model = None
-    load_error: str | None = None
-    bad_model = False  # a model that could not be found or read: exit 2 (bad input)
+    driver = _RunDriver(args, settings, device, speaker, out, progress, task, rank)
     try:
         with progress, quiet_transformers(settings.verbose):
             for spec, n_in, n_out, batch in configs:
-                entry = new_entry(settings, spec.name, n_in, n_out, batch)
-                if current_model is not spec:
-                    loaded = None
-                    gc.collect()
-                    current_model, load_error = spec, None
-                    progress.update(task, description=f"loading {spec.name}")
-                    try:
-                        loaded = load_model(spec, settings, device)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
-                        if args.debug:
-                            traceback.print_exc()
-                        if isinstance(exc, UsageError):
-                            bad_model = True
-                            load_error = str(exc)
-                        else:
-                            load_error = f"loading {spec.name} failed: {type(exc).__name__}: {exc}"
-                        _error(load_error)  # once per model, not once per configuration
-                    if loaded is not None:
-                        doc["environment"].update(report.library_versions())
-                        for note in loaded.notes:
-                            _note(f"{spec.name}: {note}")
-                progress.update(task, description=entry["label"])
-                if loaded is None:
-                    entry["status"], entry["error"] = "failed", load_error
-                    progress.advance(task, runs_per_config)
-                    failures += 1
-                    doc["configurations"].append(rank.gather(entry))
-                    save()
-                    continue
-                done = 0
-
-                def on_run(i: int, warm: bool) -> None:
-                    nonlocal done
-                    done += 1
-                    progress.advance(task)
-
-                try:
-                    run_configuration(loaded, entry, settings, on_run=on_run, print_fn=plain)
-                except KeyboardInterrupt:
-                    doc["configurations"].append(rank.gather(entry))
-                    raise
-                except Exception:  # noqa: BLE001 - recorded in the entry, the sweep goes on
-                    if args.debug:
-                        traceback.print_exc()
-                progress.advance(task, runs_per_config - done)
-                if entry["status"] != "ok":
-                    failures += 1
-                    _error(f"configuration {entry['label']} failed: {entry['error']}")
+                entry = driver.measure(spec, n_in, n_out, batch, doc)
                 doc["configurations"].append(rank.gather(entry))
                 save()
-                out.print(report.configuration_table(entry))
-    except KeyboardInterrupt:
+                if entry["status"] == "ok":
+                    out.print(report.configuration_table(entry))
+    except KeyboardInterrupt as exc:
         doc["interrupted"] = True
         save()
         finished = sum(1 for e in doc["configurations"] if e["status"] == "ok")
-        _error(
-            f"interrupted: {finished} finished configuration(s) kept"
-            + (f" in {', '.join(outputs)}" if outputs and rank.is_writer else "")
+        kept = (
+            f"{finished} finished configuration(s) kept in {', '.join(outputs)}"
+            if outputs and doc["configurations"]
+            else f"{finished} finished configuration(s)"
+            + (f"; {', '.join(outputs)} left as it was" if outputs else "")
         )
-        return EXIT_INTERRUPTED
+        speaker.error(f"interrupted ({exc or 'SIGINT'}): {kept}")
+        return interrupted_exit_code(exc)
     finally:
-        loaded = None
+        driver.loaded = None
         gc.collect()
 
+    failures = driver.failures
     if plot_path and rank.is_writer:
         try:
             report.plot_document(doc, plot_path)
             out.print(f"plot written to {plot_path}")
-        except (RuntimeError, ValueError) as exc:
-            _error(f"--plot: {exc}")
+        except (RuntimeError, ValueError, OSError) as exc:
+            speaker.error(f"--plot {plot_path}: {describe_exception(exc)}")
             failures += 1
     if outputs and rank.is_writer:
         out.print("results written to " + ", ".join(outputs))
-    if bad_model and failures == len(configs):
+    if driver.bad_model and failures == len(configs):
         return EXIT_USAGE
     return EXIT_FAILED if failures else EXIT_OK
+
+
+class _RunDriver:
+    """Loads each model once and measures its configurations; failures become failed entries
+    (the sweep goes on), interrupts propagate after the partial entry is recorded."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        settings: Any,
+        device: Any,
+        speaker: _Speaker,
+        out: Any,
+        progress: Any,
+        task: Any,
+        rank: Any,
+    ) -> None:
+        self.args, self.settings, self.device, self.speaker = args, settings, device, speaker
+        self.out, self.progress, self.task, self.rank = out, progress, task, rank
+        self.loaded: Any = None
+        self.current: Any = None
+        self.load_error: str | None = None
+        self.bad_model = False  # a model that could not be found or read: exit 2 (bad input)
+        self.failures = 0
+
+    def _load(self, spec: Any, doc: dict[str, Any]) -> None:
+        import gc
+
+        from . import report
+        from .sweep import load_model
+
+        self.loaded = None
+        gc.collect()
+        self.current, self.load_error = spec, None
+        self.progress.update(self.task, description=f"loading {spec.name}")
+        try:
+            self.loaded = load_model(spec, self.settings, self.device)
+        except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
+            if self.args.debug:
+                traceback.print_exc()
+            if isinstance(exc, UsageError):
+                self.bad_model = True
+                self.load_error = str(exc)
+            else:
+                self.load_error = f"loading {spec.name} failed: {describe_exception(exc)}"
+            self.speaker.error(self.load_error)  # once per model, not once per configuration
+            return
+        doc["environment"].update(report.library_versions())
+        for note in self.loaded.notes:
+            self.speaker.note(f"{spec.name}: {note}")
+
+    def measure(self, spec: Any, n_in: int, n_out: int, batch: int, doc: dict[str, Any]) -> Any:
+        from .sweep import new_entry, run_configuration
+
+        settings = self.settings
+        runs_per_config = settings.warmup + settings.trials
+        entry = new_entry(settings, spec.name, n_in, n_out, batch)
+        if self.current is not spec:
+            self._load(spec, doc)
+        self.progress.update(self.task, description=entry["label"])
+        if self.loaded is None:
+            entry["status"], entry["error"] = "failed", self.load_error
+            self.progress.advance(self.task, runs_per_config)
+            self.failures += 1
+            return entry
+        done = 0
+
+        def on_run(i: int, warm: bool) -> None:
+            nonlocal done
+            done += 1
+            self.progress.advance(self.task)
+
+        def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
+            self.out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+        try:
+            run_configuration(self.loaded, entry, settings, on_run=on_run, print_fn=plain)
+        except KeyboardInterrupt:
+            doc["configurations"].append(self.rank.gather(entry))
+            raise
+        except Exception:  # noqa: BLE001 - recorded in the entry, the sweep goes on
+            if self.args.debug:
+                traceback.print_exc()
+        self.progress.advance(self.task, runs_per_config - done)
+        if entry["status"] != "ok":
+            self.failures += 1
+            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        return entry
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
@@ -611,53 +621,66 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 # -- plot, compare -------------------------------------------------------------------------------
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import report
-    from .sweep import UsageError
+    from .errors import UsageError
 
     if not args.output.lower().endswith((".png", ".svg", ".pdf")):
         raise UsageError(f"-o {args.output}: use a .png (or .svg, .pdf) file name")
+    doc = report.load_document(args.results)  # UsageError (exit 2) naming the file
     try:
-        doc = report.load_document(args.results)
         report.plot_document(doc, args.output)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # e.g. nothing to plot
+        raise UsageError(f"{args.results}: {exc}") from None
     except RuntimeError as exc:  # matplotlib missing
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
     print(f"plot written to {args.output}")
     return EXIT_OK
 
 
 def parse_threshold(text: str) -> float:
-    """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction)."""
-    from .sweep import UsageError
+    """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
+    :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
+    from .errors import UsageError
+    from .report import MAX_THRESHOLD
 
-    raw = str(text).strip().rstrip("%").strip()
+    raw = str(text).strip().removesuffix("%").strip()
     try:
         value = float(raw)
     except ValueError:
         raise UsageError(f"--threshold {text!r}: write a percentage, e.g. 5%") from None
-    if value < 0:
-        raise UsageError(f"--threshold {text!r} must not be negative")
+    if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
+        raise UsageError(
+            f"--threshold {text!r}: must be a finite percentage from 0% to "
+            f"{MAX_THRESHOLD * 100:g}%, e.g. 5%"
+        )
     return value / 100.0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
+    (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from . import report
-    from .sweep import UsageError
 
     threshold = parse_threshold(args.threshold)
-    try:
-        old = report.load_document(args.old)
-        new = report.load_document(args.new)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    rows, regressed = report.compare_documents(old, new, threshold)
+    old = report.load_document(args.old)  # UsageError (exit 2) naming the file
+    new = report.load_document(args.new)
+    rows, failed = report.compare_documents(old, new, threshold)
     console = Console(highlight=False)
     console.print(report.compare_table(rows, threshold))
-    if regressed:
-        slower = [r.label for r in rows if r.regressed or (r.problem and "NEW" in r.problem)]
-        console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
+    if failed:
+        slower = [escape(r.label) for r in rows if r.regressed]
+        unsure = [escape(r.label) for r in rows if r.fails and not r.regressed]
+        if slower:
+            console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
+        if unsure:
+            console.print(
+                f"[bold red]could not compare[/bold red] (the gate fails closed): "
+                f"{', '.join(unsure)}"
+            )
         return EXIT_FAILED
     console.print(f"[green]no regression beyond {threshold:.1%}[/green]")
     return EXIT_OK

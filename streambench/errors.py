@@ -40,7 +40,9 @@ __all__ = [
     "Interrupted",
     "SignalPolicy",
     "UsageError",
+    "describe_exception",
     "exit_code_for_signal",
+    "interrupted_exit_code",
 ]
 
 EXIT_OK = 0
@@ -70,6 +72,24 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return exit_code_for_signal(self.signum)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: message"``, or just the type name when the message is empty or repeats it
+    (never ``"MemoryError: MemoryError"`` nor ``"ReadError: "``).
+
+    >>> describe_exception(MemoryError())
+    'MemoryError (out of memory)'
+    >>> describe_exception(ValueError("bad"))
+    'ValueError: bad'
+    """
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) and text in ("", name):
+        return f"{name} (out of memory)"
+    if not text or text == name:
+        return name
+    return f"{name}: {text}"
 
 
 def signal_name(signum: int) -> str:

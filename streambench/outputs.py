@@ -77,7 +77,7 @@ def check_output_targets(
             raise UsageError(f"{option} {path}: named twice (also as {seen[real]})")
         seen[real] = path
         for what, directory in protected:
-            if directory and os.path.isdir(directory) and is_inside(path, directory):
+            if directory and os.path.exists(directory) and is_inside(path, directory):
                 raise UsageError(
                     f"{option} {path}: inside the {what} directory {directory}; write results "
                     "elsewhere"
@@ -91,7 +91,7 @@ def check_output_targets(
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if not existing.is_dir():
-            raise UsageError(f"{option} {path}: {existing} is not a directory")
+            raise UsageError(f"{option} {path}: cannot write there: {existing} is not a directory")
         try:
             if existing == parent:
                 _probe_directory(parent)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError, describe_exception  # UsageError re-exported (its old home)
+
 __all__ = [
     "EMBEDDED_MODEL",
     "ConfigurationError",
@@ -54,38 +56,17 @@ PROMPT_TEXT = (
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
-from .errors import UsageError  # noqa: E402 - re-exported: the historical home of the name
-
-
 class ConfigurationError(RuntimeError):
     """One configuration of the sweep cannot run (e.g. a prompt longer than the context)."""
 
 
 # -- parsing ------------------------------------------------------------------------------------
-def parse_in_out(text: str | list[Any]) -> list[tuple[int, int]]:
-    """``"32-32,1024-128"`` (or a list of ``"32-32"`` strings) -> ``[(32, 32), (1024, 128)]``."""
-    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    pairs: list[tuple[int, int]] = []
-    for raw in items:
-        item = str(raw).strip()
-        if not item:
-            continue
-        parts = item.split("-")
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            n_in, n_out = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise UsageError(
-                f"malformed input/output pair {item!r}: write INPUT-OUTPUT token counts, "
-                "e.g. --in-out 32-32,1024-128"
-            ) from None
-        if n_in < 1 or n_out < 1:
-            raise UsageError(f"input/output pair {item!r}: both token counts must be >= 1")
-        pairs.append((n_in, n_out))
-    if not pairs:
-        raise UsageError("no input/output pair given: e.g. --in-out 32-32,1024-128")
-    return pairs
+def parse_in_out(text: str | list[Any], where: str = "--in-out") -> list[tuple[int, int]]:
+    """``"32-32,1024-128"`` (or a list of ``"32-32"`` strings) -> ``[(32, 32), (1024, 128)]``;
+    token counts bounded (:data:`streambench.config.BOUNDS`)."""
+    from .config import parse_in_out_text
+
+    return parse_in_out_text(text, where)
 
 
 def parse_int_list(text: Any, what: str, minimum: int = 1) -> list[int]:
@@ -121,6 +102,93 @@ class ModelSpec:
     name: str
     kind: str
     source: str | None = None
+    #: load from the local cache only (a hub id already downloaded, hub unreachable)
+    offline: bool = False
+
+    @property
+    def local_directory(self) -> str | None:
+        """The directory this model is read from, when it is a local one."""
+        if self.kind == "pretrained" and self.source and Path(self.source).is_dir():
+            return self.source
+        return None
+
+
+def hub_cache_directory() -> str:
+    """The Hugging Face hub cache (``HF_HUB_CACHE``, ``HF_HOME/hub``, ``~/.cache/...``), found
+    without importing huggingface_hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return os.path.join(home, "hub")
+
+
+def protected_directories(
+    specs: list[ModelSpec], local_model_hub: str | None = None
+) -> list[tuple[str, str]]:
+    """``(what, path)`` pairs (directories, or a config file) that a run reads and no output may
+    be written into."""
+    out = [("model", d) for d in (s.local_directory for s in specs) if d]
+    # random weights from a config: only that file is read (and maybe its tokenizer beside it)
+    out += [("model config", s.source) for s in specs if s.kind == "config" and s.source]
+    if local_model_hub:
+        out.append(("local_model_hub", local_model_hub))
+    out.append(("Hugging Face cache", hub_cache_directory()))
+    return out
+
+
+def _hub_host() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    return url.hostname or "huggingface.co", port or (443 if url.scheme != "http" else 80)
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def check_hub_models(specs: list[ModelSpec], probe_timeout_s: float = 3.0) -> None:
+    """Fail fast, in one line, for a hub id that is neither in the local cache nor reachable
+    (instead of minutes of download retries). A cached model with the hub unreachable (or
+    ``HF_HUB_OFFLINE=1``) is loaded from the cache only."""
+    import socket
+
+    hub_ids = [s for s in specs if s.kind == "pretrained" and s.local_directory is None]
+    if not hub_ids:
+        return
+    reachable: bool | None = None if not _offline_env() else False
+    for spec in hub_ids:
+        cached = _in_hub_cache(spec.source or spec.name)
+        if reachable is None:
+            try:
+                socket.create_connection(_hub_host(), timeout=probe_timeout_s).close()
+                reachable = True
+            except OSError:
+                reachable = False
+        if reachable:
+            continue
+        if cached:
+            spec.offline = True
+            continue
+        why = "HF_HUB_OFFLINE is set" if _offline_env() else f"{_hub_host()[0]} is unreachable"
+        raise UsageError(
+            f"model {spec.name!r} is not a local directory nor in the Hugging Face cache, and "
+            f"{why}: download it where there is network, or pass a local directory"
+        )
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    folder = Path(hub_cache_directory()) / ("models--" + repo_id.replace("/", "--"))
+    return any(folder.glob("snapshots/*/config.json"))
 
 
 def _looks_like_path(text: str) -> bool:
@@ -334,6 +402,24 @@ TORCHAO_KINDS = {
     "int4_weight_only": "Int4WeightOnlyConfig",
 }
 BNB_KINDS = ("bnb_nf4", "bnb_fp4", "bnb_int8")
+#: ``load_in_low_bit`` kinds of ipex-llm 2.2 (``ipex_llm.ggml.quantize.ggml_tensor_qtype``)
+IPEX_LLM_KINDS = (
+    "sym_int4", "asym_int4", "sym_int5", "asym_int5", "sym_int8", "nf3", "nf4", "fp4", "fp6",
+    "fp8", "fp8_e4m3", "fp8_e5m2", "fp16", "bf16", "mixed_fp4", "mixed_fp8", "woq_int4",
+    "gguf_iq2_xxs", "gguf_iq2_xs", "gguf_iq1_s", "gguf_q4k_m", "gguf_q4k_s", "q4_k", "q5_k",
+    "q6_k", "fp6_k", "sym_int4_rtn", "sym_int8_rtn", "asym_int4_rtn",
+)  # fmt: skip
+
+
+def check_low_bit_kind(low_bit: str) -> None:
+    """:class:`UsageError` for a ``--low-bit`` kind that no backend knows."""
+    if low_bit in TORCHAO_KINDS or low_bit in BNB_KINDS or low_bit in IPEX_LLM_KINDS:
+        return
+    raise UsageError(
+        f"unknown --low-bit kind {low_bit!r}: use a torchao kind ({', '.join(TORCHAO_KINDS)}), "
+        f"a bitsandbytes kind ({', '.join(BNB_KINDS)}) or an ipex-llm kind "
+        f"({', '.join(IPEX_LLM_KINDS[:6])}, ...)"
+    )
 
 
 def low_bit_backend(low_bit: str) -> str:
@@ -444,11 +530,14 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
 
             try:
                 config = AutoConfig.from_pretrained(
-                    source, trust_remote_code=settings.trust_remote_code
+                    source, trust_remote_code=settings.trust_remote_code, **_offline_kwargs(spec)
                 )
             except (OSError, ValueError) as exc:
                 raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
-            kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
+            kwargs: dict[str, Any] = {
+                "trust_remote_code": settings.trust_remote_code,
+                **_offline_kwargs(spec),
+            }
             if settings.low_bit:  # torchao or bitsandbytes: quantized while loading
                 kwargs["quantization_config"] = _quantization_config(settings.low_bit, dtype)
                 kwargs["device_map"] = str(device)
@@ -460,7 +549,7 @@ def load_model(spec: ModelSpec, settings: SweepSettings, device: Any) -> LoadedM
                 raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
             if not settings.low_bit:
                 model = model.to(device)
-        tokenizer = _load_tokenizer(source, settings.trust_remote_code)
+        tokenizer = _load_tokenizer(source, settings.trust_remote_code, spec.offline)
         if tokenizer is None:
             notes.append("no tokenizer found: prompts are random token ids")
     if settings.low_bit and spec.kind != "pretrained":
@@ -499,11 +588,16 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _load_tokenizer(source: str, trust_remote_code: bool) -> Any:
+def _offline_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    return {"local_files_only": True} if spec.offline else {}
+
+
+def _load_tokenizer(source: str, trust_remote_code: bool, offline: bool = False) -> Any:
     from transformers import AutoTokenizer
 
+    extra = {"local_files_only": True} if offline else {}
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
     except (OSError, ValueError, TypeError):
         return None
 
@@ -768,9 +862,9 @@ def run_configuration(
         entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
         entry["trials"] = [r.to_dict() for r in measured]
         entry["status"] = "ok"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
-        entry["error"] = "interrupted (Ctrl-C) before this configuration finished"
+        entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
         raise
     except ConfigurationError as exc:
         entry["status"] = "failed"
@@ -778,7 +872,7 @@ def run_configuration(
         raise
     except Exception as exc:
         entry["status"] = "failed"
-        entry["error"] = f"{type(exc).__name__}: {_first_line(exc)}"
+        entry["error"] = describe_exception(exc).splitlines()[0]
         raise
     finally:
         entry["duration_s"] = time.perf_counter() - t0

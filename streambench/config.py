@@ -1,0 +1,191 @@
+"""Typed, bounded settings of ``streambench run``: one table of keys for the command line and
+``--config`` YAML alike, and one coercion per type, so that every value is checked the same way
+and every error names its source (``--seed`` or ``config c.yaml: key 'seed'``) and the expected
+type and range.
+
+Rules (the class of the hostile-input fixes):
+
+- booleans are booleans: YAML ``true``/``false`` only; the string ``'false'`` is an error, never
+  true (it once turned ``trust_remote_code`` on);
+- whole numbers are whole numbers within bounds (no floats, no booleans, no ``1e23``);
+- a key that takes one value refuses a list (it never silently takes the first item);
+- sweep axes (``in_out``, ``batch_size``) take a comma-separated string or a list.
+
+>>> spec = KEYS["seed"]
+>>> spec.coerce(7, "--seed")
+7
+>>> spec.coerce("abc", "--seed")
+Traceback (most recent call last):
+...
+streambench.errors.UsageError: --seed: 'abc' is not a whole number (expected 0 to 4294967295)
+>>> KEYS["ipex"].coerce("false", "key 'ipex'")
+Traceback (most recent call last):
+...
+streambench.errors.UsageError: key 'ipex': 'false' is not a boolean (expected true or false, unquoted)
+"""
+
+from __future__ import annotations
+
+import math
+import reprlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .errors import UsageError
+
+__all__ = ["BOUNDS", "KEYS", "KeySpec", "parse_in_out_text", "parse_int_axis"]
+
+#: (low, high) of every whole-number setting; outside them a run is a mistake or never finishes
+BOUNDS: dict[str, tuple[int, int]] = {
+    "prompt_tokens": (1, 1_048_576),
+    "new_tokens": (1, 1_048_576),
+    "batch_size": (1, 4096),
+    "warmup": (0, 1000),
+    "trials": (1, 100_000),
+    "num_beams": (1, 64),
+    "num_layers": (1, 256),
+    "seed": (0, 2**32 - 1),
+}
+
+
+def _show(value: Any) -> str:
+    # reprlib: bounded even for a YAML alias bomb (nested lists that share references)
+    return reprlib.Repr().repr(value) if not isinstance(value, str) else repr(value[:60])
+
+
+def _whole(value: Any, where: str, low: int, high: int) -> int:
+    """An int in ``[low, high]`` from an int, an integral float, or a string of decimal digits."""
+    expected = f"expected {low} to {high}"
+    number: int | None = None
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    if number is None:
+        raise UsageError(f"{where}: {_show(value)} is not a whole number ({expected})")
+    if not (low <= number <= high):
+        raise UsageError(f"{where}: {_show(value)} is out of range ({expected})")
+    return number
+
+
+def parse_int_axis(value: Any, where: str, low: int, high: int) -> list[int]:
+    """``"1,4"`` / ``4`` / ``[1, 4]`` -> ``[1, 4]``, each in ``[low, high]``."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = [_whole(v.strip() if isinstance(v, str) else v, where, low, high) for v in items]
+    if not out:
+        raise UsageError(f"{where}: no value given")
+    return out
+
+
+def parse_in_out_text(value: Any, where: str = "--in-out") -> list[tuple[int, int]]:
+    """``"32-32,1024-128"`` (or a list of ``"32-32"``) -> ``[(32, 32), (1024, 128)]``."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    lo_in, hi_in = BOUNDS["prompt_tokens"]
+    lo_out, hi_out = BOUNDS["new_tokens"]
+    pairs: list[tuple[int, int]] = []
+    for raw in items:
+        if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+            raise UsageError(f"{where}: {_show(raw)} is not an INPUT-OUTPUT pair, e.g. 32-32")
+        item = str(raw).strip()
+        if not item:
+            continue
+        parts = item.split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise UsageError(
+                f"malformed input/output pair {item!r} in {where}: write INPUT-OUTPUT token "
+                "counts, e.g. --in-out 32-32,1024-128"
+            )
+        n_in, n_out = int(parts[0]), int(parts[1])
+        if n_in < 1 or n_out < 1:
+            raise UsageError(f"input/output pair {item!r}: both token counts must be >= 1")
+        if n_in > hi_in or n_out > hi_out:
+            raise UsageError(
+                f"input/output pair {item!r} in {where}: token counts go up to {hi_in} "
+                f"(input) and {hi_out} (output)"
+            )
+        pairs.append((max(n_in, lo_in), max(n_out, lo_out)))
+    if not pairs:
+        raise UsageError(f"no input/output pair given in {where}: e.g. --in-out 32-32,1024-128")
+    return pairs
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise UsageError(f"{where} {_show(value)}: expected true or false (an unquoted YAML boolean)")
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, str) and value.strip() and "\0" not in value:
+        return value.strip()
+    raise UsageError(f"{where}: {_show(value)} is not a text (expected a non-empty string)")
+
+
+def _text_or_list(value: Any, where: str) -> list[str]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise UsageError(f"{where}: empty list")
+    return [_text(v, where) for v in items]
+
+
+def _optional_text(value: Any, where: str) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    if value is False:
+        return None
+    return _text(value, where)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One setting: its argparse destination and how a raw value becomes a typed one."""
+
+    dest: str
+    parse: Callable[[Any, str], Any]
+    doc: str
+
+    def coerce(self, value: Any, where: str) -> Any:
+        return self.parse(value, where)
+
+
+def _bounded(name: str) -> Callable[[Any, str], int]:
+    low, high = BOUNDS[name]
+    return lambda v, where: _whole(v, where, low, high)
+
+
+def _axis(name: str) -> Callable[[Any, str], list[int]]:
+    low, high = BOUNDS[name]
+    return lambda v, where: parse_int_axis(v, where, low, high)
+
+
+_MODELS = KeySpec("models", _text_or_list, "model directory, hub id or preset (or a list)")
+
+#: config key -> setting (all-in-one names and streambench's own)
+KEYS: dict[str, KeySpec] = {
+    "repo_id": _MODELS,
+    "model": _MODELS,
+    "local_model_hub": KeySpec("local_model_hub", _text, "directory holding the models"),
+    "warm_up": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
+    "warmup": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
+    "num_trials": KeySpec("trials", _bounded("trials"), "measured runs"),
+    "trials": KeySpec("trials", _bounded("trials"), "measured runs"),
+    "in_out_pairs": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
+    "in_out": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
+    "batch_size": KeySpec("batch_size", _axis("batch_size"), "batch sizes"),
+    "low_bit": KeySpec("low_bit", _optional_text, "low-bit kind"),
+    "num_beams": KeySpec("num_beams", _bounded("num_beams"), "beam width"),
+    "device": KeySpec("device", _text, "device"),
+    "dtype": KeySpec("dtype", _text, "dtype"),
+    "trust_remote_code": KeySpec("trust_remote_code", _bool, "run the model's own code"),
+    "random_weights": KeySpec("random_weights", _bool, "random weights"),
+    "ipex": KeySpec("ipex", _bool, "ipex.llm.optimize"),
+    "num_layers": KeySpec("num_layers", _bounded("num_layers"), "layers"),
+    "output": KeySpec("output", _text_or_list, "output files"),
+    "plot": KeySpec("plot", _text, "plot file"),
+    "seed": KeySpec("seed", _bounded("seed"), "seed"),
+    "tp": KeySpec("tp", _text, "tensor parallelism"),
+}
