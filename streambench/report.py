@@ -33,25 +33,31 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .outputs import atomic_write_text
 
 __all__ = [
     "ALL_IN_ONE_COLUMNS",
     "OUTPUT_FORMATS",
     "SCHEMA",
+    "SCHEMA_READERS",
     "CompareRow",
+    "actual_tokens",
     "atomic_write_text",
+    "check_threshold",
     "compare_documents",
     "configuration_table",
     "csv_rows",
     "environment",
     "load_document",
+    "md_text",
     "new_document",
     "plot_document",
     "render_csv",
     "render_json",
     "render_jsonl",
     "render_markdown",
+    "validate_document",
     "write_outputs",
 ]
 
@@ -170,41 +176,278 @@ def new_document(
 
 
 def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a results document written as ``.json`` (or ``.jsonl``: one configuration per line).
-    Raises ``ValueError`` with a one-line reason when it is not one."""
+    """Read a results document written as ``.json`` (or ``.jsonl``: one configuration per line)
+    and check its structure (:func:`validate_document`), so that every reader gets typed data.
+    Raises :class:`~streambench.errors.UsageError` (a ``ValueError``) with one line that names
+    the file and what is wrong when it is not a results document this streambench can read."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if p.suffix.lower() == ".jsonl":
-        try:
-            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as exc:
-            raise ValueError(f"{path} is not JSON Lines: {exc}") from None
-        doc = new_document("run", lines[0].get("environment", {}) if lines else {})
-        doc["configurations"] = [
-            {k: v for k, v in line.items() if k != "environment"} for line in lines
-        ]
-        return doc
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        doc = json.loads(text)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "not a results file; give the .json or .jsonl that streambench run -o wrote"
+        ) from None
+    if p.suffix.lower() == ".jsonl":
+        lines = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            value = _parse_json(line, f"{path} line {number}", "is not JSON")
+            if not isinstance(value, dict):
+                raise UsageError(
+                    f"{path} line {number} is {_kind(value)}, not a configuration object; {_HINT}"
+                )
+            lines.append((number, value))
+        if not lines:
+            raise UsageError(f"{path} is empty: no configuration in it; {_HINT}")
+        env = lines[0][1].get("environment", {})
+        doc = new_document("run", env if isinstance(env, dict) else {})
+        doc["configurations"] = []
+        versions = set()
+        for number, line in lines:
+            schema = line.get("schema", SCHEMA)  # lines written so far carry none: results/1
+            versions.add(_schema_version(schema, f"{path} line {number}"))
+            if len(versions) > 1:
+                raise UsageError(f"{path} line {number}: lines of different schemas; {_HINT}")
+            doc["schema"] = schema
+            doc["configurations"].append(
+                {k: v for k, v in line.items() if k not in ("environment", "schema")}
+            )
+        return validate_document(doc, str(path))
+    doc = _parse_json(text, str(path), "is not JSON")
+    return validate_document(doc, str(path))
+
+
+#: what to do about a file that is not a results document
+_HINT = "give a results file written by streambench run -o FILE.json (or .jsonl)"
+
+
+def _parse_json(text: str, where: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{where} {what}: nested too deeply; {_HINT}") from None
     except ValueError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith(
-        "streambench.results/"
-    ):
-        raise ValueError(f"{path} is not a streambench results file (no 'schema' key)")
+        more = ""
+        if str(exc).startswith("Extra data"):
+            more = " (one JSON value per line? name the file .jsonl)"
+        raise UsageError(f"{where} {what}: {exc}{more}") from None
+
+
+def _schema_version(schema: Any, where: str) -> int:
+    """The version number of a ``schema`` value that this streambench reads, else UsageError."""
+    if not isinstance(schema, str):
+        raise UsageError(
+            f"{where}: 'schema' is {_kind(schema)}, expected a string like {SCHEMA!r}; {_HINT}"
+        )
+    prefix, _, number = schema.partition("/")
+    if prefix != SCHEMA.partition("/")[0] or not (number.isascii() and number.isdigit()):
+        raise UsageError(f"{where}: unknown schema {schema[:80]!r}, expected {SCHEMA!r}; {_HINT}")
+    version = int(number)
+    if version > max(SCHEMA_READERS):
+        raise UsageError(
+            f"{where} was written by a newer streambench (schema {schema!r}; this one reads "
+            f"up to {SCHEMA!r}): upgrade streambench (pip install -U streambench)"
+        )
+    if version not in SCHEMA_READERS:
+        raise UsageError(f"{where}: unknown schema version {schema!r}, expected {SCHEMA!r}")
+    return version
+
+
+def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
+    """Check a results document read from ``source`` (a file name, for messages) and return it
+    in the current in-memory form: :data:`SCHEMA_READERS` turns each known schema version into
+    it. Raises :class:`~streambench.errors.UsageError`, one line naming ``source``, the place
+    (e.g. ``configurations[2].aggregates.first_token_s.median``) and what is wrong.
+
+    >>> validate_document({"schema": "streambench.results/1", "configurations": {}}, "r.json")
+    Traceback (most recent call last):
+    ...
+    streambench.errors.UsageError: r.json: 'configurations' is an object, expected a list; ...
+    """
+    if not isinstance(doc, dict):
+        raise UsageError(f"{source} holds {_kind(doc)}, not a results document; {_HINT}")
+    if "schema" not in doc:
+        raise UsageError(f"{source} is not a streambench results file (no 'schema' key); {_HINT}")
+    version = _schema_version(doc["schema"], source)
+    return SCHEMA_READERS[version](doc, source)
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value looks, for messages: ``a string ('fast')``, ``a list``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (``true``/``false`` are not numbers, although Python's bool is an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite_number(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker:
+    """Type checks of a results document that raise one :class:`UsageError` line naming the
+    file and the place."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, value: Any, expected: str) -> None:
+        raise UsageError(
+            f"{self.source}: {where} is {_kind(value)}, expected {expected}; the file is damaged "
+            "or not a streambench results file (write a new one with streambench run -o)"
+        )
+
+    def field(self, obj: dict[str, Any], key: str, where: str, kind: str, required=False) -> Any:
+        """Check ``obj[key]`` against ``kind``: ``number``, ``int``, ``string``, ``bool``,
+        ``object``, ``list``, ``numbers`` (a list of numbers or nulls); null always passes unless
+        ``required``."""
+        place = f"{where}.{key}" if where else repr(key)
+        if key not in obj:
+            if required:
+                raise UsageError(
+                    f"{self.source}: {place} is missing; the file is damaged or not a "
+                    "streambench results file (write a new one with streambench run -o)"
+                )
+            return None
+        value = obj[key]
+        if value is None and not required:
+            return None
+        ok = {
+            "number": _is_number,
+            "int": _is_int,
+            "string": lambda v: isinstance(v, str),
+            "bool": lambda v: isinstance(v, bool),
+            "object": lambda v: isinstance(v, dict),
+            "list": lambda v: isinstance(v, list),
+            "numbers": lambda v: isinstance(v, list),
+        }[kind](value)
+        expected = {
+            "number": "a number or null",
+            "int": "a whole number or null",
+            "string": "a string",
+            "bool": "true or false",
+            "object": "an object",
+            "list": "a list",
+            "numbers": "a list of numbers",
+        }[kind]
+        if not ok:
+            self.fail(place, value, expected)
+        if kind == "numbers":
+            for i, item in enumerate(value):
+                if item is not None and not _is_number(item):
+                    self.fail(f"{place}[{i}]", item, "a number or null")
+        return value
+
+
+#: statistics objects of ``aggregates`` and their fields (``{n, mean, median, ...}``)
+_AGG_STATS = (
+    "first_token_s",
+    "rest_token_mean_s",
+    "decode_tokens_per_s",
+    "decode_throughput_tokens_per_s",
+    "prefill_tokens_per_s",
+    "pre_prompt_s",
+)
+_STAT_FIELDS = ("n", "mean", "median", "p90", "p99", "stdev", "min", "max")
+
+
+def _read_v1(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check a ``streambench.results/1`` document (the current form: returned as it is)."""
+    c = _Checker(source)
+    c.field(doc, "command", "", "string")
+    c.field(doc, "environment", "", "object")
+    c.field(doc, "settings", "", "object")
+    c.field(doc, "interrupted", "", "bool")
+    if not isinstance(doc.get("configurations"), list):
+        c.fail("'configurations'", doc.get("configurations"), "a list")
+    for i, entry in enumerate(doc["configurations"]):
+        where = f"configurations[{i}]"
+        if not isinstance(entry, dict):
+            c.fail(where, entry, "a configuration object")
+        for key in ("id", "label", "started_at", "error"):
+            c.field(entry, key, where, "string")
+        c.field(entry, "status", where, "string", required=True)
+        cfg = c.field(entry, "config", where, "object", required=True)
+        c.field(cfg, "model", f"{where}.config", "string")
+        for key in ("input_tokens", "output_tokens", "batch_size", "num_beams", "concurrency"):
+            c.field(cfg, key, f"{where}.config", "int")
+        for key in ("actual_input_tokens", "actual_output_tokens"):
+            c.field(entry, key, where, "int")
+        for key in ("model_loading_time_s", "duration_s"):
+            c.field(entry, key, where, "number")
+        c.field(entry, "encoder_decoder", where, "bool")
+        c.field(entry, "csv_extra", where, "object")
+        c.field(entry, "ranks", where, "object")
+        agg = c.field(entry, "aggregates", where, "object")
+        if agg is not None:
+            for key in _AGG_STATS:
+                stats = c.field(agg, key, f"{where}.aggregates", "object")
+                for stat in _STAT_FIELDS if stats is not None else ():
+                    c.field(stats, stat, f"{where}.aggregates.{key}", "number")
+            for key in ("peak_memory_bytes", "runs", "warmup", "incomplete", "new_tokens"):
+                c.field(agg, key, f"{where}.aggregates", "number")
+            c.field(agg, "memory_kind", f"{where}.aggregates", "string")
+        for runs in ("warmup_runs", "trials"):
+            for j, run in enumerate(c.field(entry, runs, where, "list") or []):
+                place = f"{where}.{runs}[{j}]"
+                if not isinstance(run, dict):
+                    c.fail(place, run, "a run object")
+                for key in ("first_token_s", "rest_token_mean_s", "peak_memory_bytes"):
+                    c.field(run, key, place, "number")
+                for key in ("token_latencies_s", "memory_per_token_bytes"):
+                    c.field(run, key, place, "numbers")
     return doc
+
+
+#: how to read each schema version this streambench knows: a function that checks a document of
+#: that version and returns it in the current in-memory form (``streambench.results/1``). A new
+#: version adds its reader here (and an older one converts to the new form), e.g.
+#: ``SCHEMA_READERS[2] = _read_v2``; a version above the largest key is "newer: upgrade".
+SCHEMA_READERS: dict[int, Callable[[dict[str, Any], str], dict[str, Any]]] = {1: _read_v1}
 
 
 # -- numbers out of an entry ---------------------------------------------------------------------
 def _agg(entry: dict[str, Any], key: str, stat: str = "mean") -> float | None:
-    agg = entry.get("aggregates") or {}
-    value = agg.get(key)
-    if isinstance(value, dict):
-        return value.get(stat)
-    return None
+    """``entry["aggregates"][key][stat]`` when it is a number, else ``None``."""
+    value = _raw_stat(entry, key, stat)
+    return value if _is_number(value) else None
+
+
+def actual_tokens(entry: dict[str, Any], sep: str = "-") -> str:
+    """The actual input/output tokens of an entry, e.g. ``"32-32"``; ``"?"`` for an unknown side
+    (``"?-8"``), ``""`` when neither is known.
+
+    >>> actual_tokens({"actual_input_tokens": None, "actual_output_tokens": 8}, "/")
+    '?/8'
+    """
+    counts = [entry.get("actual_input_tokens"), entry.get("actual_output_tokens")]
+    if all(c is None for c in counts):
+        return ""
+    return sep.join("?" if c is None else str(c) for c in counts)
 
 
 def _ms(value: float | None) -> float | None:
@@ -233,9 +476,7 @@ def csv_row(entry: dict[str, Any]) -> dict[str, Any]:
         # As all-in-one (BenchmarkWrapper's first_cost): the encoder is its own column, so the
         # first token counts from the end of the encoder; mean(a - b) = mean(a) - mean(b).
         first -= pre
-    actual = ""
-    if entry.get("actual_input_tokens") is not None:
-        actual = f"{entry['actual_input_tokens']}-{entry.get('actual_output_tokens')}"
+    actual = actual_tokens(entry)
     io_tokens = ""
     if cfg.get("input_tokens") is not None:
         io_tokens = f"{cfg.get('input_tokens')}-{cfg.get('output_tokens')}"
@@ -251,7 +492,7 @@ def csv_row(entry: dict[str, Any]) -> dict[str, Any]:
         "low_bit": cfg.get("low_bit") or "none",
         "cpu_embedding": cfg.get("cpu_embedding", False),
         "model loading time (s)": _fmt(entry.get("model_loading_time_s"), 3),
-        "peak mem (GB)": _fmt(None if peak is None else peak / GiB, 4),
+        "peak mem (GB)": _fmt(peak / GiB if _is_number(peak) else None, 4),
         "status": entry.get("status", ""),
         "error": entry.get("error") or "",
         "device": cfg.get("device", ""),
@@ -331,13 +572,26 @@ MD_COLUMNS = [
 
 def _peak_gib(entry: dict[str, Any]) -> float | None:
     peak = (entry.get("aggregates") or {}).get("peak_memory_bytes")
-    return None if peak is None else peak / GiB
+    return peak / GiB if _is_number(peak) else None
+
+
+def md_text(value: Any) -> str:
+    r"""``value`` as one line of Markdown text that cannot break a table row or a list item:
+    ``\`` and ``|`` escaped, line breaks as ``<br>``, other control characters as spaces, and
+    ``&``, ``<``, ``>`` as HTML entities (no raw HTML from a model name or an error message).
+
+    >>> md_text("a\nb|c")
+    'a<br>b\\|c'
+    """
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    text = "".join(c if c == "\n" or c.isprintable() else " " for c in text)
+    return text.replace("\n", "<br>")
 
 
 def _actual(entry: dict[str, Any]) -> str:
-    if entry.get("actual_input_tokens") is None:
-        return ""
-    return f"{entry['actual_input_tokens']}-{entry.get('actual_output_tokens')}"
+    return actual_tokens(entry)
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -345,22 +599,26 @@ def render_markdown(doc: dict[str, Any]) -> str:
     head = "| " + " | ".join(name for name, _ in MD_COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in MD_COLUMNS) + "|"
     lines = [
-        f"# streambench {doc.get('command', 'run')} results",
+        f"# streambench {md_text(doc.get('command', 'run'))} results",
         "",
-        f"streambench {env.get('streambench', '?')}, torch {env.get('torch', '?')}, "
-        f"transformers {env.get('transformers', '?')}; device {env.get('device', '?')} "
-        f"({env.get('device_name', '?')}); {env.get('date', '')}",
+        md_text(
+            f"streambench {env.get('streambench', '?')}, torch {env.get('torch', '?')}, "
+            f"transformers {env.get('transformers', '?')}; device {env.get('device', '?')} "
+            f"({env.get('device_name', '?')}); {env.get('date', '')}"
+        ),
         "",
         head,
         sep,
     ]
     for entry in doc.get("configurations", []):
-        cells = [str(fn(entry)).replace("|", "\\|") for _, fn in MD_COLUMNS]
+        cells = [md_text(fn(entry)) for _, fn in MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     failed = [e for e in doc.get("configurations", []) if e.get("error")]
     if failed:
         lines += ["", "Failures:", ""]
-        lines += [f"- {e.get('label', e.get('id'))}: {e['error']}" for e in failed]
+        lines += [
+            f"- {md_text(e.get('label', e.get('id')))}: {md_text(e['error'])}" for e in failed
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -445,15 +703,13 @@ def configuration_table(entry: dict[str, Any]) -> Any:
     agg = entry.get("aggregates") or {}
     parts = []
     peak = agg.get("peak_memory_bytes")
-    if peak is not None:
+    if _is_number(peak):
         kind = {"rss": "RSS", "peak_allocated": "allocated"}.get(
             agg.get("memory_kind") or "", agg.get("memory_kind") or "memory"
         )
         parts.append(f"peak {peak / GiB:.3f} GB {kind}")
-    if entry.get("actual_input_tokens") is not None:
-        parts.append(
-            f"actual in/out {entry['actual_input_tokens']}/{entry['actual_output_tokens']} tokens"
-        )
+    if actual_tokens(entry):
+        parts.append(f"actual in/out {actual_tokens(entry, '/')} tokens")
     if entry.get("model_loading_time_s") is not None:
         parts.append(f"load {entry['model_loading_time_s']:.2f} s")
     return Group(header, table, Text("  ·  ".join(parts), style="dim"), Text(""))
@@ -474,7 +730,8 @@ def _per_position(
     from .stats import percentile
 
     series = [t.get(key) or [] for t in trials]
-    series = [s for s in series if s]
+    # a trial with a hole (null, NaN) in the list is left out rather than drawn wrong
+    series = [s for s in series if s and all(_finite_number(v) for v in s)]
     if not series:
         return [], [], []
     n = min(len(s) for s in series)
@@ -530,7 +787,11 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     # First token, set apart: one bar per configuration (median over trials, whiskers min-max).
     for i, entry in enumerate(entries):
         color = colors[i % len(colors)]
-        firsts = [t["first_token_s"] * 1e3 for t in entry["trials"] if t.get("first_token_s")]
+        firsts = [
+            t["first_token_s"] * 1e3
+            for t in entry["trials"]
+            if _finite_number(t.get("first_token_s")) and t["first_token_s"] > 0
+        ]
         if not firsts:
             continue
         med = statistics.median(firsts)
@@ -608,7 +869,7 @@ def plot_document(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             ax_mem.plot(xs, [v / scale for v in med], color=color, linewidth=1.5)
             ax_mem.plot([1], [med[0] / scale], marker="o", color=color, markersize=6)
             peak = (entry.get("aggregates") or {}).get("peak_memory_bytes")
-            if peak is not None:
+            if _finite_number(peak):
                 ax_peak.bar(i, peak / scale, color=color, alpha=0.85, width=0.7)
                 ax_peak.annotate(
                     _short(peak / scale),
@@ -683,7 +944,8 @@ def _memory_kind(entries: list[dict[str, Any]]) -> str:
 
 
 def _memory_unit(entries: list[dict[str, Any]]) -> tuple[str, float]:
-    peaks = [(e.get("aggregates") or {}).get("peak_memory_bytes") or 0 for e in entries]
+    peaks = [(e.get("aggregates") or {}).get("peak_memory_bytes") for e in entries]
+    peaks = [p for p in peaks if _finite_number(p)]
     return ("GiB", float(GiB)) if max(peaks, default=0) >= 4 * GiB else ("MiB", float(2**20))
 
 
@@ -701,10 +963,34 @@ COMPARE_METRICS = [
     ("rest_token_mean_s", "median", "rest tokens median", 1e3, "ms/token"),
 ]
 
+#: the largest ``threshold`` accepted (10 = 1000 %): beyond it the gate would pass anything
+MAX_THRESHOLD = 10.0
+
+
+def check_threshold(threshold: Any) -> float:
+    """``threshold`` (a fraction: 0.05 = 5 %) if it is a finite number in
+    ``[0, MAX_THRESHOLD]``, else ``ValueError``: NaN or infinity would switch the gate off.
+
+    >>> check_threshold(0.05)
+    0.05
+    >>> check_threshold(float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold nan: expected a finite number between 0 and 10 (0% to 1000%)
+    """
+    if not _is_number(threshold) or not 0 <= threshold <= MAX_THRESHOLD:  # NaN fails both
+        raise ValueError(
+            f"threshold {threshold!r}: expected a finite number between 0 and "
+            f"{MAX_THRESHOLD:g} (0% to {MAX_THRESHOLD:.0%})"
+        )
+    return float(threshold)
+
 
 class CompareRow:
-    """One configuration compared: old and new values per metric, their ratio (new / old), and
-    whether the ratio is over ``1 + threshold`` (a regression)."""
+    """One configuration compared: old and new values per metric, their ratio (new / old), the
+    metrics whose ratio is over ``1 + threshold`` (``regressed``), why the row could not be (fully)
+    compared (``problem``), and whether the row fails the gate (``fails``: a regression, or
+    something that could not be compared: the gate fails closed)."""
 
     def __init__(self, key: str, label: str) -> None:
         self.key = key
@@ -712,16 +998,63 @@ class CompareRow:
         self.values: dict[str, tuple[float | None, float | None]] = {}
         self.problem: str | None = None
         self.regressed: list[str] = []
+        self.fails = False
+        #: at least one metric was compared (a ratio of two usable numbers)
+        self.compared = False
+
+    def fail(self, problem: str) -> None:
+        self.problem = problem if not self.problem else f"{self.problem}; {problem}"
+        self.fails = True
 
     def ratio(self, metric: str) -> float | None:
         old, new = self.values.get(metric, (None, None))
-        if old is None or new is None or old <= 0:
+        if _unusable(old, "OLD") or _unusable(new, "NEW"):
             return None
-        return new / old
+        return new / old  # type: ignore[operator]
+
+
+def _unusable(value: Any, side: str) -> str | None:
+    """Why ``value`` cannot enter a ratio (``None`` when it can): a positive finite number."""
+    if value is None:
+        return f"{side} missing"
+    if not _is_number(value):
+        return f"{side} is not a number ({_kind(value)})"
+    if math.isnan(value):
+        return f"{side} is NaN"
+    if math.isinf(value):
+        return f"{side} is infinite"
+    if value < 0:
+        return f"{side} is negative ({value:g})"
+    if value == 0:
+        return f"{side} is 0"
+    return None
+
+
+def _raw_stat(entry: dict[str, Any], key: str, stat: str) -> Any:
+    agg = entry.get("aggregates")
+    value = agg.get(key) if isinstance(agg, dict) else None
+    return value.get(stat) if isinstance(value, dict) else None
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    """``value * scale`` for a number (NaN and infinities kept, to be shown), else ``None``."""
+    return float(value) * scale if _is_number(value) else None
+
+
+def _single_token(entry: dict[str, Any]) -> bool:
+    """The configuration generates one token per sequence: no "rest tokens" to time."""
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    agg = entry.get("aggregates") if isinstance(entry.get("aggregates"), dict) else {}
+    return cfg.get("output_tokens") == 1 or agg.get("new_tokens") == 1
+
+
+def _one_line(value: Any, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _compare_key(entry: dict[str, Any], with_model: bool) -> str:
-    cfg = entry.get("config", {})
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     parts = [
         f"{cfg.get('input_tokens')}-{cfg.get('output_tokens')}",
         f"bs{cfg.get('batch_size')}",
@@ -735,63 +1068,114 @@ def _compare_key(entry: dict[str, Any], with_model: bool) -> str:
     return "|".join(parts)
 
 
+def _entries(doc: dict[str, Any], side: str) -> list[dict[str, Any]]:
+    entries = doc.get("configurations") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(
+            f"{side}: 'configurations' must be a list of objects (read files with load_document)"
+        )
+    return entries
+
+
 def compare_documents(
     old: dict[str, Any], new: dict[str, Any], threshold: float
 ) -> tuple[list[CompareRow], bool]:
     """Compare configurations of two results documents. Configurations are matched by model,
     input/output tokens, batch size and beams; when the two files share no model name (e.g. the
-    same benchmark of a renamed model), by the rest alone. Returns the rows and whether NEW
-    regressed: a metric slower than ``threshold`` (0.05 = 5 %), or a configuration that is
-    missing or failed in NEW."""
-    old_entries = old.get("configurations", [])
-    new_entries = new.get("configurations", [])
-    models_old = {e.get("config", {}).get("model") for e in old_entries}
-    models_new = {e.get("config", {}).get("model") for e in new_entries}
-    with_model = bool(models_old & models_new)
-    new_by_key = {_compare_key(e, with_model): e for e in new_entries}
+    same benchmark of a renamed model), by the rest alone. A configuration that appears several
+    times is matched in order: its k-th occurrence in OLD with its k-th in NEW.
+
+    Returns the rows and whether the gate fails, closed: a metric slower than ``threshold``
+    (0.05 = 5 %); a configuration missing, failed or interrupted in NEW (or failed in NEW with
+    no baseline); a metric that cannot be compared on either side (missing, not a number, NaN,
+    infinite, negative or 0; ``status`` ``ok`` without ``aggregates``); or nothing compared at
+    all. ``ValueError`` for a threshold that is not finite in ``[0, MAX_THRESHOLD]``."""
+    from collections import Counter, deque
+
+    threshold = check_threshold(threshold)
+    old_entries, new_entries = _entries(old, "OLD"), _entries(new, "NEW")
+
+    def model(e: dict[str, Any]) -> str:
+        cfg = e.get("config")
+        return str(cfg.get("model")) if isinstance(cfg, dict) else "None"
+
+    with_model = bool({model(e) for e in old_entries} & {model(e) for e in new_entries})
+    pending: dict[str, deque[dict[str, Any]]] = {}
+    for e in new_entries:
+        pending.setdefault(_compare_key(e, with_model), deque()).append(e)
+    seen: Counter[str] = Counter()
     rows: list[CompareRow] = []
-    regressed = False
+
+    def label_of(e: dict[str, Any], key: str) -> str:
+        label = e.get("label", e.get("id", key))
+        label = _one_line(key if label is None else label)
+        seen[key] += 1
+        return label if seen[key] == 1 else f"{label} #{seen[key]}"
+
     for o in old_entries:
         key = _compare_key(o, with_model)
-        row = CompareRow(key, o.get("label", key))
+        row = CompareRow(key, label_of(o, key))
         rows.append(row)
-        n = new_by_key.pop(key, None)
+        queue = pending.get(key)
+        n = queue.popleft() if queue else None
         if o.get("status") != "ok":
-            row.problem = f"no baseline (OLD {o.get('status')})"
+            row.problem = f"no baseline (OLD {_one_line(o.get('status'), 40)})"
             continue
         if n is None:
-            row.problem = "missing in NEW"
-            regressed = True
+            row.fail("missing in NEW")
             continue
         if n.get("status") != "ok":
-            row.problem = f"NEW {n.get('status')}: {n.get('error') or ''}".strip()
-            regressed = True
+            error = f": {_one_line(n.get('error'))}" if n.get("error") else ""
+            row.fail(f"NEW {_one_line(n.get('status'), 40)}{error}")
+            continue
+        sides = (("OLD", o), ("NEW", n))
+        missing = [side for side, e in sides if not isinstance(e.get("aggregates"), dict)]
+        if missing:
+            row.fail(" and ".join(missing) + " has status ok but no aggregates: cannot compare")
             continue
         for agg_key, stat, label, scale, _unit in COMPARE_METRICS:
-            ov, nv = _agg(o, agg_key, stat), _agg(n, agg_key, stat)
-            row.values[label] = (
-                None if ov is None else ov * scale,
-                None if nv is None else nv * scale,
-            )
-            r = row.ratio(label)
-            if r is not None and r > 1.0 + threshold:
+            ov, nv = _raw_stat(o, agg_key, stat), _raw_stat(n, agg_key, stat)
+            row.values[label] = (_scaled(ov, scale), _scaled(nv, scale))
+            if (
+                ov is None
+                and nv is None
+                and agg_key == "rest_token_mean_s"
+                and _single_token(o)
+                and _single_token(n)
+            ):
+                continue  # one generated token: nothing after the first to time, on both sides
+            why = _unusable(ov, "OLD") or _unusable(nv, "NEW")
+            if why:
+                row.fail(f"cannot compare {label}: {why}")
+                continue
+            row.compared = True
+            ratio = nv / ov
+            if not math.isfinite(ratio) or ratio > 1.0 + threshold:
                 row.regressed.append(label)
-                regressed = True
+                row.fails = True
         po = (o.get("aggregates") or {}).get("peak_memory_bytes")
         pn = (n.get("aggregates") or {}).get("peak_memory_bytes")
-        row.values["peak memory"] = (
-            None if po is None else po / GiB,
-            None if pn is None else pn / GiB,
-        )
-    for key, n in new_by_key.items():
-        row = CompareRow(key, n.get("label", key))
-        row.problem = "new in NEW (no baseline)"
+        row.values["peak memory"] = (_scaled(po, 1 / GiB), _scaled(pn, 1 / GiB))
+    for key, queue in pending.items():
+        for n in queue:
+            row = CompareRow(key, label_of(n, key))
+            if n.get("status") == "ok":
+                row.problem = "new in NEW (no baseline)"
+            else:
+                error = f": {_one_line(n.get('error'))}" if n.get("error") else ""
+                row.fail(f"new in NEW and {_one_line(n.get('status'), 40)}{error}")
+            rows.append(row)
+    if not any(row.compared for row in rows):
+        row = CompareRow("", "(nothing compared)")
+        row.fail("no configuration of OLD could be compared with NEW")
         rows.append(row)
-    return rows, regressed
+    return rows, any(row.fails for row in rows)
 
 
 def compare_table(rows: list[CompareRow], threshold: float) -> Any:
-    """A rich ``Table`` of :func:`compare_documents` rows."""
+    """A rich ``Table`` of :func:`compare_documents` rows (labels and reasons escaped: a file's
+    text is never read as rich markup)."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
@@ -807,20 +1191,35 @@ def compare_table(rows: list[CompareRow], threshold: float) -> Any:
         table.add_column("ratio", justify="right")
     table.add_column("verdict")
     for row in rows:
-        if row.problem:
-            cells = ["" for _ in range(2 * len(metrics))]
-            table.add_row(row.label, *cells, f"[yellow]{row.problem}[/yellow]")
-            continue
         cells = []
         for m in metrics:
-            old, new = row.values.get(m, (None, None))
+            if m not in row.values:
+                cells += ["", ""]
+                continue
+            old, new = row.values[m]
             digits = 3 if m != "first token median" else 2
-            cells.append(f"{_fmt(old, digits)} → {_fmt(new, digits)}")
+            cells.append(f"{_cell_number(old, digits)} → {_cell_number(new, digits)}")
             r = row.ratio(m)
             text = "" if r is None else f"{r:.3f}×"
             if m in row.regressed:
-                text = f"[bold red]{text}[/bold red]"
+                text = f"[bold red]{text or 'slower'}[/bold red]"
             cells.append(text)
-        verdict = "[bold red]slower[/bold red]" if row.regressed else "[green]ok[/green]"
-        table.add_row(row.label, *cells, verdict)
+        if row.problem:
+            color = "bold red" if row.fails else "yellow"
+            verdict = f"[{color}]{escape(row.problem)}[/{color}]"
+            if row.regressed:
+                verdict = f"[bold red]slower;[/bold red] {verdict}"
+        elif row.regressed:
+            verdict = "[bold red]slower[/bold red]"
+        else:
+            verdict = "[green]ok[/green]"
+        table.add_row(escape(row.label), *cells, verdict)
     return table
+
+
+def _cell_number(value: float | None, digits: int) -> str:
+    if value is None:
+        return "?"
+    if math.isnan(value):
+        return "NaN"
+    return _fmt(value, digits)
