@@ -29,11 +29,28 @@ Tokens per chunk (``token_count``, one value per request):
 - ``"chunks"``: no usage and no tokenizer: every text chunk is counted as one token (a lower
   bound when the server sends several tokens per chunk).
 
-Failed requests (connection refused, HTTP 4xx/5xx, a non-SSE reply, an ``error`` event, a stream
-cut before ``[DONE]``/``finish_reason``, a timeout) are kept with ``ok=False`` and their ``error``;
-they never enter latency statistics. Only the URL given is contacted: no redirects are followed and
-proxy/``.netrc`` settings from the environment are ignored. The API key is sent as a bearer token
-and never stored in results or printed.
+Failed requests (connection refused, HTTP 4xx/5xx, a redirect, a non-SSE reply, an ``error``
+event, a stream cut before ``[DONE]``/``finish_reason``, a timeout) are kept with ``ok=False`` and
+their ``error``; they never enter latency statistics. Only the URL given is contacted: no redirects
+are followed and proxy/``.netrc`` settings from the environment are ignored.
+
+Secrets never reach an output (results files, tables, error lines, ``--verbose`` lines): the API
+key is sent as a bearer token and masked wherever it could appear (also when a server echoes it);
+a ``user:password@`` in a URL, query-string credentials, ``--api-key`` values and credential-named
+``--extra-body`` fields are replaced by ``***`` (see :func:`scrub_text`, :func:`scrub_argv`).
+
+Everything the server sends is input and bounded: an event is at most ``MAX_EVENT_CHARS``
+characters, a request at most ``2 * max_tokens + 64`` text chunks and ``MAX_CHARS_PER_TOKEN *
+max_tokens + 65536`` characters, an error body is read up to 4 KiB, compressed replies are
+refused, and ``usage`` counts must be whole, finite, non-negative and plausible (at most
+``2 * max(max_tokens, text chunks) + 16``); a count that is not is ignored, the tokens are counted
+from the text chunks instead and the request records a warning (``warnings``).
+
+Time bound: every request (probe, warm-up, measured) is bounded by ``timeout_s``, and with
+``request_rate`` each arrival gap is cut at ``timeout_s``, so one configuration takes at most
+:attr:`EndpointSpec.max_duration_s` = ``(probes + warmup + ceil(requests / concurrency)) *
+timeout_s`` (``(probes + warmup + requests) * timeout_s`` with a request rate); ``probes`` is 3
+with ``force="auto"`` (1 unless the server answers 400/422 to the forcing fields), else 0.
 
 Example (library use; ``python -m streambench.endpoint --help`` for the command line):
     >>> from streambench.endpoint import EndpointSpec, run_endpoint
@@ -45,6 +62,9 @@ Example (library use; ``python -m streambench.endpoint --help`` for the command 
 
 from __future__ import annotations
 
+import base64
+import codecs
+import contextlib
 import json
 import math
 import os
@@ -53,14 +73,24 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HANDLED_SIGNALS,
+    SignalPolicy,
+    UsageError,
+    exit_code_for_signal,
+    interrupted_exit_code,
+    signal_name,
+)
 from .stats import Stats, describe
-from .sweep import UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -86,6 +116,7 @@ __all__ = [
     "request_url",
     "run_endpoint",
     "scrub_argv",
+    "scrub_text",
     "specs_from_args",
     "summarize",
     "to_entry",
@@ -95,6 +126,26 @@ __all__ = [
 FORCE_FIELDS = ("ignore_eos", "min_tokens")
 SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+# Bounds of the inputs (options) and of what a server may send. A value outside them is an error
+# (options: exit 2, one line) or a failed request / ignored count (server input), never a stall.
+MAX_REQUESTS = 1_000_000
+MAX_WARMUP = 1_000
+MAX_CONCURRENCY = 4_096
+#: each side of --in-out; also the largest max_tokens used to size the bounds below
+MAX_TOKENS = 1_048_576
+MAX_REQUEST_RATE = 1_000_000.0
+MAX_TIMEOUT_S = 86_400.0
+MAX_IN_OUT_PAIRS = 1_000
+#: one server-sent event (its data lines together), characters
+MAX_EVENT_CHARS = 1 << 20
+#: a request's generated text: at most this many characters per asked token (+ 64 KiB)
+MAX_CHARS_PER_TOKEN = 256
+#: bytes of an HTTP error body kept for the message
+MAX_ERROR_BODY = 4096
+#: prompts are generated up front while (warm-up + requests) x prompt tokens stays below this
+#: many words; above it, one at a time as they are sent (the same seeded prompts)
+PROMPT_WORDS_UP_FRONT = 1 << 22
 # Words that are one token each in the common BPE vocabularies (with a leading space).
 _WORDS = (
     "the of and to in is was for that on with as by at from his her are be this which have or "
@@ -110,8 +161,82 @@ _WORDS = (
 
 class EndpointError(UsageError):
     """Bad endpoint benchmark input (URL, numbers, SLO, tokenizer); the message says what to do.
-    A :class:`streambench.sweep.UsageError` (a ``ValueError``): the CLI prints it as one line and
-    exits with 2."""
+    A :class:`streambench.errors.UsageError` (a ``ValueError``): the CLI prints it as one line and
+    exits with 2. Messages never hold a secret (URLs are shown scrubbed)."""
+
+
+# --------------------------------------------------------------------------- secrets
+#: credential-like names: query parameters, ``key: value`` / ``"key": "value"`` pairs in text,
+#: JSON fields of --extra-body, options on the command line
+_CRED_CORE = (
+    r"api[-_]?key|apikey|access[-_]?token|refresh[-_]?token|auth[-_]?token|id[-_]?token|"
+    r"bearer[-_]?token|client[-_]?secret|secret[-_]?key|private[-_]?key|token|secret|password|"
+    r"passwd|pwd|authorization|credentials?"
+)
+_CRED_WORDS = r"(?:x[-_])?(?:" + _CRED_CORE + ")"
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@\[\]]*@")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/=:]+")
+# a query parameter whose name ends in a credential word (?api_key=, &subscription-key=, ?sig=)
+_QUERY_CRED = re.compile(
+    r"(?i)([?&;][^=&#\s]*?(?:" + _CRED_CORE + r"|key|sig|signature|auth|code|session|sessionid)=)"
+    r"[^&#\s\"']*"
+)
+# password: value / "api_key": "value" / token=value (a quoted value up to its closing quote)
+_KV_CRED = re.compile(
+    r"(?i)([\"']?\b" + _CRED_WORDS + r"\b[\"']?\s*[:=]\s*)"
+    r"((?:bearer|basic)\s+[^\s\"',;&}\]]+|\"[^\"]*\"?|'[^']*'?|[^\s\"',;&}\]]+)"
+)
+
+
+def scrub_text(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every secret replaced by ``***``: the given ``secrets`` (4 characters or
+    longer; also percent-decoded), the ``user:password@`` of any URL, credential-named
+    query-string values (``?api_key=``, ``&token=``, ``?sig=``...), ``Bearer``/``Basic`` tokens
+    and ``password: value``-like pairs.
+
+    >>> scrub_text("see http://bob:hunter2@h/v1?api_key=abc&x=1, Authorization: Bearer sk-1")
+    'see http://***@h/v1?api_key=***&x=1, Authorization: ***'
+    """
+    text = str(text)
+    known = {s for s in secrets if s and len(s) >= 4}
+    known |= {unquote(s) for s in known}
+    for secret in sorted(known, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _AUTH_SCHEME.sub(r"\1\2***", text)
+    text = _QUERY_CRED.sub(r"\1***", text)
+    return _KV_CRED.sub(_mask_value, text)
+
+
+def _mask_value(m: re.Match[str]) -> str:
+    value = m.group(2)
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return m.group(1) + (quote + "***" + quote if quote else "***")
+
+
+def _is_secret_name(name: str) -> bool:
+    """A JSON field or option name that holds a credential (``api_key``, ``X-Api-Key``,
+    ``password``...); ``*-env`` names (an environment variable's *name*) and ``*tokens`` (counts)
+    are not."""
+    name = name.strip().lower()
+    if name.endswith(("-env", "_env")):
+        return False
+    words = _CRED_WORDS + "|key"
+    return re.fullmatch(r"(?:[a-z0-9]+[-_])*(?:" + words + r")(?:[-_][a-z0-9]+)*", name) is not None
+
+
+def _scrub_json(obj: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """``obj`` (decoded JSON) with credential-named fields' values and secrets in strings masked."""
+    secrets = tuple(secrets)
+    if isinstance(obj, dict):
+        return {
+            k: "***" if _is_secret_name(str(k)) else _scrub_json(v, secrets) for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_scrub_json(v, secrets) for v in obj]
+    if isinstance(obj, str):
+        return scrub_text(obj, secrets)
+    return obj
 
 
 # --------------------------------------------------------------------------- specification
@@ -167,26 +292,60 @@ class EndpointSpec:
     temperature: float | None = 0.0
 
     def validate(self) -> EndpointSpec:
-        """Check the numbers; returns ``self`` or raises :class:`EndpointError`."""
+        """Check every input against its bound (the ``MAX_*`` constants); returns ``self`` or
+        raises :class:`EndpointError` with one line that names the option and the allowed range.
+        """
         request_url(self.url, self.chat)  # raises on a bad URL
-        if not self.model:
+        if not isinstance(self.model, str) or not self.model.strip():
             raise EndpointError("--model is required: the model name the server serves")
-        for name in ("prompt_tokens", "output_tokens", "requests"):
-            if getattr(self, name) < 1:
-                raise EndpointError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0:
-            raise EndpointError(f"warmup must be >= 0, got {self.warmup}")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise EndpointError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.request_rate is not None and not (self.request_rate > 0):
-            raise EndpointError(f"request rate must be > 0 requests/s, got {self.request_rate}")
-        if not (0 < self.timeout_s < math.inf):
-            raise EndpointError(f"timeout must be a finite number > 0 s, got {self.timeout_s}")
+        for name, value in (("prompt", self.prompt_tokens), ("output", self.output_tokens)):
+            if not _whole(value) or not 1 <= value <= MAX_TOKENS:
+                raise EndpointError(
+                    f"--in-out {self.prompt_tokens}-{self.output_tokens}: the {name} token count "
+                    f"must be a whole number from 1 to {MAX_TOKENS}"
+                )
+        _check_whole("--requests", self.requests, 1, MAX_REQUESTS)
+        _check_whole("--warmup", self.warmup, 0, MAX_WARMUP)
+        if self.concurrency is not None:
+            _check_whole("--concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        if not _number(self.timeout_s) or not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise EndpointError(
+                f"--timeout {self.timeout_s}: expected seconds, a finite number greater than 0 "
+                f"and at most {MAX_TIMEOUT_S:g}"
+            )
+        if self.request_rate is not None:
+            low = 1.0 / self.timeout_s
+            if not _number(self.request_rate) or not low <= self.request_rate <= MAX_REQUEST_RATE:
+                raise EndpointError(
+                    f"--request-rate {self.request_rate}: expected requests/s from {low:.4g} "
+                    f"(1 / --timeout: the mean gap between arrivals must not exceed the timeout; "
+                    f"raise --timeout for slower rates) to {MAX_REQUEST_RATE:g}"
+                )
+        if self.temperature is not None and not _number(self.temperature):
+            raise EndpointError(f"temperature {self.temperature}: expected a finite number")
         if self.force not in ("auto", "on", "off"):
-            raise EndpointError(f"force must be auto, on or off, got {self.force!r}")
+            raise EndpointError(f"--force-output must be auto, on or off, got {self.force!r}")
+        if not isinstance(self.extra_body, dict):
+            raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
+        try:
+            json.dumps(self.extra_body, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise EndpointError(f"--extra-body is not strict JSON: {exc}") from None
         bad = set(self.slo) - set(SLO_KEYS)
         if bad:
             raise EndpointError(f"unknown SLO key(s) {sorted(bad)}: use {', '.join(SLO_KEYS)}")
+        for key, value in self.slo.items():
+            if not _number(value) or not 0 <= value <= MAX_TIMEOUT_S:
+                raise EndpointError(
+                    f"--slo {key}={value}: expected a finite time from 0 to {MAX_TIMEOUT_S:g} s"
+                )
+        key = self._resolved_key()
+        if key is not None and not re.fullmatch(r"[\x21-\x7e]+", key):
+            where = "--api-key" if self.api_key else f"${self.api_key_env}"
+            raise EndpointError(
+                f"the API key from {where} contains spaces, control or non-ASCII characters; "
+                "an HTTP header cannot carry it"
+            )
         return self
 
     @property
@@ -195,12 +354,32 @@ class EndpointSpec:
             return self.concurrency
         return 64 if self.request_rate is not None else 1
 
+    @property
+    def max_probes(self) -> int:
+        """1-token probe requests sent before the warm-up: up to 3 with ``force="auto"`` (a
+        second and third only after HTTP 400/422), none otherwise."""
+        return 3 if self.force == "auto" else 0
+
+    @property
+    def max_duration_s(self) -> float:
+        """The most this configuration's requests can take, in seconds: ``(probes + warmup +
+        ceil(requests / max_in_flight)) * timeout_s``, or ``(probes + warmup + requests) *
+        timeout_s`` with a request rate (arrival gaps are cut at ``timeout_s``). Every request is
+        bounded by ``timeout_s``; prompt generation and token counting come on top (small)."""
+        if self.request_rate is not None:
+            measured = self.requests
+        else:
+            measured = -(-self.requests // self.max_in_flight)
+        return (self.max_probes + self.warmup + measured) * self.timeout_s
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe configuration; the API key is never included (only whether one was set)."""
+        """JSON-safe configuration; the API key is never included (only whether one was set),
+        URLs are scrubbed and credential-named ``extra_body`` fields masked."""
         out = asdict(self)
         out.pop("api_key")
         out["url"] = _public_url(self.url)
         out["endpoint"] = _public_url(request_url(self.url, self.chat))
+        out["extra_body"] = _scrub_json(self.extra_body, self.secrets())
         out["max_in_flight"] = self.max_in_flight
         out["api_key_set"] = bool(self._resolved_key())
         return out
@@ -208,36 +387,108 @@ class EndpointSpec:
     def _resolved_key(self) -> str | None:
         return self.api_key or os.environ.get(self.api_key_env) or None
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this spec sends: the API key, and the URL's user info (the password, and
+        the ``user:password`` pair and its Basic-auth encoding). Masked in every output."""
+        out = [self._resolved_key() or ""]
+        try:
+            parts = urlsplit(self.url.strip())
+            if parts.password:
+                out += [parts.password, unquote(parts.password)]
+            if "@" in parts.netloc:
+                info = parts.netloc.rsplit("@", 1)[0]
+                out.append(info)
+                pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+                out.append(base64.b64encode(pair.encode()).decode())
+        except (ValueError, AttributeError):
+            pass
+        return tuple(s for s in out if s)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_whole(option: str, value: Any, low: int, high: int) -> None:
+    if not _whole(value) or not low <= value <= high:
+        raise EndpointError(f"{option} {value}: expected a whole number from {low} to {high}")
+
 
 def request_url(url: str, chat: bool = False) -> str:
-    """The URL each request goes to. Raises :class:`EndpointError` for a URL that is not http(s)."""
-    parts = urlsplit(url.strip())
+    """The URL each request goes to. Raises :class:`EndpointError` (one line, the URL shown
+    without secrets) for a URL that is not a usable http(s) base: scheme http or https, a host,
+    a port from 1 to 65535, no whitespace or control characters, no query or fragment."""
+    if not isinstance(url, str):
+        raise EndpointError(f"URL {url!r}: not a string")
+    shown = _public_url(url)
+    raw = url.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise EndpointError(f"URL {shown!r}: contains whitespace or control characters")
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        why = str(exc)
+        if "range" in why or "integer" in why.lower():
+            raise EndpointError(
+                f"URL {shown!r}: the port must be a number from 1 to 65535"
+            ) from None
+        raise EndpointError(f"URL {shown!r}: not a valid URL ({why})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise EndpointError(
-            f"endpoint URL {url!r} is not an http(s) URL: give the OpenAI-compatible base, "
+            f"endpoint URL {shown!r} is not an http(s) URL: give the OpenAI-compatible base, "
             "e.g. http://127.0.0.1:8000/v1"
         )
-    if parts.query or parts.fragment:
-        raise EndpointError(f"endpoint URL {url!r} has a query or fragment: give only the base")
+    if not parts.hostname:
+        raise EndpointError(f"URL {shown!r}: no host name, e.g. http://127.0.0.1:8000/v1")
+    if port is not None and not 1 <= port <= 65535:
+        raise EndpointError(f"URL {shown!r}: the port must be a number from 1 to 65535")
+    if parts.query or parts.fragment or raw.endswith(("?", "#")):
+        raise EndpointError(
+            f"endpoint URL {shown!r} has a query or fragment: give only the base (pass the key "
+            "with --api-key-env, options with --extra-body)"
+        )
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions") or path.endswith("/completions"):
         is_chat = path.endswith("/chat/completions")
         if is_chat != chat:
             want = "add --chat" if is_chat else "drop --chat"
-            raise EndpointError(f"URL {url!r} names the other endpoint: {want} or give the base")
+            raise EndpointError(f"URL {shown!r} names the other endpoint: {want} or give the base")
         full = path
     else:
         if not path:
             path = "/v1"
         full = path + ("/chat/completions" if chat else "/completions")
-    return urlunsplit((parts.scheme, parts.netloc, full, "", ""))
+    out = urlunsplit((parts.scheme, parts.netloc, full, "", ""))
+    try:
+        import httpx
+
+        httpx.URL(out)
+    except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL, idna errors...
+        reason = scrub_text(str(exc) or type(exc).__name__)
+        raise EndpointError(f"URL {shown!r}: not a valid URL ({reason})") from None
+    return out
 
 
 def _public_url(url: str) -> str:
-    """``url`` without user:password."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    """``url`` without user:password and with every query value replaced by ``***`` (the
+    fragment dropped): safe to print and to store."""
+    try:
+        parts = urlsplit(str(url).strip())
+        host = parts.netloc.rsplit("@", 1)[-1]
+        query = "&".join(
+            (p.split("=", 1)[0] + "=***") if "=" in p else p
+            for p in re.split(r"[&;]", parts.query)
+            if p
+        )
+        out = urlunsplit((parts.scheme, host, parts.path, query, ""))
+    except ValueError:
+        out = str(url)
+    return scrub_text(out)
 
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|µs|ms|s)?\s*$", re.I)
@@ -250,7 +501,10 @@ def parse_duration(text: str) -> float:
         raise EndpointError(f"bad duration {text!r}: write e.g. 200ms, 0.2s or 150us")
     value = float(m.group(1))
     unit = (m.group(2) or "ms").lower()
-    return value * {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    seconds = value * {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    if not math.isfinite(seconds) or seconds > MAX_TIMEOUT_S:
+        raise EndpointError(f"bad duration {text!r}: at most {MAX_TIMEOUT_S:g} s")
+    return seconds
 
 
 def parse_slo(text: str | None) -> dict[str, float]:
@@ -285,6 +539,8 @@ class RequestRecord:
     ``http``, ``timeout``, ``stream_cut``, ``protocol``, ``server_error``) and ``status`` (HTTP
     status) explain a failure. ``sent_s``: when it was sent, from the start of its phase.
     ``prompt_tokens``: from the server's ``usage``, else the local tokenizer, else ``None``.
+    ``warnings``: server numbers that were not trusted (see the module doc); the tokens were then
+    counted from the text chunks.
     """
 
     index: int
@@ -302,6 +558,8 @@ class RequestRecord:
     token_count: str = "chunks"
     finish_reason: str | None = None
     events: int = 0
+    #: server input that was not trusted (an implausible ``usage`` count ignored, ...)
+    warnings: tuple[str, ...] = ()
     # raw stream data, kept to (re)count tokens after the run (not written to results)
     texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
     chunk_usage: tuple[int | None, ...] = field(default=(), repr=False, compare=False)
@@ -395,6 +653,7 @@ class RequestRecord:
             "finish_reason": self.finish_reason,
             "chunks": len(self.chunk_times_s),
             "events": self.events,
+            "warnings": list(self.warnings),
         }
         if per_token:
             out["chunk_times_s"] = list(self.chunk_times_s)
@@ -540,15 +799,60 @@ def make_prompts(count: int, tokens: int, seed: int = 0, tokenizer: Any = None) 
     With a tokenizer the text is cut so that it encodes to exactly ``tokens`` tokens (without
     special tokens) where the vocabulary allows; without one, ``tokens`` words.
     """
+    return list(iter_prompts(count, tokens, seed, tokenizer))
+
+
+def iter_prompts(count: int, tokens: int, seed: int = 0, tokenizer: Any = None) -> Iterator[str]:
+    """The prompts of :func:`make_prompts`, one at a time (the same seeded sequence)."""
     rng = random.Random(seed)
-    prompts = []
     for _ in range(count):
         words = [rng.choice(_WORDS) for _ in range(tokens)]
         text = " ".join(words)
         if tokenizer is not None:
             text = _fit(tokenizer, text, tokens, rng)
-        prompts.append(text)
-    return prompts
+        yield text
+
+
+class _Prompts:
+    """Prompt ``i`` of a run (``i`` never decreasing, repeats allowed) and its local token count.
+
+    Generated up front while ``count * tokens <= PROMPT_WORDS_UP_FRONT`` (no tokenizing inside the
+    event loop while requests stream), otherwise one at a time as requests are sent, so memory
+    stays at one prompt however many requests are asked for."""
+
+    def __init__(
+        self, spec: EndpointSpec, count: int, tokenizer: Any, count_tokens: Callable[[str], Any]
+    ) -> None:
+        self._count_tokens = count_tokens
+        self._fixed = spec.prompt
+        self._list: list[str] | None = None
+        self._gen: Iterator[str] | None = None
+        self._cache: dict[int, str] = {}
+        self._next = 0
+        self._ptoks: dict[str, Any] = {}
+        if self._fixed is not None:
+            self._ptoks[self._fixed] = count_tokens(self._fixed)
+        elif count * spec.prompt_tokens <= PROMPT_WORDS_UP_FRONT:
+            self._list = make_prompts(count, spec.prompt_tokens, spec.seed, tokenizer)
+            self._ptoks = {p: count_tokens(p) for p in set(self._list)}
+        else:
+            self._gen = iter_prompts(count, spec.prompt_tokens, spec.seed, tokenizer)
+
+    def get(self, i: int) -> tuple[str, Any]:
+        """(prompt ``i``, its local token count or ``None``)."""
+        if self._fixed is not None:
+            return self._fixed, self._ptoks[self._fixed]
+        if self._list is not None:
+            prompt = self._list[i]
+            return prompt, self._ptoks.get(prompt)
+        assert self._gen is not None
+        while self._next <= i:
+            self._cache[self._next] = next(self._gen)
+            self._next += 1
+        for k in [k for k in self._cache if k < i]:
+            del self._cache[k]
+        prompt = self._cache[i]
+        return prompt, self._count_tokens(prompt)
 
 
 def _fit(tokenizer: Any, text: str, tokens: int, rng: random.Random) -> str:
@@ -568,6 +872,7 @@ class _Live:
     """State of a request in flight, readable after a timeout cancelled it."""
 
     __slots__ = (
+        "chars",
         "done",
         "events",
         "finish",
@@ -584,11 +889,12 @@ class _Live:
         self.status: int | None = None
         self.times: list[float] = []
         self.texts: list[str] = []
-        self.usage_at: list[int | None] = []
+        self.usage_at: list[Any] = []  # the raw completion_tokens seen with each text chunk
         self.usage: dict[str, Any] | None = None
         self.finish: str | None = None
         self.done = False
         self.events = 0
+        self.chars = 0
 
 
 class _Failed(Exception):
@@ -597,13 +903,115 @@ class _Failed(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class _Bounds:
+    """What one request may receive, sized from the ``max_tokens`` it asked for."""
+
+    asked: int
+    chunks: int
+    chars: int
+    events: int
+
+    @classmethod
+    def for_tokens(cls, asked: int) -> _Bounds:
+        asked = max(1, min(int(asked), MAX_TOKENS))
+        chunks = 2 * asked + 64
+        return cls(
+            asked=asked,
+            chunks=chunks,
+            chars=MAX_CHARS_PER_TOKEN * asked + 65536,
+            events=2 * chunks + 1024,
+        )
+
+
+def _asked_tokens(body: dict[str, Any]) -> int:
+    """The ``max_tokens`` a body asks for (``--extra-body`` may change it), within bounds."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if _number(value) and value >= 1:
+            return int(min(value, MAX_TOKENS))
+    return MAX_TOKENS
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+class _SSEParser:
+    """Server-sent events from raw bytes, bounded: ``feed`` returns the ``data`` of every
+    complete event (data lines joined with ``\\n``); comment lines, ``event``/``id``/``retry``
+    fields and events without data are skipped. A line or event longer than ``max_chars``
+    raises :class:`_Failed` instead of growing without end. An event still open when the stream
+    ends is dropped (as the SSE specification says)."""
+
+    def __init__(self, max_chars: int = MAX_EVENT_CHARS) -> None:
+        self.max_chars = max_chars
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self._cr = False
+        self._data: list[str] = []
+        self._size = 0
+
+    def feed(self, raw: bytes) -> list[str]:
+        text = self._decoder.decode(raw)
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if text.endswith("\r"):
+            self._cr = True  # maybe the first half of \r\n
+            text = text[:-1]
+        if not text:
+            return []
+        pieces = _NEWLINE.split(text)
+        out: list[str] = []
+        for piece in pieces[:-1]:
+            if self._tail:
+                piece = "".join(self._tail) + piece
+                self._tail, self._tail_len = [], 0
+            data = self._line(piece)
+            if data is not None:
+                out.append(data)
+        last = pieces[-1]
+        if last:
+            self._tail.append(last)
+            self._tail_len += len(last)
+            if self._tail_len + self._size > self.max_chars:
+                raise _Failed(
+                    f"protocol: a server-sent event longer than {self.max_chars} characters"
+                )
+        return out
+
+    def _line(self, line: str) -> str | None:
+        if not line:
+            if not self._data:
+                return None
+            data = "\n".join(self._data)
+            self._data, self._size = [], 0
+            return data
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name != "data":
+            return None
+        value = value[1:] if value.startswith(" ") else value
+        self._size += len(value) + 1
+        if self._size > self.max_chars:
+            raise _Failed(f"protocol: a server-sent event longer than {self.max_chars} characters")
+        self._data.append(value)
+        return None
+
+
 def _chunk_text(obj: dict[str, Any]) -> tuple[str, str | None]:
-    """Generated text and finish_reason of choice 0 of one streamed chunk."""
+    """Generated text and finish_reason of choice 0 of one streamed chunk (only strings count:
+    a server's other types are ignored)."""
     text, finish = "", None
-    for choice in obj.get("choices") or ():
+    choices = obj.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue
-        finish = choice.get("finish_reason") or finish
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            finish = reason
         if isinstance(choice.get("text"), str):
             text += choice["text"]
         delta = choice.get("delta")
@@ -614,60 +1022,112 @@ def _chunk_text(obj: dict[str, Any]) -> tuple[str, str | None]:
     return text, finish
 
 
+#: what an exception whose message is empty means (httpx/httpcore raise several such)
+_MEANING = {
+    "ReadError": "connection reset by the server",
+    "WriteError": "connection broken while sending the request",
+    "CloseError": "connection broken while closing it",
+    "RemoteProtocolError": "the server closed the connection or broke the HTTP protocol",
+    "LocalProtocolError": "the request could not be sent as valid HTTP",
+    "ConnectError": "could not connect to the server",
+    "ConnectTimeout": "no connection within the timeout",
+    "ReadTimeout": "no data from the server within the timeout",
+    "WriteTimeout": "could not send the request within the timeout",
+    "PoolTimeout": "no free connection within the timeout",
+    "ProxyError": "proxy error",
+    "UnsupportedProtocol": "unsupported protocol",
+    "DecodingError": "the reply could not be decoded",
+    "TooManyRedirects": "too many redirects",
+    "InvalidURL": "invalid URL",
+}
+
+
+def _describe(exc: BaseException, with_type: bool = True) -> str:
+    """A one-line, never empty description of ``exc``: ``"Type: message"`` or, when the
+    message is empty, what the exception means (and the message of its cause, if any)."""
+    name = type(exc).__name__
+    msg = " ".join(str(exc).split())
+    if msg:
+        return f"{name}: {msg}" if with_type else msg
+    meaning = _MEANING.get(name, "no details given")
+    cause = exc.__cause__ or exc.__context__
+    detail = " ".join(str(cause).split()) if cause is not None else ""
+    if cause is not None and not detail:
+        detail = type(cause).__name__
+    return f"{meaning} ({name}{': ' + detail if detail else ''})"
+
+
+async def _read_some(resp: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    """At most ``limit`` bytes of the body (raw: never decompressed), the rest left unread."""
+    got = b""
+    async for raw in resp.aiter_raw():
+        got += raw
+        if len(got) >= limit:
+            break
+    return got[:limit]
+
+
 async def _stream_one(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], live: _Live
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    live: _Live,
+    bounds: _Bounds | None = None,
 ) -> None:
     import httpx
-    from httpx_sse import EventSource, SSEError
 
+    bounds = bounds or _Bounds.for_tokens(_asked_tokens(body))
     t0 = live.origin
     try:
         async with client.stream("POST", url, json=body, headers=headers) as resp:
             live.status = resp.status_code
-            if resp.status_code >= 300:
-                raw = await resp.aread()
+            if 300 <= resp.status_code < 400:
+                location = resp.headers.get("location")
+                if location:
+                    target = _snippet(_public_url(urljoin(url, location.strip())), 300)
+                    raise _Failed(
+                        f"http: HTTP {resp.status_code}: redirected to {target} (redirects are "
+                        "not followed; use that URL)"
+                    )
+                raise _Failed(
+                    f"http: HTTP {resp.status_code}: a redirect without a Location header "
+                    "(redirects are not followed)"
+                )
+            if resp.status_code >= 300 or resp.status_code < 200:
+                raw = await _read_some(resp)
                 raise _Failed(f"http: HTTP {resp.status_code}: {_snippet(raw)}")
-            try:
-                async for sse in EventSource(resp).aiter_sse():
+            ctype = resp.headers.get("content-type", "").partition(";")[0].strip()
+            if "text/event-stream" not in ctype.lower():
+                raise _Failed(
+                    "protocol: not a server-sent event stream (Content-Type "
+                    f"{_snippet(ctype, 60)!r}, expected text/event-stream)"
+                )
+            encoding = resp.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity"):
+                raise _Failed(
+                    f"protocol: a {_snippet(encoding, 40)}-compressed stream although none was "
+                    "asked for"
+                )
+            parser = _SSEParser()
+            async for raw in resp.aiter_raw():
+                for data in parser.feed(raw):
                     now = time.perf_counter()
-                    data = sse.data.strip()
-                    if not data:
-                        continue
-                    live.events += 1
-                    if data == "[DONE]":
-                        live.done = True
+                    if _event(data, now - t0, live, bounds):
                         break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise _Failed(f"protocol: event data is not JSON: {data[:120]!r}") from None
-                    if not isinstance(obj, dict):
-                        raise _Failed(f"protocol: event data is not an object: {data[:120]!r}")
-                    if obj.get("error") and not obj.get("choices"):
-                        raise _Failed(f"server_error: {_snippet(json.dumps(obj['error']))}")
-                    text, finish = _chunk_text(obj)
-                    usage = obj.get("usage")
-                    if isinstance(usage, dict):
-                        live.usage = usage
-                    if finish:
-                        live.finish = finish
-                    if text:
-                        live.times.append(now - t0)
-                        live.texts.append(text)
-                        ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
-                        live.usage_at.append(ct if isinstance(ct, int) else None)
-            except SSEError as exc:
-                raise _Failed(f"protocol: not a server-sent event stream ({exc})") from None
+                else:
+                    continue
+                break
     except _Failed:
         raise
     except httpx.TimeoutException as exc:
-        raise _Failed(f"timeout: {type(exc).__name__} {exc}".rstrip()) from None
+        raise _Failed(f"timeout: {_describe(exc)}") from None
     except httpx.ConnectError as exc:
-        raise _Failed(f"connect: {exc or type(exc).__name__}") from None
+        raise _Failed(f"connect: {_describe(exc, with_type=False)}") from None
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise _Failed(f"stream_cut: {type(exc).__name__}: {exc}") from None
+        raise _Failed(f"stream_cut: {_describe(exc)}") from None
     except httpx.HTTPError as exc:
-        raise _Failed(f"connect: {type(exc).__name__}: {exc}") from None
+        raise _Failed(f"connect: {_describe(exc)}") from None
     if not live.done and live.finish is None:
         raise _Failed(
             f"stream_cut: stream ended before [DONE] or a finish_reason "
@@ -675,10 +1135,115 @@ async def _stream_one(
         )
 
 
+def _event(data: str, at: float, live: _Live, bounds: _Bounds) -> bool:
+    """Handle the data of one event; True at ``[DONE]``. Raises :class:`_Failed`."""
+    data = data.strip()
+    if not data:
+        return False
+    live.events += 1
+    if live.events > bounds.events:
+        raise _Failed(f"protocol: more than {bounds.events} events for max_tokens {bounds.asked}")
+    if data == "[DONE]":
+        live.done = True
+        return True
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        raise _Failed(f"protocol: event data is not JSON: {data[:120]!r}") from None
+    if not isinstance(obj, dict):
+        raise _Failed(f"protocol: event data is not an object: {data[:120]!r}")
+    if obj.get("error") and not obj.get("choices"):
+        try:
+            detail = json.dumps(obj["error"])
+        except (ValueError, RecursionError):
+            detail = repr(obj["error"])[:400]
+        raise _Failed(f"server_error: {_snippet(detail)}")
+    text, finish = _chunk_text(obj)
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        live.usage = usage
+    if finish:
+        live.finish = finish
+    if text:
+        live.chars += len(text)
+        if len(live.texts) >= bounds.chunks:
+            raise _Failed(
+                f"protocol: more than {bounds.chunks} text chunks for max_tokens {bounds.asked}"
+            )
+        if live.chars > bounds.chars:
+            raise _Failed(
+                f"protocol: more than {bounds.chars} characters of text for max_tokens "
+                f"{bounds.asked}"
+            )
+        live.times.append(at)
+        live.texts.append(text)
+        live.usage_at.append(usage.get("completion_tokens") if isinstance(usage, dict) else None)
+    return False
+
+
 def _snippet(raw: bytes | str, limit: int = 200) -> str:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    text = "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])
     text = " ".join(text.split())
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _count(value: Any, limit: int) -> tuple[int | None, str | None]:
+    """A count the server reported: (the count, None), (None, None) when absent, or (None, why it
+    is not trusted): not a number, not finite, not whole, negative, above ``limit``."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, f"{_snippet(repr(value), 40)} is not a number"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None, f"{value} is not finite"
+        if not value.is_integer():
+            return None, f"{value:g} is not a whole number"
+        if value > limit:
+            return None, f"{value:g} is implausible (more than {limit})"
+        value = int(value)
+    if value < 0:
+        return None, f"{value} is negative"
+    if value > limit:
+        return None, f"{value} is implausible (more than {limit})"
+    return value, None
+
+
+def _checked_usage(
+    live: _Live, bounds: _Bounds, prompt_chars: int | None
+) -> tuple[int | None, list[int | None], int | None, list[str]]:
+    """The server's usage numbers that can be trusted: (completion total, cumulative counts per
+    text chunk, prompt tokens, warnings about the ones that were not)."""
+    warnings: list[str] = []
+    usage = live.usage or {}
+    n = len(live.texts)
+    plausible = 2 * max(bounds.asked, n) + 16
+    total, why = _count(usage.get("completion_tokens"), plausible)
+    if why is None and total == 0 and n:
+        why = f"0 is implausible after {n} text chunks"
+    if why is not None:
+        warnings.append(
+            f"usage.completion_tokens {why}: ignored, tokens counted from the text chunks"
+        )
+    per_chunk: list[int | None] = []
+    chunk_why = None
+    for raw in live.usage_at:
+        value, why_chunk = _count(raw, plausible)
+        if why_chunk is None and value is not None and per_chunk and per_chunk[-1] is not None:
+            if value < per_chunk[-1]:
+                why_chunk = f"decreases ({per_chunk[-1]} then {value})"
+        if why_chunk is not None:
+            chunk_why = chunk_why or why_chunk
+        per_chunk.append(value)
+    if chunk_why is not None:
+        warnings.append(f"usage.completion_tokens in the chunks {chunk_why}: ignored")
+        per_chunk = [None] * n
+    prompt_limit = 4 * prompt_chars + 65536 if prompt_chars is not None else MAX_TOKENS * 16
+    ptok, why = _count(usage.get("prompt_tokens"), prompt_limit)
+    if why is not None:
+        warnings.append(f"usage.prompt_tokens {why}: ignored")
+    return total, per_chunk, ptok, warnings
 
 
 async def _request(
@@ -691,15 +1256,22 @@ async def _request(
     phase_start: float,
     warmup: bool,
     prompt_tokens_local: int | None,
-    secret: str | None,
+    secrets: Sequence[str] | str | None,
 ) -> RequestRecord:
     import asyncio
 
+    if isinstance(secrets, str):
+        secrets = (secrets,)
+    secrets = tuple(secrets or ())
+    bounds = _Bounds.for_tokens(_asked_tokens(body))
+    prompt = body.get("prompt")
+    if prompt is None and isinstance(body.get("messages"), list):
+        prompt = "".join(str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
     t0 = time.perf_counter()
     live = _Live(t0)
     error: str | None = None
     try:
-        await asyncio.wait_for(_stream_one(client, url, body, headers, live), timeout_s)
+        await asyncio.wait_for(_stream_one(client, url, body, headers, live, bounds), timeout_s)
     except _Failed as exc:
         error = exc.error
     except asyncio.TimeoutError:
@@ -707,16 +1279,17 @@ async def _request(
             f"timeout: no complete stream within {timeout_s:g} s "
             f"({len(live.texts)} text chunks received)"
         )
+    except Exception as exc:  # noqa: BLE001 - any other client error fails this request only
+        error = f"client: {_describe(exc)}"
     end = time.perf_counter()
-    if error and secret:
-        error = error.replace(secret, "***")
-    usage = live.usage or {}
-    total = usage.get("completion_tokens")
-    total = total if isinstance(total, int) else None
+    if error:
+        error = scrub_text(error, secrets)
+    total, per_chunk, ptok, warnings = _checked_usage(
+        live, bounds, len(prompt) if isinstance(prompt, str) else None
+    )
     # without the tokenizer here (cheap); EndpointBenchmark.result() recounts with it
-    counts, method = count_chunk_tokens(live.texts, live.usage_at, total, None)
-    ptok = usage.get("prompt_tokens")
-    ptok = ptok if isinstance(ptok, int) else prompt_tokens_local
+    counts, method = count_chunk_tokens(live.texts, per_chunk, total, None)
+    finish = scrub_text(_snippet(live.finish, 64), secrets) if live.finish else None
     common = dict(
         index=index,
         sent_s=t0 - phase_start,
@@ -725,12 +1298,13 @@ async def _request(
         chunk_times_s=tuple(live.times),
         chunk_tokens=tuple(counts),
         output_tokens=sum(counts),
-        prompt_tokens=ptok,
+        prompt_tokens=ptok if ptok is not None else prompt_tokens_local,
         token_count=method,
-        finish_reason=live.finish,
+        finish_reason=finish,
         events=live.events,
+        warnings=tuple(scrub_text(w, secrets) for w in warnings),
         texts=tuple(live.texts),
-        chunk_usage=tuple(live.usage_at),
+        chunk_usage=tuple(per_chunk),
         usage_total=total,
     )
     if error is None and not live.times:
@@ -751,7 +1325,8 @@ class EndpointSummary:
     last request finished). ``goodput_requests_per_s``/``slo_attained``: requests meeting every
     ``slo`` threshold, per second and as a fraction of all measured requests (``None`` without an
     SLO). ``errors``: failure kind -> count; ``short_outputs``: successful requests that returned
-    fewer tokens than asked.
+    fewer tokens than asked; ``warnings``: requests whose server numbers were not trusted, by
+    subject (e.g. ``usage.completion_tokens``), ``first_warnings`` the first message of each.
     """
 
     requests: int
@@ -774,6 +1349,9 @@ class EndpointSummary:
     first_errors: list[str]
     token_count: dict[str, int]
     short_outputs: int
+    #: requests (measured, successful or not) with a warning, by its subject; the first of each
+    warnings: dict[str, int] = field(default_factory=dict)
+    first_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -805,6 +1383,14 @@ def summarize(
         if kind not in seen and r.error:
             seen.add(kind)
             firsts.append(r.error)
+    warned: Counter[str] = Counter()
+    first_warnings: list[str] = []
+    for r in measured:
+        for w in dict.fromkeys(r.warnings):
+            subject = w.split(" ", 1)[0]
+            if subject not in warned:
+                first_warnings.append(w)
+            warned[subject] += 1
     return EndpointSummary(
         requests=len(measured),
         ok=len(good),
@@ -826,6 +1412,8 @@ def summarize(
         first_errors=firsts,
         token_count=dict(Counter(r.token_count for r in good)),
         short_outputs=sum(1 for r in good if asked_tokens and r.output_tokens < asked_tokens),
+        warnings=dict(warned),
+        first_warnings=first_warnings,
     )
 
 
@@ -833,7 +1421,9 @@ def summarize(
 class EndpointResult:
     """One endpoint benchmark: the spec, every request (warm-up and probe included, flagged), the
     request fields actually sent (``sent_fields``; ``dropped_fields`` the server refused), and
-    :class:`EndpointSummary` over the measured ones. ``interrupted``: stopped early (Ctrl-C)."""
+    :class:`EndpointSummary` over the measured ones. ``interrupted``: stopped early by
+    ``interrupt_signal`` (Ctrl-C is SIGINT; SIGTERM and SIGHUP under a
+    :class:`~streambench.errors.SignalPolicy`). ``warnings``: notes about the run as a whole."""
 
     spec: EndpointSpec
     records: tuple[RequestRecord, ...]
@@ -842,6 +1432,8 @@ class EndpointResult:
     sent_fields: tuple[str, ...]
     dropped_fields: tuple[str, ...] = ()
     interrupted: bool = False
+    interrupt_signal: int | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def measured(self) -> list[RequestRecord]:
@@ -861,6 +1453,10 @@ class EndpointResult:
             "sent_fields": list(self.sent_fields),
             "dropped_fields": list(self.dropped_fields),
             "interrupted": self.interrupted,
+            "interrupted_by": (
+                signal_name(self.interrupt_signal) if self.interrupt_signal is not None else None
+            ),
+            "warnings": list(self.warnings),
             "summary": self.summary.to_dict(),
             "requests": [r.to_dict(per_token) for r in self.records],
         }
@@ -890,8 +1486,43 @@ def _body(spec: EndpointSpec, prompt: str, max_tokens: int, level: int) -> dict[
     return body
 
 
+def arrival_gaps(count: int, rate: float, seed: int, cap_s: float) -> Iterator[tuple[float, bool]]:
+    """The ``count`` gaps between Poisson arrivals at ``rate``/s (``random.Random(seed)``
+    exponential draws), each cut at ``cap_s``: ``(gap, was_cut)`` pairs."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        gap = rng.expovariate(rate)
+        yield (cap_s, True) if gap > cap_s else (gap, False)
+
+
+def _policy_in_force() -> SignalPolicy | None:
+    """The :class:`SignalPolicy` whose handlers are installed now (main thread), if any."""
+    import signal
+
+    for signum in HANDLED_SIGNALS:
+        try:
+            owner = getattr(signal.getsignal(signum), "__self__", None)
+        except (ValueError, OSError):
+            continue
+        if isinstance(owner, SignalPolicy):
+            return owner
+    return None
+
+
+def _signal_policy() -> contextlib.AbstractContextManager[Any]:
+    """The policy already in force (``streambench.cli.main`` installs one), else a new one."""
+    policy = _policy_in_force()
+    return contextlib.nullcontext(policy) if policy is not None else SignalPolicy()
+
+
 class EndpointBenchmark:
-    """Runs a spec; :attr:`records` fills as requests finish (kept when interrupted)."""
+    """Runs a spec; :attr:`records` fills as requests finish (kept when interrupted).
+
+    Interruptions: under a :class:`~streambench.errors.SignalPolicy` (the command line installs
+    one) SIGINT, SIGTERM and SIGHUP are taken over inside the event loop for the run, so a signal
+    cancels the run in an orderly way (in-flight requests dropped, the client closed) and
+    :meth:`run` returns the finished requests with ``interrupted=True`` and
+    ``interrupt_signal``. Without a policy, Ctrl-C does the same through ``asyncio.run``."""
 
     def __init__(
         self,
@@ -908,32 +1539,98 @@ class EndpointBenchmark:
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.duration_s = 0.0
         self.interrupted = False
+        self.interrupt_signal: int | None = None
+        self.warnings: list[str] = []
 
     def _ptok(self, prompt: str) -> int | None:
         if self.tokenizer is None or self.spec.chat:
             return None
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    # -- signals: the policy's handlers, run inside the event loop for the run
+    def _take_signals(self, loop: Any, task: Any) -> list[tuple[int, Any]]:
+        import signal
+        import threading
+
+        policy = _policy_in_force()
+        if policy is None or threading.current_thread() is not threading.main_thread():
+            return []
+        taken: list[tuple[int, Any]] = []
+        for signum in policy.signals:
+            try:
+                previous = signal.getsignal(signum)
+                if getattr(previous, "__self__", None) is not policy:
+                    continue
+                loop.add_signal_handler(signum, self._on_signal, signum, policy, task)
+            except (ValueError, OSError, RuntimeError, NotImplementedError):
+                continue
+            taken.append((signum, previous))
+        return taken
+
+    def _on_signal(self, signum: int, policy: SignalPolicy, task: Any) -> None:
+        policy.received.append(int(signum))  # the policy then ignores later signals
+        if len(policy.received) == 1:
+            self.interrupt_signal = int(signum)
+            task.cancel()
+
+    @staticmethod
+    def _give_back_signals(loop: Any, taken: list[tuple[int, Any]]) -> None:
+        import signal
+
+        if not taken:
+            return
+        sigs = {signum for signum, _ in taken}
+        mask = (
+            signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+            if hasattr(signal, "pthread_sigmask")
+            else None
+        )
+        try:
+            for signum, previous in taken:
+                with contextlib.suppress(ValueError, OSError, RuntimeError):
+                    loop.remove_signal_handler(signum)
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(signum, previous)
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending signal lands now
+
     async def arun(self) -> EndpointResult:
         import asyncio
 
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        taken = self._take_signals(loop, task)
+        try:
+            await self._arun()
+        except asyncio.CancelledError:
+            if self.interrupt_signal is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            self.interrupted = True
+        finally:
+            self._give_back_signals(loop, taken)
+        return self.result()
+
+    async def _arun(self) -> None:
+        import asyncio
+
         import httpx
-        import httpx_sse  # noqa: F401 - imported here, not inside the first timed request
 
         spec = self.spec
         url = request_url(spec.url, spec.chat)
-        secret = spec._resolved_key()
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-        if secret:
-            headers["Authorization"] = f"Bearer {secret}"
-        n_all = spec.warmup + spec.requests
-        prompts = (
-            [spec.prompt] * n_all
-            if spec.prompt is not None
-            else make_prompts(n_all, spec.prompt_tokens, spec.seed, self.tokenizer)
-        )
-        # prompt token counts up front, not inside the event loop while requests stream
-        ptoks = {p: self._ptok(p) for p in set(prompts)}
+        key = spec._resolved_key()
+        secrets = spec.secrets()
+        headers = {
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+            "Cache-Control": "no-store",
+        }
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        prompts = _Prompts(spec, spec.warmup + spec.requests, self.tokenizer, self._ptok)
         limit = spec.max_in_flight
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
@@ -941,7 +1638,8 @@ class EndpointBenchmark:
             timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
         ) as client:
 
-            async def one(i: int, prompt: str, max_tokens: int, warm: bool, start: float):
+            async def one(i: int, prompt_i: int, max_tokens: int, warm: bool, start: float):
+                prompt, ptok = prompts.get(prompt_i)
                 rec = await _request(
                     client,
                     url,
@@ -951,8 +1649,8 @@ class EndpointBenchmark:
                     i,
                     start,
                     warm,
-                    ptoks.get(prompt),
-                    secret,
+                    ptok,
+                    secrets,
                 )
                 self.records.append(rec)
                 if self.on_request is not None:
@@ -963,7 +1661,7 @@ class EndpointBenchmark:
             if spec.force == "auto":
                 for level in (0, 1, 2):
                     self.level = level
-                    rec = await one(-1 - level, prompts[0], 1, True, time.perf_counter())
+                    rec = await one(-1 - level, 0, 1, True, time.perf_counter())
                     if rec.ok or rec.status not in (400, 422):
                         break
                 else:
@@ -978,32 +1676,56 @@ class EndpointBenchmark:
             # 2. warm-up, one at a time
             t_warm = time.perf_counter()
             for i in range(spec.warmup):
-                await one(i, prompts[i], spec.output_tokens, True, t_warm)
-            # 3. measured requests: bounded concurrency, optional Poisson arrivals
+                await one(i, i, spec.output_tokens, True, t_warm)
+            # 3. measured requests: bounded concurrency, optional Poisson arrivals. At most
+            # max_in_flight requests exist at a time without a rate; with one, arrival gaps are
+            # cut at the timeout (see EndpointSpec.max_duration_s)
             sem = asyncio.Semaphore(limit)
-            rng = random.Random(spec.seed)
             start = time.perf_counter()
 
-            async def guarded(i: int, prompt: str) -> None:
-                async with sem:
-                    await one(i, prompt, spec.output_tokens, False, start)
+            async def guarded(i: int, acquired: bool) -> None:
+                if not acquired:
+                    await sem.acquire()
+                try:
+                    await one(i, spec.warmup + i, spec.output_tokens, False, start)
+                finally:
+                    sem.release()
 
-            tasks = []
+            tasks: set[asyncio.Task[None]] = set()
+            gaps = (
+                arrival_gaps(spec.requests - 1, spec.request_rate, spec.seed, spec.timeout_s)
+                if spec.request_rate is not None
+                else None
+            )
+            cut = 0
             next_t = start
             try:
                 for i in range(spec.requests):
-                    if spec.request_rate is not None and i > 0:
-                        next_t += rng.expovariate(spec.request_rate)
+                    if gaps is not None and i > 0:
+                        gap, was_cut = next(gaps)
+                        cut += was_cut
+                        next_t += gap
                         delay = next_t - time.perf_counter()
                         if delay > 0:
                             await asyncio.sleep(delay)
-                    tasks.append(asyncio.ensure_future(guarded(i, prompts[spec.warmup + i])))
-                await asyncio.gather(*tasks)
+                        acquired = False
+                    else:
+                        await sem.acquire()
+                        acquired = True
+                    t = asyncio.ensure_future(guarded(i, acquired))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                while tasks:
+                    await asyncio.gather(*list(tasks))
             finally:
-                for t in tasks:
+                for t in list(tasks):
                     t.cancel()
                 self.duration_s = time.perf_counter() - start
-        return self.result()
+                if cut:
+                    self.warnings.append(
+                        f"{cut} of {spec.requests - 1} arrival gaps were longer than --timeout "
+                        f"({spec.timeout_s:g} s) and were cut to it"
+                    )
 
     def result(self) -> EndpointResult:
         """The result of what has finished so far (after an interruption: a partial result)."""
@@ -1022,16 +1744,22 @@ class EndpointBenchmark:
             sent_fields=tuple(k for k in sent if k not in ("prompt", "messages")),
             dropped_fields=self.dropped,
             interrupted=self.interrupted,
+            interrupt_signal=self.interrupt_signal if self.interrupted else None,
+            warnings=tuple(self.warnings),
         )
 
     def run(self) -> EndpointResult:
-        """Run to the end (blocking). On Ctrl-C: a partial result with ``interrupted=True``."""
+        """Run to the end (blocking). Interrupted (Ctrl-C; SIGTERM/SIGHUP under a
+        :class:`~streambench.errors.SignalPolicy`): a partial result with ``interrupted=True``."""
         import asyncio
+        import signal
 
         try:
             return asyncio.run(self.arun())
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.interrupted = True
+            if self.interrupt_signal is None:
+                self.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
             return self.result()
 
 
@@ -1174,7 +1902,8 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     if s.failed:
         error = f"{s.failed} of {s.requests} requests failed: " + "; ".join(s.first_errors)
     elif result.interrupted:
-        error = "interrupted (Ctrl-C) before all requests finished"
+        how = signal_name(result.interrupt_signal) if result.interrupt_signal else "Ctrl-C"
+        error = f"interrupted ({how}) before all requests finished"
 
     def ms(st: Stats | None, stat: str) -> str:
         value = getattr(st, stat) if st is not None else None
@@ -1233,7 +1962,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
             "endpoint": _public_url(request_url(spec.url, spec.chat)),
             "sent_fields": list(result.sent_fields),
             "dropped_fields": list(result.dropped_fields),
-            "extra_body": dict(spec.extra_body),
+            "extra_body": _scrub_json(spec.extra_body, spec.secrets()),
             "slo_s": dict(spec.slo),
         },
         "status": status,
@@ -1248,6 +1977,8 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         "warmup_runs": [r.to_dict(per_token=False) for r in warm],
         "trials": [_finite(r.to_dict()) for r in runs],
         "requests": [_finite(r.to_dict(per_token=False)) for r in result.records],
+        "warnings": list(result.warnings)
+        + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings],
         "csv_extra": csv_extra,
     }
 
@@ -1275,25 +2006,37 @@ def environment(spec: EndpointSpec) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     env = report.environment(None, extra=extra)
-    env["argv"] = scrub_argv(env.get("argv") or [])
+    env["argv"] = scrub_argv(env.get("argv") or [], spec.secrets())
     return env
 
 
-def scrub_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` with the value of ``--api-key`` replaced by ``***`` (results never hold it)."""
+def scrub_argv(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> list[str]:
+    """``argv`` without secrets (results never hold them): the value of every credential-named
+    option (``--api-key X``, ``--api-key=X``, ``--token X``...; not ``--api-key-env``, whose value
+    is a variable's name) becomes ``***``, and every argument goes through :func:`scrub_text`
+    (URL user info, query-string credentials, ``secrets`` wherever they appear).
+
+    >>> scrub_argv(["endpoint", "http://u:pw@h/v1", "--api-key", "sk-1", "--api-key-env", "K"])
+    ['endpoint', 'http://***@h/v1', '--api-key', '***', '--api-key-env', 'K']
+    """
+    secrets = tuple(secrets)
     out: list[str] = []
     hide = False
-    for arg in argv:
+    for raw in argv:
+        arg = str(raw)
         if hide:
             out.append("***")
             hide = False
-        elif arg == "--api-key":
-            out.append(arg)
-            hide = True
-        elif arg.startswith("--api-key="):
-            out.append("--api-key=***")
-        else:
-            out.append(arg)
+            continue
+        name, eq, _value = arg.partition("=")
+        if arg.startswith("-") and _is_secret_name(name.lstrip("-")):
+            if eq:
+                out.append(f"{name}=***")
+            else:
+                out.append(arg)
+                hide = True
+            continue
+        out.append(scrub_text(arg, secrets))
     return out
 
 
@@ -1371,6 +2114,8 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
                 else ": output length not forced (server-specific options: --extra-body)"
             )
         parts.append(Text(note, style="yellow"))
+    for warning in entry.get("warnings") or []:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
     if entry.get("error"):
         parts.append(Text(str(entry["error"]), style="red"))
     parts.append(Text(""))
@@ -1436,9 +2181,10 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--api-key-env",
-        default=DEFAULT_API_KEY_ENV,
+        default=None,
         metavar="VAR",
-        help=f"environment variable holding the key (default {DEFAULT_API_KEY_ENV})",
+        help=f"environment variable holding the key (default {DEFAULT_API_KEY_ENV}, used when "
+        "set; a variable named here must be set and not empty)",
     )
     parser.add_argument(
         "--tokenizer",
@@ -1480,18 +2226,44 @@ def add_arguments(parser: Any) -> None:
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:
-    """One validated :class:`EndpointSpec` per ``--in-out`` pair."""
+    """One validated :class:`EndpointSpec` per ``--in-out`` pair (:class:`EndpointError`, one
+    line naming the option, for anything out of bounds)."""
     from .sweep import parse_in_out
 
     extra: dict[str, Any] = {}
     if args.extra_body:
+
+        def constant(name: str) -> Any:
+            raise ValueError(f"{name} is not a number in strict JSON")
+
         try:
-            extra = json.loads(args.extra_body)
-        except ValueError as exc:
-            raise EndpointError(f"--extra-body is not JSON: {exc}") from None
+            extra = json.loads(args.extra_body, parse_constant=constant)
+        except (ValueError, RecursionError) as exc:
+            raise EndpointError(f"--extra-body is not JSON: {scrub_text(str(exc))}") from None
         if not isinstance(extra, dict):
             raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
     slo = parse_slo(args.slo)
+    api_key = args.api_key
+    key_env = getattr(args, "api_key_env", None)
+    if api_key is not None and not api_key.strip():
+        raise EndpointError("--api-key is empty: give the key, or drop --api-key")
+    if api_key is None and key_env is not None:
+        if not key_env or "=" in key_env or "\0" in key_env:
+            raise EndpointError(f"--api-key-env {key_env!r}: not an environment variable name")
+        value = os.environ.get(key_env)
+        if value is None or not value.strip():
+            state = "not set" if value is None else "empty"
+            raise EndpointError(
+                f"--api-key-env {key_env}: the environment variable ${key_env} is {state}; "
+                f"export {key_env}=<key>, or drop --api-key-env to send no key"
+            )
+    pairs = parse_in_out(args.in_out)
+    if len(pairs) > MAX_IN_OUT_PAIRS:
+        raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
+    for name in ("requests", "warmup", "concurrency", "timeout", "request_rate"):
+        value = getattr(args, name, None)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EndpointError(f"--{name.replace('_', '-')} {value}: expected a finite number")
     return [
         EndpointSpec(
             url=args.url,
@@ -1509,11 +2281,11 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             tokenizer=args.tokenizer,
             extra_body=extra,
             slo=slo,
-            api_key=args.api_key,
-            api_key_env=args.api_key_env,
+            api_key=api_key,
+            api_key_env=key_env or DEFAULT_API_KEY_ENV,
             prompt=args.prompt,
         ).validate()
-        for n_in, n_out in parse_in_out(args.in_out)
+        for n_in, n_out in pairs
     ]
 
 
@@ -1521,21 +2293,39 @@ def cmd_endpoint(args: Any) -> int:
     """``streambench endpoint``: benchmark every ``--in-out`` pair against URL, print a table per
     pair, write ``--output`` files after each (atomically) and ``--plot`` at the end.
 
-    Exit codes: 0 every measured request succeeded; 1 some failed (they are counted and
-    reported, the results are kept); 2 bad input; 130 interrupted (partial results written)."""
+    Every input is checked before anything is sent: options (bounds), the URL, the key variable,
+    the ``--output`` and ``--plot`` targets (:func:`streambench.outputs.check_output_targets`).
+    An existing results file is replaced only once there is something to write.
+
+    Exit codes: 0 every measured request succeeded; 1 some failed, or an output could not be
+    written (the failures are counted and reported, the results kept); 2 bad input; 128 + the
+    signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; finished requests written,
+    ``"interrupted": true``). Runs under the :class:`~streambench.errors.SignalPolicy` in force,
+    or installs one."""
+    with _signal_policy():
+        return _cmd_endpoint(args)
+
+
+def _cmd_endpoint(args: Any) -> int:
+    import signal
+
     from rich.console import Console
 
     from . import report
+    from .outputs import check_output_targets
 
     specs = specs_from_args(args)
     outputs = [str(o) for o in (args.output or [])]
-    try:
-        report.check_output_paths(outputs)
-    except ValueError as exc:
-        raise EndpointError(str(exc)) from None
-    if args.plot and not str(args.plot).lower().endswith((".png", ".svg", ".pdf")):
-        raise EndpointError(f"--plot {args.plot}: use a .png (or .svg, .pdf) file name")
+    protected = [("tokenizer", specs[0].tokenizer)] if specs[0].tokenizer else []
+    check_output_targets(
+        outputs, option="--output", formats=tuple(report.OUTPUT_FORMATS), protected=protected
+    )
+    if args.plot:
+        check_output_targets(
+            [str(args.plot)], option="--plot", formats=(".png", ".svg", ".pdf"), protected=protected
+        )
     tokenizer = load_tokenizer(specs[0].tokenizer)
+    secrets = specs[0].secrets()
     out = Console(highlight=False)
     err = Console(stderr=True)
     settings = specs[0].to_dict()
@@ -1543,11 +2333,14 @@ def cmd_endpoint(args: Any) -> int:
         settings.pop(key)
     settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
     doc = report.new_document("endpoint", environment(specs[0]), settings)
+    bound = sum(spec.max_duration_s for spec in specs)
     out.print(
         f"[bold]streambench endpoint[/bold]: {len(specs)} configuration(s) x "
         f"({specs[0].warmup} warm-up + {specs[0].requests} requests) against "
         f"{settings['endpoint']}, concurrency {specs[0].max_in_flight}"
         + (f", {specs[0].request_rate:g} requests/s" if specs[0].request_rate else "")
+        + f"; at most {bound:g} s",
+        markup=True,
     )
     progress = report.progress_bar(err)
     per_config = specs[0].warmup + specs[0].requests
@@ -1559,45 +2352,83 @@ def cmd_endpoint(args: Any) -> int:
         if rec.index >= 0:
             progress.advance(task)
 
+    write_failed: list[str] = []
+
     def save() -> None:
-        if outputs:
-            report.write_outputs(outputs, doc)
+        """Write every output, each atomically; only when there is something to write."""
+        if not outputs or not doc["configurations"]:
+            return
+        for path in outputs:
+            try:
+                report.write_outputs([path], doc)
+            except OSError as exc:
+                message = f"cannot write --output {path}: {exc.strerror or _describe(exc)}"
+                if message not in write_failed:
+                    write_failed.append(message)
+                    print(f"streambench: error: {scrub_text(message, secrets)}", file=sys.stderr)
+
+    def add(result: EndpointResult) -> None:
+        """Record a finished (or interrupted) configuration; an interrupted one without any
+        finished measured request adds nothing."""
+        nonlocal failed
+        if result.interrupted:
+            doc["interrupted"] = True
+            if not any(not r.warmup for r in result.records):
+                return
+        entry = to_entry(result)
+        doc["configurations"].append(entry)
+        failed += result.summary.failed
+        if args.verbose:
+            for rec in result.records:
+                out.print(_request_line(rec), markup=False, highlight=False)
+        out.print(endpoint_table(entry))
 
     failed = 0
-    with progress:
-        for spec in specs:
-            progress.update(task, description=f"{spec.prompt_tokens}-{spec.output_tokens}")
-            bench = EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer)
-            result = bench.run()
-            if args.verbose:
-                for rec in result.records:
-                    out.print(_request_line(rec), markup=False, highlight=False)
-            entry = to_entry(result)
-            doc["configurations"].append(entry)
-            failed += result.summary.failed
-            if result.interrupted:
-                doc["interrupted"] = True
-            save()
-            out.print(endpoint_table(entry))
-            if result.interrupted:
-                break
-    if doc["interrupted"]:
-        print(
-            "streambench: error: interrupted: finished requests kept"
-            + (f" in {', '.join(outputs)}" if outputs else ""),
-            file=sys.stderr,
-        )
-        return 130
+    signum: int | None = None
+    bench: EndpointBenchmark | None = None
+    added = False
+    try:
+        with progress:
+            for spec in specs:
+                progress.update(task, description=f"{spec.prompt_tokens}-{spec.output_tokens}")
+                bench, added = None, False
+                bench = EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer)
+                result = bench.run()
+                added = True
+                add(result)
+                save()
+                if result.interrupted:
+                    signum = result.interrupt_signal or int(signal.SIGINT)
+                    break
+    except KeyboardInterrupt as exc:  # a signal outside a run (between runs, while writing)
+        signum = getattr(exc, "signum", int(signal.SIGINT))
+        doc["interrupted"] = True
+        if bench is not None and not added:
+            bench.interrupted, bench.interrupt_signal = True, signum
+            add(bench.result())
+        save()
+    if signum is not None or doc["interrupted"]:
+        signum = signum or int(signal.SIGINT)
+        written = outputs and doc["configurations"] and not write_failed
+        if written:
+            where = f": finished requests kept in {', '.join(outputs)}"
+        elif outputs and not doc["configurations"]:
+            where = " before any request finished: nothing written"
+        else:
+            where = ": finished requests kept" if not outputs else ""
+        print(f"streambench: error: interrupted ({signal_name(signum)}){where}", file=sys.stderr)
+        return exit_code_for_signal(signum)
     if args.plot:
         try:
             report.plot_document(doc, args.plot)
             out.print(f"plot written to {args.plot}")
-        except (RuntimeError, ValueError) as exc:
-            print(f"streambench: error: --plot: {exc}", file=sys.stderr)
+        except (RuntimeError, ValueError, OSError) as exc:
+            reason = scrub_text(_describe(exc, with_type=False), secrets)
+            print(f"streambench: error: --plot {args.plot}: {reason}", file=sys.stderr)
             failed += 1
-    if outputs:
+    if outputs and not write_failed:
         out.print("results written to " + ", ".join(outputs))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed or write_failed else EXIT_OK
 
 
 def _request_line(rec: RequestRecord) -> str:
@@ -1611,25 +2442,69 @@ def _request_line(rec: RequestRecord) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m streambench.endpoint URL --model NAME [options]``: the same as
-    ``streambench endpoint``."""
+def _parser() -> Any:
+    """The ``python -m streambench.endpoint`` parser; its errors are one line (a
+    :class:`UsageError`: exit 2), not a usage block."""
     import argparse
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # type: ignore[override]
+            raise UsageError(f"{message} (see --help)")
+
+    parser = Parser(
         prog="python -m streambench.endpoint",
         description="Benchmark an OpenAI-compatible streaming endpoint (TTFT, TPOT, ITL, E2E).",
     )
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_endpoint(args)
-    except UsageError as exc:
-        print(f"streambench: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("streambench: error: interrupted", file=sys.stderr)
-        return 130
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m streambench.endpoint URL --model NAME [options]``: the same as
+    ``streambench endpoint``, with the same exit codes (0 ok, 1 failed, 2 bad input, 128 + signal
+    when interrupted) and one-line errors (``streambench: error: ...``, no traceback, no
+    secret). Runs under a :class:`~streambench.errors.SignalPolicy`."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    with _signal_policy():
+        try:
+            return cmd_endpoint(_parser().parse_args(argv))
+        except UsageError as exc:
+            _error(str(exc), argv)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:
+            code = interrupted_exit_code(exc)
+            _error(f"interrupted ({signal_name(code - 128)})", argv)
+            return code
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+            _error(_describe(exc), argv)
+            return EXIT_FAILED
+
+
+def _error(message: str, argv: Sequence[str] = ()) -> None:
+    """One line on stderr, with every secret masked (also those given in ``argv``)."""
+    line = " ".join(scrub_text(message, _argv_secrets(argv)).split())
+    print(f"streambench: error: {line}", file=sys.stderr)
+
+
+def _argv_secrets(argv: Sequence[str]) -> list[str]:
+    """Secret values given on a command line (what :func:`scrub_argv` hides, URL passwords) and
+    the keys in the environment variables it names."""
+    argv = [str(a) for a in argv]
+    found: list[str] = [os.environ.get(DEFAULT_API_KEY_ENV, "")]
+    for i, (raw, clean) in enumerate(zip(argv, scrub_argv(argv))):
+        if clean == "***":
+            found.append(raw)
+        elif clean.endswith("=***") and not raw.endswith("=***"):
+            found.append(raw.partition("=")[2])
+        if raw == "--api-key-env" and i + 1 < len(argv):
+            found.append(os.environ.get(argv[i + 1], ""))
+        elif raw.startswith("--api-key-env="):
+            found.append(os.environ.get(raw.partition("=")[2], ""))
+        with contextlib.suppress(ValueError):
+            password = urlsplit(raw).password
+            if password:
+                found.append(password)
+    return [f for f in found if f]
 
 
 def write_json(result: EndpointResult, path: str) -> None:
