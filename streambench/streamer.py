@@ -22,7 +22,9 @@ Example:
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
+from threading import get_ident
 from time import perf_counter
 from typing import Any
 
@@ -31,9 +33,21 @@ from transformers.generation.streamers import BaseStreamer
 from .devices import DeviceBackend, get_backend
 from .distributed import should_print
 from .stats import RunsSummary, aggregate
-from .timing import NO_TOKEN_CAUSES, NoTokensError, RunRecorder, RunResult
+from .timing import (
+    NO_TOKEN_CAUSES,
+    InterleavedRunsError,
+    NoTokensError,
+    RunRecorder,
+    RunResult,
+    exception_text,
+)
 
-__all__ = ["TimingStreamer"]
+__all__ = ["InterleavedRunsError", "TimingStreamer"]
+
+# Callers skipped when looking for the call that feeds a run (see TimingStreamer._feeder):
+# streamers that forward, and the logits processor / hooks through which BenchmarkWrapper feeds it.
+_PASS_THROUGH = frozenset({"put", "end", "prompt_once", "__call__", "<lambda>"})
+_HERE = globals()
 
 
 class TimingStreamer(BaseStreamer):
@@ -59,6 +73,17 @@ class TimingStreamer(BaseStreamer):
 
     After (or during) generation: :meth:`summary` is the latest run, :attr:`runs` every run,
     oldest first, :meth:`stats` statistics over runs, :meth:`reset` forgets them.
+
+    Threads: one streamer times one ``generate()`` at a time, called from any thread — e.g.
+    ``generate()`` in a worker thread while the main thread reads an ``inner``
+    ``TextIteratorStreamer``, or an engine that calls the streamer from its own thread. Two
+    ``generate()`` calls feeding it *at the same time* would merge into one run, so the one that
+    arrives second is refused with :class:`~streambench.timing.InterleavedRunsError` (its prompt
+    ``put()``, or its ``mark_start()``) and the run in progress stays intact; should the second
+    call get past that (its prompt not recognisable as one), the first put from a thread that
+    fed the run before and lost it raises, and that run is kept as ``complete=False`` with
+    ``extra["interleaved"]``. A run left open by a ``generate()`` that raised does not block
+    other threads: it is closed (``complete=False``) by the next call.
     """
 
     def __init__(
@@ -85,6 +110,7 @@ class TimingStreamer(BaseStreamer):
         self._runs: list[RunResult] = []
         self._run: RunRecorder | None = None
         self._probe_failed = False
+        self._lock = threading.RLock()  # state changes off the per-token fast path
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -115,42 +141,100 @@ class TimingStreamer(BaseStreamer):
 
     def reset(self) -> None:
         """Forget every run (a run in progress included)."""
-        self._runs.clear()
-        self._run = None
+        with self._lock:
+            self._runs.clear()
+            self._run = None
 
     # -- marking ------------------------------------------------------------------------------
     def mark_start(self) -> None:
         """Mark the call of ``generate()``: the next run's times count from here, not from the
         prompt ``put()``, and the time up to the prompt (input preparation, the encoder of an
-        encoder-decoder model) becomes ``pre_prompt_s``. Call it right before ``generate()``."""
-        self._close_unfinished()
-        if self._sync is not None:
-            self._sync()
-        t = perf_counter()
-        run = RunRecorder(self.device, self.backend.memory_kind)
-        run.mark(t)
-        self._run = run
-        if self._read_memory is not None and self.backend.reset_peak is not None:
-            self._safe(self.backend.reset_peak)
-        run.pending += perf_counter() - t
+        encoder-decoder model) becomes ``pre_prompt_s``. Call it right before ``generate()``,
+        from any thread. Raises :class:`~streambench.timing.InterleavedRunsError` while another
+        thread's ``generate()`` (or marked call) is still in progress on this streamer."""
+        me = get_ident()
+        with self._lock:
+            run = self._run
+            if run is not None and run.interleaved is None:
+                owner = run.thread if run.thread is not None else run.feeder_thread
+                if owner is not None and owner != me and self._feeding(run):
+                    raise InterleavedRunsError(self._interleaved("mark_start()", run, me))
+            self._close_unfinished()
+            if self._sync is not None:
+                self._sync()
+            t = perf_counter()
+            run = RunRecorder(self.device, self.backend.memory_kind)
+            run.mark(t)
+            run.fed_by = (me,)
+            run.feeder = self._feeder(me)
+            self._run = run
+            if self._read_memory is not None and self.backend.reset_peak is not None:
+                self._safe(self.backend.reset_peak)
+            run.pending += perf_counter() - t
 
     # -- BaseStreamer -------------------------------------------------------------------------
     def put(self, value: Any) -> None:
-        """Called by ``generate()``: first with the prompt, then with each step's new tokens."""
+        """Called by ``generate()``: first with the prompt, then with each step's new tokens.
+
+        ``value`` is a ``torch.Tensor`` of token ids, as ``generate()`` passes it: the prompt
+        ``[batch, prompt_len]``, then per step ``[batch]`` (one token per sequence) or ``[1, k]``
+        (k tokens, assisted decoding). Anything else (a list, a NumPy array) raises ``TypeError``.
+        A put that carries no token — an empty ``[0]`` or ``[0, n]`` tensor, or ``[1, 0]`` after
+        the prompt — is ignored, as transformers' own streamers add no text for it: it records no
+        step and starts no run (so it never makes a run of batch 0). An empty ``[batch, 0]``
+        prompt, which ``generate(inputs_embeds=...)`` puts, is still the prompt.
+
+        Raises :class:`~streambench.timing.InterleavedRunsError` when another thread's
+        ``generate()`` is feeding this streamer at the same time (see the class docstring).
+        """
         if self._sync is not None:
             self._sync()
         t = perf_counter()
         run = self._run
-        if run is not None and run.t_prompt is not None and value.dim() == 1:
-            # The per-token fast path (1-D [batch]: one token per sequence), the same as the
-            # general path below minus two calls: ~0.6 µs of ~2.8 µs per put inside generate().
-            self._step(run, t, 1, value)
+        try:
+            if run is not None and run.thread == get_ident() and value.dim() == 1 and value.numel():
+                # The per-token fast path (1-D [batch]: one token per sequence, from the thread
+                # that put the prompt; run.thread is set only then): the general path minus the
+                # lock, the thread checks and the prompt test.
+                self._step(run, t, 1, value)
+                return
+            dim = value.dim()
+        except AttributeError:
+            raise TypeError(
+                "TimingStreamer.put() takes a torch.Tensor of token ids, as generate() passes "
+                "it ([batch, prompt_len] for the prompt, then [batch] or [1, k] per step); got "
+                f"{type(value).__name__}. Wrap token ids as torch.tensor([[...]]) first"
+            ) from None
+        with self._lock:
+            self._put(value, dim, t)
+
+    def _put(self, value: Any, dim: int, t: float) -> None:
+        """The general path of :meth:`put`: prompts, k-token steps, other threads, empty puts."""
+        run = self._run
+        me = get_ident()
+        empty = not value.numel()
+        if run is None or run.awaiting_prompt:
+            if not (empty and (dim < 2 or not value.shape[0])):
+                self._start_run(value, dim, t, me)
             return
-        if run is None or run.awaiting_prompt or self._is_new_prompt(value):
-            self._start_run(value, t)
+        prompt = dim >= 2 and self._is_new_prompt(value)
+        if empty and not prompt:
+            return
+        if run.thread != me:
+            if run.interleaved is not None:
+                if not prompt:
+                    raise InterleavedRunsError(run.interleaved)
+            elif prompt:
+                if self._feeding(run):  # a second generate(): refused, the run stays intact
+                    raise InterleavedRunsError(self._interleaved("a prompt put()", run, me))
+            else:
+                self._token_from(run, me, "a token put()")
+        if prompt:
+            if value.shape[0]:
+                self._start_run(value, dim, t, me)
         else:
             # 1-D [batch]: one token per sequence; 2-D [1, k]: k tokens (assisted decoding).
-            self._step(run, t, value.shape[-1] if value.dim() > 1 else 1, value)
+            self._step(run, t, value.shape[-1] if dim > 1 else 1, value)
 
     # -- the same timing core, for callers that see steps but not tensors -------------------------
     def on_prompt(self, batch_size: int, prompt_tokens: int) -> None:
@@ -159,11 +243,22 @@ class TimingStreamer(BaseStreamer):
         if self._sync is not None:
             self._sync()
         t = perf_counter()
-        run = self._run
-        if run is None or not run.awaiting_prompt:
-            self._close_unfinished()
-            run = self._run = RunRecorder(self.device, self.backend.memory_kind)
-        self._begin(run, t, int(batch_size), int(prompt_tokens), None)
+        me = get_ident()
+        with self._lock:
+            run = self._run
+            if (
+                run is not None
+                and not run.awaiting_prompt
+                and run.thread != me
+                and run.interleaved is None
+                and self._feeding(run)
+            ):
+                raise InterleavedRunsError(self._interleaved("on_prompt()", run, me))
+            if run is None or not run.awaiting_prompt:
+                self._close_unfinished()
+                run = self._run = RunRecorder(self.device, self.backend.memory_kind)
+            self._own(run, me)
+            self._begin(run, t, int(batch_size), int(prompt_tokens), None)
 
     def on_step(self, tokens: int = 1) -> None:
         """Record one decoding step that produced ``tokens`` tokens per sequence (what a token
@@ -174,6 +269,11 @@ class TimingStreamer(BaseStreamer):
         run = self._run
         if run is None or run.awaiting_prompt:
             raise RuntimeError("on_step() before the prompt: call on_prompt() (or put()) first")
+        if run.thread != get_ident():
+            with self._lock:
+                if run.interleaved is not None:
+                    raise InterleavedRunsError(run.interleaved)
+                self._token_from(run, get_ident(), "on_step()")
         self._step(run, t, tokens, None)
 
     def _step(self, run: RunRecorder, t: float, tokens: int, value: Any) -> None:
@@ -188,18 +288,88 @@ class TimingStreamer(BaseStreamer):
         run.pending = perf_counter() - t
 
     def end(self) -> None:
-        """Called by ``generate()`` once generation finished normally."""
-        run = self._run
+        """Called by ``generate()`` once generation finished normally (from any thread: an
+        engine may end from the caller's thread a run its own thread fed). A run found
+        interleaved is kept as ``complete=False``."""
         if self.inner is not None:
             self.inner.end()
-        if run is None:
-            return
-        self._run = None
+        with self._lock:
+            run = self._run
+            if run is None:
+                return
+            self._run = None
         result = run.finish(complete=True)
         self._runs.append(result)
         self._report(result)
 
     # -- internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _feeder(me: int) -> tuple[int, int, Any] | None:
+        """(thread, id of frame, code) of the call feeding a run from this thread: the nearest
+        ``generate`` on the stack, else the first caller outside the streamer and the callers that
+        only pass through (forwarding ``put``s, logits processors, hooks). While that frame is on
+        its thread's stack the run is being fed; once it is gone (``generate()`` raised before
+        ``end()``) the run is stale and does not block other threads."""
+        frame = sys._getframe(1)
+        first = None
+        depth = 0
+        while frame is not None and depth < 64:
+            code = frame.f_code
+            if frame.f_globals is not _HERE:
+                if code.co_name == "generate":
+                    return me, id(frame), code
+                if first is None and code.co_name not in _PASS_THROUGH:
+                    first = frame
+            frame = frame.f_back
+            depth += 1
+        return (me, id(first), first.f_code) if first is not None else None
+
+    @staticmethod
+    def _feeding(run: RunRecorder) -> bool:
+        """Whether the call that feeds ``run`` is still running (its frame on its thread's stack).
+        Only called when another thread shows up, never per token."""
+        if run.feeder is None:
+            return False
+        ident, frame_id, code = run.feeder
+        frame = sys._current_frames().get(ident)
+        while frame is not None:
+            if id(frame) == frame_id and frame.f_code is code:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _own(self, run: RunRecorder, me: int) -> None:
+        """This thread now feeds ``run`` (at its prompt)."""
+        if me not in run.fed_by:
+            run.fed_by += (me,)
+        run.feeder = self._feeder(me)
+        run.thread = me
+
+    def _token_from(self, run: RunRecorder, me: int, what: str) -> None:
+        """A token of the open run from a thread other than the one feeding it: a hand-over (an
+        engine whose own thread continues the run) — unless this thread fed the run before, in
+        which case two calls take turns in one run: the run is marked interleaved and every
+        further token of it raises."""
+        if me in run.fed_by:
+            run.interleaved = self._interleaved(what, run, me)
+            run.thread = None
+            raise InterleavedRunsError(run.interleaved)
+        run.fed_by += (me,)
+        run.feeder = self._feeder(me)
+        run.thread = me
+
+    @staticmethod
+    def _interleaved(what: str, run: RunRecorder, me: int) -> str:
+        names = {th.ident: th.name for th in threading.enumerate()}
+        owner = run.thread if run.thread is not None else run.feeder_thread
+        return (
+            f"TimingStreamer: {what} from thread {names.get(me, me)!r} while the run of thread "
+            f"{names.get(owner, owner)!r} is still in progress: two generate() calls are feeding "
+            "this one streamer at the same time, and their tokens would be merged into one run. "
+            "Use one TimingStreamer per concurrent generate() call (one BenchmarkWrapper per "
+            "thread), or run the calls one after another"
+        )
+
     @staticmethod
     def _is_new_prompt(value: Any) -> bool:
         """A 2-D put while a run is in progress: a new prompt (so the previous ``generate()``
@@ -210,20 +380,21 @@ class TimingStreamer(BaseStreamer):
             return False
         if value.shape[0] > 1:
             return True
-        frame = sys._getframe(2)
+        frame = sys._getframe(3)  # _is_new_prompt <- _put <- put <- its caller
         while frame is not None and frame.f_code.co_name == "put":  # streamers that forward
             frame = frame.f_back
         return frame is not None and frame.f_code.co_name == "generate"
 
-    def _start_run(self, value: Any, t: float) -> None:
+    def _start_run(self, value: Any, dim: int, t: float, me: int) -> None:
         run = self._run
         if run is None or not run.awaiting_prompt:
             self._close_unfinished()
             run = self._run = RunRecorder(self.device, self.backend.memory_kind)
-        if value.dim() >= 2:
+        if dim >= 2:
             batch, prompt_len = int(value.shape[0]), int(value.shape[-1])
         else:
-            batch, prompt_len = int(value.shape[0]) if value.dim() else 1, 1
+            batch, prompt_len = int(value.shape[0]) if dim else 1, 1
+        self._own(run, me)
         self._begin(run, t, batch, prompt_len, value)
 
     def _begin(
@@ -271,7 +442,7 @@ class TimingStreamer(BaseStreamer):
         if not self._probe_failed:
             self._probe_failed = True
             warnings.warn(
-                f"streambench: memory probe on {self.device} failed ({exc!r}); "
+                f"streambench: memory probe on {self.device} failed ({exception_text(exc)}); "
                 "timing continues without memory",
                 RuntimeWarning,
                 stacklevel=3,

@@ -30,7 +30,7 @@ from typing import Any
 
 from .stats import Stats, describe
 
-__all__ = ["NoTokensError", "RunRecorder", "RunResult"]
+__all__ = ["InterleavedRunsError", "NoTokensError", "RunRecorder", "RunResult"]
 
 GiB = 1024**3
 
@@ -44,8 +44,34 @@ NO_TOKEN_CAUSES = (
 )
 
 
+def exception_text(exc: BaseException) -> str:
+    """``"TypeName: message"``, or the type name alone when the message is empty or repeats it
+    (never ``"MemoryError: MemoryError"`` nor ``"OSError: "``).
+
+    >>> exception_text(MemoryError()), exception_text(OSError("probe gone"))
+    ('MemoryError (out of memory)', 'OSError: probe gone')
+    """
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) and text in ("", name):
+        return f"{name} (out of memory)"
+    if not text or text == name:
+        return f"{name} (no message)"
+    return f"{name}: {text}"
+
+
 class NoTokensError(RuntimeError):
     """Raised by ``summary()`` when the latest run saw the prompt but not a single token."""
+
+
+class InterleavedRunsError(RuntimeError):
+    """Raised when two ``generate()`` calls feed one streamer at the same time.
+
+    Their tokens would otherwise be merged into one run (wrong token counts and latencies), so the
+    call that arrives second is refused; the run already in progress is kept intact. The fix is one
+    :class:`~streambench.TimingStreamer` (or :class:`~streambench.BenchmarkWrapper`) per concurrent
+    ``generate()`` call.
+    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +102,9 @@ class RunResult:
             resident memory of the whole process at the token), or ``None``.
         reserved_memory_bytes: largest bytes reserved by torch's caching allocator seen in the run
             (CUDA/XPU/MPS driver memory), ``None`` on CPU.
-        complete: ``False`` when ``end()`` never came (``generate()`` raised or was interrupted).
+        complete: ``False`` when ``end()`` never came (``generate()`` raised or was interrupted),
+            or when another ``generate()`` fed the same streamer during the run (then
+            ``extra["interleaved"]`` says what was seen; see :class:`InterleavedRunsError`).
         streamer_overhead_s: time spent inside the streamer, excluded from the latencies above.
     """
 
@@ -218,6 +246,9 @@ class RunRecorder:
         "batch_size",
         "device",
         "excluded",
+        "fed_by",
+        "feeder",
+        "interleaved",
         "memory",
         "memory_kind",
         "overhead",
@@ -228,6 +259,7 @@ class RunRecorder:
         "t_mark",
         "t_prompt",
         "t_ref",
+        "thread",
         "times",
         "tokens",
     )
@@ -248,6 +280,13 @@ class RunRecorder:
         self.reserved: int | None = None
         self.overhead = 0.0  # total streamer time excluded so far
         self.pending = 0.0  # streamer time since the last timestamp, excluded from the next step
+        # Who feeds the run (see TimingStreamer): the ident of the thread whose token puts take
+        # the fast path (set at the prompt, None before it and once the run is interleaved), every
+        # thread that fed it, and (thread ident, id of frame, code) of the call that feeds it.
+        self.thread: int | None = None
+        self.fed_by: tuple[int, ...] = ()
+        self.feeder: tuple[int, int, Any] | None = None
+        self.interleaved: str | None = None  # why the run was found interleaved
 
     def mark(self, t: float) -> None:
         self.t_mark = t
@@ -264,6 +303,11 @@ class RunRecorder:
     @property
     def awaiting_prompt(self) -> bool:
         return self.t_prompt is None
+
+    @property
+    def feeder_thread(self) -> int | None:
+        """The ident of the thread whose call feeds (or marked) the run, ``None`` if unknown."""
+        return self.feeder[0] if self.feeder is not None else None
 
     def finish(self, complete: bool, extra: dict[str, Any] | None = None) -> RunResult:
         steps: list[float] = []
@@ -284,6 +328,10 @@ class RunRecorder:
                 per_token.extend([dt / k] * k)
             if have_mem:
                 memory.extend([self.memory[i]] * k)
+        extra = dict(extra or {})
+        if self.interleaved is not None:
+            complete = False
+            extra["interleaved"] = self.interleaved
         pre_prompt = None
         if self.t_mark is not None and self.t_prompt is not None:
             pre_prompt = max(self.t_prompt - self.t_mark, 0.0)
@@ -304,5 +352,5 @@ class RunRecorder:
             reserved_memory_bytes=self.reserved,
             complete=complete,
             streamer_overhead_s=self.overhead + self.pending,
-            extra=dict(extra or {}),
+            extra=extra,
         )

@@ -18,10 +18,15 @@ working — and times it from outside:
 * beam search (``num_beams > 1``), which transformers refuses to stream: a
   :class:`StepTimer` logits processor is appended to ``logits_processor=``; ``generate()`` calls
   it once per decoding step, right after the step's forward pass. It feeds the same timing core
-  through ``TimingStreamer.on_prompt()`` / ``on_step()`` / ``end()``.
+  through ``TimingStreamer.on_prompt()`` / ``on_step()`` / ``end()``. A ``streamer=`` passed
+  with beam search is refused with a ``ValueError`` before anything runs, as transformers
+  refuses it (for beam sampling, transformers >= 4.57 would silently give it the prompt only):
+  the beams' tokens are final only when the search ends, so there is nothing to stream.
 
 Exactly one of the two is used per call (``wrapper.timed_by`` says which), so no step is counted
-twice.
+twice. One wrapper times one ``generate()`` at a time: a call made while another thread's call
+on the same wrapper is still running raises :class:`~streambench.timing.InterleavedRunsError`
+(use one wrapper per thread, or serialize the calls).
 
 What the attributes mean (all refer to the latest ``generate()`` call, ``None`` where unknown — a
 call that produced no token, or raised, never leaves a previous call's numbers behind):
@@ -40,6 +45,7 @@ call that produced no token, or raised, never leaves a previous call's numbers b
 from __future__ import annotations
 
 import dataclasses
+import threading
 import warnings
 from typing import Any
 
@@ -49,7 +55,7 @@ from .devices import DeviceNotAvailableError
 from .distributed import should_print
 from .stats import RunsSummary, aggregate
 from .streamer import TimingStreamer
-from .timing import GiB, RunResult
+from .timing import GiB, InterleavedRunsError, RunResult, exception_text
 
 __all__ = ["BenchmarkWrapper", "StepTimer"]
 
@@ -65,6 +71,9 @@ _GENERATE_POSITIONAL = (
     "streamer",
 )
 
+# Guards the check-and-set of BenchmarkWrapper._busy (the thread inside generate(), if any).
+_BUSY_GUARD = threading.Lock()
+
 # Methods whose result is the model itself: return the wrapper instead, so that
 # ``model = model.to("xpu")`` keeps the wrapper (ipex-llm users did this after wrapping).
 _RETURN_SELF = frozenset(
@@ -76,7 +85,7 @@ _OWN = frozenset(
     {
         "model", "do_print", "verbose", "print_fn", "first_cost", "rest_cost_mean",
         "encoder_time", "peak_memory", "last_result", "timed_by", "_device", "_memory",
-        "_streamer", "_old_runs",
+        "_streamer", "_old_runs", "_busy",
     }
 )  # fmt: skip
 
@@ -147,6 +156,13 @@ def _model_device(model: Any) -> Any:
                 pass
         model = getattr(model, "module", None)
     return None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message, or its type (and what it means) when the message is empty or
+    only repeats the type: never an empty ``...: `` in our own messages."""
+    text = str(exc).strip()
+    return text if text and text != type(exc).__name__ else exception_text(exc)
 
 
 def _num_beams(model: Any, kwargs: dict[str, Any]) -> int:
@@ -226,6 +242,7 @@ class BenchmarkWrapper:
         d["_memory"] = memory
         d["_streamer"] = None
         d["_old_runs"] = []
+        d["_busy"] = None
         self._clear()
         self._streamer_for_call()  # validate the device now: fail at wrap time, not mid-script
 
@@ -254,7 +271,33 @@ class BenchmarkWrapper:
     # -- the timed call ------------------------------------------------------------------------
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped model's ``generate(*args, **kwargs)`` and time it; returns its
-        output unchanged. See the class docstring for what is set afterwards."""
+        output unchanged. See the class docstring for what is set afterwards.
+
+        Raises:
+            ValueError: ``streamer=`` together with beam search (``num_beams > 1``), which
+                transformers cannot stream; drop ``streamer=`` and decode the returned ids.
+            InterleavedRunsError: another thread's ``generate()`` on this wrapper is still
+                running (one wrapper per thread, or serialize the calls).
+        """
+        me = threading.get_ident()
+        with _BUSY_GUARD:
+            outer = self._busy
+            if outer is not None and outer != me:
+                names = {th.ident: th.name for th in threading.enumerate()}
+                raise InterleavedRunsError(
+                    f"BenchmarkWrapper.generate() called from thread {names.get(me, me)!r} while "
+                    f"thread {names.get(outer, outer)!r} is still inside generate() on the same "
+                    "wrapper: concurrent calls would be timed as one run. Use one BenchmarkWrapper "
+                    "(and TimingStreamer) per concurrent generate() call, or run the calls one "
+                    "after another (e.g. under a lock)"
+                )
+            self.__dict__["_busy"] = me
+        try:
+            return self._generate(args, kwargs)
+        finally:
+            self.__dict__["_busy"] = outer
+
+    def _generate(self, args: tuple, kwargs: dict) -> Any:
         self._clear()
         if len(args) > len(_GENERATE_POSITIONAL):
             raise TypeError(
@@ -269,7 +312,17 @@ class BenchmarkWrapper:
             args = args[:1]
         self._refuse_untimeable(kwargs)
         streamer = self._streamer_for_call()
-        if _num_beams(self.model, kwargs) > 1:
+        beams = _num_beams(self.model, kwargs)
+        if beams > 1:
+            if kwargs.get("streamer") is not None:
+                raise ValueError(
+                    f"BenchmarkWrapper: streamer= cannot be used with beam search (num_beams="
+                    f"{beams}): transformers does not stream beam search (the beams' tokens are "
+                    "final only when the search ends; it raises, or for beam sampling silently "
+                    "gives the streamer the prompt only). The call is timed without a streamer: "
+                    "drop streamer= and decode the returned ids, or set num_beams=1 to stream"
+                )
+            kwargs.pop("streamer", None)
             return self._generate_with_processor(streamer, args, kwargs)
         return self._generate_with_streamer(streamer, args, kwargs)
 
@@ -358,14 +411,15 @@ class BenchmarkWrapper:
             streamer = TimingStreamer(device=device, memory=self._memory)
         except DeviceNotAvailableError as exc:
             raise DeviceNotAvailableError(
-                f"BenchmarkWrapper: the model is on {device}, which this machine cannot time: {exc}"
+                f"BenchmarkWrapper: the model is on {device}, which this machine cannot time: "
+                f"{_reason(exc)}"
             ) from None
         except ValueError as exc:
             raise ValueError(
                 f"BenchmarkWrapper: the model is on device {str(device)!r}, which streambench "
-                f"cannot time ({exc}). Move the model to a cpu, cuda, xpu or mps device first "
-                "(model.to('cpu')), or pass BenchmarkWrapper(model, device='cpu') to time it "
-                "against another device's clock and memory"
+                f"cannot time ({_reason(exc)}). Move the model to a cpu, cuda, xpu or mps "
+                "device first (model.to('cpu')), or pass BenchmarkWrapper(model, device='cpu') "
+                "to time it against another device's clock and memory"
             ) from None
         if current is not None:
             if current.device == streamer.device:
