@@ -698,7 +698,10 @@ def configuration_table(entry: dict[str, Any]) -> Any:
             continue
         table.add_row(
             name,
-            *(_fmt(stats[s] * scale, digits) for s in ("mean", "median", "p90", "stdev")),
+            *(
+                _fmt(_scaled(stats.get(s), scale), digits)
+                for s in ("mean", "median", "p90", "stdev")
+            ),
         )
     agg = entry.get("aggregates") or {}
     parts = []

@@ -577,3 +577,19 @@ def test_rich_markup_in_a_label_is_shown_not_interpreted(capsys, tmp_path, doc):
     stats(new["configurations"][0])["median"] *= 10
     code, out, err = sb(capsys, "compare", path, write(tmp_path, "n.json", new))
     assert code == EXIT_FAILED and "regression" in out and "[/]evil[bold red]0" in out, err
+
+
+def test_console_table_of_an_entry_with_holes(doc):
+    """``configuration_table`` (``run`` prints it per configuration) shows blanks for null, NaN
+    or absent statistics instead of raising."""
+    from rich.console import Console
+
+    entry = copy.deepcopy(doc["configurations"][0])
+    stats(entry)["stdev"] = None
+    stats(entry)["p90"] = float("nan")
+    del stats(entry, "rest_token_mean_s")["median"]
+    entry["aggregates"]["peak_memory_bytes"] = None
+    console = Console(file=io.StringIO(), width=200)
+    console.print(report.configuration_table(entry))
+    shown = console.file.getvalue()
+    assert "first token (ms)" in shown and "None" not in shown and "nan" not in shown.lower()
