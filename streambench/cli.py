@@ -476,10 +476,17 @@ def _sweep(
         f"({doc['environment'].get('device_name')})"
     )
 
+    written: set[str] = set()
+
     def save() -> None:
-        # An existing results file is replaced only once there is a finished configuration.
-        if rank.is_writer and outputs and doc["configurations"]:
-            report.write_outputs(outputs, doc)
+        # An existing results file is replaced only by a document with a finished configuration;
+        # a new one is written after every configuration, failed or not.
+        if not rank.is_writer or not doc["configurations"]:
+            return
+        finished = any(e["status"] == "ok" for e in doc["configurations"])
+        targets = [p for p in outputs if finished or p in written or not os.path.lexists(p)]
+        report.write_outputs(targets, doc)
+        written.update(targets)
 
     progress = report.progress_bar(err)
     task = progress.add_task("sweep", total=len(configs) * runs_per_config)
@@ -496,12 +503,12 @@ def _sweep(
         doc["interrupted"] = True
         save()
         finished = sum(1 for e in doc["configurations"] if e["status"] == "ok")
-        kept = (
-            f"{finished} finished configuration(s) kept in {', '.join(outputs)}"
-            if outputs and doc["configurations"]
-            else f"{finished} finished configuration(s)"
-            + (f"; {', '.join(outputs)} left as it was" if outputs else "")
+        untouched = [p for p in outputs if p not in written]
+        kept = f"{finished} finished configuration(s)" + (
+            f" kept in {', '.join(p for p in outputs if p in written)}" if written else ""
         )
+        if untouched:
+            kept += f"; {', '.join(untouched)} left as it was"
         speaker.error(f"interrupted ({exc or 'SIGINT'}): {kept}")
         return interrupted_exit_code(exc)
     finally:
@@ -517,7 +524,11 @@ def _sweep(
             speaker.error(f"--plot {plot_path}: {describe_exception(exc)}")
             failures += 1
     if outputs and rank.is_writer:
-        out.print("results written to " + ", ".join(outputs))
+        untouched = [p for p in outputs if p not in written]
+        if written:
+            out.print("results written to " + ", ".join(p for p in outputs if p in written))
+        if untouched:
+            speaker.note(f"no configuration finished: {', '.join(untouched)} left as it was")
     if driver.bad_model and failures == len(configs):
         return EXIT_USAGE
     return EXIT_FAILED if failures else EXIT_OK
