@@ -194,7 +194,7 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     if p.suffix.lower() == ".jsonl":
         lines = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # JSON Lines: "\n" only
             if not line.strip():
                 continue
             value = _parse_json(line, f"{path} line {number}", "is not JSON")

@@ -593,3 +593,16 @@ def test_console_table_of_an_entry_with_holes(doc):
     console.print(report.configuration_table(entry))
     shown = console.file.getvalue()
     assert "first token (ms)" in shown and "None" not in shown and "nan" not in shown.lower()
+
+
+def test_jsonl_lines_split_on_newline_only(tmp_path, real):
+    """A raw U+2028 (valid inside a JSON string) is not a line break of JSON Lines."""
+    lines = (real / "d.jsonl").read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["label"] = "odd\u2028label"
+    lines[0] = json.dumps(entry, ensure_ascii=False)
+    path = tmp_path / "u.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    loaded = report.load_document(path)
+    assert loaded["configurations"][0]["label"] == "odd\u2028label"
+    assert len(loaded["configurations"]) == len(lines)
