@@ -1223,6 +1223,7 @@ def _checked_usage(
     if why is None and total == 0 and n:
         why = f"0 is implausible after {n} text chunks"
     if why is not None:
+        total = None
         warnings.append(
             f"usage.completion_tokens {why}: ignored, tokens counted from the text chunks"
         )
