@@ -116,7 +116,7 @@ def parse_in_out_text(value: Any, where: str = "--in-out") -> list[tuple[int, in
 def _bool(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise UsageError(f"{where} {_show(value)}: expected true or false (an unquoted YAML boolean)")
+    raise UsageError(f"{where}: {_show(value)} is not a boolean (expected true or false, unquoted)")
 
 
 def _text(value: Any, where: str) -> str:

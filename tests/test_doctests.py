@@ -14,6 +14,8 @@ MODULES = [
     "streambench.streamer",
     "streambench.endpoint",
     "streambench.presets",
+    "streambench.errors",
+    "streambench.config",
 ]
 
 
