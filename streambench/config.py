@@ -18,10 +18,10 @@ Rules (the class of the hostile-input fixes):
 Traceback (most recent call last):
 ...
 streambench.errors.UsageError: --seed: 'abc' is not a whole number (expected 0 to 4294967295)
->>> KEYS["ipex"].coerce("false", "key 'ipex'")
+>>> KEYS["ipex"].coerce("no", "ipex")
 Traceback (most recent call last):
 ...
-streambench.errors.UsageError: key 'ipex': 'false' is not a boolean (expected true or false, unquoted)
+streambench.errors.UsageError: ipex: 'no' is not a boolean (expected true or false, unquoted)
 """
 
 from __future__ import annotations
