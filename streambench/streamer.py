@@ -192,12 +192,6 @@ class TimingStreamer(BaseStreamer):
         t = perf_counter()
         run = self._run
         try:
-            if run is not None and run.thread == get_ident() and value.dim() == 1 and value.numel():
-                # The per-token fast path (1-D [batch]: one token per sequence, from the thread
-                # that put the prompt; run.thread is set only then): the general path minus the
-                # lock, the thread checks and the prompt test.
-                self._step(run, t, 1, value)
-                return
             dim = value.dim()
         except AttributeError:
             raise TypeError(
@@ -205,6 +199,12 @@ class TimingStreamer(BaseStreamer):
                 "it ([batch, prompt_len] for the prompt, then [batch] or [1, k] per step); got "
                 f"{type(value).__name__}. Wrap token ids as torch.tensor([[...]]) first"
             ) from None
+        if run is not None and run.thread == get_ident() and dim == 1 and value.numel():
+            # The per-token fast path (1-D [batch]: one token per sequence, from the thread that
+            # put the prompt; run.thread is set only then): the general path minus the lock, the
+            # thread checks and the prompt test.
+            self._step(run, t, 1, value)
+            return
         with self._lock:
             self._put(value, dim, t)
 

@@ -272,6 +272,22 @@ def test_put_of_a_non_tensor_is_a_clear_type_error(llama, prompt, value):
     assert s.summary().new_tokens == 1  # the bad put left the run untouched
 
 
+def test_an_inner_streamers_own_error_is_not_taken_for_a_bad_put(llama, prompt):
+    """put()'s TypeError is about the value only: an AttributeError raised by the inner streamer
+    (a tensor put, the fast path) reaches the caller unchanged."""
+
+    class Broken(Recorder):
+        def put(self, value):
+            super().put(value)
+            if len(self.puts) == 3:
+                raise AttributeError("inner streamer bug")
+
+    s = TimingStreamer(device="cpu", inner=Broken())
+    with pytest.raises(AttributeError, match="inner streamer bug"):
+        llama.generate(prompt, streamer=s, **gen_kwargs(5))
+    assert not s.summary().complete
+
+
 class WithEmptyPuts(BaseStreamer):
     """Forwards generate()'s puts and adds empty ones around each token."""
 
