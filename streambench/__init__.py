@@ -17,6 +17,7 @@ _LAZY = {
     "BenchmarkWrapper": "streambench.wrapper",
     "RunResult": "streambench.timing",
     "NoTokensError": "streambench.timing",
+    "InterleavedRunsError": "streambench.timing",
     "RunsSummary": "streambench.stats",
     "Stats": "streambench.stats",
     "aggregate": "streambench.stats",
@@ -33,6 +34,7 @@ __all__ = [
     "ClusterSummary",
     "DeviceNotAvailableError",
     "EndpointSpec",
+    "InterleavedRunsError",
     "NoTokensError",
     "RunResult",
     "RunsSummary",
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from .endpoint import EndpointSpec, run_endpoint
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer
-    from .timing import NoTokensError, RunResult
+    from .timing import InterleavedRunsError, NoTokensError, RunResult
     from .wrapper import BenchmarkWrapper
 
 
