@@ -1050,10 +1050,15 @@ def _describe(exc: BaseException, with_type: bool = True) -> str:
     if msg:
         return f"{name}: {msg}" if with_type else msg
     meaning = _MEANING.get(name, "no details given")
-    cause = exc.__cause__ or exc.__context__
-    detail = " ".join(str(cause).split()) if cause is not None else ""
-    if cause is not None and not detail:
-        detail = type(cause).__name__
+    detail, cause, seen = "", exc.__cause__ or exc.__context__, 0
+    while cause is not None and seen < 8:  # the first message down the chain, or a new name
+        text = " ".join(str(cause).split())
+        if text:
+            detail = text
+            break
+        if type(cause).__name__ != name:
+            detail = type(cause).__name__
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return f"{meaning} ({name}{': ' + detail if detail else ''})"
 
 
