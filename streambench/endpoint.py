@@ -2088,8 +2088,7 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
         line = (
             f"{ep.get('requests_per_s') or 0:.3f} requests/s  ·  "
             f"{ep.get('output_tokens_per_s') or 0:.1f} output tokens/s  ·  "
-            f"actual in/out {entry.get('actual_input_tokens')}/"
-            f"{entry.get('actual_output_tokens')} tokens  ·  counted by "
+            f"actual in/out {report.actual_tokens(entry, '/') or 'n/a'} tokens  ·  counted by "
             + ", ".join(f"{k} ({v})" for k, v in (ep.get("token_count") or {}).items())
         )
         parts.append(Text(line, style="dim"))
