@@ -2053,6 +2053,8 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
+    from . import report
+
     cfg = entry.get("config", {})
     ep = (entry.get("aggregates") or {}).get("endpoint") or {}
     reqs = entry.get("requests") or []
