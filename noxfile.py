@@ -28,6 +28,7 @@ TESTS = [
     "tests/test_devices.py",
     "tests/test_wrapper.py",
     "tests/test_ipex_llm.py",
+    "tests/test_streamer_hostile.py",
 ]
 
 # id -> packages pinned beside torch. Keep the README's compatibility table in step with this.

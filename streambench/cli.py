@@ -14,7 +14,6 @@ transformers load inside the ``run`` path. A new subcommand is one ``add_parser`
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -31,32 +30,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
-
-DEFAULT_IN_OUT = "32-32"
-DEFAULT_BATCH = "1"
-DEFAULT_WARMUP = 1
-DEFAULT_TRIALS = 3
-
-#: all-in-one config keys that make no sense here; reported, then ignored
-IGNORED_CONFIG_KEYS = {
-    "test_api",
-    "cpu_embedding",
-    "streaming",
-    "use_fp16_torch_dtype",
-    "task",
-    "exclude",
-    "group_size",
-    "n_gpu",
-    "lookahead",
-    "max_matching_ngram_size",
-}
-
-
-#: config key -> argparse destination (all-in-one names and streambench's own)
-def _config_keys() -> dict[str, str]:
-    from .config import KEYS
-
-    return {key: spec.dest for key, spec in KEYS.items()}
+from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
 
 
 class UsageFailure(Exception):
@@ -177,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write results; format by extension: .csv .json .jsonl .md (repeatable)",
     )
     run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the configurations already ok in the first -o .json/.jsonl file (same "
+        "settings) and measure only the rest",
+    )
     run.add_argument("--seed", metavar="N", help="seed of random weights and prompts (default 0)")
     run.add_argument(
         "-v", "--verbose", action="store_true", help="print every run's per-token timing"
@@ -288,141 +268,10 @@ class _Speaker:
 
 
 # -- run ----------------------------------------------------------------------------------------
-def _load_yaml(path: str) -> dict[str, Any]:
-    try:
-        import yaml
-    except ImportError:
-        raise UsageError("--config needs PyYAML: pip install pyyaml") from None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config {path} is not UTF-8 text: write it as a YAML file") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where is not None else ""
-        raise UsageError(f"config {path} is not valid YAML{at}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"config {path} must be a mapping of keys to values")
-    return data
-
-
-def _option_name(dest: str) -> str:
-    return "MODEL" if dest == "models" else "--" + dest.replace("_", "-")
-
-
-def _merge_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Typed settings: command-line values win over the config file, which wins over the
-    defaults. Every value goes through :data:`streambench.config.KEYS` (types and bounds); an
-    error names the option or the config file and key."""
-    from .config import KEYS
-
-    speaker = getattr(args, "speaker", None) or _Speaker()
-    merged: dict[str, Any] = {}
-    if args.config:
-        for key, value in _load_yaml(args.config).items():
-            if key in IGNORED_CONFIG_KEYS:
-                speaker.note(
-                    f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
-                )
-                continue
-            spec = KEYS.get(key) if isinstance(key, str) else None
-            if spec is None:
-                raise UsageError(
-                    f"unknown key {key!r} in config {args.config} (known: "
-                    f"{', '.join(sorted(KEYS))})"
-                )
-            merged[spec.dest] = spec.coerce(value, f"config {args.config}: key {key!r}")
-    cli = vars(args)
-    by_dest = {spec.dest: spec for spec in KEYS.values()}
-    if args.model is not None:
-        merged["models"] = by_dest["models"].coerce([args.model], "MODEL")
-    for dest, spec in by_dest.items():
-        if dest != "models" and cli.get(dest) is not None:
-            merged[dest] = spec.coerce(cli[dest], _option_name(dest))
-    merged["verbose"] = bool(cli.get("verbose"))
-    return merged
-
-
-def _settings(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
-    """Validate everything that can be checked without loading a model."""
-    from .config import parse_in_out_text, parse_int_axis
-    from .sweep import DTYPES, SweepSettings, check_low_bit_kind, resolve_model_spec
-
-    m = _merge_config(args)
-    random_weights = m.get("random_weights", False)
-    specs = [
-        resolve_model_spec(x, random_weights, m.get("local_model_hub"))
-        for x in m.get("models", [None])
-    ]
-    in_out = m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT)
-    batch = m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1)
-    dtype = m.get("dtype", "auto").lower()
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    low_bit = m.get("low_bit")
-    if low_bit is not None:
-        check_low_bit_kind(low_bit)
-    num_layers = m.get("num_layers")
-    if num_layers is not None and any(s.kind == "pretrained" for s in specs):
-        raise UsageError("--num-layers works with the embedded model and --random-weights only")
-    outputs, plot = m.get("output", []), m.get("plot")
-    _check_targets(outputs, plot, specs, m.get("local_model_hub"))
-    settings = SweepSettings(
-        models=specs,
-        in_out=in_out,
-        batch_sizes=batch,
-        warmup=m.get("warmup", DEFAULT_WARMUP),
-        trials=m.get("trials", DEFAULT_TRIALS),
-        device=m.get("device", "auto"),
-        dtype=dtype,
-        num_beams=m.get("num_beams", 1),
-        low_bit=low_bit,
-        trust_remote_code=m.get("trust_remote_code", False),
-        ipex=m.get("ipex", False),
-        num_layers=num_layers,
-        seed=m.get("seed", 0),
-        verbose=m["verbose"],
-        tp=_tp_mode(m.get("tp")),
-    )
-    return settings, outputs, plot
-
-
-def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:
-    """Every output path checked before any work: format, writable, not inside what is read."""
-    from .outputs import check_output_targets
-    from .report import OUTPUT_FORMATS
-    from .sweep import protected_directories
-
-    protected = protected_directories(specs, hub)
-    check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
-    if plot is not None:
-        check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError(
-                "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
-            )
-        if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
-            raise UsageError(f"--plot {plot}: also named by --output; use another file name")
-
-
-def _tp_mode(value: Any) -> str:
-    from .distributed import resolve_tp_mode
-
-    try:
-        return resolve_tp_mode(None if value is None else str(value))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
+    from .devices import DeviceNotAvailableError, resolve_device
+    from .run_spec import build_run_settings
     from .sweep import (
         beam_wrapper_class,
         check_hub_models,
@@ -430,7 +279,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_low_bit_available,
     )
 
-    settings, outputs, plot_path = _settings(args)
+    speaker = getattr(args, "speaker", None) or _Speaker()
+    settings, outputs, plot_path = build_run_settings(args, speaker.note)
+    resumed = _resume(args, outputs, settings.to_dict())
     if settings.num_beams > 1:
         beam_wrapper_class()
     if settings.low_bit:
@@ -439,187 +290,62 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if settings.ipex:
         check_ipex_available()
-
-    from .devices import DeviceNotAvailableError, resolve_device
-
     try:
         device = resolve_device(settings.device)
     except (ValueError, DeviceNotAvailableError) as exc:
         raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
     check_hub_models(settings.models)
-    return _sweep(args, settings, device, outputs, plot_path)
+    return _sweep(args, speaker, settings, device, outputs, plot_path, resumed)
+
+
+def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, Any]) -> dict:
+    """``--resume``: the finished configurations of the first ``-o`` JSON/JSONL file."""
+    if not getattr(args, "resume", False):
+        return {}
+    from .driver import load_resume
+
+    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
+    if not sources:
+        raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
+    return load_resume(sources[0], settings)
 
 
 def _sweep(
-    args: argparse.Namespace, settings: Any, device: Any, outputs: list[str], plot_path: str | None
+    args: argparse.Namespace,
+    speaker: _Speaker,
+    settings: Any,
+    device: Any,
+    outputs: list[str],
+    plot_path: str | None,
+    resumed: dict[str, Any],
 ) -> int:
-    import gc
-
     from rich.console import Console
 
     from . import report
-    from .sweep import RankContext, iter_configurations, quiet_transformers
+    from .driver import Driver
+    from .local_runner import LocalRunner
+    from .sweep import RankContext, quiet_transformers
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device)
-    speaker = getattr(args, "speaker", None) or _Speaker()
     speaker.speak = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)
-
     doc = report.new_document("run", report.environment(device), settings.to_dict())
-    configs = list(iter_configurations(settings))
-    runs_per_config = settings.warmup + settings.trials
+    driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
+    runner = LocalRunner(
+        settings, device, speaker, out, rank, args.debug, doc["environment"].update
+    )
     out.print(
-        f"[bold]streambench run[/bold]: {len(configs)} configuration(s) × "
+        f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
         f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
-
-    written: set[str] = set()
-
-    def save() -> None:
-        # An existing results file is replaced only by a document with a finished configuration;
-        # a new one is written after every configuration, failed or not.
-        if not rank.is_writer or not doc["configurations"]:
-            return
-        finished = any(e["status"] == "ok" for e in doc["configurations"])
-        targets = [p for p in outputs if finished or p in written or not os.path.lexists(p)]
-        report.write_outputs(targets, doc)
-        written.update(targets)
-
-    progress = report.progress_bar(err)
-    task = progress.add_task("sweep", total=len(configs) * runs_per_config)
-    driver = _RunDriver(args, settings, device, speaker, out, progress, task, rank)
     try:
-        with progress, quiet_transformers(settings.verbose):
-            for spec, n_in, n_out, batch in configs:
-                entry = driver.measure(spec, n_in, n_out, batch, doc)
-                doc["configurations"].append(rank.gather(entry))
-                save()
-                if entry["status"] == "ok":
-                    out.print(report.configuration_table(entry))
-    except KeyboardInterrupt as exc:
-        doc["interrupted"] = True
-        save()
-        finished = sum(1 for e in doc["configurations"] if e["status"] == "ok")
-        untouched = [p for p in outputs if p not in written]
-        kept = f"{finished} finished configuration(s)" + (
-            f" kept in {', '.join(p for p in outputs if p in written)}" if written else ""
-        )
-        if untouched:
-            kept += f"; {', '.join(untouched)} left as it was"
-        speaker.error(f"interrupted ({exc or 'SIGINT'}): {kept}")
-        return interrupted_exit_code(exc)
+        with quiet_transformers(settings.verbose):
+            return driver.run(runner)
     finally:
-        driver.loaded = None
-        gc.collect()
-
-    failures = driver.failures
-    if plot_path and rank.is_writer:
-        try:
-            report.plot_document(doc, plot_path)
-            out.print(f"plot written to {plot_path}")
-        except (RuntimeError, ValueError, OSError) as exc:
-            speaker.error(f"--plot {plot_path}: {describe_exception(exc)}")
-            failures += 1
-    if outputs and rank.is_writer:
-        untouched = [p for p in outputs if p not in written]
-        if written:
-            out.print("results written to " + ", ".join(p for p in outputs if p in written))
-        if untouched:
-            speaker.note(f"no configuration finished: {', '.join(untouched)} left as it was")
-    if driver.bad_model and failures == len(configs):
-        return EXIT_USAGE
-    return EXIT_FAILED if failures else EXIT_OK
-
-
-class _RunDriver:
-    """Loads each model once and measures its configurations; failures become failed entries
-    (the sweep goes on), interrupts propagate after the partial entry is recorded."""
-
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        settings: Any,
-        device: Any,
-        speaker: _Speaker,
-        out: Any,
-        progress: Any,
-        task: Any,
-        rank: Any,
-    ) -> None:
-        self.args, self.settings, self.device, self.speaker = args, settings, device, speaker
-        self.out, self.progress, self.task, self.rank = out, progress, task, rank
-        self.loaded: Any = None
-        self.current: Any = None
-        self.load_error: str | None = None
-        self.bad_model = False  # a model that could not be found or read: exit 2 (bad input)
-        self.failures = 0
-
-    def _load(self, spec: Any, doc: dict[str, Any]) -> None:
-        import gc
-
-        from . import report
-        from .sweep import load_model
-
-        self.loaded = None
-        gc.collect()
-        self.current, self.load_error = spec, None
-        self.progress.update(self.task, description=f"loading {spec.name}")
-        try:
-            self.loaded = load_model(spec, self.settings, self.device)
-        except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
-            if self.args.debug:
-                traceback.print_exc()
-            if isinstance(exc, UsageError):
-                self.bad_model = True
-                self.load_error = str(exc)
-            else:
-                self.load_error = f"loading {spec.name} failed: {describe_exception(exc)}"
-            self.speaker.error(self.load_error)  # once per model, not once per configuration
-            return
-        doc["environment"].update(report.library_versions())
-        for note in self.loaded.notes:
-            self.speaker.note(f"{spec.name}: {note}")
-
-    def measure(self, spec: Any, n_in: int, n_out: int, batch: int, doc: dict[str, Any]) -> Any:
-        from .sweep import new_entry, run_configuration
-
-        settings = self.settings
-        runs_per_config = settings.warmup + settings.trials
-        entry = new_entry(settings, spec.name, n_in, n_out, batch)
-        if self.current is not spec:
-            self._load(spec, doc)
-        self.progress.update(self.task, description=entry["label"])
-        if self.loaded is None:
-            entry["status"], entry["error"] = "failed", self.load_error
-            self.progress.advance(self.task, runs_per_config)
-            self.failures += 1
-            return entry
-        done = 0
-
-        def on_run(i: int, warm: bool) -> None:
-            nonlocal done
-            done += 1
-            self.progress.advance(self.task)
-
-        def plain(line: str) -> None:  # per-token lines of --verbose: no rich markup
-            self.out.print(line, markup=False, highlight=False, soft_wrap=True)
-
-        try:
-            run_configuration(self.loaded, entry, settings, on_run=on_run, print_fn=plain)
-        except KeyboardInterrupt:
-            doc["configurations"].append(self.rank.gather(entry))
-            raise
-        except Exception:  # noqa: BLE001 - recorded in the entry, the sweep goes on
-            if self.args.debug:
-                traceback.print_exc()
-        self.progress.advance(self.task, runs_per_config - done)
-        if entry["status"] != "ok":
-            self.failures += 1
-            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
-        return entry
+        runner.close()
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:

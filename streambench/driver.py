@@ -1,0 +1,222 @@
+"""The one sweep driver behind ``streambench run`` and ``streambench endpoint``.
+
+A *runner* knows how to measure one configuration (a local ``generate()`` sweep, or requests to a
+served model); the driver does everything around it, the same way for both:
+
+- the progress bar (one step per run or request);
+- the results document: every finished configuration is appended and every ``-o`` file rewritten
+  atomically after it — but an existing file only once there is a finished configuration
+  (a failed start never replaces old results with a worse document);
+- ``--resume``: configurations already ``ok`` in an earlier results file written with the same
+  settings are kept from it, not measured again;
+- interrupts (Ctrl-C, SIGTERM, SIGHUP): the partial configuration is kept, the file says
+  ``"interrupted": true``, and the exit code is ``128 + signal``;
+- the per-configuration table, the plot at the end, and the exit-code policy of
+  :mod:`streambench.errors` (1 when a configuration failed, 2 when every configuration failed on
+  bad input such as a missing model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    describe_exception,
+    interrupted_exit_code,
+)
+
+__all__ = ["Driver", "Planned", "Runner", "load_resume"]
+
+#: settings that name the sweep's axes: a resumed file may have other values for these
+AXIS_SETTINGS = ("models", "in_out", "batch_sizes")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One configuration to measure: its stable ``id``, a ``label`` for people, the number of
+    progress ``steps`` (runs or requests) it takes, and the runner's own ``item``."""
+
+    id: str
+    label: str
+    steps: int
+    item: Any = None
+
+
+class Runner(Protocol):
+    """What the driver needs from a runner (local ``generate()`` or a served endpoint)."""
+
+    #: configurations that failed because of bad input (e.g. a model that cannot be read)
+    usage_failures: int
+
+    def plan(self) -> Sequence[Planned]: ...
+
+    def measure(
+        self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
+    ) -> Any:
+        """Measure one configuration and return its entry. On an interrupt, call ``keep`` with
+        the partial entry, then raise (a ``KeyboardInterrupt``)."""
+        ...
+
+    def failed(self, entry: Any) -> bool: ...
+
+    def table(self, entry: Any) -> Any: ...
+
+
+class _Speaker(Protocol):
+    def error(self, message: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+@dataclass
+class Driver:
+    """Runs every planned configuration of ``runner`` into ``doc`` (a results document)."""
+
+    doc: dict[str, Any]
+    outputs: list[str]
+    speaker: _Speaker
+    out: Any  # rich Console for tables (stdout)
+    err: Any  # rich Console for the progress bar (stderr)
+    plot: Optional[str] = None
+    writer: bool = True  # False on the ranks of a distributed run that do not write
+    resumed: dict[str, Any] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)
+
+    # -- results files ------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write every output; an existing file only once a configuration finished."""
+        from . import report
+
+        configurations = self.doc["configurations"]
+        if not self.writer or not configurations:
+            return
+        finished = any(_status(e) == "ok" for e in configurations)
+        targets = [
+            p for p in self.outputs if finished or p in self.written or not os.path.lexists(p)
+        ]
+        report.write_outputs(targets, self.doc)
+        self.written.update(targets)
+
+    def _kept_message(self) -> str:
+        finished = sum(1 for e in self.doc["configurations"] if _status(e) == "ok")
+        text = f"{finished} finished configuration(s)"
+        if self.written:
+            text += f" kept in {', '.join(p for p in self.outputs if p in self.written)}"
+        untouched = [p for p in self.outputs if p not in self.written]
+        if untouched:
+            text += f"; {', '.join(untouched)} left as it was"
+        return text
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, runner: Runner) -> int:
+        """Measure (or resume) every configuration; returns the exit code."""
+        from . import report
+
+        plan = list(runner.plan())
+        progress = report.progress_bar(self.err)
+        task = progress.add_task("sweep", total=sum(p.steps for p in plan))
+        failures = 0
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+
+        def keep(entry: Any) -> None:
+            self.doc["configurations"].append(entry)
+
+        try:
+            with progress:
+                for planned in plan:
+                    progress.update(task, description=planned.label)
+                    if planned.id in self.resumed:
+                        keep(self.resumed[planned.id])
+                        advance(planned.steps)
+                        self.speaker.note(f"{planned.label}: kept from the resumed file")
+                        continue
+                    entry = runner.measure(planned, advance, keep)
+                    keep(entry)
+                    self.save()
+                    if runner.failed(entry):
+                        failures += 1
+                    else:
+                        self.out.print(runner.table(entry))
+        except KeyboardInterrupt as exc:
+            self.doc["interrupted"] = True
+            self.save()
+            self.speaker.error(f"interrupted ({exc or 'SIGINT'}): {self._kept_message()}")
+            return interrupted_exit_code(exc)
+        failures += self._plot()
+        self._final_note()
+        if plan and runner.usage_failures == len(plan):
+            return EXIT_USAGE
+        return EXIT_FAILED if failures else EXIT_OK
+
+    def _plot(self) -> int:
+        from . import report
+
+        if not self.plot or not self.writer:
+            return 0
+        try:
+            report.plot_document(self.doc, self.plot)
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.speaker.error(f"--plot {self.plot}: {describe_exception(exc)}")
+            return 1
+        self.out.print(f"plot written to {self.plot}")
+        return 0
+
+    def _final_note(self) -> None:
+        if not self.outputs or not self.writer:
+            return
+        if self.written:
+            self.out.print(
+                "results written to " + ", ".join(p for p in self.outputs if p in self.written)
+            )
+        untouched = [p for p in self.outputs if p not in self.written]
+        if untouched:
+            self.speaker.note(f"no configuration finished: {', '.join(untouched)} left as it was")
+
+
+def _status(entry: Any) -> Any:
+    return entry.get("status") if isinstance(entry, dict) else getattr(entry, "status", None)
+
+
+def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``ok`` configurations of an earlier results file, by id, for ``--resume``.
+
+    The file must have been written by the same command with the same settings, apart from the
+    sweep's axes (models, input/output pairs, batch sizes): :class:`UsageError` otherwise. A file
+    that does not exist yet resumes nothing."""
+    from . import report
+
+    if not os.path.exists(path):
+        return {}
+    try:
+        old = report.load_document(path)
+    except ValueError as exc:
+        raise UsageError(f"--resume: {exc}") from None
+    old_settings = old.get("settings") or {}
+    for key in sorted(set(old_settings) | set(settings)):
+        if key in AXIS_SETTINGS:
+            continue
+        if _canonical(old_settings.get(key)) != _canonical(settings.get(key)):
+            raise UsageError(
+                f"--resume: {path} was written with other settings ({key}: "
+                f"{old_settings.get(key)!r}, now {settings.get(key)!r}); run without --resume "
+                "or write to another file"
+            )
+    return {
+        e["id"]: e
+        for e in old.get("configurations") or []
+        if isinstance(e, dict) and e.get("status") == "ok" and isinstance(e.get("id"), str)
+    }
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,176 @@
+"""``streambench run``'s benchmark spec from the command line and ``--config``: typed settings
+(:mod:`streambench.config`), the model specs, and every output path checked before any work.
+
+The spec is what a run is *asked* to do; loading and measuring come after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_IN_OUT",
+    "DEFAULT_TRIALS",
+    "DEFAULT_WARMUP",
+    "IGNORED_CONFIG_KEYS",
+    "build_run_settings",
+    "load_yaml",
+]
+
+DEFAULT_IN_OUT = "32-32"
+DEFAULT_BATCH = "1"
+DEFAULT_WARMUP = 1
+DEFAULT_TRIALS = 3
+
+#: all-in-one config keys that make no sense here; reported, then ignored
+IGNORED_CONFIG_KEYS = {
+    "test_api",
+    "cpu_embedding",
+    "streaming",
+    "use_fp16_torch_dtype",
+    "task",
+    "exclude",
+    "group_size",
+    "n_gpu",
+    "lookahead",
+    "max_matching_ngram_size",
+}
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    try:
+        import yaml
+    except ImportError:
+        raise UsageError("--config needs PyYAML: pip install pyyaml") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {path} is not UTF-8 text: write it as a YAML file") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise UsageError(f"config {path} is not valid YAML{at}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config {path} must be a mapping of keys to values")
+    return data
+
+
+def _option_name(dest: str) -> str:
+    return "MODEL" if dest == "models" else "--" + dest.replace("_", "-")
+
+
+def _merge_config(args: argparse.Namespace, note: Any = None) -> dict[str, Any]:
+    """Typed settings: command-line values win over the config file, which wins over the
+    defaults. Every value goes through :data:`streambench.config.KEYS` (types and bounds); an
+    error names the option or the config file and key."""
+    from .config import KEYS
+
+    merged: dict[str, Any] = {}
+    if args.config:
+        for key, value in load_yaml(args.config).items():
+            if key in IGNORED_CONFIG_KEYS:
+                (note or (lambda _m: None))(
+                    f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
+                )
+                continue
+            spec = KEYS.get(key) if isinstance(key, str) else None
+            if spec is None:
+                raise UsageError(
+                    f"unknown key {key!r} in config {args.config} (known: "
+                    f"{', '.join(sorted(KEYS))})"
+                )
+            merged[spec.dest] = spec.coerce(value, f"config {args.config}: key {key!r}")
+    cli = vars(args)
+    by_dest = {spec.dest: spec for spec in KEYS.values()}
+    if args.model is not None:
+        merged["models"] = by_dest["models"].coerce([args.model], "MODEL")
+    for dest, spec in by_dest.items():
+        if dest != "models" and cli.get(dest) is not None:
+            merged[dest] = spec.coerce(cli[dest], _option_name(dest))
+    merged["verbose"] = bool(cli.get("verbose"))
+    return merged
+
+
+def build_run_settings(
+    args: argparse.Namespace, note: Any = None
+) -> tuple[Any, list[str], str | None]:
+    """Validate everything that can be checked without loading a model."""
+    from .config import parse_in_out_text, parse_int_axis
+    from .sweep import DTYPES, SweepSettings, check_low_bit_kind, resolve_model_spec
+
+    m = _merge_config(args, note)
+    random_weights = m.get("random_weights", False)
+    specs = [
+        resolve_model_spec(x, random_weights, m.get("local_model_hub"))
+        for x in m.get("models", [None])
+    ]
+    in_out = m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT)
+    batch = m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1)
+    dtype = m.get("dtype", "auto").lower()
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    low_bit = m.get("low_bit")
+    if low_bit is not None:
+        check_low_bit_kind(low_bit)
+    num_layers = m.get("num_layers")
+    if num_layers is not None and any(s.kind == "pretrained" for s in specs):
+        raise UsageError("--num-layers works with the embedded model and --random-weights only")
+    outputs, plot = m.get("output", []), m.get("plot")
+    _check_targets(outputs, plot, specs, m.get("local_model_hub"))
+    settings = SweepSettings(
+        models=specs,
+        in_out=in_out,
+        batch_sizes=batch,
+        warmup=m.get("warmup", DEFAULT_WARMUP),
+        trials=m.get("trials", DEFAULT_TRIALS),
+        device=m.get("device", "auto"),
+        dtype=dtype,
+        num_beams=m.get("num_beams", 1),
+        low_bit=low_bit,
+        trust_remote_code=m.get("trust_remote_code", False),
+        ipex=m.get("ipex", False),
+        num_layers=num_layers,
+        seed=m.get("seed", 0),
+        verbose=m["verbose"],
+        tp=_tp_mode(m.get("tp")),
+    )
+    return settings, outputs, plot
+
+
+def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:
+    """Every output path checked before any work: format, writable, not inside what is read."""
+    from .outputs import check_output_targets
+    from .report import OUTPUT_FORMATS
+    from .sweep import protected_directories
+
+    protected = protected_directories(specs, hub)
+    check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
+    if plot is not None:
+        check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(
+                "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
+            )
+        if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
+            raise UsageError(f"--plot {plot}: also named by --output; use another file name")
+
+
+def _tp_mode(value: Any) -> str:
+    from .distributed import resolve_tp_mode
+
+    try:
+        return resolve_tp_mode(None if value is None else str(value))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
