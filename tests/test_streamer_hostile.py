@@ -321,12 +321,14 @@ def test_empty_puts_are_ignored_never_a_run_of_batch_zero(llama, prompt):
 
 
 def test_an_empty_prompt_from_inputs_embeds_is_still_the_prompt(llama, prompt):
-    """generate(inputs_embeds=...) puts a [batch, 0] prompt: batch 1, 0 prompt tokens."""
+    """generate(inputs_embeds=...) puts a [batch, 0] prompt (transformers >= 4.38; 4.37 puts a
+    [batch, 1] start token instead): one complete run of batch 1, never an empty run."""
     s = TimingStreamer(device="cpu")
     embeds = llama.get_input_embeddings()(prompt)
     llama.generate(inputs_embeds=embeds, streamer=s, **gen_kwargs(4))
-    r = s.summary()
-    assert (r.batch_size, r.prompt_tokens, r.new_tokens, r.complete) == (1, 0, 4, True)
+    (r,) = s.runs
+    assert (r.batch_size, r.new_tokens, r.complete) == (1, 4, True)
+    assert r.prompt_tokens in (0, 1)
 
 
 # -- 3. beam search with the caller's streamer --------------------------------------------------
