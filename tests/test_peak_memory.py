@@ -175,3 +175,12 @@ def test_import_is_light() -> None:
     heavy, ours = json.loads(out)
     assert heavy == []
     assert set(ours) <= {"streambench.peak_memory", "streambench.errors"}
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import streambench.peak_memory
+
+    result = doctest.testmod(streambench.peak_memory)
+    assert result.attempted > 0 and result.failed == 0
