@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
     run.add_argument(
+        "--isolate",
+        choices=["config", "model", "none"],
+        help="run each configuration (config; the default for more than one) or each model "
+        "(model) in a fresh worker process, or everything in this process (none; the only mode "
+        "under torchrun/deepspeed)",
+    )
+    run.add_argument(
         "--resume",
         action="store_true",
         help="keep the configurations already ok in the first -o .json/.jsonl file (same "
@@ -281,7 +288,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     speaker = getattr(args, "speaker", None) or _Speaker()
     settings, outputs, plot_path = build_run_settings(args, speaker.note)
-    resumed = _resume(args, outputs, settings.to_dict())
     if settings.num_beams > 1:
         beam_wrapper_class()
     if settings.low_bit:
@@ -295,7 +301,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, DeviceNotAvailableError) as exc:
         raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
     check_hub_models(settings.models)
-    return _sweep(args, speaker, settings, device, outputs, plot_path, resumed)
+    from .distributed import launched_world_size
+
+    isolate = _isolation(settings, launched_world_size())
+    resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate})
+    return _sweep(args, speaker, settings, device, outputs, plot_path, resumed, isolate)
+
+
+def _isolation(settings: Any, world_size: int) -> str:
+    """``--isolate``: asked for, or ``config`` for sweeps of more than one configuration;
+    ``none`` under a launcher (several ranks), where a worker per configuration cannot join the
+    process group."""
+    from .sweep import iter_configurations
+
+    asked = getattr(settings, "isolate", None)
+    if world_size > 1:
+        if asked in ("config", "model"):
+            raise UsageError(
+                f"--isolate {asked} does not work under torchrun/deepspeed (several ranks): "
+                "use --isolate none"
+            )
+        return "none"
+    if asked is not None:
+        return str(asked)
+    return "config" if len(list(iter_configurations(settings))) > 1 else "none"
 
 
 def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, Any]) -> dict:
@@ -318,6 +347,7 @@ def _sweep(
     outputs: list[str],
     plot_path: str | None,
     resumed: dict[str, Any],
+    isolate: str,
 ) -> int:
     from rich.console import Console
 
@@ -331,11 +361,12 @@ def _sweep(
     speaker.speak = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)
-    doc = report.new_document("run", report.environment(device), settings.to_dict())
-    driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
-    runner = LocalRunner(
-        settings, device, speaker, out, rank, args.debug, doc["environment"].update
+    runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
+    doc = report.new_document(
+        "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
+    runner.on_environment = doc["environment"].update
+    driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
         f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "

@@ -132,6 +132,13 @@ def _text_or_list(value: Any, where: str) -> list[str]:
     return [_text(v, where) for v in items]
 
 
+def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
+    text = _text(value, where).lower()
+    if text not in choices:
+        raise UsageError(f"{where}: {_show(value)} is not one of {', '.join(choices)}")
+    return text
+
+
 def _optional_text(value: Any, where: str) -> Optional[str]:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         return None
@@ -188,4 +195,5 @@ KEYS: dict[str, KeySpec] = {
     "plot": KeySpec("plot", _text, "plot file"),
     "seed": KeySpec("seed", _bounded("seed"), "seed"),
     "tp": KeySpec("tp", _text, "tensor parallelism"),
+    "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
 }

@@ -28,6 +28,7 @@ class LocalRunner:
         rank: Any,
         debug: bool = False,
         on_environment: Callable[[dict[str, Any]], None] | None = None,
+        isolate: str = "none",
     ) -> None:
         self.settings, self.device, self.speaker = settings, device, speaker
         self.out, self.rank, self.debug = out, rank, debug
@@ -36,6 +37,11 @@ class LocalRunner:
         self.current: Any = None
         self.load_error: str | None = None
         self.usage_failures = 0
+        self.isolate = isolate
+        self.worker: Any = None  # the live worker process (``--isolate model``: reused)
+        self.worker_spec: Any = None
+        self.failed_loads: dict[int, tuple[str, bool]] = {}  # id(spec) -> (error, bad input)
+        self._plan: list[Planned] = []
         self.bad_input = False
 
     def plan(self) -> Sequence[Planned]:
@@ -50,6 +56,7 @@ class LocalRunner:
             )
             key = configuration_id(spec.name, n_in, n_out, batch, beams)
             out.append(Planned(key, label, steps, (spec, n_in, n_out, batch)))
+        self._plan = out
         return out
 
     def _load(self, spec: Any) -> None:
@@ -82,6 +89,8 @@ class LocalRunner:
     ) -> Any:
         from .sweep import new_entry, run_configuration
 
+        if self.isolate != "none":
+            return self._measure_isolated(planned, advance, keep)
         spec, n_in, n_out, batch = planned.item
         entry = new_entry(self.settings, spec.name, n_in, n_out, batch)
         if self.current is not spec:
@@ -125,5 +134,99 @@ class LocalRunner:
     def close(self) -> None:
         import gc
 
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
         self.loaded = None
         gc.collect()
+
+    # -- isolation: each configuration (or model) in a worker process -------------------------
+    def _failed_entry(self, planned: Planned, status: str, error: str) -> dict[str, Any]:
+        from .sweep import new_entry
+
+        spec, n_in, n_out, batch = planned.item
+        entry = new_entry(self.settings, spec.name, n_in, n_out, batch)
+        entry["status"], entry["error"] = status, error
+        return entry
+
+    def _start_worker(self, planned: Planned) -> Any:
+        from .isolation import Worker, job_for
+
+        if self.worker is not None:
+            self.worker.stop()
+        spec = planned.item[0]
+        todo = [planned] if self.isolate == "config" else self._plan[self._plan.index(planned) :]
+        configs = [p.item[1:] for p in todo if p.item[0] is spec]
+        self.worker = Worker(job_for(self.settings, spec, self.device, configs), self.debug)
+        self.worker_spec = spec
+        return self.worker
+
+    def _measure_isolated(
+        self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
+    ) -> Any:
+        spec = planned.item[0]
+        if id(spec) in self.failed_loads:  # reported once; not loaded again
+            error, usage = self.failed_loads[id(spec)]
+            self.usage_failures += int(usage)
+            advance(planned.steps)
+            return self._failed_entry(planned, "failed", error)
+        worker = self.worker
+        alive = worker is not None and worker.proc.poll() is None and worker.pending > 0
+        if self.isolate == "config" or not alive or self.worker_spec is not spec:
+            worker = self._start_worker(planned)
+        done = 0
+        entry = None
+        while entry is None:
+            try:
+                event = worker.next_event()
+                if event is None:
+                    break
+                kind = event.get("event")
+                if kind == "run":
+                    done += 1
+                    advance(1)
+                elif kind == "line":
+                    self.out.print(str(event.get("text")), markup=False, highlight=False)
+                elif kind == "loaded":
+                    self.on_environment(event.get("versions") or {})
+                    for note in event.get("notes") or []:
+                        self.speaker.note(f"{spec.name}: {note}")
+                elif kind == "load_failed":
+                    self.failed_loads[id(spec)] = (str(event["error"]), bool(event.get("usage")))
+                    self.speaker.error(str(event["error"]))
+                elif kind == "entry":
+                    entry = event["entry"]
+            except KeyboardInterrupt as exc:  # outside the read: pass it on, keep reading
+                worker.pass_on(exc)
+        worker.pending -= 1
+        advance(planned.steps - done)
+        if entry is None:
+            entry = self._worker_gone(planned, worker)
+        if worker.interrupted_by is not None:
+            if entry["status"] != "ok":
+                entry["status"] = "interrupted"
+            keep(entry)
+            worker.stop()
+            worker.raise_if_interrupted()
+        if entry["status"] != "ok" and id(spec) not in self.failed_loads:
+            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        return entry
+
+    def _worker_gone(self, planned: Planned, worker: Any) -> dict[str, Any]:
+        from .errors import signal_name
+        from .isolation import death_cause
+
+        spec = planned.item[0]
+        self.worker = None
+        if id(spec) in self.failed_loads:
+            error, usage = self.failed_loads[id(spec)]
+            self.usage_failures += int(usage)
+            return self._failed_entry(planned, "failed", error)
+        if worker.interrupted_by is not None:
+            return self._failed_entry(
+                planned,
+                "interrupted",
+                f"interrupted ({signal_name(worker.interrupted_by)}) before this configuration "
+                "finished",
+            )
+        return self._failed_entry(planned, "failed", death_cause(worker.proc.returncode))

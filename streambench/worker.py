@@ -1,0 +1,106 @@
+"""``python -m streambench.worker``: the worker process of ``streambench run --isolate``.
+
+Reads one job (JSON: settings, one model, its configurations) on stdin, loads the model, measures
+each configuration and writes one JSON event per line to the protocol stream (the original
+stdout; file descriptor 1 is pointed at stderr so that nothing else can mix into it). See
+:mod:`streambench.isolation` for the events. Exit code: 0, 1 when the model could not be loaded,
+128 + N when stopped by signal N (the partial entry is sent first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, TextIO
+
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    SignalPolicy,
+    UsageError,
+    describe_exception,
+    interrupted_exit_code,
+)
+
+
+def _protocol_stream() -> TextIO:
+    stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return stream
+
+
+def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
+    from .sweep import ModelSpec, SweepSettings
+
+    model = ModelSpec(**spec)
+    data = dict(data, models=[model], in_out=[tuple(p) for p in data["in_out"]])
+    return SweepSettings(**data), model
+
+
+def _measure(
+    loaded: Any, settings: Any, spec: Any, config: list[int], emit: Callable[[dict], None]
+) -> dict[str, Any]:
+    from .sweep import new_entry, run_configuration
+
+    n_in, n_out, batch = config
+    entry = new_entry(settings, spec.name, n_in, n_out, batch)
+    try:
+        run_configuration(
+            loaded,
+            entry,
+            settings,
+            on_run=lambda i, warm: emit({"event": "run"}),
+            print_fn=lambda line: emit({"event": "line", "text": line}),
+        )
+    except KeyboardInterrupt:
+        emit({"event": "entry", "entry": entry})
+        raise
+    except Exception:  # noqa: BLE001 - recorded in the entry
+        if "--debug" in sys.argv:
+            traceback.print_exc()
+    return entry
+
+
+def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
+    """Load the job's model and measure its configurations; returns the exit code."""
+    from . import report
+    from .devices import resolve_device
+    from .sweep import load_model, quiet_transformers
+
+    settings, spec = _settings(job["settings"], job["spec"])
+    with quiet_transformers(settings.verbose):
+        try:
+            loaded = load_model(spec, settings, resolve_device(job["device"]))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+            usage = isinstance(exc, UsageError)
+            error = str(exc) if usage else f"loading {spec.name} failed: {describe_exception(exc)}"
+            emit({"event": "load_failed", "error": error, "usage": usage})
+            return EXIT_FAILED
+        emit(
+            {"event": "loaded", "notes": list(loaded.notes), "versions": report.library_versions()}
+        )
+        for config in job["configurations"]:
+            emit({"event": "entry", "entry": _measure(loaded, settings, spec, config, emit)})
+    return EXIT_OK
+
+
+def main() -> int:
+    with SignalPolicy():
+        try:
+            stream = _protocol_stream()
+
+            def emit(event: dict[str, Any]) -> None:
+                stream.write(json.dumps(event) + "\n")
+
+            return run_job(json.loads(sys.stdin.read()), emit)
+        except KeyboardInterrupt as exc:
+            return interrupted_exit_code(exc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
