@@ -22,8 +22,8 @@ class RequestRecord:
     ``http``, ``timeout``, ``stream_cut``, ``protocol``, ``server_error``) and ``status`` (HTTP
     status) explain a failure. ``sent_s``: when it was sent, from the start of its phase.
     ``prompt_tokens``: from the server's ``usage``, else the local tokenizer, else ``None``.
-    ``warnings``: server numbers that were not trusted (see the module doc); the tokens were then
-    counted from the text chunks.
+    ``warnings``: server numbers that were not trusted (see :mod:`streambench.endpoint`); the
+    tokens were then counted from the text chunks.
     """
 
     index: int
@@ -74,7 +74,8 @@ class RequestRecord:
 
     @property
     def token_latencies_s(self) -> tuple[float, ...]:
-        """Per output token: ``ttft_s`` first, then the inter-token latencies (see module doc)."""
+        """Per output token: ``ttft_s`` first, then the inter-token latencies (seconds; the split
+        rule: :func:`streambench.timing.split_steps`, see :mod:`streambench.endpoint`)."""
         gaps: list[float] = []
         prev = 0.0  # a chunk without tokens: its time is carried into the next one with tokens
         for t, k in zip(self.chunk_times_s, self.chunk_tokens):

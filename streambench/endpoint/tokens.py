@@ -73,7 +73,7 @@ def count_chunk_tokens(
     usage_total: int | None = None,
     tokenizer: Any = None,
 ) -> tuple[list[int], str]:
-    """Tokens per text chunk and how they were counted (see the module doc for the methods).
+    """Tokens per text chunk and how they were counted (methods: :mod:`streambench.endpoint`).
 
     ``chunk_usage``: cumulative ``usage.completion_tokens`` seen with each chunk (``None`` where
     absent); ``usage_total``: the last ``usage.completion_tokens`` of the stream. The counts sum to
