@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -182,23 +183,25 @@ def _chunk_text(obj: dict[str, Any]) -> tuple[str, str | None]:
 
 
 #: what an exception whose message is empty means (httpx/httpcore raise several such)
-_MEANING = {
-    "ReadError": "connection reset by the server",
-    "WriteError": "connection broken while sending the request",
-    "CloseError": "connection broken while closing it",
-    "RemoteProtocolError": "the server closed the connection or broke the HTTP protocol",
-    "LocalProtocolError": "the request could not be sent as valid HTTP",
-    "ConnectError": "could not connect to the server",
-    "ConnectTimeout": "no connection within the timeout",
-    "ReadTimeout": "no data from the server within the timeout",
-    "WriteTimeout": "could not send the request within the timeout",
-    "PoolTimeout": "no free connection within the timeout",
-    "ProxyError": "proxy error",
-    "UnsupportedProtocol": "unsupported protocol",
-    "DecodingError": "the reply could not be decoded",
-    "TooManyRedirects": "too many redirects",
-    "InvalidURL": "invalid URL",
-}
+_MEANING = MappingProxyType(
+    {
+        "ReadError": "connection reset by the server",
+        "WriteError": "connection broken while sending the request",
+        "CloseError": "connection broken while closing it",
+        "RemoteProtocolError": "the server closed the connection or broke the HTTP protocol",
+        "LocalProtocolError": "the request could not be sent as valid HTTP",
+        "ConnectError": "could not connect to the server",
+        "ConnectTimeout": "no connection within the timeout",
+        "ReadTimeout": "no data from the server within the timeout",
+        "WriteTimeout": "could not send the request within the timeout",
+        "PoolTimeout": "no free connection within the timeout",
+        "ProxyError": "proxy error",
+        "UnsupportedProtocol": "unsupported protocol",
+        "DecodingError": "the reply could not be decoded",
+        "TooManyRedirects": "too many redirects",
+        "InvalidURL": "invalid URL",
+    }
+)
 
 
 def describe_error(exc: BaseException, with_type: bool = True) -> str:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 #: many words; above it, one at a time as they are sent (the same seeded prompts)
 PROMPT_WORDS_UP_FRONT = 1 << 22
 # Words that are one token each in the common BPE vocabularies (with a leading space).
-_WORDS = (
+_WORD_TEXT = (
     "the of and to in is was for that on with as by at from his her are be this which have or "
     "one had not but what all were when we there can an your more if has will each about how up "
     "out them then she many some so these would other into him time two way could people my than "
@@ -22,7 +22,8 @@ _WORDS = (
     "name good sentence man think say great where help through much before line right too mean "
     "old any same tell boy follow came want show also around form three small set put end does "
     "another well large must big even such because turn here why ask went men read need land"
-).split()
+)
+_WORDS = tuple(_WORD_TEXT.split())
 
 
 def make_prompts(count: int, tokens: int, seed: int = 0, tokenizer: Any = None) -> list[str]:
