@@ -24,13 +24,14 @@ reported as model latency; its total is ``streamer_overhead_s``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .stats import Stats, describe
 
-__all__ = ["InterleavedRunsError", "NoTokensError", "RunRecorder", "RunResult"]
+__all__ = ["InterleavedRunsError", "NoTokensError", "RunRecorder", "RunResult", "split_steps"]
 
 GiB = 1024**3
 
@@ -236,6 +237,28 @@ class RunResult:
         return lines
 
 
+def split_steps(step_s: Sequence[float], step_tokens: Sequence[int]) -> list[float]:
+    """Per-token latencies (seconds) from steps: ``step_s[i]`` seconds that brought
+    ``step_tokens[i]`` tokens. A step of ``k`` tokens is split evenly (``k`` times ``dt / k``),
+    except the first step with tokens: its first token takes the whole time and its ``k - 1``
+    companions get ``0.0``. Steps with no tokens are skipped. So the sum is the time from the
+    reference point to the last token (when no step is skipped).
+
+    >>> split_steps([0.5, 0.25, 0.75], [2, 1, 3])
+    [0.5, 0.0, 0.25, 0.25, 0.25, 0.25]
+    """
+    out: list[float] = []
+    for dt, k in zip(step_s, step_tokens):
+        if k <= 0:
+            continue
+        if not out:
+            out.append(dt)
+            out.extend([0.0] * (k - 1))
+        else:
+            out.extend([dt / k] * k)
+    return out
+
+
 class RunRecorder:
     """Mutable record of the run in progress; :meth:`finish` turns it into a :class:`RunResult`.
 
@@ -315,19 +338,12 @@ class RunRecorder:
         for t, ex in zip(self.times, self.excluded):
             steps.append(max(t - prev - ex, 0.0))
             prev = t
-        per_token: list[float] = []
+        per_token = split_steps(steps, self.tokens)
         memory: list[int] = []
-        have_mem = len(self.memory) == len(self.times) and bool(self.memory)
-        for i, (dt, k) in enumerate(zip(steps, self.tokens)):
-            if k <= 0:
-                continue
-            if i == 0 or not per_token:
-                per_token.append(dt)
-                per_token.extend([0.0] * (k - 1))
-            else:
-                per_token.extend([dt / k] * k)
-            if have_mem:
-                memory.extend([self.memory[i]] * k)
+        if len(self.memory) == len(self.times) and self.memory:
+            for i, (_, k) in enumerate(zip(steps, self.tokens)):
+                if k > 0:
+                    memory.extend([self.memory[i]] * k)
         extra = dict(extra or {})
         if self.interleaved is not None:
             complete = False

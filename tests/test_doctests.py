@@ -13,6 +13,7 @@ MODULES = [
     "streambench.tiny",
     "streambench.streamer",
     "streambench.endpoint",
+    "streambench.endpoint.scrub",
     "streambench.presets",
     "streambench.errors",
     "streambench.config",

@@ -42,17 +42,29 @@ from streambench.endpoint import (
     RequestRecord,
     apportion,
     count_chunk_tokens,
-    format_summary,
+    endpoint_table,
     make_prompts,
     parse_slo,
     request_url,
     run_endpoint,
     summarize,
+    to_entry,
 )
 from streambench.tiny import build_tokenizer
 
 KNOWN_FIELDS = {"model", "prompt", "messages", "max_tokens", "stream", "stream_options"}
 KNOWN_FIELDS |= {"temperature"}
+
+
+def table_text(res) -> str:
+    """What ``streambench endpoint`` prints for ``res``: its results-document entry as a table."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=300, record=True)
+    console.print(endpoint_table(to_entry(res)))
+    return console.export_text()
 
 
 class Stub:
@@ -391,7 +403,7 @@ def test_known_latency_one_token_chunks(stub):
     before = len(stub.seen)
     res = run_endpoint(spec)
     s = res.summary
-    assert s.requests == 3 and s.ok == 3 and s.failed == 0, format_summary(res)
+    assert s.requests == 3 and s.ok == 3 and s.failed == 0, table_text(res)
     assert len(res.records) == 4 and res.records[0].warmup
     truths = stub.seen[before:]  # one at a time: same order as the records
     # (the warm-up request pays the new client's first connection: not compared)
@@ -431,7 +443,7 @@ def test_known_latency_multi_token_chunks(stub):
             force="on",
         )
         res = run_endpoint(spec)
-        assert res.summary.ok == 3, format_summary(res)
+        assert res.summary.ok == 3, table_text(res)
         assert at_least(res.summary.ttft_s.min, ttft)
         for r in res.measured:
             assert r.token_count == method and r.chunk_tokens == (4, 4, 4, 4)
@@ -454,7 +466,7 @@ def test_known_latency_multi_token_chunks(stub):
     )
     r = res.measured[0]
     assert r.token_count == "chunks" and r.output_tokens == 4 and r.chunk_tokens == (1, 1, 1, 1)
-    assert res.summary.short_outputs == 1 and "fewer than 16" in format_summary(res)
+    assert res.summary.short_outputs == 1 and "fewer than 16" in table_text(res)
     # ... and with the local tokenizer: 3 characters per token in the stub -> 3 x 4 per chunk
     res = run_endpoint(
         EndpointSpec(
@@ -482,7 +494,7 @@ def test_chat_and_sse_variants(stub):
         force="on",
     )
     res = run_endpoint(spec)
-    assert res.summary.ok == 2, format_summary(res)
+    assert res.summary.ok == 2, table_text(res)
     r = res.measured[0]
     # the role-only first delta is not a token; no [DONE] but a finish_reason: complete
     assert r.output_tokens == 5 and r.finish_reason == "length"
@@ -509,7 +521,7 @@ def test_failures_are_counted_never_timed(stub):
             force="on",
         )
     )
-    assert res.summary.errors == {"stream_cut": 2}, format_summary(res)
+    assert res.summary.errors == {"stream_cut": 2}, table_text(res)
     assert len(res.records[0].chunk_times_s) == 3  # what arrived is kept in the record
     # a body that ends cleanly but early (no [DONE], no finish_reason)
     res = run_endpoint(
@@ -577,7 +589,7 @@ def test_timeout_and_dead_server_never_hang(stub):
         )
     )
     assert time.perf_counter() - t < 5
-    assert res.summary.errors == {"timeout": 2}, format_summary(res)
+    assert res.summary.errors == {"timeout": 2}, table_text(res)
     assert "0.5 s" in res.records[0].error
     port = free_port()  # nothing listens there
     t = time.perf_counter()
@@ -601,7 +613,7 @@ def test_auto_force_drops_refused_fields(stub):
             output_tokens=4,
         )
     )
-    assert res.summary.ok == 2, format_summary(res)
+    assert res.summary.ok == 2, table_text(res)
     assert res.dropped_fields == (
         "ignore_eos",
         "min_tokens",
@@ -610,7 +622,7 @@ def test_auto_force_drops_refused_fields(stub):
     assert "ignore_eos" not in res.sent_fields and "stream_options" in res.sent_fields
     probes = [r for r in res.records if r.index < 0]
     assert [r.status for r in probes] == [422, 200]
-    assert "output length not forced" in format_summary(res)
+    assert "output length not forced" in table_text(res)
     seen = stub.seen[before:]
     assert seen[0]["body"]["max_tokens"] == 1 and "ignore_eos" in seen[0]["body"]
     assert all("ignore_eos" not in x["body"] for x in seen[1:])

@@ -48,6 +48,7 @@ from streambench.endpoint import (
     run_endpoint,
     scrub_argv,
     scrub_text,
+    to_entry,
 )
 
 LOCATION = "http://bob:LOCSECRET9@127.0.0.1:1/elsewhere/v1/completions?api_key=LOCSECRET9&x=1"
@@ -612,7 +613,8 @@ def test_library_run_under_policy_returns_partial_result(server):
     assert policy.received == [signal.SIGTERM]
     assert res.interrupted and res.interrupt_signal == signal.SIGTERM
     assert 1 <= res.summary.ok < 50 and res.summary.failed == 0
-    assert res.to_dict()["interrupted_by"] == "SIGTERM"
+    entry = to_entry(res)
+    assert entry["status"] == "interrupted" and "(SIGTERM)" in entry["error"]
 
 
 # ----------------------------------------------------------------------- 6. one-line errors

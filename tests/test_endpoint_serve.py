@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from streambench.endpoint import EndpointSpec, format_summary, run_endpoint
+from streambench.endpoint import EndpointSpec, run_endpoint
 
 pytestmark = [
     pytest.mark.skipif(
@@ -95,7 +95,7 @@ def served(tmp_path_factory):
 
 def check_consistent(res, n_requests):
     s = res.summary
-    assert s.ok == n_requests and s.failed == 0, format_summary(res)
+    assert s.ok == n_requests and s.failed == 0, s.first_errors
     for r in res.measured:
         assert r.ttft_s > 0 and r.e2e_s >= r.ttft_s
         assert sum(r.chunk_tokens) == r.output_tokens >= 1

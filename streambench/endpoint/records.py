@@ -1,0 +1,163 @@
+"""One streamed request: :class:`RequestRecord` and the latencies derived from its chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ..timing import split_steps
+from .tokens import count_chunk_tokens
+
+if TYPE_CHECKING:
+    from ..timing import RunResult
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One streamed request. Times in seconds (``perf_counter``), counted from when it was sent.
+
+    ``index``: position in its phase (the 1-token probes of ``force="auto"``: -1, -2, -3);
+    ``warmup``: a warm-up (or probe) request, never in
+    statistics; ``ok``: the stream completed. ``error`` (``"kind: detail"``, kinds: ``connect``,
+    ``http``, ``timeout``, ``stream_cut``, ``protocol``, ``server_error``) and ``status`` (HTTP
+    status) explain a failure. ``sent_s``: when it was sent, from the start of its phase.
+    ``prompt_tokens``: from the server's ``usage``, else the local tokenizer, else ``None``.
+    ``warnings``: server numbers that were not trusted (see :mod:`streambench.endpoint`); the
+    tokens were then counted from the text chunks.
+    """
+
+    index: int
+    ok: bool
+    sent_s: float
+    warmup: bool = False
+    error: str | None = None
+    status: int | None = None
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    chunk_times_s: tuple[float, ...] = ()
+    chunk_tokens: tuple[int, ...] = ()
+    output_tokens: int = 0
+    prompt_tokens: int | None = None
+    token_count: str = "chunks"
+    finish_reason: str | None = None
+    events: int = 0
+    #: server input that was not trusted (an implausible ``usage`` count ignored, ...)
+    warnings: tuple[str, ...] = ()
+    # raw stream data, kept to (re)count tokens after the run (not written to results)
+    texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    chunk_usage: tuple[int | None, ...] = field(default=(), repr=False, compare=False)
+    usage_total: int | None = field(default=None, repr=False, compare=False)
+
+    def recount(self, tokenizer: Any) -> RequestRecord:
+        """This record with its tokens per chunk counted again with ``tokenizer`` (see
+        :func:`count_chunk_tokens`). Done after the measured phase, never while requests stream:
+        tokenizing long outputs inside the event loop would delay the other requests' chunks."""
+        if tokenizer is None or not self.texts:
+            return self
+        counts, method = count_chunk_tokens(
+            self.texts, self.chunk_usage, self.usage_total, tokenizer
+        )
+        return replace(
+            self, chunk_tokens=tuple(counts), output_tokens=sum(counts), token_count=method
+        )
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.error.split(":", 1)[0] if self.error else None
+
+    @property
+    def tpot_s(self) -> float | None:
+        """``(e2e_s - ttft_s) / (output_tokens - 1)``, seconds/token."""
+        if self.ttft_s is None or self.e2e_s is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    @property
+    def token_latencies_s(self) -> tuple[float, ...]:
+        """Per output token: ``ttft_s`` first, then the inter-token latencies (seconds; the split
+        rule: :func:`streambench.timing.split_steps`, see :mod:`streambench.endpoint`)."""
+        gaps: list[float] = []
+        prev = 0.0  # a chunk without tokens: its time is carried into the next one with tokens
+        for t, k in zip(self.chunk_times_s, self.chunk_tokens):
+            gaps.append(t - prev)
+            if k > 0:
+                prev = t
+        return tuple(split_steps(gaps, self.chunk_tokens))
+
+    @property
+    def itl_s(self) -> tuple[float, ...]:
+        """Inter-token latencies, one per output token after the first."""
+        return self.token_latencies_s[1:]
+
+    @property
+    def chunk_gaps_s(self) -> tuple[float, ...]:
+        """Time between consecutive text chunks (the first entry is ``ttft_s``)."""
+        prev = 0.0
+        out = []
+        for t in self.chunk_times_s:
+            out.append(t - prev)
+            prev = t
+        return tuple(out)
+
+    def meets(self, slo: dict[str, float]) -> bool:
+        """True when the request succeeded and every given SLO threshold (seconds) holds."""
+        if not self.ok:
+            return False
+        checks = {
+            "ttft": self.ttft_s,
+            "tpot": self.tpot_s,
+            "e2e": self.e2e_s,
+            "itl": max(self.itl_s) if self.itl_s else None,
+        }
+        for key, limit in slo.items():
+            value = checks[key]
+            if value is not None and value > limit:
+                return False
+        return True
+
+    def to_dict(self, per_token: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "warmup": self.warmup,
+            "ok": self.ok,
+            "error": self.error,
+            "status": self.status,
+            "sent_s": self.sent_s,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "e2e_s": self.e2e_s,
+            "output_tokens": self.output_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "token_count": self.token_count,
+            "finish_reason": self.finish_reason,
+            "chunks": len(self.chunk_times_s),
+            "events": self.events,
+            "warnings": list(self.warnings),
+        }
+        if per_token:
+            out["chunk_times_s"] = list(self.chunk_times_s)
+            out["chunk_tokens"] = list(self.chunk_tokens)
+            out["itl_s"] = list(self.itl_s)
+        return out
+
+    def to_run_result(self, device: str = "endpoint") -> RunResult:
+        """The same request as a :class:`~streambench.timing.RunResult` (``reference="request"``,
+        ``batch_size=1``), so reports and :func:`streambench.stats.aggregate` treat it like a local
+        run: ``first_token_s`` = TTFT, ``token_latencies_s`` = TTFT then ITL, ``step_*`` = chunks.
+        ``extra`` holds ``e2e_s``, ``tpot_s`` and ``token_count``."""
+        from ..timing import RunResult
+
+        lat = self.token_latencies_s
+        return RunResult(
+            device=device,
+            reference="request",
+            first_token_s=lat[0] if lat else None,
+            token_latencies_s=lat,
+            step_latencies_s=self.chunk_gaps_s,
+            step_tokens=self.chunk_tokens,
+            new_tokens=len(lat),
+            batch_size=1,
+            prompt_tokens=self.prompt_tokens or 0,
+            complete=self.ok,
+            extra={"e2e_s": self.e2e_s, "tpot_s": self.tpot_s, "token_count": self.token_count},
+        )

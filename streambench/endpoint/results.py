@@ -1,0 +1,334 @@
+"""The endpoint benchmark in the shared results document and on the console.
+
+:func:`to_entry` is the one place an endpoint configuration entry of the results document
+(``docs/results-schema.md``) is built; :func:`environment` is the document's ``environment``;
+:func:`endpoint_table` and :func:`request_line` are what the command prints. Times in the entry
+are seconds; the console shows milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import signal_name
+from ..stats import Stats
+from .metrics import EndpointResult, EndpointSummary
+from .records import RequestRecord
+from .scrub import public_url, scrub_argv, scrub_json
+from .spec import EndpointSpec, request_url
+
+#: CSV columns of an endpoint configuration, after the columns shared with ``streambench run``
+CSV_COLUMNS = (
+    "requests",
+    "failed requests",
+    "concurrency",
+    "request rate (/s)",
+    "TTFT median (ms)",
+    "TTFT p99 (ms)",
+    "TPOT mean (ms/token)",
+    "TPOT median (ms/token)",
+    "TPOT p90 (ms/token)",
+    "TPOT p99 (ms/token)",
+    "ITL mean (ms)",
+    "ITL median (ms)",
+    "ITL p90 (ms)",
+    "ITL p99 (ms)",
+    "E2E mean (ms)",
+    "E2E median (ms)",
+    "E2E p90 (ms)",
+    "E2E p99 (ms)",
+    "requests/s",
+    "output tokens/s",
+    "goodput (requests/s)",
+    "SLO attained",
+    "token count",
+)
+
+
+def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
+    """(id, label) of one endpoint configuration."""
+    rate = f" rate{spec.request_rate:g}" if spec.request_rate is not None else ""
+    chat = " chat" if spec.chat else ""
+    io = f"{spec.prompt_tokens}-{spec.output_tokens}"
+    cid = (
+        f"{spec.model}|{io}|bs1|c{spec.max_in_flight}"
+        + rate.replace(" ", "|")
+        + chat.replace(" ", "|")
+    )
+    return cid, f"{spec.model} {io} c{spec.max_in_flight}{rate}{chat}"
+
+
+def to_entry(result: EndpointResult) -> dict[str, Any]:
+    """A configuration entry of the shared results document (``docs/results-schema.md``).
+
+    Shared with ``streambench run`` where the numbers mean the same: ``trials`` holds one run
+    object per successful measured request (``first_token_s`` = TTFT; ``token_latencies_s`` =
+    TTFT then the inter-token latencies; ``step_*`` = the raw chunks), and ``aggregates`` holds
+    :func:`streambench.stats.aggregate` over them. ``aggregates.endpoint`` adds TTFT/TPOT/ITL/E2E
+    statistics, throughput, goodput and failures; ``requests`` lists every request (warm-up and
+    probe included), failed ones with their error.
+    """
+    from ..report import _finite
+
+    s = result.summary
+    cid, label = configuration_id(result.spec)
+    runs = result.run_results(device="endpoint")
+    warm = [
+        r.to_run_result("endpoint") for r in result.records if r.warmup and r.ok and r.index >= 0
+    ]
+    status, error = _status_and_error(result)
+    return {
+        "id": cid,
+        "label": label,
+        "config": _entry_config(result),
+        "status": status,
+        "error": error,
+        "actual_input_tokens": _median_int(s.prompt_tokens),
+        "actual_output_tokens": _median_int(s.output_tokens),
+        "encoder_decoder": False,
+        "model_loading_time_s": None,
+        "started_at": result.started_at,
+        "duration_s": s.duration_s,
+        "aggregates": _aggregates(runs, s),
+        "warmup_runs": [r.to_dict(per_token=False) for r in warm],
+        "trials": [_finite(r.to_dict()) for r in runs],
+        "requests": [_finite(r.to_dict(per_token=False)) for r in result.records],
+        "warnings": list(result.warnings)
+        + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings],
+        "csv_extra": _csv_extra(result),
+    }
+
+
+def _aggregates(runs: list[Any], s: EndpointSummary) -> dict[str, Any] | None:
+    """:func:`streambench.stats.aggregate` over the successful measured requests (as runs), plus
+    ``endpoint``: the :class:`EndpointSummary`; ``None`` when no request succeeded."""
+    from ..report import _finite
+    from ..stats import aggregate
+
+    if not runs:
+        return None
+    aggregates = aggregate(runs).to_dict()
+    aggregates["pre_prompt_s"] = None
+    aggregates["memory_kind"] = None
+    aggregates["endpoint"] = _finite(s.to_dict())
+    return aggregates
+
+
+def _status_and_error(result: EndpointResult) -> tuple[str, str | None]:
+    """The entry's ``status`` (``ok``, ``failed``, ``interrupted``) and ``error`` line."""
+    s = result.summary
+    if result.interrupted:
+        status = "interrupted"
+    else:
+        status = "ok" if s.ok else "failed"
+    error = None
+    if s.failed:
+        error = f"{s.failed} of {s.requests} requests failed: " + "; ".join(s.first_errors)
+    elif result.interrupted:
+        how = signal_name(result.interrupt_signal) if result.interrupt_signal else "Ctrl-C"
+        error = f"interrupted ({how}) before all requests finished"
+    return status, error
+
+
+def _entry_config(result: EndpointResult) -> dict[str, Any]:
+    """The entry's ``config``: as for ``streambench run`` plus the endpoint's own settings."""
+    spec = result.spec
+    return {
+        "model": spec.model,
+        "input_tokens": spec.prompt_tokens,
+        "output_tokens": spec.output_tokens,
+        "batch_size": 1,
+        "num_beams": 1,
+        "low_bit": None,
+        "dtype": None,
+        "device": "endpoint",
+        "warmup": spec.warmup,
+        "trials": spec.requests,
+        "concurrency": spec.max_in_flight,
+        "request_rate": spec.request_rate,
+        "chat": spec.chat,
+        "endpoint": public_url(request_url(spec.url, spec.chat)),
+        "sent_fields": list(result.sent_fields),
+        "dropped_fields": list(result.dropped_fields),
+        "extra_body": scrub_json(spec.extra_body, spec.secrets()),
+        "slo_s": dict(spec.slo),
+    }
+
+
+def _csv_ms(st: Stats | None, stat: str) -> str:
+    """Statistic ``stat`` of ``st`` (seconds) in milliseconds, 3 decimals; ``""`` when unknown."""
+    value = getattr(st, stat) if st is not None else None
+    return "" if value is None else f"{value * 1e3:.3f}"
+
+
+def _csv_num(value: float | None, digits: int) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _csv_extra(result: EndpointResult) -> dict[str, Any]:
+    """The entry's ``csv_extra``: one value per :data:`CSV_COLUMNS` column."""
+    spec, s = result.spec, result.summary
+    values = [
+        s.requests,
+        s.failed,
+        spec.max_in_flight,
+        "" if spec.request_rate is None else f"{spec.request_rate:g}",
+        _csv_ms(s.ttft_s, "median"),
+        _csv_ms(s.ttft_s, "p99"),
+    ]
+    for st in (s.tpot_s, s.itl_s, s.e2e_s):
+        values += [_csv_ms(st, stat) for stat in ("mean", "median", "p90", "p99")]
+    values += [
+        _csv_num(s.requests_per_s, 3),
+        _csv_num(s.output_tokens_per_s, 1),
+        _csv_num(s.goodput_requests_per_s, 3),
+        _csv_num(s.slo_attained, 3),
+        ",".join(sorted(s.token_count)),
+    ]
+    return dict(zip(CSV_COLUMNS, values))
+
+
+def _median_int(st: Stats | None) -> int | None:
+    return None if st is None else round(st.median)
+
+
+def environment(spec: EndpointSpec) -> dict[str, Any]:
+    """The results document's ``environment``: this client's machine and versions, with
+    ``device = "endpoint"`` and ``device_name`` = the URL (the server's own hardware is unknown
+    to the client)."""
+    from importlib import metadata
+
+    from .. import report
+
+    extra: dict[str, Any] = {
+        "device": "endpoint",
+        "device_name": public_url(spec.url),
+        "endpoint": public_url(spec.url),
+    }
+    for dist in ("httpx", "httpx-sse"):
+        try:
+            extra[dist.replace("-", "_")] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    env = report.environment(None, extra=extra)
+    env["argv"] = scrub_argv(env.get("argv") or [], spec.secrets())
+    return env
+
+
+def endpoint_table(entry: dict[str, Any]) -> Any:
+    """A rich renderable of one endpoint configuration: TTFT, TPOT, ITL and E2E (mean, median,
+    p90, p99, stdev in ms), then throughput, goodput, token counting and failures."""
+    from rich.console import Group
+    from rich.text import Text
+
+    cfg = entry.get("config", {})
+    ep = (entry.get("aggregates") or {}).get("endpoint") or {}
+    reqs = entry.get("requests") or []
+    measured = [r for r in reqs if not r.get("warmup")]
+    ok = sum(1 for r in measured if r.get("ok"))
+    header = Text(
+        f"{entry.get('label')}  ·  {ok}/{len(measured)} requests ok after "
+        f"{cfg.get('warmup')} warm-up  ·  {cfg.get('endpoint')}",
+        style="bold",
+    )
+    parts: list[Any] = [header]
+    if ep:
+        parts.append(_metrics_table(ep))
+        parts.extend(_throughput_lines(entry, cfg, ep))
+    dropped = cfg.get("dropped_fields") or []
+    if dropped:
+        parts.append(Text(_dropped_note(dropped, cfg), style="yellow"))
+    for warning in entry.get("warnings") or []:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
+    if entry.get("error"):
+        parts.append(Text(str(entry["error"]), style="red"))
+    parts.append(Text(""))
+    return Group(*parts)
+
+
+def _metrics_table(ep: dict[str, Any]) -> Any:
+    """TTFT, TPOT, ITL and E2E statistics (``aggregates.endpoint``, seconds) in milliseconds."""
+    from rich.table import Table
+
+    table = Table(min_width=60)
+    table.add_column("metric", style="bold")
+    for name in ("mean", "median", "p90", "p99", "stdev", "n"):
+        table.add_column(name, justify="right")
+    for name, key in (
+        ("TTFT (ms)", "ttft_s"),
+        ("TPOT (ms/token)", "tpot_s"),
+        ("ITL (ms)", "itl_s"),
+        ("E2E (ms)", "e2e_s"),
+    ):
+        st = ep.get(key)
+        if not st:
+            table.add_row(name, *["-"] * 6)
+            continue
+        table.add_row(
+            name,
+            *(f"{st[k] * 1e3:.2f}" for k in ("mean", "median", "p90", "p99", "stdev")),
+            str(st["n"]),
+        )
+    return table
+
+
+def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, Any]) -> list[Any]:
+    """Throughput and token counting, goodput (with an SLO) and short outputs, as rich texts."""
+    from rich.text import Text
+
+    from .. import report
+
+    line = (
+        f"{ep.get('requests_per_s') or 0:.3f} requests/s  ·  "
+        f"{ep.get('output_tokens_per_s') or 0:.1f} output tokens/s  ·  "
+        f"actual in/out {report.actual_tokens(entry, '/') or 'n/a'} tokens  ·  counted by "
+        + ", ".join(f"{k} ({v})" for k, v in (ep.get("token_count") or {}).items())
+    )
+    parts: list[Any] = [Text(line, style="dim")]
+    if ep.get("slo_attained") is not None:
+        slo = ",".join(f"{k}={v * 1e3:g}ms" for k, v in (ep.get("slo") or {}).items())
+        parts.append(
+            Text(
+                f"goodput ({slo}): {ep.get('goodput_requests_per_s') or 0:.3f} requests/s, "
+                f"{ep['slo_attained']:.1%} of requests within SLO"
+            )
+        )
+    if ep.get("short_outputs"):
+        parts.append(
+            Text(
+                f"{ep['short_outputs']} request(s) returned fewer than "
+                f"{cfg.get('output_tokens')} tokens",
+                style="yellow",
+            )
+        )
+    return parts
+
+
+def _dropped_note(dropped: list[str], cfg: dict[str, Any]) -> str:
+    """The line about request fields the server refused (``dropped_fields``)."""
+    note = "server refused " + ", ".join(dropped) + " (dropped)"
+    if "ignore_eos" in dropped:
+        note += (
+            ": the output length is forced only by --extra-body options, if any; see the "
+            "actual tokens"
+            if cfg.get("extra_body")
+            else ": output length not forced (server-specific options: --extra-body)"
+        )
+    return note
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:.2f}"
+
+
+def request_line(rec: RequestRecord) -> str:
+    """The ``--verbose`` line of one request (times in ms)."""
+    what = "probe" if rec.index < 0 else ("warm-up" if rec.warmup else "request")
+    if not rec.ok:
+        return f"{what} {rec.index}: failed: {rec.error}"
+    return (
+        f"{what} {rec.index}: TTFT {_ms(rec.ttft_s)} ms, TPOT {_ms(rec.tpot_s)} ms, "
+        f"E2E {_ms(rec.e2e_s)} ms, {rec.output_tokens} tokens in {len(rec.chunk_times_s)} "
+        f"chunks ({rec.token_count})"
+    )

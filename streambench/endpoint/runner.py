@@ -1,0 +1,302 @@
+"""The load generator: :class:`EndpointBenchmark` sends the probes, warm-up and measured requests
+(bounded concurrency, optional seeded Poisson arrivals) and collects their records."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import SignalPolicy
+from .client import send_request
+from .metrics import EndpointResult, summarize
+from .prompts import PromptSource
+from .records import RequestRecord
+from .signals import give_back_signals, take_signals
+from .spec import FORCE_FIELDS, EndpointSpec, request_url
+from .tokens import load_tokenizer
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def _body(spec: EndpointSpec, prompt: str, max_tokens: int, level: int) -> dict[str, Any]:
+    """Request body. ``level`` 0: everything; 1: without the forcing fields; 2: also without
+    ``stream_options``."""
+    body: dict[str, Any] = {"model": spec.model, "stream": True, "max_tokens": max_tokens}
+    if spec.chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if spec.temperature is not None:
+        body["temperature"] = spec.temperature
+    force = spec.force == "on" or (spec.force == "auto" and level == 0)
+    if force:
+        body["ignore_eos"] = True
+        body["min_tokens"] = max_tokens
+    if spec.force == "on" or level < 2:
+        opts: dict[str, Any] = {"include_usage": True}
+        if force:
+            opts["continuous_usage_stats"] = True
+        body["stream_options"] = opts
+    body.update(spec.extra_body)
+    return body
+
+
+def arrival_gaps(count: int, rate: float, seed: int, cap_s: float) -> Iterator[tuple[float, bool]]:
+    """The ``count`` gaps between Poisson arrivals at ``rate``/s (``random.Random(seed)``
+    exponential draws), each cut at ``cap_s``: ``(gap, was_cut)`` pairs."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        gap = rng.expovariate(rate)
+        yield (cap_s, True) if gap > cap_s else (gap, False)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What every request of one run shares: the client, the URL, the headers (with the key), the
+    secrets to mask and the prompts."""
+
+    client: httpx.AsyncClient
+    url: str
+    headers: dict[str, str]
+    secrets: tuple[str, ...]
+    prompts: PromptSource
+
+
+class EndpointBenchmark:
+    """Runs a spec; :attr:`records` fills as requests finish (kept when interrupted).
+
+    Interruptions: under a :class:`~streambench.errors.SignalPolicy` (the command line installs
+    one) SIGINT, SIGTERM and SIGHUP are taken over inside the event loop for the run, so a signal
+    cancels the run in an orderly way (in-flight requests dropped, the client closed) and
+    :meth:`run` returns the finished requests with ``interrupted=True`` and
+    ``interrupt_signal``. Without a policy, Ctrl-C does the same through ``asyncio.run``."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        on_request: Callable[[RequestRecord], None] | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.spec = spec.validate()
+        self.on_request = on_request
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.tokenizer)
+        self.records: list[RequestRecord] = []
+        self.level = 0
+        self.dropped: tuple[str, ...] = ()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.duration_s = 0.0
+        self.interrupted = False
+        self.interrupt_signal: int | None = None
+        self.warnings: list[str] = []
+
+    def _ptok(self, prompt: str) -> int | None:
+        if self.tokenizer is None or self.spec.chat:
+            return None
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def _on_signal(self, signum: int, policy: SignalPolicy, task: Any) -> None:
+        policy.received.append(int(signum))  # the policy then ignores later signals
+        if len(policy.received) == 1:
+            self.interrupt_signal = int(signum)
+            task.cancel()
+
+    async def arun(self) -> EndpointResult:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        taken = take_signals(loop, self._on_signal, task)
+        try:
+            await self._arun()
+        except asyncio.CancelledError:
+            if self.interrupt_signal is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            self.interrupted = True
+        finally:
+            give_back_signals(loop, taken)
+        return self.result()
+
+    async def _arun(self) -> None:
+        import httpx
+
+        spec = self.spec
+        url = request_url(spec.url, spec.chat)
+        headers = self._headers()
+        secrets = spec.secrets()
+        prompts = PromptSource(spec, spec.warmup + spec.requests, self.tokenizer, self._ptok)
+        limit = spec.max_in_flight
+        timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
+        limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+        async with httpx.AsyncClient(
+            timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
+        ) as client:
+            session = _Session(client, url, headers, secrets, prompts)
+            if spec.force == "auto":
+                await self._probe(session)
+            await self._warm_up(session)
+            await self._measure(session)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+            "Cache-Control": "no-store",
+        }
+        key = self.spec._resolved_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _send(
+        self, session: _Session, i: int, prompt_i: int, max_tokens: int, warm: bool, start: float
+    ) -> RequestRecord:
+        """Send request ``i`` (prompt ``prompt_i``; ``start``: when its phase began, a
+        ``perf_counter`` time) and record it."""
+        prompt, ptok = session.prompts.get(prompt_i)
+        rec = await send_request(
+            session.client,
+            session.url,
+            _body(self.spec, prompt, max_tokens, self.level),
+            session.headers,
+            self.spec.timeout_s,
+            i,
+            start,
+            warm,
+            ptok,
+            session.secrets,
+        )
+        self.records.append(rec)
+        if self.on_request is not None:
+            self.on_request(rec)
+        return rec
+
+    async def _probe(self, session: _Session) -> None:
+        """Settle which optional fields the server accepts: 1-token probes (``force="auto"``),
+        dropping the forcing fields, then ``stream_options``, after HTTP 400/422."""
+        spec = self.spec
+        for level in (0, 1, 2):
+            self.level = level
+            rec = await self._send(session, -1 - level, 0, 1, True, time.perf_counter())
+            if rec.ok or rec.status not in (400, 422):
+                break
+        else:
+            self.level = 0
+        sent = _body(spec, "", 1, self.level)
+        full = _body(spec, "", 1, 0)
+        self.dropped = tuple(k for k in FORCE_FIELDS if k not in sent)
+        if "stream_options" in full and "stream_options" not in sent:
+            self.dropped += ("stream_options",)
+        elif full.get("stream_options") != sent.get("stream_options"):
+            self.dropped += ("stream_options.continuous_usage_stats",)
+
+    async def _warm_up(self, session: _Session) -> None:
+        """The warm-up requests, one at a time."""
+        t_warm = time.perf_counter()
+        for i in range(self.spec.warmup):
+            await self._send(session, i, i, self.spec.output_tokens, True, t_warm)
+
+    async def _measure(self, session: _Session) -> None:
+        """The measured requests: bounded concurrency, optional Poisson arrivals. At most
+        ``max_in_flight`` requests exist at a time without a rate; with one, arrival gaps are cut
+        at the timeout (see :attr:`EndpointSpec.max_duration_s`). Sets :attr:`duration_s`."""
+        import asyncio
+
+        spec = self.spec
+        sem = asyncio.Semaphore(spec.max_in_flight)
+        start = time.perf_counter()
+
+        async def guarded(i: int, acquired: bool) -> None:
+            if not acquired:
+                await sem.acquire()
+            try:
+                await self._send(session, i, spec.warmup + i, spec.output_tokens, False, start)
+            finally:
+                sem.release()
+
+        tasks: set[asyncio.Task[None]] = set()
+        gaps = (
+            arrival_gaps(spec.requests - 1, spec.request_rate, spec.seed, spec.timeout_s)
+            if spec.request_rate is not None
+            else None
+        )
+        cut = 0
+        next_t = start
+        try:
+            for i in range(spec.requests):
+                if gaps is not None and i > 0:
+                    gap, was_cut = next(gaps)
+                    cut += was_cut
+                    next_t += gap
+                    delay = next_t - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    acquired = False
+                else:
+                    await sem.acquire()
+                    acquired = True
+                t = asyncio.ensure_future(guarded(i, acquired))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            while tasks:
+                await asyncio.gather(*list(tasks))
+        finally:
+            for t in list(tasks):
+                t.cancel()
+            self.duration_s = time.perf_counter() - start
+            if cut:
+                self.warnings.append(
+                    f"{cut} of {spec.requests - 1} arrival gaps were longer than --timeout "
+                    f"({spec.timeout_s:g} s) and were cut to it"
+                )
+
+    def result(self) -> EndpointResult:
+        """The result of what has finished so far (after an interruption: a partial result)."""
+        records = tuple(
+            r.recount(self.tokenizer)
+            for r in sorted(
+                self.records, key=lambda r: (not r.warmup, r.index if not r.warmup else 0)
+            )
+        )
+        sent = _body(self.spec, "", 1, self.level)
+        return EndpointResult(
+            spec=self.spec,
+            records=records,
+            summary=summarize(records, self.duration_s, self.spec.slo, self.spec.output_tokens),
+            started_at=self.started_at,
+            sent_fields=tuple(k for k in sent if k not in ("prompt", "messages")),
+            dropped_fields=self.dropped,
+            interrupted=self.interrupted,
+            interrupt_signal=self.interrupt_signal if self.interrupted else None,
+            warnings=tuple(self.warnings),
+        )
+
+    def run(self) -> EndpointResult:
+        """Run to the end (blocking). Interrupted (Ctrl-C; SIGTERM/SIGHUP under a
+        :class:`~streambench.errors.SignalPolicy`): a partial result with ``interrupted=True``."""
+        import asyncio
+        import signal
+
+        try:
+            return asyncio.run(self.arun())
+        except KeyboardInterrupt as exc:
+            self.interrupted = True
+            if self.interrupt_signal is None:
+                self.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
+            return self.result()
+
+
+def run_endpoint(
+    spec: EndpointSpec,
+    on_request: Callable[[RequestRecord], None] | None = None,
+    tokenizer: Any = None,
+) -> EndpointResult:
+    """Benchmark ``spec`` and return its :class:`EndpointResult` (blocking)."""
+    return EndpointBenchmark(spec, on_request=on_request, tokenizer=tokenizer).run()
