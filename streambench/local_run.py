@@ -111,6 +111,7 @@ class SweepSettings:
 
     @property
     def configurations_per_model(self) -> int:
+        """(input/output pair x batch size) configurations run for each model."""
         return len(self.in_out) * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,13 +158,18 @@ class RankContext:
         cls, device: Any = None, *, tp: str = "none", ranks: RankFacts | None = None
     ) -> RankContext:
         """Rank and world size from the launcher's environment (``RANK``/``WORLD_SIZE``, see
-        :class:`~streambench.ranks.RankFacts`); ``device`` (already validated, e.g. by
+        :class:`~streambench.ranks.RankFacts`); ``device`` (a
+        :class:`~streambench.loading.Placement`, taken as it is, or a device validated by
         :func:`~streambench.devices.resolve_device`) becomes :attr:`placement`. With several
         ranks, the process group is initialized on this rank's device and :meth:`gather`
         collects every rank's runs into the writer's entry
         (:func:`streambench.cluster.gather_entry`)."""
-        ranks = RankFacts.from_env() if ranks is None else ranks
-        placement = None if device is None else Placement.resolve(device, tp, ranks)
+        if isinstance(device, Placement):
+            placement: Placement | None = device
+            ranks = device.ranks
+        else:
+            ranks = RankFacts.from_env() if ranks is None else ranks
+            placement = None if device is None else Placement.resolve(device, tp, ranks)
         ctx = cls(ranks.rank, ranks.world_size, placement=placement)
         if ranks.launched:
             from .cluster import gather_entry

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..ranks import torch_distributed
@@ -93,54 +94,77 @@ def _single_process(
     )
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The process group of one gather, seen from this rank."""
+
+    dist: Any
+    group: Any
+    me: int
+    ranks: list[int]
+    backend: str
+    store: Any
+
+    @classmethod
+    def current(cls, dist: Any, group: Any) -> _Group:
+        me = int(dist.get_rank())
+        ranks = _group_ranks(dist, group)
+        if me not in ranks:
+            raise ValueError(f"rank {me} is not in the process group passed to gather_summaries()")
+        backend = str(dist.get_backend(group))
+        return cls(dist, group, me, ranks, backend, _default_store(dist))
+
+    @property
+    def tag(self) -> str:
+        return "all" if self.group is None else "-".join(map(str, self.ranks))
+
+
 def _hold_roll_call(
-    store: Any, key: str, me: int, ranks: list[int], mine: RankSummary, timeout_s: float
+    g: _Group, mine: RankSummary, timeout_s: float
 ) -> tuple[bool | None, dict[int, dict[str, Any]], list[str]]:
-    """The roll call under the store prefix ``key``: ``(go, rows, problems)``. ``go`` is
-    ``True`` (run the collective), ``False`` (abandoned after ``timeout_s``) or ``None`` (the
-    store itself failed). Without a store, or alone in the group, straight to the collective."""
-    if store is None or len(ranks) <= 1:
+    """The roll call: ``(go, rows, problems)``. ``go`` is ``True`` (run the collective),
+    ``False`` (abandoned after ``timeout_s`` seconds) or ``None`` (the store itself failed).
+    Without a store, or alone in the group, straight to the collective."""
+    key = f"streambench/gather/{g.tag}/{GATHER_SEQUENCE.next(g.tag)}"
+    if g.store is None or len(g.ranks) <= 1:
         return True, {}, []
     try:
-        go, rows = _roll_call(store, key, me, ranks, mine.row(), timeout_s)
+        go, rows = _roll_call(g.store, key, g.me, g.ranks, mine.row(), timeout_s)
     except Exception as exc:  # noqa: BLE001 - e.g. the rank hosting the store is gone
-        return (
-            None,
-            {},
-            [f"the process group's store failed on rank {me} ({exc!r}): no collective ran"],
-        )
-    return go, rows, []
+        why = f"the process group's store failed on rank {g.me} ({exc!r}): no collective ran"
+        return None, {}, [why]
+    if go:
+        return go, rows, []
+    return (
+        go,
+        rows,
+        [
+            f"gather abandoned: a rank waited more than {timeout_s:g} s for the others, so "
+            "no collective ran and the per-token details were not exchanged"
+        ],
+    )
 
 
 def _exchange_details(
-    dist: Any,
-    group: Any,
-    me: int,
-    ranks: list[int],
-    mine: RankSummary,
-    *,
-    dst: int | None,
-    has_store: bool,
-    details: bool,
-    backend: str,
+    g: _Group, mine: RankSummary, *, dst: int | None, details: bool
 ) -> tuple[dict[int, RankSummary], bool, list[str]]:
     """The collective (every rank arrived): ``(summaries received, details gathered,
     problems)``. A failing collective becomes a problem line, never an exception."""
     payload = mine.to_dict() if details else mine.row()
     received: dict[int, RankSummary] = {}
     try:
-        if dst is None or not has_store:  # without a store, every rank needs the rows
-            out: list[Any] = [None] * len(ranks)
-            dist.all_gather_object(out, payload, group=group)
+        if dst is None or g.store is None:  # without a store, every rank needs the rows
+            out: list[Any] = [None] * len(g.ranks)
+            g.dist.all_gather_object(out, payload, group=g.group)
         else:
-            out = [None] * len(ranks) if me == dst else []
-            dist.gather_object(payload, out if me == dst else None, dst=dst, group=group)
+            out = [None] * len(g.ranks) if g.me == dst else []
+            g.dist.gather_object(payload, out if g.me == dst else None, dst=dst, group=g.group)
         for item in out:
             if item is not None:
                 received[int(item["rank"])] = RankSummary.from_row(item)
         return received, bool(out) and details, []
     except Exception as exc:  # noqa: BLE001 - report, do not crash the benchmark
-        return received, False, [f"collective {backend} gather failed on rank {me}: {exc!r}"]
+        return received, False, [f"collective {g.backend} gather failed on rank {g.me}: {exc!r}"]
 
 
 def _ordered_rows(
@@ -206,44 +230,20 @@ def gather_summaries(
     dist = torch_distributed()
     if dist is None:
         return _single_process(mine, timeout_s, details, t0)
-    me = int(dist.get_rank())
-    ranks = _group_ranks(dist, group)
-    if me not in ranks:
-        raise ValueError(f"rank {me} is not in the process group passed to gather_summaries()")
-    backend = str(dist.get_backend(group))
-    tag = "all" if group is None else "-".join(map(str, ranks))
-    key = f"streambench/gather/{tag}/{GATHER_SEQUENCE.next(tag)}"
-    store = _default_store(dist)
-    go, rows, problems = _hold_roll_call(store, key, me, ranks, mine, timeout_s)
+    g = _Group.current(dist, group)
+    go, rows, problems = _hold_roll_call(g, mine, timeout_s)
     summaries = {r: RankSummary.from_row(row) for r, row in rows.items()}
-    summaries[me] = mine
-    gathered = False
-    if len(ranks) > 1 and go and (details or store is None):
-        received, gathered, failed = _exchange_details(
-            dist,
-            group,
-            me,
-            ranks,
-            mine,
-            dst=dst,
-            has_store=store is not None,
-            details=details,
-            backend=backend,
-        )
+    summaries[g.me] = mine
+    gathered = details if len(g.ranks) == 1 else False
+    if len(g.ranks) > 1 and go and (details or g.store is None):
+        received, gathered, failed = _exchange_details(g, mine, dst=dst, details=details)
         summaries.update(received)
         problems += failed
-    elif len(ranks) == 1:
-        gathered = details
-    if go is False:
-        problems.append(
-            f"gather abandoned: a rank waited more than {timeout_s:g} s for the others, so "
-            "no collective ran and the per-token details were not exchanged"
-        )
-    ordered = _ordered_rows(summaries, ranks, timeout_s, gathered)
+    ordered = _ordered_rows(summaries, g.ranks, timeout_s, gathered)
     return ClusterSummary(
-        world_size=len(ranks),
-        backend=backend,
-        this_rank=me,
+        world_size=len(g.ranks),
+        backend=g.backend,
+        this_rank=g.me,
         ranks=ordered,
         problems=tuple(find_problems(ordered) + problems),
         timeout_s=timeout_s,

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..devices import device_backend, resolve_device
 from ..ranks import RankFacts, rank_device
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TP_LOADERS", "Placement"]
 
@@ -36,7 +39,7 @@ class Placement:
     local rank of the launch (rank 0 of 1 without a launcher). ``tp``: ``"none"`` (one full
     replica per rank), ``"transformers"`` (``tp_plan="auto"``) or ``"deepspeed"`` (AutoTP)."""
 
-    device: Any
+    device: torch.device
     ranks: RankFacts = field(default_factory=RankFacts)
     tp: str = "none"
 
