@@ -55,6 +55,7 @@ from .ranks import (
     should_print,
 )
 from .ranks import torch_distributed as _dist
+from .stats import Stats, describe
 from .units import GiB
 
 __all__ = [
@@ -77,7 +78,7 @@ _REEXPORTED = (
     _UNSET, PRINT_POLICY, GiB, PrintPolicy, PrintRanks, TP_ENV, TP_MODES, _default_store, _dist,
     _format_error, _group_ranks, _median, _roll_call, _runs_of, _RunView, _save_rank_local,
     find_problems, gather_entry, launched_world_size, parse_print_ranks, rank_device,
-    resolve_tp_mode, summarize_rank,
+    resolve_tp_mode, summarize_rank, Stats, describe,
 )  # fmt: skip
 
 

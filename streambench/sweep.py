@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, describe_exception
 from .loading import load_model
 from .loading.load import (
     DTYPES,
@@ -98,7 +98,7 @@ _REEXPORTED = (
     _quantized_weights, _stats_dict, _torchao_config, beam_wrapper_class, check_hub_models,
     check_ipex_available, check_low_bit_available, check_low_bit_kind, configuration_id,
     hub_cache_directory, iter_configurations, low_bit_backend, new_entry, protected_directories,
-    quiet_transformers, resolve_dtype,
+    quiet_transformers, resolve_dtype, describe_exception,
 )  # fmt: skip
 
 
