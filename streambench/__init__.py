@@ -25,8 +25,8 @@ _LAZY = {
     "DeviceNotAvailableError": "streambench.devices",
     "EndpointSpec": "streambench.endpoint",
     "run_endpoint": "streambench.endpoint",
-    "ClusterSummary": "streambench.distributed",
-    "gather_summaries": "streambench.distributed",
+    "ClusterSummary": "streambench.cluster",
+    "gather_summaries": "streambench.cluster",
 }
 
 __all__ = [
@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .cluster import ClusterSummary, gather_summaries
     from .devices import DeviceNotAvailableError
-    from .distributed import ClusterSummary, gather_summaries
     from .endpoint import EndpointSpec, run_endpoint
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer

@@ -45,6 +45,7 @@ __all__ = [
     "KNOWN_DEVICE_TYPES",
     "DeviceBackend",
     "DeviceNotAvailableError",
+    "device_backend",
     "get_backend",
     "resolve_device",
 ]
@@ -233,9 +234,15 @@ def _accelerator_backend(dev: torch.device, mod: Any, memory: bool) -> DeviceBac
 
 def get_backend(device: Any = None, memory: bool = True) -> DeviceBackend:
     """The :class:`DeviceBackend` for ``device`` (validated by :func:`resolve_device`)."""
+    return device_backend(resolve_device(device), memory)
+
+
+def device_backend(dev: torch.device, memory: bool = True) -> DeviceBackend:
+    """The :class:`DeviceBackend` for a ``torch.device`` already validated (by
+    :func:`resolve_device`, e.g. in a :class:`~streambench.loading.Placement`): not checked
+    again."""
     import torch
 
-    dev = resolve_device(device)
     if dev.type == "cuda":
         return _accelerator_backend(dev, torch.cuda, memory)
     if dev.type == "xpu":

@@ -31,7 +31,7 @@ from typing import Any
 from transformers.generation.streamers import BaseStreamer
 
 from .devices import DeviceBackend, get_backend
-from .distributed import should_print
+from .ranks import should_print
 from .stats import RunsSummary, aggregate
 from .timing import (
     NO_TOKEN_CAUSES,
@@ -67,7 +67,7 @@ class TimingStreamer(BaseStreamer):
         sync: sync the device before each timestamp (default ``True``; only accelerators sync).
         print_fn: where printed lines go (default ``print``).
         print_ranks: under ``torch.distributed``, the ranks that print (``0``, ``[0, 2]``,
-            ``"all"``); default ``None`` uses :func:`streambench.distributed.get_print_ranks`
+            ``"all"``); default ``None`` uses :func:`streambench.ranks.get_print_ranks`
             (``$STREAMBENCH_PRINT_RANKS``, else rank 0). Every rank still records its own timing
             and memory; without an initialized process group the streamer always prints.
 

@@ -30,10 +30,9 @@ from functools import cached_property
 from typing import Any
 
 from .stats import Stats, describe
+from .units import GiB as GiB  # re-exported: its old home
 
 __all__ = ["InterleavedRunsError", "NoTokensError", "RunRecorder", "RunResult", "split_steps"]
-
-GiB = 1024**3
 
 NO_TOKEN_CAUSES = (
     "generate() passed the streamer the prompt but no token. Likely causes: beam search "

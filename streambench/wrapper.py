@@ -52,10 +52,11 @@ from typing import Any
 from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 
 from .devices import DeviceNotAvailableError
-from .distributed import should_print
+from .ranks import should_print
 from .stats import RunsSummary, aggregate
 from .streamer import TimingStreamer
-from .timing import GiB, InterleavedRunsError, RunResult, exception_text
+from .timing import InterleavedRunsError, RunResult, exception_text
+from .units import GiB
 
 __all__ = ["BenchmarkWrapper", "StepTimer"]
 

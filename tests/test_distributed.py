@@ -39,7 +39,9 @@ def one_rank_group():
 @pytest.fixture(autouse=True)
 def default_print_ranks(monkeypatch):
     monkeypatch.delenv(sd.PRINT_RANKS_ENV, raising=False)
-    monkeypatch.setattr(sd, "_print_ranks", sd._UNSET)
+    sd.PRINT_POLICY.reset()  # the default print ranks live in one PrintPolicy object
+    yield
+    sd.PRINT_POLICY.reset()
 
 
 def test_parse_print_ranks():
@@ -64,7 +66,7 @@ def test_not_initialized_everyone_prints(monkeypatch):
 def test_env_sets_default_print_ranks(monkeypatch):
     monkeypatch.setenv(sd.PRINT_RANKS_ENV, "1,2")
     assert sd.get_print_ranks() == frozenset([1, 2])
-    monkeypatch.setattr(sd, "_print_ranks", sd._UNSET)
+    sd.PRINT_POLICY.reset()
     monkeypatch.setenv(sd.PRINT_RANKS_ENV, "bogus")
     with pytest.raises(ValueError, match=sd.PRINT_RANKS_ENV):
         sd.get_print_ranks()

@@ -17,6 +17,9 @@ MODULES = [
     "streambench.presets",
     "streambench.errors",
     "streambench.config",
+    "streambench.ranks",
+    "streambench.units",
+    "streambench.loading.placement",
 ]
 
 

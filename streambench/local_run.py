@@ -1,0 +1,477 @@
+"""The local sweep behind ``streambench run``: for every (input/output length x batch size)
+configuration, build a prompt of exactly N tokens, run warm-ups and trials of
+``model.generate(streamer=TimingStreamer)`` and turn them into a result entry. Loading the model
+is :mod:`streambench.loading`; the cross-rank step under a launcher is
+:func:`streambench.cluster.gather_entry` (through :class:`RankContext`).
+
+Everything here works on plain data that :mod:`streambench.report` writes (see
+``docs/results-schema.md``): a *configuration entry* is a dict with ``config``, ``status``,
+``aggregates``, ``trials`` (one :meth:`RunResult.to_dict` per measured run) and friends.
+
+Timing reference: every run is marked with :meth:`TimingStreamer.mark_start` right before
+``generate()``, so ``first_token_s`` counts from the ``generate()`` call (input preparation and,
+for encoder-decoder models, the encoder included; that part alone is ``pre_prompt_s``).
+
+torch and transformers are imported inside the functions, so ``streambench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError, describe_exception
+from .loading.load import LoadedModel
+from .loading.placement import Placement
+from .loading.spec import ModelSpec
+from .ranks import RankFacts, init_distributed
+
+__all__ = [
+    "PROMPT_TEXT",
+    "ConfigurationError",
+    "RankContext",
+    "SweepSettings",
+    "beam_wrapper_class",
+    "build_prompt",
+    "configuration_id",
+    "iter_configurations",
+    "new_entry",
+    "parse_in_out",
+    "parse_int_list",
+    "quiet_transformers",
+    "run_configuration",
+]
+
+#: text repeated and cut to build prompts of exactly N tokens (any tokenizer)
+PROMPT_TEXT = (
+    "Once upon a time, in a small town by the sea, there lived an old clockmaker who repaired "
+    "every clock the townspeople brought him. Each morning he opened his shop at seven, swept "
+    "the floor, wound the great pendulum clock by the door and waited for the first customer. "
+    "One winter a girl arrived with a pocket watch that had stopped at a quarter past three, "
+    "and she asked him whether time itself could be repaired. "
+)
+
+
+class ConfigurationError(RuntimeError):
+    """One configuration of the sweep cannot run (e.g. a prompt longer than the context)."""
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def parse_in_out(text: str | list[Any], where: str = "--in-out") -> list[tuple[int, int]]:
+    """``"32-32,1024-128"`` (or a list of ``"32-32"`` strings) -> ``[(32, 32), (1024, 128)]``;
+    token counts bounded (:data:`streambench.config.BOUNDS`)."""
+    from .config import parse_in_out_text
+
+    return parse_in_out_text(text, where)
+
+
+def parse_int_list(text: Any, what: str, minimum: int = 1) -> list[int]:
+    """``"1,4"`` / ``4`` / ``[1, 4]`` -> ``[1, 4]``; each value ``>= minimum``."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out: list[int] = []
+    for raw in items:
+        item = str(raw).strip()
+        if not item:
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise UsageError(f"{what}: {item!r} is not a whole number") from None
+        if value < minimum:
+            raise UsageError(f"{what}: {value} is below {minimum}")
+        out.append(value)
+    if not out:
+        raise UsageError(f"{what}: no value given")
+    return out
+
+
+# -- what to benchmark ---------------------------------------------------------------------------
+@dataclass
+class SweepSettings:
+    """Everything that applies to every configuration of a sweep."""
+
+    models: list[ModelSpec]
+    in_out: list[tuple[int, int]]
+    batch_sizes: list[int]
+    warmup: int = 1
+    trials: int = 3
+    device: str = "auto"
+    dtype: str = "auto"
+    num_beams: int = 1
+    low_bit: str | None = None
+    trust_remote_code: bool = False
+    ipex: bool = False
+    num_layers: int | None = None
+    seed: int = 0
+    verbose: bool = False
+    tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+
+    @property
+    def configurations_per_model(self) -> int:
+        """(input/output pair x batch size) configurations run for each model."""
+        return len(self.in_out) * len(self.batch_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": [m.name for m in self.models],
+            "in_out": [f"{i}-{o}" for i, o in self.in_out],
+            "batch_sizes": list(self.batch_sizes),
+            "warmup": self.warmup,
+            "trials": self.trials,
+            "device": self.device,
+            "dtype": self.dtype,
+            "num_beams": self.num_beams,
+            "low_bit": self.low_bit,
+            "trust_remote_code": self.trust_remote_code,
+            "ipex": self.ipex,
+            "num_layers": self.num_layers,
+            "seed": self.seed,
+            "tp": self.tp,
+        }
+
+
+@dataclass
+class RankContext:
+    """Where this process stands in a distributed run (``torch.distributed``; rank 0 of 1 when
+    not distributed). Only the *writer* (rank 0) prints tables and writes result files.
+
+    Multi-rank support (torchrun / deepspeed) plugs in here: :meth:`gather` receives this rank's
+    configuration entry and returns what the writer records (by default the entry itself).
+    ``placement``: this rank's :class:`~streambench.loading.Placement` when :meth:`from_env` was
+    given a device (resolved there, once).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    gather: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda entry: entry)
+    placement: Placement | None = None
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(
+        cls, device: Any = None, *, tp: str = "none", ranks: RankFacts | None = None
+    ) -> RankContext:
+        """Rank and world size from the launcher's environment (``RANK``/``WORLD_SIZE``, see
+        :class:`~streambench.ranks.RankFacts`); ``device`` (a
+        :class:`~streambench.loading.Placement`, taken as it is, or a device validated by
+        :func:`~streambench.devices.resolve_device`) becomes :attr:`placement`. With several
+        ranks, the process group is initialized on this rank's device and :meth:`gather`
+        collects every rank's runs into the writer's entry
+        (:func:`streambench.cluster.gather_entry`)."""
+        if isinstance(device, Placement):
+            placement: Placement | None = device
+            ranks = device.ranks
+        else:
+            ranks = RankFacts.from_env() if ranks is None else ranks
+            placement = None if device is None else Placement.resolve(device, tp, ranks)
+        ctx = cls(ranks.rank, ranks.world_size, placement=placement)
+        if ranks.launched:
+            from .cluster import gather_entry
+
+            init_distributed(placement.device if placement is not None else None)
+            ctx.gather = gather_entry
+        return ctx
+
+
+def beam_wrapper_class() -> Any:
+    """``streambench.BenchmarkWrapper`` (times beam search through a logits processor), or a
+    :class:`UsageError` saying that this install lacks it."""
+    try:
+        from .wrapper import BenchmarkWrapper  # type: ignore[import-not-found]
+    except ImportError:
+        raise UsageError(
+            "--num-beams > 1: transformers cannot stream beam search, and timing it needs "
+            "streambench.BenchmarkWrapper, which this install of streambench does not have yet; "
+            "use --num-beams 1"
+        ) from None
+    return BenchmarkWrapper
+
+
+# -- prompts -------------------------------------------------------------------------------------
+def build_prompt(loaded: LoadedModel, n_tokens: int, batch_size: int, seed: int = 0) -> Any:
+    """A ``[batch_size, n_tokens]`` tensor of input ids: exactly ``n_tokens`` per row.
+
+    With a tokenizer: :data:`PROMPT_TEXT`, repeated as needed, tokenized (with the tokenizer's
+    special tokens, e.g. BOS) and cut to ``n_tokens`` ids. Without one: random ids of the vocabulary
+    (seeded). Every row is the same prompt, so no padding is needed.
+    """
+    import torch
+
+    tok = loaded.tokenizer
+    if tok is not None:
+        reps = 1
+        while True:  # double the text until it has enough tokens
+            ids = list(tok(PROMPT_TEXT * reps).input_ids)
+            if len(ids) >= n_tokens:
+                break
+            reps *= 2
+        row = ids[:n_tokens]
+    else:
+        vocab = int(getattr(loaded.config, "vocab_size", 0) or 32000)
+        gen = torch.Generator().manual_seed(seed)
+        low = min(10, vocab - 1)
+        row = torch.randint(low, vocab, (n_tokens,), generator=gen).tolist()
+    return torch.tensor([row] * batch_size, dtype=torch.long)
+
+
+def _pad_token_id(loaded: LoadedModel) -> int:
+    tok = loaded.tokenizer
+    for value in (
+        getattr(tok, "pad_token_id", None) if tok is not None else None,
+        getattr(loaded.model.generation_config, "pad_token_id", None),
+        getattr(loaded.config, "pad_token_id", None),
+        getattr(tok, "eos_token_id", None) if tok is not None else None,
+        getattr(loaded.config, "eos_token_id", None),
+    ):
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+# -- one configuration ---------------------------------------------------------------------------
+def configuration_id(model: str, n_in: int, n_out: int, batch: int, beams: int = 1) -> str:
+    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1)."""
+    key = f"{model}|{n_in}-{n_out}|bs{batch}"
+    return key + (f"|beams{beams}" if beams > 1 else "")
+
+
+def new_entry(
+    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int
+) -> dict[str, Any]:
+    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``."""
+    return {
+        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams),
+        "label": f"{model_name} {n_in}-{n_out} bs{batch}"
+        + (f" beams{settings.num_beams}" if settings.num_beams > 1 else ""),
+        "config": {
+            "model": model_name,
+            "input_tokens": n_in,
+            "output_tokens": n_out,
+            "batch_size": batch,
+            "num_beams": settings.num_beams,
+            "low_bit": settings.low_bit,
+            "dtype": settings.dtype,
+            "device": settings.device,
+            "warmup": settings.warmup,
+            "trials": settings.trials,
+        },
+        "status": "pending",
+        "error": None,
+        "actual_input_tokens": None,
+        "actual_output_tokens": None,
+        "model_loading_time_s": None,
+        "started_at": None,
+        "duration_s": None,
+        "aggregates": None,
+        "warmup_runs": [],
+        "trials": [],
+    }
+
+
+def _check_context(loaded: LoadedModel, n_in: int, n_out: int) -> None:
+    """:class:`ConfigurationError` when prompt + new tokens exceed the model's context."""
+    limit = loaded.context_length
+    if limit is not None and n_in + n_out > limit:
+        raise ConfigurationError(
+            f"prompt of {n_in} tokens + {n_out} new tokens = {n_in + n_out} exceeds the "
+            f"model's context of {limit} tokens (max_position_embeddings)"
+        )
+
+
+def _timed_generate(
+    loaded: LoadedModel,
+    settings: SweepSettings,
+    input_ids: Any,
+    n_out: int,
+    print_fn: Callable[[str], None],
+) -> tuple[Callable[[], Any], Any]:
+    """``(run, timer)``: ``run()`` makes one timed ``generate()`` of exactly ``n_out`` new
+    tokens (greedy or beam search); ``timer.runs`` collects the timings."""
+    import torch
+
+    from .streamer import TimingStreamer
+
+    gen_kwargs: dict[str, Any] = dict(
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=n_out,
+        min_new_tokens=n_out,
+        do_sample=False,
+        num_beams=settings.num_beams,
+        pad_token_id=_pad_token_id(loaded),
+    )
+    if settings.num_beams > 1:
+        # Beam search cannot be streamed: BenchmarkWrapper times it through a logits
+        # processor feeding the same timing core (and marks the start of each call).
+        wrapper = beam_wrapper_class()(
+            loaded.model,
+            device=loaded.device,
+            do_print=settings.verbose,
+            verbose=settings.verbose,
+            print_fn=print_fn,
+        )
+        return lambda: wrapper.generate(input_ids, **gen_kwargs), wrapper
+    streamer = TimingStreamer(
+        loaded.device, verbose=settings.verbose, do_print=settings.verbose, print_fn=print_fn
+    )
+    gen_kwargs["streamer"] = streamer
+
+    def run() -> Any:
+        streamer.mark_start()
+        return loaded.model.generate(input_ids, **gen_kwargs)
+
+    return run, streamer
+
+
+def _run_all(
+    run: Callable[[], Any],
+    entry: dict[str, Any],
+    settings: SweepSettings,
+    on_run: Callable[[int, bool], None] | None,
+    print_fn: Callable[[str], None],
+) -> None:
+    """The warm-ups, then the trials; ``on_run(i, is_warmup)`` after each."""
+    import torch
+
+    with torch.inference_mode():
+        for i in range(settings.warmup + settings.trials):
+            warm = i < settings.warmup
+            if settings.verbose:
+                kind = "warm-up" if warm else "trial"
+                n = i + 1 if warm else i + 1 - settings.warmup
+                of = settings.warmup if warm else settings.trials
+                print_fn(f"-- {entry['label']}: {kind} {n}/{of}")
+            run()
+            if on_run is not None:
+                on_run(i, warm)
+
+
+def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
+    """``entry["aggregates"]``: statistics over the measured runs (seconds, tokens/s, bytes)."""
+    from .stats import aggregate, describe
+
+    measured = runs[warmup:]
+    aggregates = aggregate(runs, warmup=warmup).to_dict()
+    pre = describe(r.pre_prompt_s for r in measured if r.pre_prompt_s is not None)
+    aggregates["pre_prompt_s"] = pre.to_dict() if pre else None
+    aggregates["memory_kind"] = measured[0].memory_kind
+    aggregates["prefill_tokens_per_s"] = _stats_dict(
+        describe(r.prefill_tokens_per_s for r in measured if r.prefill_tokens_per_s)
+    )
+    aggregates["decode_throughput_tokens_per_s"] = _stats_dict(
+        describe(
+            r.decode_throughput_tokens_per_s for r in measured if r.decode_throughput_tokens_per_s
+        )
+    )
+    return aggregates
+
+
+def _record(
+    entry: dict[str, Any], loaded: LoadedModel, runs: list[Any], warmup: int, input_ids: Any
+) -> None:
+    """Fill ``entry`` from the runs (``ConfigurationError`` when a trial timed no token)."""
+    warm, measured = runs[:warmup], runs[warmup:]
+    bad = [r for r in measured if not r.complete or not r.has_tokens]
+    if bad:
+        raise ConfigurationError(
+            f"{len(bad)} of {len(measured)} trials produced no timed token (beam search or a "
+            "generate() that skipped the streamer)"
+        )
+    entry["actual_input_tokens"] = (
+        int(input_ids.shape[-1]) if loaded.is_encoder_decoder else measured[-1].prompt_tokens
+    )
+    entry["actual_output_tokens"] = measured[-1].new_tokens
+    entry["encoder_decoder"] = loaded.is_encoder_decoder
+    entry["aggregates"] = _aggregates(runs, warmup)
+    entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
+    entry["trials"] = [r.to_dict() for r in measured]
+    entry["status"] = "ok"
+
+
+def run_configuration(
+    loaded: LoadedModel,
+    entry: dict[str, Any],
+    settings: SweepSettings,
+    on_run: Callable[[int, bool], None] | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the warm-ups and trials of one configuration and fill ``entry`` in place.
+
+    ``on_run(i, is_warmup)`` is called after each ``generate()``. Raises
+    :class:`ConfigurationError` when the configuration cannot run (the entry then says why);
+    any exception of ``generate()`` propagates after the entry was marked ``"failed"``.
+    """
+    import datetime
+
+    cfg = entry["config"]
+    n_in, n_out, batch = cfg["input_tokens"], cfg["output_tokens"], cfg["batch_size"]
+    entry["started_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    entry["model_loading_time_s"] = loaded.load_time_s
+    entry["config"]["dtype"] = str(loaded.dtype).replace("torch.", "")
+    entry["config"]["device"] = str(loaded.device)
+    t0 = time.perf_counter()
+    try:
+        _check_context(loaded, n_in, n_out)
+        input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
+        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
+        _run_all(run, entry, settings, on_run, print_fn)
+        _record(entry, loaded, timer.runs, settings.warmup, input_ids)
+    except KeyboardInterrupt as exc:
+        entry["status"] = "interrupted"
+        entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
+        raise
+    except ConfigurationError as exc:
+        entry["status"] = "failed"
+        entry["error"] = str(exc)
+        raise
+    except Exception as exc:
+        entry["status"] = "failed"
+        entry["error"] = describe_exception(exc).splitlines()[0]
+        raise
+    finally:
+        entry["duration_s"] = time.perf_counter() - t0
+    return entry
+
+
+def _stats_dict(stats: Any) -> dict[str, Any] | None:
+    return stats.to_dict() if stats is not None else None
+
+
+def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int]]:
+    """(model, input tokens, output tokens, batch size) in sweep order: model, then pair, then
+    batch size."""
+    for spec in settings.models:
+        for n_in, n_out in settings.in_out:
+            for batch in settings.batch_sizes:
+                yield spec, n_in, n_out, batch
+
+
+@contextlib.contextmanager
+def quiet_transformers(verbose: bool) -> Iterator[None]:
+    """Silence transformers' generation warnings unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would cut through the tables
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,16 @@
+"""Units shared by every table and result: one definition, imported everywhere.
+
+Ground floor: imports nothing.
+
+>>> 3 * GiB // MiB
+3072
+"""
+
+from __future__ import annotations
+
+__all__ = ["GiB", "MiB"]
+
+#: bytes in a gibibyte (2**30); tables label it "GB" as the ipex-llm benchmark did
+GiB = 1024**3
+#: bytes in a mebibyte (2**20)
+MiB = 1024**2
