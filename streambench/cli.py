@@ -278,13 +278,11 @@ class _Speaker:
 def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
     from .devices import DeviceNotAvailableError, resolve_device
+    from .loading.load import check_ipex_available
+    from .loading.quantization import check_low_bit_available
+    from .loading.spec import check_hub_models
+    from .local_run import beam_wrapper_class
     from .run_spec import build_run_settings
-    from .sweep import (
-        beam_wrapper_class,
-        check_hub_models,
-        check_ipex_available,
-        check_low_bit_available,
-    )
 
     speaker = getattr(args, "speaker", None) or _Speaker()
     settings, outputs, plot_path = build_run_settings(args, speaker.note)
@@ -301,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, DeviceNotAvailableError) as exc:
         raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
     check_hub_models(settings.models)
-    from .distributed import launched_world_size
+    from .ranks import launched_world_size
 
     isolate = _isolation(settings, launched_world_size())
     resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate})
@@ -312,7 +310,7 @@ def _isolation(settings: Any, world_size: int) -> str:
     """``--isolate``: asked for, or ``config`` for sweeps of more than one configuration;
     ``none`` under a launcher (several ranks), where a worker per configuration cannot join the
     process group."""
-    from .sweep import iter_configurations
+    from .local_run import iter_configurations
 
     asked = getattr(settings, "isolate", None)
     if world_size > 1:
@@ -353,11 +351,11 @@ def _sweep(
 
     from . import report
     from .driver import Driver
+    from .local_run import RankContext, quiet_transformers
     from .local_runner import LocalRunner
-    from .sweep import RankContext, quiet_transformers
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
-    rank = RankContext.from_env(device)
+    rank = RankContext.from_env(device, tp=settings.tp)  # the placement, resolved once
     speaker.speak = rank.is_writer
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)

@@ -45,7 +45,7 @@ class LocalRunner:
         self.bad_input = False
 
     def plan(self) -> Sequence[Planned]:
-        from .sweep import configuration_id, iter_configurations
+        from .local_run import configuration_id, iter_configurations
 
         steps = self.settings.warmup + self.settings.trials
         beams = self.settings.num_beams
@@ -63,13 +63,13 @@ class LocalRunner:
         import gc
 
         from . import report
-        from .sweep import load_model
+        from .loading import load_model
 
         self.loaded = None
         gc.collect()
         self.current, self.load_error = spec, None
         try:
-            self.loaded = load_model(spec, self.settings, self.device)
+            self.loaded = load_model(spec, self.settings, self.rank.placement or self.device)
         except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
             if self.debug:
                 traceback.print_exc()
@@ -87,7 +87,7 @@ class LocalRunner:
     def measure(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
-        from .sweep import new_entry, run_configuration
+        from .local_run import new_entry, run_configuration
 
         if self.isolate != "none":
             return self._measure_isolated(planned, advance, keep)
@@ -142,7 +142,7 @@ class LocalRunner:
 
     # -- isolation: each configuration (or model) in a worker process -------------------------
     def _failed_entry(self, planned: Planned, status: str, error: str) -> dict[str, Any]:
-        from .sweep import new_entry
+        from .local_run import new_entry
 
         spec, n_in, n_out, batch = planned.item
         entry = new_entry(self.settings, spec.name, n_in, n_out, batch)

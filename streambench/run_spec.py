@@ -106,7 +106,10 @@ def build_run_settings(
 ) -> tuple[Any, list[str], str | None]:
     """Validate everything that can be checked without loading a model."""
     from .config import parse_in_out_text, parse_int_axis
-    from .sweep import DTYPES, SweepSettings, check_low_bit_kind, resolve_model_spec
+    from .loading.load import DTYPES
+    from .loading.quantization import check_low_bit_kind
+    from .loading.spec import resolve_model_spec
+    from .local_run import SweepSettings
 
     m = _merge_config(args, note)
     random_weights = m.get("random_weights", False)
@@ -150,9 +153,9 @@ def build_run_settings(
 
 def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:
     """Every output path checked before any work: format, writable, not inside what is read."""
+    from .loading.spec import protected_directories
     from .outputs import check_output_targets
     from .report import OUTPUT_FORMATS
-    from .sweep import protected_directories
 
     protected = protected_directories(specs, hub)
     check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
@@ -169,7 +172,7 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
 
 
 def _tp_mode(value: Any) -> str:
-    from .distributed import resolve_tp_mode
+    from .loading.tensor_parallel import resolve_tp_mode
 
     try:
         return resolve_tp_mode(None if value is None else str(value))

@@ -33,7 +33,8 @@ def _protocol_stream() -> TextIO:
 
 
 def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
-    from .sweep import ModelSpec, SweepSettings
+    from .loading.spec import ModelSpec
+    from .local_run import SweepSettings
 
     model = ModelSpec(**spec)
     data = dict(data, models=[model], in_out=[tuple(p) for p in data["in_out"]])
@@ -43,7 +44,7 @@ def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
 def _measure(
     loaded: Any, settings: Any, spec: Any, config: list[int], emit: Callable[[dict], None]
 ) -> dict[str, Any]:
-    from .sweep import new_entry, run_configuration
+    from .local_run import new_entry, run_configuration
 
     n_in, n_out, batch = config
     entry = new_entry(settings, spec.name, n_in, n_out, batch)
@@ -68,7 +69,8 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     """Load the job's model and measure its configurations; returns the exit code."""
     from . import report
     from .devices import resolve_device
-    from .sweep import load_model, quiet_transformers
+    from .loading import load_model
+    from .local_run import quiet_transformers
 
     settings, spec = _settings(job["settings"], job["spec"])
     with quiet_transformers(settings.verbose):

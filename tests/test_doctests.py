@@ -17,6 +17,7 @@ MODULES = [
     "streambench.presets",
     "streambench.errors",
     "streambench.config",
+    "streambench.isolation",
     "streambench.ranks",
     "streambench.units",
     "streambench.loading.placement",

@@ -148,7 +148,7 @@ def add_arguments(parser: Any) -> None:
 def specs_from_args(args: Any) -> list[EndpointSpec]:
     """One validated :class:`EndpointSpec` per ``--in-out`` pair (:class:`EndpointError`, one
     line naming the option, for anything out of bounds)."""
-    from ..sweep import parse_in_out
+    from ..local_run import parse_in_out
 
     extra = _extra_body(args.extra_body)
     slo = parse_slo(args.slo)
