@@ -89,6 +89,7 @@ class Driver:
     writer: bool = True  # False on the ranks of a distributed run that do not write
     resumed: dict[str, Any] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)
+    write_failures: list[str] = field(default_factory=list)
 
     # -- results files ------------------------------------------------------------------------
     def save(self) -> None:
@@ -99,14 +100,25 @@ class Driver:
         if not self.writer or not configurations:
             return
         finished = any(_status(e) == "ok" for e in configurations)
-        targets = [
-            p for p in self.outputs if finished or p in self.written or not os.path.lexists(p)
-        ]
-        report.write_outputs(targets, self.doc)
-        self.written.update(targets)
+        for path in self.outputs:
+            if not (finished or path in self.written or not os.path.lexists(path)):
+                continue
+            try:
+                report.write_outputs([path], self.doc)
+            except OSError as exc:  # reported once; the other outputs and the sweep go on
+                message = f"cannot write --output {path}: {exc.strerror or describe_exception(exc)}"
+                if message not in self.write_failures:
+                    self.write_failures.append(message)
+                    self.speaker.error(message)
+                continue
+            self.written.add(path)
 
-    def _kept_message(self) -> str:
+    def _kept_message(self, runner: Any) -> str:
         finished = sum(1 for e in self.doc["configurations"] if _status(e) == "ok")
+        written = [p for p in self.outputs if p in self.written]
+        untouched = [p for p in self.outputs if p not in self.written]
+        if hasattr(runner, "kept_message"):
+            return str(runner.kept_message(written, untouched, finished))
         text = f"{finished} finished configuration(s)"
         if self.written:
             text += f" kept in {', '.join(p for p in self.outputs if p in self.written)}"
@@ -143,14 +155,12 @@ class Driver:
                     entry = runner.measure(planned, advance, keep)
                     keep(entry)
                     self.save()
-                    if runner.failed(entry):
-                        failures += 1
-                    else:
-                        self.out.print(runner.table(entry))
+                    failures += int(runner.failed(entry))
+                    self.out.print(runner.table(entry))
         except KeyboardInterrupt as exc:
             self.doc["interrupted"] = True
             self.save()
-            self.speaker.error(f"interrupted ({exc or 'SIGINT'}): {self._kept_message()}")
+            self.speaker.error(f"interrupted ({exc or 'SIGINT'}): {self._kept_message(runner)}")
             return interrupted_exit_code(exc)
         failures += self._plot()
         self._final_note()
@@ -174,12 +184,12 @@ class Driver:
     def _final_note(self) -> None:
         if not self.outputs or not self.writer:
             return
-        if self.written:
+        if self.written and not self.write_failures:
             self.out.print(
                 "results written to " + ", ".join(p for p in self.outputs if p in self.written)
             )
         untouched = [p for p in self.outputs if p not in self.written]
-        if untouched:
+        if untouched and not self.write_failures:
             self.speaker.note(f"no configuration finished: {', '.join(untouched)} left as it was")
 
 

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..driver import Planned
 from ..errors import (
     EXIT_FAILED,
-    EXIT_OK,
     EXIT_USAGE,
+    Interrupted,
     UsageError,
-    exit_code_for_signal,
     interrupted_exit_code,
     signal_name,
 )
@@ -223,8 +223,9 @@ def _api_key(args: Any) -> tuple[str | None, str | None]:
 
 
 def cmd_endpoint(args: Any) -> int:
-    """``streambench endpoint``: benchmark every ``--in-out`` pair against URL, print a table per
-    pair, write ``--output`` files after each (atomically) and ``--plot`` at the end.
+    """``streambench endpoint``: benchmark every ``--in-out`` pair against URL, through the one
+    sweep driver (:mod:`streambench.driver`): a table per pair, ``--output`` files written after
+    each (atomically), ``--plot`` at the end.
 
     Every input is checked before anything is sent: options (bounds), the URL, the key variable,
     the ``--output`` and ``--plot`` targets (:func:`streambench.outputs.check_output_targets`).
@@ -235,17 +236,20 @@ def cmd_endpoint(args: Any) -> int:
     signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; finished requests written,
     ``"interrupted": true``). Runs under the :class:`~streambench.errors.SignalPolicy` in force,
     or installs one."""
-    import signal
+    from rich.console import Console
+
+    from .. import report
+    from ..driver import Driver
 
     with signal_policy():
         specs = specs_from_args(args)
         outputs = _checked_outputs(args, specs)
-        command = _EndpointCommand(args, specs, outputs)
-        command.announce()
-        signum = command.run_configurations()
-        if signum is not None or command.doc["interrupted"]:
-            return command.interrupted(signum or int(signal.SIGINT))
-        return command.finish()
+        sweep = EndpointSweep(args, specs)
+        doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+        out = Console(highlight=False)
+        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot)
+        sweep.announce(out)
+        return driver.run(sweep)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
@@ -266,36 +270,44 @@ def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
     return outputs
 
 
-class _EndpointCommand:
-    """One ``streambench endpoint`` invocation: the results document it fills (``doc``), the
-    consoles and the progress bar, and what went wrong (failed requests, unwritable outputs)."""
+class EndpointSweep:
+    """The :class:`streambench.driver.Runner` of ``streambench endpoint``: one configuration per
+    :class:`EndpointSpec`, measured by :class:`EndpointBenchmark`. It is also the driver's speaker:
+    every message is scrubbed of secrets."""
 
-    def __init__(self, args: Any, specs: list[EndpointSpec], outputs: list[str]) -> None:
-        from rich.console import Console
-
-        from .. import report
-
+    def __init__(self, args: Any, specs: list[EndpointSpec]) -> None:
         self.args = args
         self.specs = specs
-        self.outputs = outputs
         self.tokenizer = load_tokenizer(specs[0].tokenizer)
         self.secrets = specs[0].secrets()
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True)
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
             settings.pop(key)
         settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
         self.settings = settings
-        self.doc = report.new_document("endpoint", environment(specs[0]), settings)
-        self.failed = 0  # failed measured requests, and a plot that could not be written
-        self.write_failed: list[str] = []
+        self.usage_failures = 0
+        self._failed: set[int] = set()  # id() of entries with failed requests
 
-    def announce(self) -> None:
+    # -- speaker -------------------------------------------------------------------------------
+    def error(self, message: str) -> None:
+        print(f"streambench: error: {scrub_text(message, self.secrets)}", file=sys.stderr)
+
+    def note(self, message: str) -> None:
+        print(f"streambench: {scrub_text(message, self.secrets)}", file=sys.stderr)
+
+    def kept_message(self, written: list[str], untouched: list[str], finished: int) -> str:
+        if written:
+            return f"finished requests kept in {', '.join(written)}"
+        if untouched:
+            return "before any request finished: nothing written"
+        return "finished requests kept"
+
+    # -- runner --------------------------------------------------------------------------------
+    def announce(self, out: Any) -> None:
         """The first line: what is sent where, and the most it can take (seconds)."""
         first = self.specs[0]
         bound = sum(spec.max_duration_s for spec in self.specs)
-        self.out.print(
+        out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {first.requests} requests) against "
             f"{self.settings['endpoint']}, concurrency {first.max_in_flight}"
@@ -304,108 +316,54 @@ class _EndpointCommand:
             markup=True,
         )
 
-    def run_configurations(self) -> int | None:
-        """Run every configuration in turn, each recorded and written as it finishes; returns
-        the signal that interrupted them, ``None`` when all ran."""
+    def plan(self) -> list[Planned]:
+        from .results import configuration_id
+
+        return [
+            Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
+            for spec in self.specs
+        ]
+
+    def measure(self, planned: Planned, advance: Any, keep: Any) -> Any:
+        """Run one configuration; an interrupted one is kept (when a measured request finished)
+        and the interruption raised again."""
         import signal
 
-        from .. import report
-
-        progress = report.progress_bar(self.err)
-        per_config = self.specs[0].warmup + self.specs[0].requests
-        task = progress.add_task("requests", total=len(self.specs) * per_config)
-
         def on_request(rec: RequestRecord) -> None:
-            # Runs inside the event loop while other requests stream: keep it cheap (no printing;
-            # --verbose lines are printed after each configuration, with the final token counts).
+            # Runs inside the event loop while other requests stream: keep it cheap.
             if rec.index >= 0:
-                progress.advance(task)
+                advance(1)
 
-        signum: int | None = None
-        bench: EndpointBenchmark | None = None
-        added = False
+        bench = EndpointBenchmark(planned.item, on_request=on_request, tokenizer=self.tokenizer)
         try:
-            with progress:
-                for spec in self.specs:
-                    progress.update(task, description=f"{spec.prompt_tokens}-{spec.output_tokens}")
-                    bench, added = None, False
-                    bench = EndpointBenchmark(spec, on_request=on_request, tokenizer=self.tokenizer)
-                    result = bench.run()
-                    added = True
-                    self.add(result)
-                    self.save()
-                    if result.interrupted:
-                        signum = result.interrupt_signal or int(signal.SIGINT)
-                        break
-        except KeyboardInterrupt as exc:  # a signal outside a run (between runs, while writing)
-            signum = getattr(exc, "signum", int(signal.SIGINT))
-            self.doc["interrupted"] = True
-            if bench is not None and not added:
-                bench.interrupted, bench.interrupt_signal = True, signum
-                self.add(bench.result())
-            self.save()
-        return signum
-
-    def add(self, result: EndpointResult) -> None:
-        """Record a finished (or interrupted) configuration; an interrupted one without any
-        finished measured request adds nothing."""
+            result = bench.run()
+        except KeyboardInterrupt as exc:  # a signal outside the event loop's own handling
+            bench.interrupted = True
+            bench.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
+            result = bench.result()
+        entry = self._entry(result)
         if result.interrupted:
-            self.doc["interrupted"] = True
-            if not any(not r.warmup for r in result.records):
-                return
+            if entry is not None:
+                keep(entry)
+            raise Interrupted(result.interrupt_signal or int(signal.SIGINT))
+        return entry
+
+    def _entry(self, result: EndpointResult) -> Any:
+        if result.interrupted and not any(not r.warmup for r in result.records):
+            return None  # nothing measured: nothing to keep
         entry = to_entry(result)
-        self.doc["configurations"].append(entry)
-        self.failed += result.summary.failed
+        if result.summary.failed:
+            self._failed.add(id(entry))
         if self.args.verbose:
             for rec in result.records:
-                self.out.print(request_line(rec), markup=False, highlight=False)
-        self.out.print(endpoint_table(entry))
+                print(request_line(rec))
+        return entry
 
-    def save(self) -> None:
-        """Write every output, each atomically; only when there is something to write."""
-        from .. import report
+    def failed(self, entry: Any) -> bool:
+        return id(entry) in self._failed
 
-        if not self.outputs or not self.doc["configurations"]:
-            return
-        for path in self.outputs:
-            try:
-                report.write_outputs([path], self.doc)
-            except OSError as exc:
-                message = f"cannot write --output {path}: {exc.strerror or describe_error(exc)}"
-                if message not in self.write_failed:
-                    self.write_failed.append(message)
-                    line = scrub_text(message, self.secrets)
-                    print(f"streambench: error: {line}", file=sys.stderr)
-
-    def interrupted(self, signum: int) -> int:
-        """Say what was kept after an interruption by ``signum``; its exit code (128 + signum)."""
-        outputs, doc = self.outputs, self.doc
-        written = outputs and doc["configurations"] and not self.write_failed
-        if written:
-            where = f": finished requests kept in {', '.join(outputs)}"
-        elif outputs and not doc["configurations"]:
-            where = " before any request finished: nothing written"
-        else:
-            where = ": finished requests kept" if not outputs else ""
-        print(f"streambench: error: interrupted ({signal_name(signum)}){where}", file=sys.stderr)
-        return exit_code_for_signal(signum)
-
-    def finish(self) -> int:
-        """After every configuration ran: the ``--plot``, where results went, the exit code."""
-        from .. import report
-
-        plot = self.args.plot
-        if plot:
-            try:
-                report.plot_document(self.doc, plot)
-                self.out.print(f"plot written to {plot}")
-            except (RuntimeError, ValueError, OSError) as exc:
-                reason = scrub_text(describe_error(exc, with_type=False), self.secrets)
-                print(f"streambench: error: --plot {plot}: {reason}", file=sys.stderr)
-                self.failed += 1
-        if self.outputs and not self.write_failed:
-            self.out.print("results written to " + ", ".join(self.outputs))
-        return EXIT_FAILED if self.failed or self.write_failed else EXIT_OK
+    def table(self, entry: Any) -> Any:
+        return endpoint_table(entry)
 
 
 def _parser() -> Any:
