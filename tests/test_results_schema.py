@@ -27,7 +27,7 @@ from streambench.results import (
     render_json,
     render_jsonl,
 )
-from streambench.results.schema import percentile_key
+from streambench.results.percentiles import percentile_key
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1_JSON, V1_JSONL = FIXTURES / "results-v1.json", FIXTURES / "results-v1.jsonl"
@@ -227,3 +227,15 @@ def test_typed_and_dict_entries_report_alike():
         report.csv_row(entry)["1st token p90 (ms)"]
         == f"{entry['aggregates']['first_token_s']['p90'] * 1e3:.3f}"
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["values", "percentiles", "schema", "writers", "compare"], ids=lambda n: n
+)
+def test_results_docstring_examples(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"streambench.results.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
