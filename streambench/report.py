@@ -125,8 +125,16 @@ def _doc(doc: Document, where: str = "results") -> ResultsDocument:
 def new_document(
     command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """An empty results document as a dict (``configurations`` are appended as they finish)."""
-    return ResultsDocument(command=command, environment=env, settings=settings or {}).to_dict()
+    """An empty results document as a dict (``configurations`` are appended as they finish, in
+    the form the runners build; the writers convert it)."""
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "environment": env,
+        "settings": settings or {},
+        "configurations": [],
+        "interrupted": False,
+    }
 
 
 def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:

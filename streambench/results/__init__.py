@@ -22,8 +22,10 @@ from .schema import (
     Aggregates,
     ConfigurationResult,
     ConfigurationSettings,
+    Environment,
     ResultsDocument,
     RunRecord,
+    RunSetup,
     Statistics,
 )
 from .tables import compare_table, configuration_table, progress_bar
@@ -55,8 +57,10 @@ __all__ = [
     "CompareRow",
     "ConfigurationResult",
     "ConfigurationSettings",
+    "Environment",
     "ResultsDocument",
     "RunRecord",
+    "RunSetup",
     "Statistics",
     "actual_tokens",
     "check_threshold",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stats import percentile
-from .schema import ConfigurationResult, ResultsDocument, RunRecord
+from .schema import ConfigurationResult, Environment, ResultsDocument, RunRecord
 from .values import GiB, finite_number
 
 __all__ = ["IQR_FROM_TRIALS", "plot_document"]
@@ -223,7 +223,7 @@ def _memory_panels(f: _Figure, ax_peak: Any, ax_mem: Any) -> None:
     _bar_axes(ax_peak, f, f"peak {short} ({unit})", "Peak memory")
 
 
-def _legend_and_title(f: _Figure, ax_rest: Any, env: dict[str, Any]) -> None:
+def _legend_and_title(f: _Figure, ax_rest: Any, env: Environment) -> None:
     handles, texts = ax_rest.get_legend_handles_labels()
     if handles:
         f.fig.legend(
@@ -237,9 +237,9 @@ def _legend_and_title(f: _Figure, ax_rest: Any, env: dict[str, Any]) -> None:
     model = f.single_model
     f.fig.suptitle(
         f"streambench: {model + ' on ' if model else ''}"
-        f"{env.get('device_name') or env.get('device', '')} "
-        f"({env.get('device', '?')}) · torch {env.get('torch', '?')} · "
-        f"transformers {env.get('transformers', '?')} · {str(env.get('date', ''))[:10]}",
+        f"{env.device_name or env.device or ''} "
+        f"({env.device or '?'}) · torch {env.torch or '?'} · "
+        f"transformers {env.transformers or '?'} · {str(env.date or '')[:10]}",
         fontsize=12,
     )
 

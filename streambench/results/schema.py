@@ -33,9 +33,12 @@ __all__ = [
     "Aggregates",
     "ConfigurationResult",
     "ConfigurationSettings",
+    "Environment",
     "ResultsDocument",
     "RunRecord",
+    "RunSetup",
     "Statistics",
+    "as_configuration",
     "statistics_tree",
 ]
 
@@ -308,6 +311,87 @@ class ConfigurationSettings:
         return parts
 
 
+# -- how it ran, where it ran ---------------------------------------------------------------------
+_SETUP_KEYS = ("low_bit", "dtype", "device", "warmup", "trials")
+
+
+@dataclass
+class RunSetup:
+    """How a configuration ran (a configuration's ``config``; not part of its identity):
+    ``low_bit`` (quantization, ``None``: none), ``dtype`` and ``device`` as resolved
+    (``"float32"``, ``"cpu"``; ``"endpoint"`` for a served model), ``warmup`` runs skipped and
+    ``trials`` measured; ``other``: a command's own keys (``endpoint``, ``sent_fields`` …)."""
+
+    low_bit: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    warmup: int | None = None
+    trials: int | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_embedding(self) -> bool:
+        """ipex-llm's ``cpu_embedding`` (a CSV column): never used by streambench."""
+        return bool(self.other.get("cpu_embedding", False))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSetup:
+        """From ``config`` (results/2; in results/1 after its identity keys are taken out)."""
+        other = {k: v for k, v in data.items() if k not in _SETUP_KEYS}
+        return cls(**{k: data.get(k) for k in _SETUP_KEYS}, other=other)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in _SETUP_KEYS}, **self.other}
+
+
+_ENV_KEYS = (
+    "streambench",
+    "python",
+    "platform",
+    "date",
+    "cpu_model",
+    "cpu_count",
+    "argv",
+    "torch",
+    "transformers",
+    "device",
+    "device_name",
+)
+
+
+@dataclass
+class Environment:
+    """Where it ran: versions (``streambench``, ``python``, ``torch``, ``transformers``; others in
+    ``other``), ``platform`` (OS), ``date`` (start, UTC, ISO 8601), ``cpu_model``, ``cpu_count``,
+    ``argv``, ``device`` (resolved, ``"cuda:0"``; ``"endpoint"``) and ``device_name`` (GPU or CPU
+    model; the URL of an endpoint). ``None``: not recorded."""
+
+    streambench: str | None = None
+    python: str | None = None
+    platform: str | None = None
+    date: str | None = None
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    argv: list[str] | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Environment:
+        if not isinstance(data, Mapping):
+            return cls()
+        other = {k: v for k, v in data.items() if k not in _ENV_KEYS}
+        return cls(**{k: data.get(k) for k in _ENV_KEYS}, other=other)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recorded keys (``None`` left out), then the others."""
+        known = {k: getattr(self, k) for k in _ENV_KEYS if getattr(self, k) is not None}
+        return {**known, **self.other}
+
+
 # -- one configuration ---------------------------------------------------------------------------
 _SCALARS = (
     "status",
@@ -336,7 +420,7 @@ class ConfigurationResult:
     settings: ConfigurationSettings = field(default_factory=ConfigurationSettings)
     id: str | None = None
     label: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: RunSetup = field(default_factory=RunSetup)
     status: str | None = None
     error: str | None = None
     actual_input_tokens: int | None = None
@@ -378,7 +462,7 @@ class ConfigurationResult:
             settings=settings,
             id=data.get("id"),
             label=data.get("label"),
-            config=cfg,
+            config=RunSetup.from_dict(cfg),
             **{k: data.get(k) for k in _SCALARS},
             aggregates=Aggregates.from_dict(data.get("aggregates")),
             warmup_runs=_runs(data.get("warmup_runs")),
@@ -393,7 +477,7 @@ class ConfigurationResult:
             "id": self.id if self.id is not None else self.settings.default_id(),
             "label": self.name or self.settings.default_id(),
             "settings": self.settings.to_dict(),
-            "config": dict(self.config),
+            "config": self.config.to_dict(),
         }
         out.update((k, getattr(self, k)) for k in _SCALARS)
         out["aggregates"] = self.aggregates.to_dict() if self.aggregates is not None else None
@@ -420,7 +504,7 @@ class ResultsDocument:
     document is always the current version: :meth:`to_dict` writes :data:`SCHEMA`."""
 
     command: str = "run"
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
     settings: dict[str, Any] = field(default_factory=dict)
     configurations: list[ConfigurationResult] = field(default_factory=list)
     interrupted: bool = False
@@ -440,7 +524,7 @@ class ResultsDocument:
         env, settings = data.get("environment"), data.get("settings")
         return cls(
             command=data.get("command", "run"),
-            environment=dict(env) if isinstance(env, Mapping) else {},
+            environment=Environment.from_dict(env),
             settings=dict(settings) if isinstance(settings, Mapping) else {},
             configurations=[ConfigurationResult.from_dict(e) for e in entries],
             interrupted=bool(data.get("interrupted", False)),
@@ -459,7 +543,7 @@ class ResultsDocument:
         return {
             "schema": SCHEMA,
             "command": self.command,
-            "environment": dict(self.environment),
+            "environment": self.environment.to_dict(),
             "settings": dict(self.settings),
             "configurations": [e.to_dict() for e in self.configurations],
             "interrupted": self.interrupted,
@@ -469,7 +553,8 @@ class ResultsDocument:
     def line_dicts(self) -> list[dict[str, Any]]:
         """The JSON Lines form: one object per configuration with ``schema``, ``command`` and
         ``environment`` added."""
-        head = {"schema": SCHEMA, "command": self.command, "environment": self.environment}
+        env = self.environment.to_dict()
+        head = {"schema": SCHEMA, "command": self.command, "environment": env}
         return [{**head, **e.to_dict()} for e in self.configurations]
 
 

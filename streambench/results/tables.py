@@ -48,7 +48,7 @@ def configuration_table(entry: ConfigurationResult) -> Any:
 
     trials = len(entry.trials)
     title = f"{entry.name}  ·  {trials} trial{'s' * (trials != 1)}"
-    warmup = entry.config.get("warmup")
+    warmup = entry.config.warmup
     if warmup:
         title += f" after {warmup} warm-up{'s' * (warmup != 1)}"
     header = Text(title, style="bold")

@@ -125,16 +125,16 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
         "batch_size": "" if s.batch_size is None else s.batch_size,
         "actual input/output tokens": actual_tokens(entry),
         "num_beams": s.num_beams,
-        "low_bit": cfg.get("low_bit") or "none",
-        "cpu_embedding": cfg.get("cpu_embedding", False),
+        "low_bit": cfg.low_bit or "none",
+        "cpu_embedding": cfg.cpu_embedding,
         "model loading time (s)": fmt(entry.model_loading_time_s, 3),
         "peak mem (GB)": fmt(_peak_gib(entry), 4),
         "status": entry.status or "",
         "error": entry.error or "",
-        "device": cfg.get("device", ""),
-        "dtype": cfg.get("dtype", ""),
+        "device": _text(cfg.device),
+        "dtype": _text(cfg.dtype),
         "trials": len(entry.trials),
-        "warmup": cfg.get("warmup", ""),
+        "warmup": _text(cfg.warmup),
         "1st token median (ms)": fmt(ms(_stat(entry, "first_token_s", "median")), 3),
         "1st token p90 (ms)": fmt(ms(_stat(entry, "first_token_s", "p90")), 3),
         "1st token stdev (ms)": fmt(ms(_stat(entry, "first_token_s", "stdev")), 3),
@@ -147,6 +147,10 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
     }
     row.update(entry.csv_extra)  # command-specific columns
     return row
+
+
+def _text(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def csv_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
@@ -212,9 +216,9 @@ def render_markdown(doc: ResultsDocument) -> str:
         f"# streambench {md_text(doc.command)} results",
         "",
         md_text(
-            f"streambench {env.get('streambench', '?')}, torch {env.get('torch', '?')}, "
-            f"transformers {env.get('transformers', '?')}; device {env.get('device', '?')} "
-            f"({env.get('device_name', '?')}); {env.get('date', '')}"
+            f"streambench {_known(env.streambench)}, torch {_known(env.torch)}, "
+            f"transformers {_known(env.transformers)}; device {_known(env.device)} "
+            f"({_known(env.device_name)}); {env.date or ''}"
         ),
         "",
         "| " + " | ".join(name for name, _ in MD_COLUMNS) + " |",
@@ -228,6 +232,10 @@ def render_markdown(doc: ResultsDocument) -> str:
         lines += ["", "Failures:", ""]
         lines += [f"- {md_text(e.name)}: {md_text(e.error)}" for e in failed]
     return "\n".join(lines) + "\n"
+
+
+def _known(value: Any) -> str:
+    return "?" if value is None else str(value)
 
 
 #: output format by file extension
