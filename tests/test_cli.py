@@ -84,13 +84,13 @@ def test_sweep_keeps_finished_rows_and_reports_the_failing_configuration(sweep):
     assert "Traceback" not in proc.stderr
 
     doc = json.loads((out / "r.json").read_text())
-    assert doc["schema"] == "streambench.results/1"
+    assert doc["schema"] == "streambench.results/2"
     env = doc["environment"]
     for key in ("streambench", "torch", "transformers", "device", "device_name", "date"):
         assert env.get(key), key
     assert [e["status"] for e in doc["configurations"]] == ["ok", "ok", "failed", "failed"]
     ok = doc["configurations"][1]
-    assert ok["config"]["batch_size"] == 2 and ok["config"]["input_tokens"] == 16
+    assert ok["settings"]["batch_size"] == 2 and ok["settings"]["input_tokens"] == 16
     assert ok["actual_input_tokens"] == 16 and ok["actual_output_tokens"] == 8
     assert len(ok["trials"]) == 2 and len(ok["warmup_runs"]) == 1
     for trial in ok["trials"]:
@@ -99,7 +99,7 @@ def test_sweep_keeps_finished_rows_and_reports_the_failing_configuration(sweep):
         assert trial["batch_size"] == 2 and trial["reference"] == "generate"
     agg = ok["aggregates"]
     assert agg["first_token_s"]["n"] == 2 and agg["first_token_s"]["mean"] > 0
-    assert agg["rest_token_mean_s"]["p90"] > 0 and agg["peak_memory_bytes"] > 0
+    assert agg["rest_token_mean_s"]["percentiles"]["90"] > 0 and agg["peak_memory_bytes"] > 0
     assert "context of 64" in doc["configurations"][2]["error"]
 
     with open(out / "r.csv", newline="") as f:
@@ -195,7 +195,7 @@ def test_random_weights_from_a_local_config(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     entry = json.loads((tmp_path / "r.json").read_text())["configurations"][0]
-    assert entry["config"]["model"] == "shape"
+    assert entry["settings"]["model"] == "shape"
     assert (entry["actual_input_tokens"], entry["actual_output_tokens"]) == (20, 5)
 
 

@@ -764,7 +764,7 @@ def test_cli_outputs_plot_and_compare(stub, tmp_path):
     doc = json.loads(open(ep[0]).read())
     assert doc["schema"].startswith("streambench.results/") and doc["command"] == "endpoint"
     entry = doc["configurations"][0]
-    assert entry["status"] == "ok" and entry["config"]["concurrency"] == 1
+    assert entry["status"] == "ok" and entry["settings"]["concurrency"] == 1
     assert entry["actual_output_tokens"] == 6 and len(entry["trials"]) == 3
     trial = entry["trials"][0]
     assert trial["reference"] == "request" and trial["new_tokens"] == 6

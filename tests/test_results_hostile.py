@@ -184,7 +184,7 @@ def test_a_configuration_not_ok_in_new_fails_the_gate(doc, status):
 
 def test_a_new_configuration_that_failed_fails_the_gate_but_a_new_ok_one_does_not(doc):
     extra = copy.deepcopy(doc["configurations"][0])
-    extra["config"]["batch_size"] = 7
+    extra["settings"]["batch_size"] = 7
     new = copy.deepcopy(doc)
     new["configurations"].append(extra)
     rows, failed = report.compare_documents(doc, new, 0.05)
@@ -297,7 +297,7 @@ def _corrupt(doc: dict, how: str):
     elif how == "status missing":
         del entries[0]["status"]
     elif how == "batch size a string":
-        entries[0]["config"]["batch_size"] = "1"
+        entries[0]["settings"]["batch_size"] = "1"
     elif how == "latency list of strings":
         entries[0]["trials"][0]["token_latencies_s"] = ["1", "2"]
     elif how == "trials a dict":
@@ -328,7 +328,7 @@ MALFORMED = [
     ("aggregates a number", "aggregates is a number"),
     ("config missing", "configurations[0].config is missing"),
     ("status missing", "configurations[0].status is missing"),
-    ("batch size a string", "config.batch_size is a string"),
+    ("batch size a string", "settings.batch_size is a string"),
     ("latency list of strings", "trials[0].token_latencies_s[0] is a string"),
     ("trials a dict", "configurations[0].trials is an object"),
     ("no schema", "no 'schema' key"),
@@ -401,7 +401,7 @@ def test_a_newer_schema_says_upgrade(capsys, tmp_path, doc, real):
     path = write(tmp_path, "newer.json", newer)
     code, _, err = sb(capsys, "compare", str(real / "d.json"), path)
     assert_usage_error(code, err, path, "written by a newer streambench", "upgrade")
-    lines = [json.dumps({**json.loads(line), "schema": "streambench.results/2"}) for line in
+    lines = [json.dumps({**json.loads(line), "schema": "streambench.results/3"}) for line in
              (real / "d.jsonl").read_text().splitlines()]  # fmt: skip
     path = write(tmp_path, "newer.jsonl", "\n".join(lines))
     code, _, err = sb(capsys, "plot", path, "-o", str(tmp_path / "p.png"))
@@ -409,20 +409,20 @@ def test_a_newer_schema_says_upgrade(capsys, tmp_path, doc, real):
 
 
 def test_schema_readers_are_the_hook_for_the_next_version(monkeypatch, tmp_path, doc):
-    """results/1 is read as it is; a reader registered for results/2 turns such a file into the
-    current form (and it is then no longer 'newer')."""
-    assert report.load_document(write(tmp_path, "v1.json", doc)) == doc
+    """results/2 (the current version) is read as it is; a reader registered for results/3 turns
+    such a file into the current form (and it is then no longer 'newer')."""
+    assert report.load_document(write(tmp_path, "v2.json", doc)) == doc
 
-    def read_v2(d: dict, source: str) -> dict:
+    def read_v3(d: dict, source: str) -> dict:
         d = {**d, "schema": report.SCHEMA, "configurations": d.pop("runs")}
-        return report.SCHEMA_READERS[1](d, source)
+        return report.SCHEMA_READERS[2](d, source)
 
-    v2 = {**doc, "schema": "streambench.results/2", "runs": doc["configurations"]}
-    del v2["configurations"]
-    path = write(tmp_path, "v2.json", v2)
+    v3 = {**doc, "schema": "streambench.results/3", "runs": doc["configurations"]}
+    del v3["configurations"]
+    path = write(tmp_path, "v3.json", v3)
     with pytest.raises(UsageError, match="newer streambench"):
         report.load_document(path)
-    monkeypatch.setitem(report.SCHEMA_READERS, 2, read_v2)
+    monkeypatch.setitem(report.SCHEMA_READERS, 3, read_v3)
     assert report.load_document(path)["configurations"] == doc["configurations"]
 
 
@@ -512,7 +512,7 @@ def md_cells(line: str) -> list[str]:
 def test_markdown_cells_cannot_break_the_table(doc, name):
     d = copy.deepcopy(doc)
     d["configurations"][1]["label"] = name
-    d["configurations"][1]["config"]["model"] = name
+    d["configurations"][1]["settings"]["model"] = name
     d["configurations"][2].update(status="failed", error=f"boom\n# {name}\n|x|", aggregates=None)
     d["environment"]["device_name"] = name
     md = report.render_markdown(d)
@@ -586,7 +586,7 @@ def test_console_table_of_an_entry_with_holes(doc):
 
     entry = copy.deepcopy(doc["configurations"][0])
     stats(entry)["stdev"] = None
-    stats(entry)["p90"] = float("nan")
+    stats(entry)["percentiles"]["90"] = float("nan")
     del stats(entry, "rest_token_mean_s")["median"]
     entry["aggregates"]["peak_memory_bytes"] = None
     console = Console(file=io.StringIO(), width=200)

@@ -1,0 +1,139 @@
+"""Console output (rich): the sweep's progress bar, one configuration's table, and the table of
+``streambench compare``. Text from a file (labels, errors) is never read as rich markup."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .compare import COMPARE_METRICS, CompareRow
+from .schema import ConfigurationResult
+from .values import GiB, fmt, is_number, scaled
+from .writers import actual_tokens
+
+__all__ = ["compare_table", "configuration_table", "progress_bar"]
+
+
+def progress_bar(console: Any) -> Any:
+    """The sweep's progress bar (``run`` and ``endpoint``): description, bar, done/total, elapsed
+    time; drawn on ``console`` only when it is a terminal, and cleared when finished."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+
+
+#: rows of :func:`configuration_table`: name, aggregate statistic, scale, decimals
+_TABLE_ROWS = [
+    ("first token (ms)", "first_token_s", 1e3, 2),
+    ("rest tokens (ms/token)", "rest_token_mean_s", 1e3, 3),
+    ("decode (tokens/s)", "decode_tokens_per_s", 1.0, 1),
+]
+
+
+def configuration_table(entry: ConfigurationResult) -> Any:
+    """A rich renderable for one configuration: a table of first token and rest tokens (mean,
+    median, p90, stdev over trials, ms) and decode tokens/s, then a line with peak memory (GiB),
+    the actual token counts and the model loading time (or the error of a failed one)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    trials = len(entry.trials)
+    title = f"{entry.name}  ·  {trials} trial{'s' * (trials != 1)}"
+    warmup = entry.config.warmup
+    if warmup:
+        title += f" after {warmup} warm-up{'s' * (warmup != 1)}"
+    header = Text(title, style="bold")
+    if entry.status != "ok":
+        status = entry.status or "failed"
+        return Group(header, Text(f"{status}: {entry.error or ''}", style="red"), Text(""))
+    table = Table(min_width=60)
+    table.add_column("metric", style="bold")
+    for name in ("mean", "median", "p90", "stdev"):
+        table.add_column(name, justify="right")
+    agg = entry.aggregates
+    for name, key, scale, digits in _TABLE_ROWS:
+        stats = agg.statistic(key) if agg is not None else None
+        if stats is None:
+            table.add_row(name, "-", "-", "-", "-")
+            continue
+        values = (stats.mean, stats.median, stats.p90, stats.stdev)
+        table.add_row(name, *(fmt(scaled(v, scale), digits) for v in values))
+    return Group(header, table, Text(_summary_line(entry), style="dim"), Text(""))
+
+
+def _summary_line(entry: ConfigurationResult) -> str:
+    parts = []
+    agg = entry.aggregates
+    peak = agg.peak_memory_bytes if agg is not None else None
+    if is_number(peak) and agg is not None:
+        memory = agg.memory_kind or ""
+        label = {"rss": "RSS", "peak_allocated": "allocated"}.get(memory, memory or "memory")
+        parts.append(f"peak {peak / GiB:.3f} GB {label}")
+    if actual_tokens(entry):
+        parts.append(f"actual in/out {actual_tokens(entry, '/')} tokens")
+    if is_number(entry.model_loading_time_s):
+        parts.append(f"load {entry.model_loading_time_s:.2f} s")
+    return "  ·  ".join(parts)
+
+
+def compare_table(rows: list[CompareRow], threshold: float) -> Any:
+    """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows (labels
+    and reasons escaped: a file's text is never read as rich markup)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=f"NEW / OLD (lower is faster; regression when > {1 + threshold:.3g}×)",
+        title_justify="left",
+    )
+    table.add_column("configuration")
+    metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
+    units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
+    units["peak memory"] = "GB"
+    for m in metrics:
+        table.add_column(f"{m}\nold → new ({units[m]})", justify="right")
+        table.add_column("ratio", justify="right")
+    table.add_column("verdict")
+    for row in rows:
+        cells = []
+        for m in metrics:
+            cells += _metric_cells(row, m)
+        table.add_row(escape(row.label), *cells, _verdict(row, escape))
+    return table
+
+
+def _metric_cells(row: CompareRow, metric: str) -> list[str]:
+    if metric not in row.values:
+        return ["", ""]
+    old, new = row.values[metric]
+    digits = 3 if metric != "first token median" else 2
+    r = row.ratio(metric)
+    text = "" if r is None else f"{r:.3f}×"
+    if metric in row.regressed:
+        text = f"[bold red]{text or 'slower'}[/bold red]"
+    return [f"{_cell_number(old, digits)} → {_cell_number(new, digits)}", text]
+
+
+def _verdict(row: CompareRow, escape: Any) -> str:
+    if row.problem:
+        color = "bold red" if row.fails else "yellow"
+        verdict = f"[{color}]{escape(row.problem)}[/{color}]"
+        return f"[bold red]slower;[/bold red] {verdict}" if row.regressed else verdict
+    return "[bold red]slower[/bold red]" if row.regressed else "[green]ok[/green]"
+
+
+def _cell_number(value: float | None, digits: int) -> str:
+    if value is None:
+        return "?"
+    if math.isnan(value):
+        return "NaN"
+    return fmt(value, digits)

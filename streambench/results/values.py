@@ -1,0 +1,84 @@
+"""Small helpers on JSON values shared by the results modules: type tests that treat ``bool`` as
+not a number, a description of a value for one-line messages, and number formatting."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: bytes in a GiB (the reports' "GB", as ipex-llm's all-in-one benchmark labels it)
+GiB = 1024**3
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (``true``/``false`` are not numbers, although Python's bool is an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def finite_number(value: Any) -> bool:
+    """A number that is neither NaN nor infinite."""
+    return is_number(value) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    """A whole JSON number (not ``true``/``false``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def kind(value: Any) -> str:
+    """How a JSON value looks, for messages: ``a string ('fast')``, ``a list``, ``null``.
+
+    >>> kind("fast"), kind(None), kind(True), kind([1])
+    ("a string ('fast')", 'null', 'true', 'a list')
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def scaled(value: Any, scale: float) -> float | None:
+    """``value * scale`` for a number (NaN and infinities kept, to be shown), else ``None``."""
+    return float(value) * scale if is_number(value) else None
+
+
+def ms(value: Any) -> float | None:
+    """Seconds to milliseconds; ``None`` for anything that is not a number."""
+    return scaled(value, 1e3)
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A cell: ``""`` for ``None`` and NaN, floats with ``digits`` decimals, others as ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def finite(value: Any) -> Any:
+    """A copy of a JSON value with NaN and infinities (not JSON) as ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def one_line(value: Any, limit: int = 200) -> str:
+    """``value`` as one line of at most ``limit`` characters (whitespace runs become a space)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

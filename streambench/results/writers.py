@@ -1,0 +1,264 @@
+"""Writers of a :class:`~streambench.results.schema.ResultsDocument`: CSV, JSON, JSON Lines and
+Markdown, chosen by file extension (:data:`OUTPUT_FORMATS`), each written atomically.
+
+The JSON keeps the core's units (seconds, bytes); the CSV and the Markdown table show
+milliseconds and GiB ("GB", as the ipex-llm all-in-one benchmark wrote). CSV columns come in a
+fixed order: :data:`ALL_IN_ONE_COLUMNS`, then :data:`EXTRA_COLUMNS`, then a command's own
+(``csv_extra``); a new column is only ever appended.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..outputs import atomic_write_text
+from .schema import ConfigurationResult, ResultsDocument
+from .values import GiB, finite, fmt, is_number, ms
+
+__all__ = [
+    "ALL_IN_ONE_COLUMNS",
+    "CSV_COLUMNS",
+    "EXTRA_COLUMNS",
+    "MD_COLUMNS",
+    "OUTPUT_FORMATS",
+    "actual_tokens",
+    "check_output_paths",
+    "csv_row",
+    "csv_rows",
+    "md_text",
+    "render_csv",
+    "render_json",
+    "render_jsonl",
+    "render_markdown",
+    "write_outputs",
+]
+
+#: the ipex-llm all-in-one benchmark's CSV columns, first and in this order
+ALL_IN_ONE_COLUMNS = [
+    "model",
+    "1st token avg latency (ms)",
+    "2+ avg latency (ms/token)",
+    "encoder time (ms)",
+    "input/output tokens",
+    "batch_size",
+    "actual input/output tokens",
+    "num_beams",
+    "low_bit",
+    "cpu_embedding",
+    "model loading time (s)",
+    "peak mem (GB)",
+]
+
+#: streambench's own columns, after the all-in-one ones (new ones are appended here)
+EXTRA_COLUMNS = [
+    "status",
+    "error",
+    "device",
+    "dtype",
+    "trials",
+    "warmup",
+    "1st token median (ms)",
+    "1st token p90 (ms)",
+    "1st token stdev (ms)",
+    "2+ median (ms/token)",
+    "2+ p90 (ms/token)",
+    "2+ stdev (ms/token)",
+    "decode tokens/s",
+    "pre-prompt time (ms)",
+    "memory kind",
+]
+
+#: every fixed CSV column, in order
+CSV_COLUMNS = ALL_IN_ONE_COLUMNS + EXTRA_COLUMNS
+
+
+def actual_tokens(entry: ConfigurationResult, sep: str = "-") -> str:
+    """The actual input/output tokens of an entry, e.g. ``"32-32"``; ``"?"`` for an unknown side
+    (``"?-8"``), ``""`` when neither is known.
+
+    >>> actual_tokens(ConfigurationResult(actual_output_tokens=8), "/")
+    '?/8'
+    """
+    counts = [entry.actual_input_tokens, entry.actual_output_tokens]
+    if all(c is None for c in counts):
+        return ""
+    return sep.join("?" if c is None else str(c) for c in counts)
+
+
+def _stat(entry: ConfigurationResult, name: str, stat: str = "mean") -> float | None:
+    """A statistic of ``entry.aggregates`` (``stat``: ``mean``, ``median``, ``stdev``, or
+    ``pNN`` for a percentile) when it is a number, else ``None``."""
+    stats = entry.aggregates.statistic(name) if entry.aggregates is not None else None
+    if stats is None:
+        return None
+    value = stats.percentile(stat[1:]) if stat.startswith("p") else getattr(stats, stat)
+    return value if is_number(value) else None
+
+
+def _peak_gib(entry: ConfigurationResult) -> float | None:
+    peak = entry.aggregates.peak_memory_bytes if entry.aggregates is not None else None
+    return peak / GiB if is_number(peak) else None
+
+
+def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
+    """One CSV row: the all-in-one columns (means over trials, ms) then the extra columns."""
+    s, cfg = entry.settings, entry.config
+    pre = ms(_stat(entry, "pre_prompt_s"))
+    enc = pre if entry.encoder_decoder else (0.0 if pre is not None else None)
+    first = ms(_stat(entry, "first_token_s"))
+    if entry.encoder_decoder and first is not None and pre is not None:
+        # As all-in-one (BenchmarkWrapper's first_cost): the encoder is its own column, so the
+        # first token counts from the end of the encoder; mean(a - b) = mean(a) - mean(b).
+        first -= pre
+    io_tokens = "" if s.input_tokens is None else f"{s.input_tokens}-{s.output_tokens}"
+    row = {
+        "model": "" if s.model is None else s.model,
+        "1st token avg latency (ms)": fmt(first, 3),
+        "2+ avg latency (ms/token)": fmt(ms(_stat(entry, "rest_token_mean_s")), 3),
+        "encoder time (ms)": fmt(enc, 3),
+        "input/output tokens": io_tokens,
+        "batch_size": "" if s.batch_size is None else s.batch_size,
+        "actual input/output tokens": actual_tokens(entry),
+        "num_beams": s.num_beams,
+        "low_bit": cfg.low_bit or "none",
+        "cpu_embedding": cfg.cpu_embedding,
+        "model loading time (s)": fmt(entry.model_loading_time_s, 3),
+        "peak mem (GB)": fmt(_peak_gib(entry), 4),
+        "status": entry.status or "",
+        "error": entry.error or "",
+        "device": _text(cfg.device),
+        "dtype": _text(cfg.dtype),
+        "trials": len(entry.trials),
+        "warmup": _text(cfg.warmup),
+        "1st token median (ms)": fmt(ms(_stat(entry, "first_token_s", "median")), 3),
+        "1st token p90 (ms)": fmt(ms(_stat(entry, "first_token_s", "p90")), 3),
+        "1st token stdev (ms)": fmt(ms(_stat(entry, "first_token_s", "stdev")), 3),
+        "2+ median (ms/token)": fmt(ms(_stat(entry, "rest_token_mean_s", "median")), 3),
+        "2+ p90 (ms/token)": fmt(ms(_stat(entry, "rest_token_mean_s", "p90")), 3),
+        "2+ stdev (ms/token)": fmt(ms(_stat(entry, "rest_token_mean_s", "stdev")), 3),
+        "decode tokens/s": fmt(_stat(entry, "decode_tokens_per_s"), 1),
+        "pre-prompt time (ms)": fmt(pre, 3),
+        "memory kind": (entry.aggregates.memory_kind if entry.aggregates else None) or "",
+    }
+    row.update(entry.csv_extra)  # command-specific columns
+    return row
+
+
+def _text(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def csv_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
+    """One row per configuration, in order."""
+    return [csv_row(e) for e in doc.configurations]
+
+
+def render_csv(doc: ResultsDocument) -> str:
+    rows = csv_rows(doc)
+    columns = list(CSV_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def render_json(doc: ResultsDocument) -> str:
+    """The results/2 document, NaN and infinities as ``null``."""
+    return json.dumps(finite(doc.to_dict()), indent=1, allow_nan=False, default=str) + "\n"
+
+
+def render_jsonl(doc: ResultsDocument) -> str:
+    """One JSON object per configuration, with ``schema``, ``command`` and ``environment``."""
+    lines = [json.dumps(finite(d), allow_nan=False, default=str) for d in doc.line_dicts()]
+    return "".join(line + "\n" for line in lines)
+
+
+def md_text(value: Any) -> str:
+    r"""``value`` as one line of Markdown text that cannot break a table row or a list item:
+    ``\`` and ``|`` escaped, line breaks as ``<br>``, other control characters as spaces, and
+    ``&``, ``<``, ``>`` as HTML entities (no raw HTML from a model name or an error message).
+
+    >>> md_text("a\nb|c")
+    'a<br>b\\|c'
+    """
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    text = "".join(c if c == "\n" or c.isprintable() else " " for c in text)
+    return text.replace("\n", "<br>")
+
+
+#: the Markdown table: column name and cell of a configuration
+MD_COLUMNS: list[tuple[str, Callable[[ConfigurationResult], Any]]] = [
+    ("configuration", lambda e: e.name),
+    ("status", lambda e: e.status or ""),
+    ("1st token mean (ms)", lambda e: fmt(ms(_stat(e, "first_token_s")))),
+    ("1st token p90 (ms)", lambda e: fmt(ms(_stat(e, "first_token_s", "p90")))),
+    ("2+ mean (ms/token)", lambda e: fmt(ms(_stat(e, "rest_token_mean_s")), 3)),
+    ("2+ p90 (ms/token)", lambda e: fmt(ms(_stat(e, "rest_token_mean_s", "p90")), 3)),
+    ("decode tokens/s", lambda e: fmt(_stat(e, "decode_tokens_per_s"), 1)),
+    ("peak mem (GB)", lambda e: fmt(_peak_gib(e), 3)),
+    ("actual in/out", lambda e: actual_tokens(e)),
+]
+
+
+def render_markdown(doc: ResultsDocument) -> str:
+    env = doc.environment
+    lines = [
+        f"# streambench {md_text(doc.command)} results",
+        "",
+        md_text(
+            f"streambench {_known(env.streambench)}, torch {_known(env.torch)}, "
+            f"transformers {_known(env.transformers)}; device {_known(env.device)} "
+            f"({_known(env.device_name)}); {env.date or ''}"
+        ),
+        "",
+        "| " + " | ".join(name for name, _ in MD_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in MD_COLUMNS) + "|",
+    ]
+    for entry in doc.configurations:
+        cells = [md_text(cell(entry)) for _, cell in MD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [e for e in doc.configurations if e.error]
+    if failed:
+        lines += ["", "Failures:", ""]
+        lines += [f"- {md_text(e.name)}: {md_text(e.error)}" for e in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _known(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+#: output format by file extension
+OUTPUT_FORMATS: dict[str, Callable[[ResultsDocument], str]] = {
+    ".csv": render_csv,
+    ".json": render_json,
+    ".jsonl": render_jsonl,
+    ".md": render_markdown,
+}
+
+
+def check_output_paths(paths: Iterable[str]) -> None:
+    """``ValueError`` (one line) for an output whose extension has no writer."""
+    for path in paths:
+        ext = Path(path).suffix.lower()
+        if ext not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"--output {path}: unknown format {ext or '(no extension)'!r}; use "
+                + ", ".join(OUTPUT_FORMATS)
+            )
+
+
+def write_outputs(paths: Sequence[str], doc: ResultsDocument) -> None:
+    """Write ``doc`` to every path, the format chosen by extension; each write atomic."""
+    for path in paths:
+        atomic_write_text(path, OUTPUT_FORMATS[Path(path).suffix.lower()](doc))
