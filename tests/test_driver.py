@@ -32,7 +32,7 @@ def test_resume_keeps_finished_configurations_and_measures_the_rest(tmp_path):
     new = json.loads((tmp_path / "r.json").read_text())["configurations"]
     assert [e["id"] for e in new] == [e["id"] for e in old] + [new[2]["id"]]
     assert new[:2] == old  # kept as they were, not measured again
-    assert new[2]["status"] == "ok" and new[2]["config"]["input_tokens"] == 12
+    assert new[2]["status"] == "ok" and new[2]["settings"]["input_tokens"] == 12
 
 
 def test_resume_refuses_a_file_of_other_settings(tmp_path):

@@ -69,7 +69,7 @@ def test_a_worker_that_dies_is_a_failed_row_and_the_sweep_goes_on(
     assert proc.returncode == 1, proc.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["settings"]["isolate"] == isolate
-    rows = [(e["config"]["batch_size"], e["status"], e["error"]) for e in doc["configurations"]]
+    rows = [(e["settings"]["batch_size"], e["status"], e["error"]) for e in doc["configurations"]]
     assert rows[0][:2] == (1, "ok") and rows[2][:2] == (3, "ok"), rows
     assert rows[1] == (2, "failed", cause), rows
     assert cause in proc.stderr
@@ -81,7 +81,7 @@ def test_without_isolation_the_same_crash_ends_the_sweep(tmp_path, env):
               "--isolate", "none", *FAST, "-o", "r.json", cwd=tmp_path, env=env)  # fmt: skip
     assert proc.returncode == -9
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert [e["config"]["batch_size"] for e in doc["configurations"]] == [1]
+    assert [e["settings"]["batch_size"] for e in doc["configurations"]] == [1]
 
 
 def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
@@ -91,7 +91,7 @@ def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
                   "--isolate", "config", "-o", str(out), cwd=tmp_path)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         entries = json.loads(out.read_text())["configurations"]
-        (bs1,) = [e for e in entries if e["config"]["batch_size"] == 1]
+        (bs1,) = [e for e in entries if e["settings"]["batch_size"] == 1]
         return bs1["aggregates"]["peak_memory_bytes"]
 
     alone = peak_of_batch_1("1")
