@@ -50,6 +50,15 @@ _PASS_THROUGH = frozenset({"put", "end", "prompt_once", "__call__", "<lambda>"})
 _HERE = globals()
 
 
+#: with ``memory=True``, a per-token reading is taken only when at least PROBE_BUDGET times its
+#: typical cost has passed since the last one, so the probe costs about 1/PROBE_BUDGET of the run
+#: at most (a reading every 0.4 ms on CPU, every 4 ms on GPUs)
+PROBE_BUDGET = 200.0
+#: typical cost of one memory reading (seconds), measured: CPU one pread of /proc/self/statm;
+#: CUDA one memory_stats query on an H200 host (docs/performance.md)
+PROBE_COST_S = {"cpu": 2e-6, "cuda": 2e-5, "xpu": 2e-5, "mps": 2e-5}
+
+
 class TimingStreamer(BaseStreamer):
     """A streamer that records, per ``generate()`` call, the time and memory of every token.
 
@@ -93,12 +102,19 @@ class TimingStreamer(BaseStreamer):
         verbose: bool = False,
         inner: Any | None = None,
         *,
-        memory: bool = True,
+        memory: bool | str = True,
         sync: bool = True,
         print_fn: Any = print,
         print_ranks: Any = None,
     ) -> None:
-        self.backend: DeviceBackend = get_backend(device, memory=memory)
+        if memory not in (True, False, "every-token"):
+            raise ValueError(f"memory={memory!r}: use True, False or 'every-token'")
+        self.backend: DeviceBackend = get_backend(device, memory=bool(memory))
+        # True: a reading wherever it costs at most 1/PROBE_BUDGET of the time since the last one
+        # (and always at the first and last token); "every-token": at every token.
+        self._every_token = memory == "every-token"
+        cost = PROBE_COST_S.get(self.backend.device.type, max(PROBE_COST_S.values()))
+        self._probe_gap = cost * PROBE_BUDGET
         self.device = str(self.backend.device)
         self.do_print = do_print
         self.verbose = verbose
@@ -282,7 +298,11 @@ class TimingStreamer(BaseStreamer):
         run.excluded.append(run.pending)
         run.overhead += run.pending
         if self._read_memory is not None:
-            self._probe(run)
+            if self._every_token or t - run.last_probe >= self._probe_gap:
+                self._probe(run)
+                run.last_probe = t
+            else:
+                run.memory.append(None)
         if value is not None and self.inner is not None:
             self.inner.put(value)
         run.pending = perf_counter() - t
@@ -298,6 +318,10 @@ class TimingStreamer(BaseStreamer):
             if run is None:
                 return
             self._run = None
+        if self._read_memory is not None and run.memory and run.memory[-1] is None:
+            # the last token's reading, taken after it (no later token to delay)
+            run.memory.pop()
+            self._probe(run)
         result = run.finish(complete=True)
         self._runs.append(result)
         self._report(result)

@@ -94,8 +94,14 @@ class RunResult:
         pre_prompt_s: marked start of ``generate()`` -> prompt ``put()``: input preparation and,
             for encoder-decoder models, the encoder. ``None`` when the start was not marked.
         memory_per_token_bytes: one reading per token (see ``memory_kind``); tokens of one
-            multi-token step share its reading. Empty when memory was not measured.
-        peak_memory_bytes: the largest reading of the run (``None`` when not measured).
+            multi-token step share its reading. Empty when memory was not measured. With the
+            default ``memory=True`` a token may have ``None`` (no reading): a reading is taken
+            only where it costs at most ~0.5 % of the time since the last one, and always at the
+            first and the last token; ``memory="every-token"`` reads at every token.
+        peak_memory_bytes: the largest reading of the run (``None`` when not measured). Exact on
+            CUDA/XPU (the allocator's peak counter covers the steps between readings); on CPU the
+            largest RSS reading (``streambench run``'s workers add the kernel's exact high-water
+            mark per configuration).
         memory_kind: what the readings are: ``"peak_allocated"`` (CUDA/XPU: peak bytes allocated
             by torch during the step, the peak counter reset after each step),
             ``"current_allocated"`` (MPS: bytes allocated by torch at the token), ``"rss"`` (CPU:
@@ -118,7 +124,7 @@ class RunResult:
     batch_size: int
     prompt_tokens: int
     pre_prompt_s: float | None = None
-    memory_per_token_bytes: tuple[int, ...] = ()
+    memory_per_token_bytes: tuple[int | None, ...] = ()
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None
     reserved_memory_bytes: int | None = None
@@ -209,11 +215,12 @@ class RunResult:
         if self.first_token_s is None:
             return ["=========No token generated: no first token cost========="]
         mem = self.memory_per_token_bytes
-        first_mem = f" and {round(mem[0] / GiB, 4)} GB" if mem else ""
+        first_mem = f" and {round(mem[0] / GiB, 4)} GB" if mem and mem[0] is not None else ""
         lines = [f"=========First token cost {self.first_token_s:.4f} s{first_mem}========="]
         rest = self.rest_token_mean_s
         if rest is not None:
-            rest_mem = f" and {round(max(mem[1:]) / GiB, 4)} GB" if len(mem) > 1 else ""
+            later = [m for m in mem[1:] if m is not None]
+            rest_mem = f" and {round(max(later) / GiB, 4)} GB" if later else ""
             lines.append(
                 f"=========Rest tokens cost average {rest:.4f} s "
                 f"({self.new_tokens - 1} tokens in all){rest_mem}========="
@@ -231,7 +238,7 @@ class RunResult:
         for i, lat in enumerate(self.token_latencies_s):
             line = f"{i + 1:>6} {lat * 1e3:>13.3f}"
             if mem:
-                line += f" {mem[i] / 2**20:>18.1f}"
+                line += f" {mem[i] / 2**20:>18.1f}" if mem[i] is not None else f" {'-':>18}"
             lines.append(line)
         return lines
 
@@ -271,6 +278,7 @@ class RunRecorder:
         "fed_by",
         "feeder",
         "interleaved",
+        "last_probe",
         "memory",
         "memory_kind",
         "overhead",
@@ -298,7 +306,8 @@ class RunRecorder:
         self.times: list[float] = []
         self.tokens: list[int] = []
         self.excluded: list[float] = []
-        self.memory: list[int] = []
+        self.memory: list[int | None] = []  # one per step; None: no reading (not affordable)
+        self.last_probe = float("-inf")  # perf_counter() of the last step with a memory reading
         self.reserved: int | None = None
         self.overhead = 0.0  # total streamer time excluded so far
         self.pending = 0.0  # streamer time since the last timestamp, excluded from the next step
@@ -338,11 +347,12 @@ class RunRecorder:
             steps.append(max(t - prev - ex, 0.0))
             prev = t
         per_token = split_steps(steps, self.tokens)
-        memory: list[int] = []
-        if len(self.memory) == len(self.times) and self.memory:
+        memory: list[int | None] = []
+        if len(self.memory) == len(self.times) and any(m is not None for m in self.memory):
             for i, (_, k) in enumerate(zip(steps, self.tokens)):
                 if k > 0:
                     memory.extend([self.memory[i]] * k)
+        readings = [m for m in memory if m is not None]
         extra = dict(extra or {})
         if self.interleaved is not None:
             complete = False
@@ -362,8 +372,8 @@ class RunRecorder:
             prompt_tokens=self.prompt_tokens,
             pre_prompt_s=pre_prompt,
             memory_per_token_bytes=tuple(memory),
-            peak_memory_bytes=max(memory) if memory else None,
-            memory_kind=self.memory_kind if memory else None,
+            peak_memory_bytes=max(readings) if readings else None,
+            memory_kind=self.memory_kind if readings else None,
             reserved_memory_bytes=self.reserved,
             complete=complete,
             streamer_overhead_s=self.overhead + self.pending,

@@ -501,7 +501,8 @@ class BenchmarkWrapper:
         if self.verbose:
             mem = result.memory_per_token_bytes
             if mem:
-                out(f"Peak memory for every token: {[round(m / GiB, 4) for m in mem]}")
+                shown_mem = [None if m is None else round(m / GiB, 4) for m in mem]
+                out(f"Peak memory for every token: {shown_mem}")
             for line in result.token_lines():
                 out(line)
 

@@ -200,7 +200,7 @@ def test_accelerator_memory_probe_is_one_allocator_query_per_token(monkeypatch):
         "reset_peak_memory_stats",
     ):
         monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
-    s = TimingStreamer(device="cuda")
+    s = TimingStreamer(device="cuda", memory="every-token")  # a reading at every token
     s.put(PROMPT)
     for _ in range(5):
         s.put(TOKEN)

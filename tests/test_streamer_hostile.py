@@ -373,3 +373,40 @@ def test_memory_probe_failing_with_an_empty_memory_error_says_so(llama, prompt):
     (w,) = [c for c in caught if "memory probe" in str(c.message)]
     assert "failed (MemoryError (out of memory))" in str(w.message)
     assert s.summary().new_tokens == 3 and s.summary().memory_per_token_bytes == ()
+
+
+# -- per-token memory where affordable (memory=True) -----------------------------------------------
+def test_fast_tokens_skip_the_memory_reading_but_keep_first_last_and_peak():
+    """Puts microseconds apart: a reading at the first token and (at end()) the last one, None in
+    between; memory="every-token" reads them all; a slow step always gets one."""
+    import time
+
+    s = TimingStreamer(device="cpu")
+    s.put(torch.ones(1, 4, dtype=torch.long))
+    for _ in range(20):
+        s.put(torch.ones(1, dtype=torch.long))
+    s.end()
+    mem = s.summary().memory_per_token_bytes
+    assert len(mem) == 20 and mem[0] is not None and mem[-1] is not None
+    assert sum(m is None for m in mem) >= 15
+    assert s.summary().peak_memory_bytes == max(m for m in mem if m is not None)
+
+    every = TimingStreamer(device="cpu", memory="every-token")
+    every.put(torch.ones(1, 4, dtype=torch.long))
+    for _ in range(20):
+        every.put(torch.ones(1, dtype=torch.long))
+    every.end()
+    assert all(m is not None for m in every.summary().memory_per_token_bytes)
+
+    slow = TimingStreamer(device="cpu")
+    slow.put(torch.ones(1, 4, dtype=torch.long))
+    for _ in range(3):
+        time.sleep(0.002)  # 2 ms a step: far above the 0.4 ms budget gap
+        slow.put(torch.ones(1, dtype=torch.long))
+    slow.end()
+    assert all(m is not None for m in slow.summary().memory_per_token_bytes)
+
+
+def test_memory_setting_is_checked():
+    with pytest.raises(ValueError, match="every-token"):
+        TimingStreamer(device="cpu", memory="sometimes")
