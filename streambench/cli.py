@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
     run.add_argument(
+        "--telemetry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample power, energy and utilization per phase where a source exists (NVML on "
+        "NVIDIA GPUs, RAPL on CPUs where readable; default on)",
+    )
+    run.add_argument(
         "--isolate",
         choices=["config", "model", "none"],
         help="run each configuration (config; the default for more than one) or each model "

@@ -195,5 +195,6 @@ KEYS: dict[str, KeySpec] = {
     "plot": KeySpec("plot", _text, "plot file"),
     "seed": KeySpec("seed", _bounded("seed"), "seed"),
     "tp": KeySpec("tp", _text, "tensor parallelism"),
+    "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
     "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
 }

@@ -108,6 +108,11 @@ class SweepSettings:
     seed: int = 0
     verbose: bool = False
     tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+    #: sample hardware telemetry (power, energy per phase) where a source exists
+    telemetry: bool = True
+    #: reset the kernel's peak-RSS mark before the trials (only streambench's own workers: the
+    #: reset also resets the process's ru_maxrss)
+    exact_peak: bool = False
 
     @property
     def configurations_per_model(self) -> int:
@@ -130,6 +135,7 @@ class SweepSettings:
             "num_layers": self.num_layers,
             "seed": self.seed,
             "tp": self.tp,
+            "telemetry": self.telemetry,
         }
 
 
@@ -336,13 +342,17 @@ def _run_all(
     settings: SweepSettings,
     on_run: Callable[[int, bool], None] | None,
     print_fn: Callable[[str], None],
+    before_trials: Callable[[], None] = lambda: None,
 ) -> None:
-    """The warm-ups, then the trials; ``on_run(i, is_warmup)`` after each."""
+    """The warm-ups, then ``before_trials()``, then the trials; ``on_run(i, is_warmup)`` after
+    each."""
     import torch
 
     with torch.inference_mode():
         for i in range(settings.warmup + settings.trials):
             warm = i < settings.warmup
+            if i == settings.warmup:
+                before_trials()
             if settings.verbose:
                 kind = "warm-up" if warm else "trial"
                 n = i + 1 if warm else i + 1 - settings.warmup
@@ -421,8 +431,10 @@ def run_configuration(
         _check_context(loaded, n_in, n_out)
         input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
         run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
-        _run_all(run, entry, settings, on_run, print_fn)
+        with _Observers(settings, loaded) as observers:
+            _run_all(run, entry, settings, on_run, print_fn, observers.before_trials)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
+        observers.record(entry, timer.runs[settings.warmup :])
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -475,3 +487,62 @@ def quiet_transformers(verbose: bool) -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+class _Observers:
+    """What is observed around a configuration's runs besides the streamer: hardware telemetry
+    (:mod:`streambench.telemetry`, sampled off the hot path) and, in streambench's own worker
+    processes, the kernel's exact peak RSS of the trials (:mod:`streambench.peak_memory`)."""
+
+    def __init__(self, settings: SweepSettings, loaded: LoadedModel) -> None:
+        self.settings, self.loaded = settings, loaded
+        self.sampler: Any = None
+        self.peak: Any = None
+        self.rss_before_trials: int | None = None
+
+    def __enter__(self) -> _Observers:
+        if self.settings.telemetry:
+            from .telemetry import Sampler, discover
+
+            self.sampler = Sampler(discover(str(self.loaded.device))).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def before_trials(self) -> None:
+        if getattr(self.loaded.device, "type", str(self.loaded.device)) != "cpu":
+            return
+        from .peak_memory import PeakRSS, rss_bytes
+
+        self.rss_before_trials = rss_bytes()
+        if self.settings.exact_peak:
+            self.peak = PeakRSS()
+            self.peak.reset()
+
+    def record(self, entry: dict[str, Any], measured: list[Any]) -> None:
+        """``entry["memory"]`` (CPU: RSS before loading, after loading, peak of the trials, and
+        where the peak comes from) and ``entry["telemetry"]`` (energy per phase, or why not)."""
+        loaded = self.loaded
+        if self.rss_before_trials is not None:
+            memory: dict[str, Any] = {
+                "rss_before_load_bytes": loaded.rss_before_load_bytes,
+                "rss_after_load_bytes": loaded.rss_after_load_bytes,
+                "rss_before_trials_bytes": self.rss_before_trials,
+                "peak_rss_bytes": None,
+                "peak_source": "largest per-token RSS reading (not reset: in-process run)",
+            }
+            if self.peak is not None:
+                reading = self.peak.read()
+                memory["peak_rss_bytes"] = reading.peak_bytes
+                memory["peak_source"] = reading.source
+            else:
+                peaks = [r.peak_memory_bytes for r in measured if r.peak_memory_bytes]
+                memory["peak_rss_bytes"] = max(peaks) if peaks else None
+            entry["memory"] = memory
+        if self.sampler is not None:
+            from .telemetry import Telemetry
+
+            phases = [(*r.phase_clock_s, r.new_tokens) for r in measured if r.phase_clock_s]
+            entry["telemetry"] = Telemetry.from_sampler(self.sampler, phases).to_dict()

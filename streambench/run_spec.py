@@ -147,6 +147,7 @@ def build_run_settings(
         verbose=m["verbose"],
         tp=_tp_mode(m.get("tp")),
     )
+    settings.telemetry = m.get("telemetry", True)
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
     return settings, outputs, plot
 

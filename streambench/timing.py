@@ -125,6 +125,9 @@ class RunResult:
     prompt_tokens: int
     pre_prompt_s: float | None = None
     memory_per_token_bytes: tuple[int | None, ...] = ()
+    #: (prompt, first token, last token) as ``time.perf_counter()`` seconds: where the run lies on
+    #: the clock that telemetry samples use (not written by ``to_dict``)
+    phase_clock_s: tuple[float, float, float] | None = None
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None
     reserved_memory_bytes: int | None = None
@@ -372,6 +375,11 @@ class RunRecorder:
             prompt_tokens=self.prompt_tokens,
             pre_prompt_s=pre_prompt,
             memory_per_token_bytes=tuple(memory),
+            phase_clock_s=(
+                (self.t_prompt, self.times[0], self.times[-1])
+                if self.t_prompt is not None and self.times
+                else None
+            ),
             peak_memory_bytes=max(readings) if readings else None,
             memory_kind=self.memory_kind if readings else None,
             reserved_memory_bytes=self.reserved,

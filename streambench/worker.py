@@ -73,6 +73,7 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     from .local_run import quiet_transformers
 
     settings, spec = _settings(job["settings"], job["spec"])
+    settings.exact_peak = True  # this process is ours: its peak-RSS mark may be reset
     with quiet_transformers(settings.verbose):
         try:
             loaded = load_model(spec, settings, resolve_device(job["device"]))

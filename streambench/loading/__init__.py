@@ -101,6 +101,12 @@ def load_model(spec: ModelSpec, settings: LoadOptions, where: Any) -> LoadedMode
             )
     else:
         placement = Placement.resolve(where, settings.tp)
+    from ..peak_memory import rss_bytes
+
+    before = rss_bytes()
     if placement.tp == "none":
-        return load_on_device(spec, settings, placement)
-    return load_model_tensor_parallel(spec, settings, placement)
+        loaded = load_on_device(spec, settings, placement)
+    else:
+        loaded = load_model_tensor_parallel(spec, settings, placement)
+    loaded.rss_before_load_bytes, loaded.rss_after_load_bytes = before, rss_bytes()
+    return loaded

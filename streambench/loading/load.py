@@ -77,6 +77,9 @@ class LoadedModel:
     load_time_s: float
     low_bit: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: resident memory of this process just before and after loading (bytes; Linux, else None)
+    rss_before_load_bytes: int | None = None
+    rss_after_load_bytes: int | None = None
 
     @property
     def config(self) -> Any:

@@ -67,7 +67,37 @@ def configuration_table(entry: ConfigurationResult) -> Any:
             continue
         values = (stats.mean, stats.median, stats.p90, stats.stdev)
         table.add_row(name, *(fmt(scaled(v, scale), digits) for v in values))
-    return Group(header, table, Text(_summary_line(entry), style="dim"), Text(""))
+    lines = [Text(_summary_line(entry), style="dim")]
+    hardware = hardware_line(entry.extra)
+    if hardware:
+        lines.append(Text(hardware, style="dim"))
+    return Group(header, table, *lines, Text(""))
+
+
+def hardware_line(extra: dict[str, Any]) -> str:
+    """One line on what the hardware did: CPU memory before/after loading and the peak of the
+    trials (GiB), and energy per phase from telemetry (or which sources were unavailable)."""
+    parts = []
+    memory = extra.get("memory")
+    if isinstance(memory, dict) and is_number(memory.get("peak_rss_bytes")):
+        loaded = memory.get("rss_after_load_bytes")
+        text = f"RSS loaded {loaded / GiB:.3f} GB, " if is_number(loaded) else ""
+        exact = "exact" if str(memory.get("peak_source")).startswith("VmHWM after") else "sampled"
+        parts.append(f"{text}peak {memory['peak_rss_bytes'] / GiB:.3f} GB ({exact})")
+    telemetry = extra.get("telemetry")
+    if isinstance(telemetry, dict):
+        for name, source in (telemetry.get("sources") or {}).items():
+            prefill = source.get("prefill_energy_j")
+            decode = source.get("decode_energy_j_per_token")
+            parts.append(
+                f"{name}: prefill {fmt(prefill, 2)} J, decode {fmt(decode, 3)} J/token"
+                if is_number(prefill) or is_number(decode)
+                else f"{name}: energy n/a"
+            )
+        missing = sorted((telemetry.get("unavailable") or {}).keys())
+        if missing:
+            parts.append(f"telemetry unavailable: {', '.join(missing)}")
+    return "  ·  ".join(parts)
 
 
 def _summary_line(entry: ConfigurationResult) -> str:

@@ -146,7 +146,47 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
         "memory kind": (entry.aggregates.memory_kind if entry.aggregates else None) or "",
     }
     row.update(entry.csv_extra)  # command-specific columns
+    row.update(hardware_columns(entry.extra))  # appended last, only where measured
     return row
+
+
+#: columns of ``run``'s memory per configuration and telemetry, after every other column
+HARDWARE_COLUMNS = [
+    "RSS after load (GB)",
+    "peak RSS (GB)",
+    "peak RSS source",
+    "prefill energy (J)",
+    "decode energy (J/token)",
+    "telemetry",
+]
+
+
+def hardware_columns(extra: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`HARDWARE_COLUMNS` of an entry that has ``memory`` or ``telemetry``; energy
+    from the first telemetry source that has it; ``telemetry`` names the sources, or says
+    ``unavailable: ...``."""
+    memory, telemetry = extra.get("memory"), extra.get("telemetry")
+    if not isinstance(memory, dict) and not isinstance(telemetry, dict):
+        return {}
+    memory = memory if isinstance(memory, dict) else {}
+    telemetry = telemetry if isinstance(telemetry, dict) else {}
+    sources = telemetry.get("sources") or {}
+    first = next(iter(sources.values()), {}) if isinstance(sources, dict) else {}
+    unavailable = sorted((telemetry.get("unavailable") or {}).keys())
+    described = ", ".join(sources) if sources else ""
+    if unavailable:
+        described = (
+            (described + "; " if described else "") + "unavailable: " + ", ".join(unavailable)
+        )
+    gib = lambda v: fmt(v / GiB, 4) if is_number(v) else ""  # noqa: E731
+    return {
+        "RSS after load (GB)": gib(memory.get("rss_after_load_bytes")),
+        "peak RSS (GB)": gib(memory.get("peak_rss_bytes")),
+        "peak RSS source": memory.get("peak_source") or "",
+        "prefill energy (J)": fmt(first.get("prefill_energy_j"), 3),
+        "decode energy (J/token)": fmt(first.get("decode_energy_j_per_token"), 4),
+        "telemetry": described,
+    }
 
 
 def _text(value: Any) -> Any:

@@ -391,7 +391,8 @@ def discover(device: str, *, nvml_index: Optional[int] = None) -> list[Source]:
             return [UnavailableSource(f"nvml:{nvml_index}", reason)]
         return [NvmlSource(nvml_index)]
     if kind == "cpu":
-        return [RaplSource()]
+        # STREAMBENCH_POWERCAP_ROOT: another powercap tree (tests, or a bind-mounted host tree)
+        return [RaplSource(os.environ.get("STREAMBENCH_POWERCAP_ROOT") or "/sys/class/powercap")]
     if kind == "xpu":
         smi = shutil.which("xpu-smi")
         if smi is None:
