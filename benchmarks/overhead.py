@@ -25,7 +25,14 @@ from typing import Any
 import _common as C
 
 PUT_VARIANTS = ("noop", "minimal", "sb_memory_off", "sb_memory_on")
-GEN_VARIANTS = ("none", "noop_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on")
+GEN_VARIANTS = (
+    "none",
+    "noop_streamer",
+    "rss_read_only",
+    "sb_memory_off",
+    "sb_memory_on",
+    "sb_memory_every_token",
+)
 
 
 class NoopStreamer:
@@ -190,9 +197,14 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
         "rss_read_only": RssOnlyStreamer(),
         "sb_memory_off": capturing_streamer(device="cpu", memory=False),
         "sb_memory_on": capturing_streamer(device="cpu", memory=True),
+        "sb_memory_every_token": capturing_streamer(device="cpu", memory="every-token"),
     }
     times: dict[str, list[float]] = {k: [] for k in GEN_VARIANTS}
-    inside_us: dict[str, list[float]] = {"sb_memory_off": [], "sb_memory_on": []}
+    inside_us: dict[str, list[float]] = {
+        "sb_memory_off": [],
+        "sb_memory_on": [],
+        "sb_memory_every_token": [],
+    }
     with torch.inference_mode():
         for _ in range(3):  # warm-up
             for s in streamers.values():
@@ -214,7 +226,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
     vs_noop = {
         k: [t / b for t, b in zip(times[k], times["noop_streamer"])]
-        for k in ("rss_read_only", "sb_memory_off", "sb_memory_on")
+        for k in ("rss_read_only", "sb_memory_off", "sb_memory_on", "sb_memory_every_token")
     }
     return {
         "new_tokens": tokens,
@@ -291,6 +303,7 @@ def render(data: dict[str, Any]) -> str:
         "minimal": "minimal timing streamer (perf_counter + append)",
         "sb_memory_off": "TimingStreamer(memory=False)",
         "sb_memory_on": "TimingStreamer(memory=True)",
+        "sb_memory_every_token": 'TimingStreamer(memory="every-token")',
     }
     target = {"sb_memory_off": "≤ 5", "sb_memory_on": "≤ 20"}
     for k in PUT_VARIANTS:
@@ -314,7 +327,13 @@ def render(data: dict[str, Any]) -> str:
     out.append(C.md_table(["operation", "µs"], [[k, C.fmt(v, 3)] for k, v in parts.items()]))
     for name, g in data["generate"].items():
         rows = []
-        for k in ("noop_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on"):
+        for k in (
+            "noop_streamer",
+            "rss_read_only",
+            "sb_memory_off",
+            "sb_memory_on",
+            "sb_memory_every_token",
+        ):
             r = g["ratio_vs_none"][k]
             vn = g["ratio_vs_noop_streamer"].get(k)
             rows.append(
