@@ -51,11 +51,11 @@ _HERE = globals()
 
 
 #: with ``memory=True``, a per-token reading is taken only when at least PROBE_BUDGET times its
-#: typical cost has passed since the last one, so the probe costs about 1/PROBE_BUDGET of the run
-#: at most (a reading every 0.4 ms on CPU, every 4 ms on GPUs)
-PROBE_BUDGET = 200.0
-#: typical cost of one memory reading (seconds), measured: CPU one pread of /proc/self/statm;
-#: CUDA one memory_stats query on an H200 host (docs/performance.md)
+#: cost has passed since the last one (the cost as measured in this run, smoothed, never below
+#: PROBE_COST_S), so the probe costs at most ~1/PROBE_BUDGET (0.7 %) of the run's time
+PROBE_BUDGET = 150.0
+#: the least one memory reading costs (seconds): CPU one pread of /proc/self/statm in a hot
+#: loop (inside generate() it measures ~10-15 µs); CUDA one memory_stats query on an H200 host
 PROBE_COST_S = {"cpu": 2e-6, "cuda": 2e-5, "xpu": 2e-5, "mps": 2e-5}
 
 
@@ -113,8 +113,9 @@ class TimingStreamer(BaseStreamer):
         # True: a reading wherever it costs at most 1/PROBE_BUDGET of the time since the last one
         # (and always at the first and last token); "every-token": at every token.
         self._every_token = memory == "every-token"
-        cost = PROBE_COST_S.get(self.backend.device.type, max(PROBE_COST_S.values()))
-        self._probe_gap = cost * PROBE_BUDGET
+        self._nominal_cost = PROBE_COST_S.get(self.backend.device.type, max(PROBE_COST_S.values()))
+        self._probe_cost = self._nominal_cost
+        self._probe_gap = self._nominal_cost * PROBE_BUDGET
         self.device = str(self.backend.device)
         self.do_print = do_print
         self.verbose = verbose
@@ -300,7 +301,11 @@ class TimingStreamer(BaseStreamer):
         if self._read_memory is not None:
             if self._every_token or t - run.last_probe >= self._probe_gap:
                 self._probe(run)
+                after = perf_counter()
                 run.last_probe = t
+                # the gap follows what a reading really costs here (EMA, never below nominal)
+                self._probe_cost += (after - t - self._probe_cost) * 0.2
+                self._probe_gap = max(self._probe_cost, self._nominal_cost) * PROBE_BUDGET
             else:
                 run.memory.append(None)
         if value is not None and self.inner is not None:
