@@ -32,6 +32,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
+from .results.schema import as_configuration
 
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
 
@@ -141,7 +142,8 @@ class Driver:
             progress.advance(task, n)
 
         def keep(entry: Any) -> None:
-            self.doc["configurations"].append(entry)
+            # the one conversion: a runner's entry becomes the typed ConfigurationResult
+            self.doc["configurations"].append(as_configuration(entry))
 
         try:
             with progress:
@@ -194,7 +196,7 @@ class Driver:
 
 
 def _status(entry: Any) -> Any:
-    return entry.get("status") if isinstance(entry, dict) else getattr(entry, "status", None)
+    return entry.status
 
 
 def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:

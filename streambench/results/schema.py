@@ -515,7 +515,8 @@ class ResultsDocument:
         """From a results/2 or results/1 document (or the dict a runner builds, with results/1
         entries). ``ValueError`` when ``configurations`` is not a list of objects."""
         entries = data.get("configurations") if isinstance(data, Mapping) else None
-        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        typed = (Mapping, ConfigurationResult)
+        if not isinstance(entries, list) or not all(isinstance(e, typed) for e in entries):
             raise ValueError(
                 f"{where}: 'configurations' must be a list of objects (read files with "
                 "load_document)"
@@ -526,7 +527,7 @@ class ResultsDocument:
             command=data.get("command", "run"),
             environment=Environment.from_dict(env),
             settings=dict(settings) if isinstance(settings, Mapping) else {},
-            configurations=[ConfigurationResult.from_dict(e) for e in entries],
+            configurations=[as_configuration(e) for e in entries],
             interrupted=bool(data.get("interrupted", False)),
             extra={k: v for k, v in data.items() if k not in known},
         )
