@@ -361,32 +361,11 @@ def aggregate_over_trials(
             ),
             "",
         )
-        if key != ENERGY:
-            prefill_j = decode_j = None
-            why = (
-                f"power readings are ~{_ms(resolution or 1.0)} averages: phases too short alone "
-                f"cannot be separated by pooling trials ({first_reason})"
-            )
+        prefill_j, decode_j, stderr, note, why = _pooled(
+            key, points, trials, resolution, first_reason, prefill_s, decode_s
+        )
+        if why:
             reasons["prefill_energy_j"] = reasons["decode_energy_j"] = why
-            note = "power integration; not pooled"
-        else:
-            fit = _fit_phase_powers(points, trials, resolution)
-            if isinstance(fit, str):
-                prefill_j = decode_j = None
-                reasons["prefill_energy_j"] = reasons["decode_energy_j"] = (
-                    f"{fit} (alone: {first_reason})"
-                )
-                note = "energy counter; least squares over trials not possible"
-            else:
-                (p_pre, p_dec, _p_other), (se_pre, _se_dec, _se_other), n_int = fit
-                prefill_j = p_pre * prefill_s
-                decode_j = p_dec * decode_s
-                stderr = se_pre * prefill_s
-                note = (
-                    f"energy counter; phases too short alone ({first_reason}), so mean power per "
-                    f"phase fitted by least squares over {n_int} sampling intervals of {n} trials "
-                    "(energy = fitted power × mean phase time)"
-                )
     per_token = None
     if decode_j is not None:
         if decode_tokens:
@@ -412,6 +391,37 @@ def aggregate_over_trials(
         prefill_energy_j_stderr=stderr,
         note=note,
     )
+
+
+def _pooled(
+    key: Optional[str],
+    points: list[tuple[float, float]],
+    trials: list[TrialPhases],
+    resolution: Optional[float],
+    first_reason: str,
+    prefill_s: float,
+    decode_s: float,
+) -> tuple[Optional[float], Optional[float], Optional[float], str, str]:
+    """Cases 2 and 3 of :func:`aggregate_over_trials`: ``(prefill J, decode J, prefill stderr,
+    note, reason)``, the energies ``None`` with a reason where pooling cannot give them."""
+    n = len(trials)
+    if key != ENERGY:
+        why = (
+            f"power readings are ~{_ms(resolution or 1.0)} averages: phases too short alone "
+            f"cannot be separated by pooling trials ({first_reason})"
+        )
+        return None, None, None, "power integration; not pooled", why
+    fit = _fit_phase_powers(points, trials, resolution)
+    if isinstance(fit, str):
+        note = "energy counter; least squares over trials not possible"
+        return None, None, None, note, f"{fit} (alone: {first_reason})"
+    (p_pre, p_dec, _p_other), (se_pre, _se_dec, _se_other), n_int = fit
+    note = (
+        f"energy counter; phases too short alone ({first_reason}), so mean power per "
+        f"phase fitted by least squares over {n_int} sampling intervals of {n} trials "
+        "(energy = fitted power × mean phase time)"
+    )
+    return p_pre * prefill_s, p_dec * decode_s, se_pre * prefill_s, note, ""
 
 
 def _fit_phase_powers(
