@@ -545,4 +545,31 @@ class _Observers:
             from .telemetry import Telemetry
 
             phases = [(*r.phase_clock_s, r.new_tokens) for r in measured if r.phase_clock_s]
-            entry["telemetry"] = Telemetry.from_sampler(self.sampler, phases).to_dict()
+            telemetry = Telemetry.from_sampler(self.sampler, phases).to_dict()
+            if phases:
+                telemetry["power_trace"] = power_trace(self.sampler, phases[0][0])
+            entry["telemetry"] = telemetry
+
+
+def power_trace(sampler: Any, origin: float, limit: int = 2000) -> dict[str, Any]:
+    """Per source, power (W) over time (s from ``origin``, the first measured prompt; from an
+    energy counter's differences where the source has no power reading), at most ``limit``
+    points (every k-th sample): what the plot draws beside latency."""
+    out: dict[str, Any] = {}
+    for name, trace in sampler.traces().items():
+        points = [(s.t - origin, s.readings["power_w"]) for s in trace if "power_w" in s.readings]
+        if not points:  # an energy counter only (RAPL): power from consecutive differences
+            energy = [
+                (s.t - origin, s.readings["energy_j"]) for s in trace if "energy_j" in s.readings
+            ]
+            points = [
+                ((t0 + t1) / 2, (e1 - e0) / (t1 - t0))
+                for (t0, e0), (t1, e1) in zip(energy, energy[1:])
+                if t1 > t0
+            ]
+        if not points:
+            continue
+        step = max(1, -(-len(points) // limit))
+        points = points[::step]
+        out[name] = {"t_s": [round(t, 4) for t, _ in points], "power_w": [p for _, p in points]}
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -102,3 +103,10 @@ def test_energy_per_phase_from_a_counter_at_known_power(tmp_path):
     assert rapl["decode_mean_power_w"] == pytest.approx(WATTS, rel=0.25)
     assert "prefill energy (J)" not in proc.stdout  # the table line names the source instead
     assert "rapl: prefill" in proc.stdout
+    trace = entry["telemetry"]["power_trace"]["rapl"]
+    inside = [p for t, p in zip(trace["t_s"], trace["power_w"]) if t > 0.1]
+    assert inside and statistics.median(inside) == pytest.approx(WATTS, rel=0.25)
+    pytest.importorskip("matplotlib")
+    plot = sb("plot", "r.json", "-o", "p.png", cwd=tmp_path)
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "p.png").stat().st_size > 10_000

@@ -86,7 +86,8 @@ def plot_document(doc: ResultsDocument, path: str | os.PathLike[str]) -> Path:
     if not entries:
         raise ValueError("nothing to plot: no configuration finished")
     has_mem = any(t.memory_per_token_bytes for e in entries for t in e.trials)
-    rows = 2 if has_mem else 1
+    has_power = any(_power_traces(e) for e in entries)
+    rows = (2 if has_mem else 1) + int(has_power)
     fig = plt.figure(figsize=(12, 3.9 * rows + 1.4), layout="constrained")
     f = _Figure(
         fig=fig,
@@ -108,6 +109,8 @@ def plot_document(doc: ResultsDocument, path: str | os.PathLike[str]) -> Path:
         if has_mem:
             ax_peak = fig.add_subplot(f.grid[1, 0])
             _memory_panels(f, ax_peak, fig.add_subplot(f.grid[1, 1], sharex=ax_rest))
+        if has_power:
+            _power_panel(f, fig.add_subplot(f.grid[rows - 1, :]))
         _legend_and_title(f, ax_rest, doc.environment)
         return _save(fig, Path(path))
     finally:
@@ -242,6 +245,26 @@ def _legend_and_title(f: _Figure, ax_rest: Any, env: Environment) -> None:
         f"transformers {env.transformers or '?'} · {str(env.date or '')[:10]}",
         fontsize=12,
     )
+
+
+def _power_traces(entry: ConfigurationResult) -> dict[str, Any]:
+    telemetry = entry.extra.get("telemetry")
+    traces = telemetry.get("power_trace") if isinstance(telemetry, dict) else None
+    return traces if isinstance(traces, dict) else {}
+
+
+def _power_panel(f: _Figure, ax: Any) -> None:
+    """Power (W) over time from the telemetry sampler, from each configuration's first measured
+    prompt (t = 0): where the energy per phase comes from."""
+    for i, entry in enumerate(f.entries):
+        for name, trace in _power_traces(entry).items():
+            t, p = trace.get("t_s") or [], trace.get("power_w") or []
+            if t and len(t) == len(p):
+                ax.plot(t, p, color=f.color(i), lw=1.2, label=f"{f.numbers[i]} {name}")
+    ax.set_xlabel("time from the first measured prompt (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_title("power during the configuration (telemetry samples)", fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
 
 
 def _save(fig: Any, target: Path) -> Path:
