@@ -121,7 +121,15 @@ class LocalRunner:
         advance(planned.steps - done)
         if entry["status"] != "ok":
             self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        self._telemetry_warnings(entry)
         return self.rank.gather(entry)
+
+    def _telemetry_warnings(self, entry: dict[str, Any]) -> None:
+        """Say what telemetry saw that makes a number suspect (e.g. another process on the
+        GPU during the run)."""
+        telemetry = entry.get("telemetry")
+        for warning in (telemetry or {}).get("warnings") or []:
+            self.speaker.note(f"{entry['label']}: {warning}")
 
     def failed(self, entry: Any) -> bool:
         return entry["status"] != "ok"
@@ -210,6 +218,7 @@ class LocalRunner:
             worker.raise_if_interrupted()
         if entry["status"] != "ok" and id(spec) not in self.failed_loads:
             self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        self._telemetry_warnings(entry)
         return entry
 
     def _worker_gone(self, planned: Planned, worker: Any) -> dict[str, Any]:
