@@ -28,6 +28,7 @@ from .loading.load import LoadedModel
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
 from .ranks import RankFacts, init_distributed
+from .workloads.spec import WorkloadSpec
 
 __all__ = [
     "PROMPT_TEXT",
@@ -108,14 +109,24 @@ class SweepSettings:
     seed: int = 0
     verbose: bool = False
     tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+    #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
+    workload: WorkloadSpec | None = None
+
+    def __post_init__(self) -> None:
+        # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
+        self.workload = WorkloadSpec.from_value(self.workload)
+
+    @property
+    def uses_prompt_file(self) -> bool:
+        return self.workload is not None and self.workload.uses_file
 
     @property
     def configurations_per_model(self) -> int:
         """(input/output pair x batch size) configurations run for each model."""
-        return len(self.in_out) * len(self.batch_sizes)
+        return len(list(_pairs(self))) * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "models": [m.name for m in self.models],
             "in_out": [f"{i}-{o}" for i, o in self.in_out],
             "batch_sizes": list(self.batch_sizes),
@@ -131,6 +142,9 @@ class SweepSettings:
             "seed": self.seed,
             "tp": self.tp,
         }
+        if self.workload is not None and self.workload.active:
+            out["workload"] = self.workload.to_dict()
+        return out
 
 
 @dataclass
@@ -237,20 +251,41 @@ def _pad_token_id(loaded: LoadedModel) -> int:
 
 
 # -- one configuration ---------------------------------------------------------------------------
-def configuration_id(model: str, n_in: int, n_out: int, batch: int, beams: int = 1) -> str:
-    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1)."""
-    key = f"{model}|{n_in}-{n_out}|bs{batch}"
-    return key + (f"|beams{beams}" if beams > 1 else "")
+def configuration_id(
+    model: str, n_in: Any, n_out: Any, batch: int, beams: int = 1, workload: Any = None
+) -> str:
+    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1;
+    a workload adds its identity, e.g. ``|prompts=p.jsonl#0a1b2c3d4e5f``)."""
+    key = f"{model}|{_io(n_in, n_out)}|bs{batch}"
+    key += f"|beams{beams}" if beams > 1 else ""
+    ident = workload.identity() if workload is not None else {}
+    return key + "".join(f"|{k}={v}" for k, v in sorted(ident.items()))
+
+
+def _io(n_in: Any, n_out: Any) -> str:
+    """``"32-32"``; with a prompt file ``"data-128"`` / ``"data-from-data"``."""
+    return f"{'data' if n_in is None else n_in}-{'from-data' if n_out is None else n_out}"
+
+
+def configuration_label(settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int) -> str:
+    """``"tiny-llama 32-32 bs1"``, then ``beams4``, then the workload's tag."""
+    w = settings.workload
+    if w is not None and w.uses_file:
+        head = f"{model} {w.tag()}"
+    else:
+        head = f"{model} {_io(n_in, n_out)}" + (f" {w.tag()}" if w is not None and w.tag() else "")
+    beams = f" beams{settings.num_beams}" if settings.num_beams > 1 else ""
+    return f"{head} bs{batch}{beams}"
 
 
 def new_entry(
     settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int
 ) -> dict[str, Any]:
     """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``."""
-    return {
-        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams),
-        "label": f"{model_name} {n_in}-{n_out} bs{batch}"
-        + (f" beams{settings.num_beams}" if settings.num_beams > 1 else ""),
+    w = settings.workload
+    entry = {
+        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams, w),
+        "label": configuration_label(settings, model_name, n_in, n_out, batch),
         "config": {
             "model": model_name,
             "input_tokens": n_in,
@@ -274,6 +309,9 @@ def new_entry(
         "warmup_runs": [],
         "trials": [],
     }
+    if w is not None and w.identity():
+        entry["config"]["further"] = w.identity()
+    return entry
 
 
 def _check_context(loaded: LoadedModel, n_in: int, n_out: int) -> None:
@@ -448,9 +486,18 @@ def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, in
     """(model, input tokens, output tokens, batch size) in sweep order: model, then pair, then
     batch size."""
     for spec in settings.models:
-        for n_in, n_out in settings.in_out:
+        for n_in, n_out in _pairs(settings):
             for batch in settings.batch_sizes:
                 yield spec, n_in, n_out, batch
+
+
+def _pairs(settings: SweepSettings) -> list[tuple[Any, Any]]:
+    """The input/output pairs; with a prompt file one: ``(None, N)`` (lengths from the data,
+    N forced output tokens) or ``(None, None)`` (from-data / natural outputs)."""
+    if settings.uses_prompt_file:
+        out = settings.workload.output_len if settings.workload is not None else None
+        return [(None, out if isinstance(out, int) else None)]
+    return list(settings.in_out)
 
 
 @contextlib.contextmanager
