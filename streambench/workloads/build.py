@@ -88,7 +88,7 @@ def select_items(file: PromptFile, spec: WorkloadSpec, seed: int) -> list[Prompt
 
 
 def _count(tokenizer: Any, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def fit_text(tokenizer: Any, n: int, rng: random.Random) -> str:
@@ -98,7 +98,7 @@ def fit_text(tokenizer: Any, n: int, rng: random.Random) -> str:
     if tokenizer is None:
         return words
     for _ in range(8):
-        ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(words, add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) == n:
             break
         if len(ids) > n:
@@ -115,7 +115,7 @@ def _prefix_ids(tokenizer: Any, n: int, seed: int, vocab: int) -> list[int]:
     ids: list[int] = []
     while len(ids) < n:
         more = " ".join(rng.choice(WORDS) for _ in range(n))
-        ids += tokenizer(more, add_special_tokens=False)["input_ids"]
+        ids += tokenizer(more, add_special_tokens=False, verbose=False)["input_ids"]
     return ids[:n]
 
 
@@ -176,11 +176,11 @@ class _Builder:
             messages = ({"role": "user", "content": item.text or ""},)
         if messages is not None:
             lead: list[int] = []
-            body = list(tok(_template(tok, messages, self.file.path, where),
-                            add_special_tokens=False)["input_ids"])  # fmt: skip
+            text = _template(tok, messages, self.file.path, where)
+            body = list(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
         else:
             lead = list(tok("")["input_ids"])
-            full = list(tok(item.text)["input_ids"])
+            full = list(tok(item.text, verbose=False)["input_ids"])
             body = full[len(lead):] if full[: len(lead)] == lead else full  # fmt: skip
         ids = tuple(lead + self.prefix_ids + body)
         return Request(item.index, where, item.text, messages, ids, len(ids),
@@ -284,8 +284,9 @@ def synthetic_requests(
             if tokenizer is None:
                 body = [bodies.randrange(min(10, vocab - 1), vocab) for _ in range(body_n)]
             else:
-                body = list(tokenizer(fit_text(None, body_n, bodies),
-                                      add_special_tokens=False)["input_ids"])[:body_n]  # fmt: skip
+                words = fit_text(None, body_n, bodies)
+                body = list(tokenizer(words, add_special_tokens=False, verbose=False)["input_ids"])
+                body = body[:body_n]
             ids = tuple(lead + prefix_ids + body)
             out.append(Request(i, f"draw {i}", None, None, ids, len(ids), b))
         else:
