@@ -201,6 +201,4 @@ KEYS: dict[str, KeySpec] = {
 }
 #: the workload keys (``prompts``, ``output_len``, ``length_spread`` ...): the same parsers as
 #: ``streambench endpoint`` (:mod:`streambench.workloads.options`)
-KEYS.update(
-    {dest: KeySpec(dest, _WORKLOAD_PARSERS[dest], "workload") for dest in _WORKLOAD_DESTS}
-)
+KEYS.update({dest: KeySpec(dest, _WORKLOAD_PARSERS[dest], "workload") for dest in _WORKLOAD_DESTS})

@@ -267,7 +267,9 @@ def _io(n_in: Any, n_out: Any) -> str:
     return f"{'data' if n_in is None else n_in}-{'from-data' if n_out is None else n_out}"
 
 
-def configuration_label(settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int) -> str:
+def configuration_label(
+    settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int
+) -> str:
     """``"tiny-llama 32-32 bs1"``, then ``beams4``, then the workload's tag."""
     w = settings.workload
     if w is not None and w.uses_file:

@@ -64,15 +64,19 @@ def preflight(settings: SweepSettings, note: Callable[[str], None]) -> None:
     for spec in settings.models:
         tokenizer, context, vocab = tokenizer_and_context(spec, settings)
         if tokenizer is None:
-            raise UsageError(f"--prompts needs a tokenizer, and {spec.name} has none (a "
-                             "--random-weights preset): give a model directory with one")  # fmt: skip
+            raise UsageError(
+                f"--prompts needs a tokenizer, and {spec.name} has none (a "
+                "--random-weights preset): give a model directory with one"
+            )
         requests, skipped = build_requests(
             w, file, tokenizer=tokenizer, seed=settings.seed, context=context, vocab=vocab
         )
         w.counts[spec.name] = len(requests)
         if skipped:
-            note(f"{spec.name}: {len(skipped)} prompt(s) of {file.name} skipped (--skip-invalid), "
-                 f"first: {skipped[0]}")  # fmt: skip
+            note(
+                f"{spec.name}: {len(skipped)} prompt(s) of {file.name} skipped (--skip-invalid), "
+                f"first: {skipped[0]}"
+            )
 
 
 def steps_of(settings: SweepSettings, model_name: str, batch: int) -> int:
@@ -92,22 +96,39 @@ def _requests(loaded: Any, w: WorkloadSpec, settings: SweepSettings, cfg: dict[s
         file = read_prompt_file(str(w.prompts))
         if w.prompts_sha256 and file.sha256 != w.prompts_sha256:
             raise ConfigurationError(f"--prompts {file.path} changed while the sweep ran")
-        reqs, skipped = build_requests(w, file, tokenizer=loaded.tokenizer, seed=settings.seed,
-                                       context=loaded.context_length, vocab=vocab)  # fmt: skip
+        reqs, skipped = build_requests(
+            w,
+            file,
+            tokenizer=loaded.tokenizer,
+            seed=settings.seed,
+            context=loaded.context_length,
+            vocab=vocab,
+        )
         batches = [list(range(i, min(i + batch, len(reqs)))) for i in range(0, len(reqs), batch)]
         runs = [(True, -1, batches[0])] * settings.warmup
         runs += [(False, t, b) for t in range(settings.trials) for b in batches]
         return reqs, len(skipped), runs
     n = settings.warmup + settings.trials
-    reqs = synthetic_requests(w, cfg["input_tokens"], cfg["output_tokens"], n * batch,
-                              tokenizer=loaded.tokenizer, seed=settings.seed, vocab=vocab)  # fmt: skip
+    reqs = synthetic_requests(
+        w,
+        cfg["input_tokens"],
+        cfg["output_tokens"],
+        n * batch,
+        tokenizer=loaded.tokenizer,
+        seed=settings.seed,
+        vocab=vocab,
+    )
     limit = loaded.context_length
     longest = max(len(r.input_ids or ()) + (r.output_tokens or 0) for r in reqs)
     if limit is not None and longest > limit:
-        raise ConfigurationError(f"a drawn prompt + output of {longest} tokens exceeds the "
-                                 f"model's context of {limit} tokens")  # fmt: skip
-    runs = [(i < settings.warmup, i - settings.warmup, list(range(i * batch, (i + 1) * batch)))
-            for i in range(n)]  # fmt: skip
+        raise ConfigurationError(
+            f"a drawn prompt + output of {longest} tokens exceeds the "
+            f"model's context of {limit} tokens"
+        )
+    runs = [
+        (i < settings.warmup, i - settings.warmup, list(range(i * batch, (i + 1) * batch)))
+        for i in range(n)
+    ]
     return reqs, 0, runs
 
 
@@ -125,7 +146,7 @@ def count_new_tokens(row: list[int], eos: set[int], natural: bool) -> int:
     """Tokens one batch row generated: with a natural length, up to and including its own first
     EOS (``generate()`` pads finished rows until the longest is done), else all of them.
 
-    >>> count_new_tokens([5, 6, 2, 0, 0], {2}, natural=True), count_new_tokens([5, 6, 2], {2}, False)
+    >>> count_new_tokens([5, 6, 2, 0, 0], {2}, True), count_new_tokens([5, 6, 2], {2}, False)
     (3, 3)
     """
     if natural:
@@ -138,15 +159,18 @@ def count_new_tokens(row: list[int], eos: set[int], natural: bool) -> int:
 class _Batches:
     """One timed ``generate()`` per batch of requests, left-padded with an attention mask."""
 
-    def __init__(self, loaded: Any, w: WorkloadSpec, settings: SweepSettings, print_fn: Any) -> None:
+    def __init__(
+        self, loaded: Any, w: WorkloadSpec, settings: SweepSettings, print_fn: Any
+    ) -> None:
         from .streamer import TimingStreamer
 
         self.loaded, self.w = loaded, w
         self.natural = w.output_len == "natural" and w.uses_file
         self.pad = _pad_token_id(loaded)
         self.eos = _eos_ids(loaded)
-        self.streamer = TimingStreamer(loaded.device, verbose=settings.verbose,
-                                       do_print=settings.verbose, print_fn=print_fn)  # fmt: skip
+        self.streamer = TimingStreamer(
+            loaded.device, verbose=settings.verbose, do_print=settings.verbose, print_fn=print_fn
+        )
 
     def run(self, reqs: list[Any], warm: bool, trial: int) -> None:
         import torch
@@ -176,8 +200,9 @@ class _Batches:
             text = None
             if self.loaded.tokenizer is not None:
                 text = self.loaded.tokenizer.decode(row[:n_new], skip_special_tokens=True)
-            records.append(output_record(req.index, req.input_tokens, n_new, text,
-                                         self.w.save_outputs))  # fmt: skip
+            records.append(
+                output_record(req.index, req.input_tokens, n_new, text, self.w.save_outputs)
+            )
         run = self.streamer.runs[-1]
         run.extra["workload"] = {
             "warmup": warm,
@@ -204,8 +229,10 @@ def run_workload_configuration(
     t0 = time.perf_counter()
     try:
         if settings.num_beams > 1:
-            raise ConfigurationError("a workload (--prompts, --length-spread, --shared-prefix, "
-                                     "--save-outputs) runs greedy only: use --num-beams 1")  # fmt: skip
+            raise ConfigurationError(
+                "a workload (--prompts, --length-spread, --shared-prefix, "
+                "--save-outputs) runs greedy only: use --num-beams 1"
+            )
         w = settings.workload
         assert w is not None
         reqs, skipped, runs = _requests(loaded, w, settings, cfg)
@@ -229,8 +256,15 @@ def run_workload_configuration(
     return entry
 
 
-def _run_all(batches: _Batches, reqs: list[Any], runs: list[Any], entry: dict[str, Any],
-             settings: SweepSettings, on_run: Any, print_fn: Any) -> None:  # fmt: skip
+def _run_all(
+    batches: _Batches,
+    reqs: list[Any],
+    runs: list[Any],
+    entry: dict[str, Any],
+    settings: SweepSettings,
+    on_run: Any,
+    print_fn: Any,
+) -> None:
     import torch
 
     with torch.inference_mode():

@@ -167,16 +167,35 @@ def test_run_prompt_files_through_isolated_workers(tmp_path):
     tok = build_tokenizer()
     files = write_files(tmp_path)
     out = tmp_path / "out.json"
-    r = cli("run", "--prompts", str(files["jsonl"]), "--output-len", "from-data",
-            "--batch-size", "1,2", "--warmup", "0", "--trials", "2", "--isolate", "config",
-            "--save-outputs", "-o", str(out))  # fmt: skip
+    r = cli(
+        "run",
+        "--prompts",
+        str(files["jsonl"]),
+        "--output-len",
+        "from-data",
+        "--batch-size",
+        "1,2",
+        "--warmup",
+        "0",
+        "--trials",
+        "2",
+        "--isolate",
+        "config",
+        "--save-outputs",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
-    assert doc["settings"]["workload"]["prompts_sha256"] == read_prompt_file(
-        str(files["jsonl"])
-    ).sha256
+    assert (
+        doc["settings"]["workload"]["prompts_sha256"]
+        == read_prompt_file(str(files["jsonl"])).sha256
+    )
     chat = tok.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
-    want_in = {0: len(tok(TEXTS[0]).input_ids), 1: len(tok(chat, add_special_tokens=False).input_ids)}
+    want_in = {
+        0: len(tok(TEXTS[0]).input_ids),
+        1: len(tok(chat, add_special_tokens=False).input_ids),
+    }
     bs1, bs2 = doc["configurations"]
     assert bs1["settings"]["further"]["output_len"] == "from-data"
     assert bs1["settings"]["input_tokens"] is None and "prompts" in bs1["id"]
@@ -196,9 +215,23 @@ def test_run_prompt_files_through_isolated_workers(tmp_path):
 def test_run_sharegpt_chat_template_and_natural_length(tmp_path):
     files = write_files(tmp_path)
     out = tmp_path / "out.json"
-    r = cli("run", "--prompts", str(files["json"]), "--apply-chat-template", "--warmup", "0",
-            "--trials", "1", "--max-prompts", "2", "--shuffle", "--seed", "3",
-            "-o", str(out))  # fmt: skip
+    r = cli(
+        "run",
+        "--prompts",
+        str(files["json"]),
+        "--apply-chat-template",
+        "--warmup",
+        "0",
+        "--trials",
+        "1",
+        "--max-prompts",
+        "2",
+        "--shuffle",
+        "--seed",
+        "3",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     entry = json.loads(out.read_text())["configurations"][0]
     reqs = _workload_requests(entry)
@@ -209,8 +242,21 @@ def test_run_sharegpt_chat_template_and_natural_length(tmp_path):
         msg = [{"role": "user", "content": TEXTS[q["prompt_index"]]}]
         text = tok.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
         assert q["input_tokens"] == len(tok(text, add_special_tokens=False).input_ids)
-    r = cli("run", "--prompts", str(files["txt"]), "--output-len", "natural",
-            "--max-output-len", "3", "--warmup", "0", "--trials", "1", "-o", str(out))  # fmt: skip
+    r = cli(
+        "run",
+        "--prompts",
+        str(files["txt"]),
+        "--output-len",
+        "natural",
+        "--max-output-len",
+        "3",
+        "--warmup",
+        "0",
+        "--trials",
+        "1",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     reqs = _workload_requests(json.loads(out.read_text())["configurations"][0])
     assert len(reqs) == 3 and all(1 <= q["output_tokens"] <= 3 for q in reqs)
@@ -219,9 +265,25 @@ def test_run_sharegpt_chat_template_and_natural_length(tmp_path):
 def test_run_length_spread_is_reproducible(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for path in (a, b):
-        r = cli("run", "--in-out", "24-6", "--length-spread", "0.5", "--shared-prefix", "4",
-                "--batch-size", "2", "--warmup", "0", "--trials", "2", "--seed", "5",
-                "-o", str(path))  # fmt: skip
+        r = cli(
+            "run",
+            "--in-out",
+            "24-6",
+            "--length-spread",
+            "0.5",
+            "--shared-prefix",
+            "4",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "0",
+            "--trials",
+            "2",
+            "--seed",
+            "5",
+            "-o",
+            str(path),
+        )
         assert r.returncode == 0, r.stderr
 
     def lengths(path):
@@ -251,8 +313,22 @@ def test_endpoint_sends_the_file_prompts(stub, tmp_path):
     url = stub.url("ttft=0.005;gap=0.001")
     for kind in ("txt", "csv", "json"):
         stub.reset()
-        r = cli("endpoint", url, "--model", "m", "--prompts", str(files[kind]), "--tokenizer",
-                str(tok_dir), "--warmup", "0", "--force-output", "on", "-o", str(out))  # fmt: skip
+        r = cli(
+            "endpoint",
+            url,
+            "--model",
+            "m",
+            "--prompts",
+            str(files[kind]),
+            "--tokenizer",
+            str(tok_dir),
+            "--warmup",
+            "0",
+            "--force-output",
+            "on",
+            "-o",
+            str(out),
+        )
         assert r.returncode == 0, r.stderr
         seen = [s["body"] for s in stub.seen]
         assert [b["prompt"] for b in seen] == TEXTS, kind
@@ -268,9 +344,24 @@ def test_endpoint_chat_messages_prefix_and_outputs(stub, tmp_path):
     files = write_files(tmp_path)
     out = tmp_path / "e.json"
     stub.reset()
-    r = cli("endpoint", stub.url("ttft=0.005;gap=0.001"), "--model", "m", "--chat",
-            "--prompts", str(files["jsonl"]), "--output-len", "from-data", "--shared-prefix", "6",
-            "--save-outputs", "--warmup", "1", "-o", str(out))  # fmt: skip
+    r = cli(
+        "endpoint",
+        stub.url("ttft=0.005;gap=0.001"),
+        "--model",
+        "m",
+        "--chat",
+        "--prompts",
+        str(files["jsonl"]),
+        "--output-len",
+        "from-data",
+        "--shared-prefix",
+        "6",
+        "--save-outputs",
+        "--warmup",
+        "1",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     bodies = [s["body"] for s in stub.seen if s["body"].get("max_tokens", 1) > 1]
     first = [b["messages"][0]["content"] for b in bodies]
@@ -285,10 +376,23 @@ def test_endpoint_chat_messages_prefix_and_outputs(stub, tmp_path):
     assert entry["settings"]["further"]["shared_prefix"] == 6
     # natural lengths are never forced; from-data on a ShareGPT file needs --tokenizer
     stub.reset()
-    r = cli("endpoint", stub.url("eos=2"), "--model", "m", "--prompts", str(files["txt"]),
-            "--output-len", "natural", "--max-output-len", "7", "--warmup", "0")  # fmt: skip
+    r = cli(
+        "endpoint",
+        stub.url("eos=2"),
+        "--model",
+        "m",
+        "--prompts",
+        str(files["txt"]),
+        "--output-len",
+        "natural",
+        "--max-output-len",
+        "7",
+        "--warmup",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
-    assert all("ignore_eos" not in s["body"] and s["body"]["max_tokens"] in (1, 7)
-               for s in stub.seen)  # fmt: skip
+    assert all(
+        "ignore_eos" not in s["body"] and s["body"]["max_tokens"] in (1, 7) for s in stub.seen
+    )
     r = cli("endpoint", stub.url(), "--model", "m", "--prompts", str(files["json"]))
     assert r.returncode == 2 and "--tokenizer" in r.stderr

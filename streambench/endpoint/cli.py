@@ -26,6 +26,8 @@ from ..errors import (
     interrupted_exit_code,
     signal_name,
 )
+from ..workloads.options import coerce as coerce_workload
+from ..workloads.options import workload_from
 from .client import describe_error
 from .metrics import EndpointResult
 from .records import RequestRecord
@@ -42,8 +44,6 @@ from .spec import (
 )
 from .tokens import load_tokenizer
 from .workload import with_requests
-from ..workloads.options import coerce as coerce_workload
-from ..workloads.options import workload_from
 
 
 def add_arguments(parser: Any) -> None:

@@ -19,7 +19,15 @@ from .records import RequestRecord
 from .spec import EndpointError, EndpointSpec
 from .tokens import load_tokenizer
 
-__all__ = ["body_fields", "identity", "io_of", "mark_record", "request_of", "summary_of", "with_requests"]
+__all__ = [
+    "body_fields",
+    "identity",
+    "io_of",
+    "mark_record",
+    "request_of",
+    "summary_of",
+    "with_requests",
+]
 
 
 def with_requests(spec: EndpointSpec, requests_given: int | None) -> EndpointSpec:
@@ -28,9 +36,15 @@ def with_requests(spec: EndpointSpec, requests_given: int | None) -> EndpointSpe
     w = spec.workload
     tokenizer = load_tokenizer(spec.tokenizer)
     if not w.uses_file:
-        reqs = synthetic_requests(w, spec.prompt_tokens, spec.output_tokens,
-                                  spec.warmup + spec.requests, tokenizer=tokenizer,
-                                  seed=spec.seed, for_run=False)  # fmt: skip
+        reqs = synthetic_requests(
+            w,
+            spec.prompt_tokens,
+            spec.output_tokens,
+            spec.warmup + spec.requests,
+            tokenizer=tokenizer,
+            seed=spec.seed,
+            for_run=False,
+        )
         return dataclasses.replace(spec, workload_requests=tuple(reqs))
     if w.skip_invalid and tokenizer is None:
         raise EndpointError("--skip-invalid needs --tokenizer DIR to count each prompt's tokens")
@@ -38,10 +52,13 @@ def with_requests(spec: EndpointSpec, requests_given: int | None) -> EndpointSpe
     w = dataclasses.replace(w, prompts=file.path, prompts_sha256=file.sha256)
     w.output_len = resolve_output_len(w, file)
     if w.output_len == "from-data" and tokenizer is None and file.format == "sharegpt":
-        raise EndpointError("--output-len from-data on a ShareGPT file counts the reference "
-                            "outputs in tokens: give --tokenizer DIR")  # fmt: skip
-    reqs, skipped = build_requests(w, file, tokenizer=tokenizer, seed=spec.seed, for_run=False,
-                                   chat=spec.chat)  # fmt: skip
+        raise EndpointError(
+            "--output-len from-data on a ShareGPT file counts the reference "
+            "outputs in tokens: give --tokenizer DIR"
+        )
+    reqs, skipped = build_requests(
+        w, file, tokenizer=tokenizer, seed=spec.seed, for_run=False, chat=spec.chat
+    )
     w.counts = {spec.model: len(reqs), "skipped": len(skipped)}
     cap = max(r.output_tokens or w.max_output_len for r in reqs)
     return dataclasses.replace(

@@ -133,8 +133,9 @@ def _template(tokenizer: Any, messages: Any, file: str, where: str) -> str:
 class _Builder:
     """Turns selected prompt items into :class:`Request` objects (see :func:`build_requests`)."""
 
-    def __init__(self, spec: WorkloadSpec, file: PromptFile, tokenizer: Any, seed: int,
-                 vocab: int) -> None:  # fmt: skip
+    def __init__(
+        self, spec: WorkloadSpec, file: PromptFile, tokenizer: Any, seed: int, vocab: int
+    ) -> None:
         self.spec, self.file, self.tok, self.seed = spec, file, tokenizer, seed
         self.output = resolve_output_len(spec, file)
         self.prefix_ids: list[int] = []
@@ -160,8 +161,10 @@ class _Builder:
                 "output_tokens) for --output-len from-data; give --output-len N, or --skip-invalid"
             )
         if self.tok is None:
-            raise UsageError("--output-len from-data on a ShareGPT file counts the reference "
-                             "outputs in tokens: give --tokenizer DIR")  # fmt: skip
+            raise UsageError(
+                "--output-len from-data on a ShareGPT file counts the reference "
+                "outputs in tokens: give --tokenizer DIR"
+            )
         return max(1, _count(self.tok, item.reference_text))
 
     def for_run(self, item: PromptItem) -> Request:
@@ -169,8 +172,10 @@ class _Builder:
         shared prefix, then the prompt (through the chat template when asked)."""
         tok, where = self.tok, item.where
         if tok is None:
-            raise UsageError(f"--prompts needs the model's tokenizer, and {where!r} of "
-                             f"{self.file.path} has none to read it with")  # fmt: skip
+            raise UsageError(
+                f"--prompts needs the model's tokenizer, and {where!r} of "
+                f"{self.file.path} has none to read it with"
+            )
         messages = item.messages
         if messages is None and self.spec.apply_chat_template:
             messages = ({"role": "user", "content": item.text or ""},)
@@ -181,10 +186,11 @@ class _Builder:
         else:
             lead = list(tok("")["input_ids"])
             full = list(tok(item.text, verbose=False)["input_ids"])
-            body = full[len(lead):] if full[: len(lead)] == lead else full  # fmt: skip
+            body = full[len(lead) :] if full[: len(lead)] == lead else full
         ids = tuple(lead + self.prefix_ids + body)
-        return Request(item.index, where, item.text, messages, ids, len(ids),
-                       self.output_tokens(item))  # fmt: skip
+        return Request(
+            item.index, where, item.text, messages, ids, len(ids), self.output_tokens(item)
+        )
 
     def for_endpoint(self, item: PromptItem, chat: bool) -> Request:
         """Text (``/completions``) or messages (``--chat``, sent as they are) for a server."""

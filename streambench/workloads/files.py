@@ -90,8 +90,12 @@ def read_prompt_file(path: str) -> PromptFile:
     ext = os.path.splitext(path)[1].lower()
     fmt = FORMATS.get(ext)
     if fmt is None:
-        raise _fail(path, "", f"unknown format {ext or '(no extension)'!r}: use .txt (a prompt "
-                    "per line), .jsonl, .json (ShareGPT) or .csv (a prompt column)")  # fmt: skip
+        raise _fail(
+            path,
+            "",
+            f"unknown format {ext or '(no extension)'!r}: use .txt (a prompt "
+            "per line), .jsonl, .json (ShareGPT) or .csv (a prompt column)",
+        )
     try:
         if os.path.isdir(path):
             raise _fail(path, "", "is a directory, not a prompt file")
@@ -128,8 +132,12 @@ def _reference(path: str, where: str, value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         value, ok = int(value.strip()), True
     if not ok or not 1 <= value <= MAX_REFERENCE_TOKENS:
-        raise _fail(path, where, f"output_tokens {str(value)[:40]!r} is not a whole number from 1 "
-                    f"to {MAX_REFERENCE_TOKENS}")  # fmt: skip
+        raise _fail(
+            path,
+            where,
+            f"output_tokens {str(value)[:40]!r} is not a whole number from 1 "
+            f"to {MAX_REFERENCE_TOKENS}",
+        )
     return int(value)
 
 
@@ -143,8 +151,12 @@ def _messages(path: str, where: str, value: Any) -> tuple[dict[str, str], ...]:
             or msg.get("role") not in _ROLES
             or not isinstance(msg.get("content"), str)
         ):
-            raise _fail(path, where, f"messages[{i}] is not an object with a role "
-                        f"({', '.join(_ROLES)}) and a text content")  # fmt: skip
+            raise _fail(
+                path,
+                where,
+                f"messages[{i}] is not an object with a role "
+                f"({', '.join(_ROLES)}) and a text content",
+            )
         out.append({"role": msg["role"], "content": msg["content"]})
     return tuple(out)
 
@@ -160,8 +172,9 @@ def _jsonl(path: str, text: str) -> list[PromptItem]:
         except (ValueError, RecursionError):
             raise _fail(path, where, "not valid JSON") from None
         if not isinstance(obj, dict):
-            raise _fail(path, where, "not a JSON object (expected {\"prompt\": ...} or "
-                        "{\"messages\": [...]})")  # fmt: skip
+            raise _fail(
+                path, where, 'not a JSON object (expected {"prompt": ...} or {"messages": [...]})'
+            )
         ref = _reference(path, where, obj.get("output_tokens"))
         if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
             out.append(PromptItem(len(out), where, text=obj["prompt"], reference_tokens=ref))
@@ -187,8 +200,9 @@ def _sharegpt(path: str, text: str) -> list[PromptItem]:
         line = getattr(exc, "lineno", None)
         raise _fail(path, f"line {line}" if line else "", "not valid JSON") from None
     if not isinstance(data, list):
-        raise _fail(path, "", 'not the ShareGPT layout: expected a list of {"conversations": '
-                    "[...]} items")  # fmt: skip
+        raise _fail(
+            path, "", 'not the ShareGPT layout: expected a list of {"conversations": [...]} items'
+        )
     out = []
     for i, item in enumerate(data):
         where = f"item {i}"

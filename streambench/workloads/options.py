@@ -55,7 +55,9 @@ def add_arguments(parser: Any, command: str) -> None:
         metavar="N",
         help=f"cap of --output-len natural (default {DEFAULT_MAX_OUTPUT_LEN})",
     )
-    group.add_argument("--max-prompts", metavar="N", help="use the first N prompts (after --shuffle)")
+    group.add_argument(
+        "--max-prompts", metavar="N", help="use the first N prompts (after --shuffle)"
+    )
     group.add_argument(
         "--shuffle", action="store_true", default=None, help="shuffle the prompts (with --seed)"
     )
@@ -92,7 +94,9 @@ def add_arguments(parser: Any, command: str) -> None:
 
 
 def _whole(value: Any, where: str, low: int, high: int) -> int:
-    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    text = (
+        str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    )
     if not text.isdigit() or not low <= int(text) <= high:
         raise UsageError(f"{where}: {str(value)[:40]!r} is not a whole number from {low} to {high}")
     return int(text)
@@ -144,18 +148,26 @@ def workload_from(values: dict[str, Any], in_out_given: bool) -> WorkloadSpec | 
     w = WorkloadSpec(**given)
     if w.uses_file:
         if in_out_given:
-            raise UsageError("--in-out does not combine with --prompts (input lengths come from "
-                             "the data): use --output-len N to set the output length")  # fmt: skip
+            raise UsageError(
+                "--in-out does not combine with --prompts (input lengths come from "
+                "the data): use --output-len N to set the output length"
+            )
         if w.length_spread:
-            raise UsageError("--length-spread draws synthetic lengths around --in-out; with "
-                             "--prompts the lengths come from the data: drop one")  # fmt: skip
+            raise UsageError(
+                "--length-spread draws synthetic lengths around --in-out; with "
+                "--prompts the lengths come from the data: drop one"
+            )
     else:
-        need = [k for k in ("output_len", "max_prompts", "shuffle", "apply_chat_template",
-                            "skip_invalid") if given.get(k) not in (None, False)]  # fmt: skip
+        need = [
+            k
+            for k in ("output_len", "max_prompts", "shuffle", "apply_chat_template", "skip_invalid")
+            if given.get(k) not in (None, False)
+        ]
         if need:
             name = "--" + need[0].replace("_", "-")
-            raise UsageError(f"{name} works with --prompts FILE only (synthetic prompts: "
-                             "--in-out IN-OUT)")  # fmt: skip
+            raise UsageError(
+                f"{name} works with --prompts FILE only (synthetic prompts: --in-out IN-OUT)"
+            )
     if "max_output_len" in given and w.output_len != "natural":
         raise UsageError("--max-output-len caps --output-len natural: add --output-len natural")
     return w

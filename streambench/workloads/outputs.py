@@ -16,9 +16,12 @@ __all__ = ["output_record", "workload_summary"]
 
 
 def output_record(
-    prompt_index: int, input_tokens: int | None, output_tokens: int | None, text: str | None,
+    prompt_index: int,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    text: str | None,
     save: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """One request's workload facts (``output_text`` only with ``save``)."""
     out: dict[str, Any] = {
         "prompt_index": prompt_index,

@@ -62,8 +62,10 @@ def parse_spread(value: Any, where: str) -> float:
     except ValueError:
         number = math.nan
     if not 0.0 <= number <= MAX_SPREAD:  # NaN fails too
-        raise UsageError(f"{where}: {str(value)[:40]!r} is not a fraction from 0 to {MAX_SPREAD} "
-                         "(e.g. 0.25 for ±25 %)")  # fmt: skip
+        raise UsageError(
+            f"{where}: {str(value)[:40]!r} is not a fraction from 0 to {MAX_SPREAD} "
+            "(e.g. 0.25 for ±25 %)"
+        )
     return number
 
 
