@@ -109,6 +109,14 @@ def _requests(loaded: Any, w: WorkloadSpec, settings: SweepSettings, cfg: dict[s
         runs += [(False, t, b) for t in range(settings.trials) for b in batches]
         return reqs, len(skipped), runs
     n = settings.warmup + settings.trials
+    if not (w.length_spread or w.shared_prefix):  # --save-outputs alone: the usual prompt
+        from .local_run import build_prompt
+        from .workloads import Request
+
+        row = tuple(build_prompt(loaded, cfg["input_tokens"], 1, settings.seed)[0].tolist())
+        one = Request(0, "prompt", None, None, row, len(row), cfg["output_tokens"])
+        runs = [(i < settings.warmup, i - settings.warmup, [0] * batch) for i in range(n)]
+        return [one], 0, runs
     reqs = synthetic_requests(
         w,
         cfg["input_tokens"],

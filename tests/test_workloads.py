@@ -396,3 +396,46 @@ def test_endpoint_chat_messages_prefix_and_outputs(stub, tmp_path):
     )
     r = cli("endpoint", stub.url(), "--model", "m", "--prompts", str(files["json"]))
     assert r.returncode == 2 and "--tokenizer" in r.stderr
+
+
+def test_save_outputs_alone_keeps_the_usual_prompts(tmp_path, stub):
+    out = tmp_path / "r.json"
+    r = cli(
+        "run",
+        "--in-out",
+        "12-4",
+        "--save-outputs",
+        "--warmup",
+        "0",
+        "--trials",
+        "1",
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    (q,) = _workload_requests(entry)
+    assert q["input_tokens"] == 12 and q["output_tokens"] == 4 and len(q["output_text"]) > 0
+    stub.reset()
+    r = cli(
+        "endpoint",
+        stub.url(),
+        "--model",
+        "m",
+        "--save-outputs",
+        "--in-out",
+        "8-3",
+        "--requests",
+        "2",
+        "--warmup",
+        "0",
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    reqs = json.loads(out.read_text())["configurations"][0]["requests"]
+    assert [q["output_text"] for q in reqs if not q["warmup"]] == ["ab " * 3] * 2
+    from streambench.endpoint import make_prompts
+
+    sent = [s["body"]["prompt"] for s in stub.seen if s["body"]["max_tokens"] > 1]
+    assert sent == make_prompts(2, 8)  # the prompts of a run without --save-outputs

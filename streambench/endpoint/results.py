@@ -87,7 +87,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     ]
     status, error = _status_and_error(result)
     aggregates = _aggregates(runs, s)
-    if aggregates is not None and result.spec.workload_requests:
+    if aggregates is not None and result.spec.workload is not None:
         aggregates["workload"] = summary_of(result.spec, result.records)
     return {
         "id": cid,

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import SignalPolicy
+from ..workloads.build import Request
 from .client import send_request
 from .metrics import EndpointResult, summarize
 from .prompts import PromptSource
@@ -192,6 +193,9 @@ class EndpointBenchmark:
             session.secrets,
         )
         if self.spec.workload_requests:
+            rec = mark_record(rec, req, self.spec.workload.save_outputs)
+        elif self.spec.workload is not None:  # --save-outputs with the usual prompts
+            req = Request(prompt_i, "prompt", input_tokens=ptok)
             rec = mark_record(rec, req, self.spec.workload.save_outputs)
         self.records.append(rec)
         if self.on_request is not None:

@@ -35,6 +35,8 @@ def with_requests(spec: EndpointSpec, requests_given: int | None) -> EndpointSpe
     measured requests: every selected prompt once unless ``--requests`` says otherwise)."""
     w = spec.workload
     tokenizer = load_tokenizer(spec.tokenizer)
+    if not w.uses_file and not (w.length_spread or w.shared_prefix):
+        return spec  # --save-outputs alone: the usual prompts (see mark_record)
     if not w.uses_file:
         reqs = synthetic_requests(
             w,
