@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         "settings) and measure only the rest",
     )
     run.add_argument("--seed", metavar="N", help="seed of random weights and prompts (default 0)")
+    from .workloads.options import add_arguments as add_workload_arguments
+
+    add_workload_arguments(run, "run")
     run.add_argument(
         "-v", "--verbose", action="store_true", help="print every run's per-token timing"
     )
@@ -293,6 +296,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     speaker = getattr(args, "speaker", None) or _Speaker()
     settings, outputs, plot_path = build_run_settings(args, speaker.note)
+    from .workload_run import preflight
+
+    preflight(settings, speaker.note)  # the prompt file against every model: before any load
     if settings.num_beams > 1:
         beam_wrapper_class()
     if settings.low_bit:

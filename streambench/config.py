@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .errors import UsageError
+from .workloads.options import DESTS as _WORKLOAD_DESTS
+from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 
 __all__ = ["BOUNDS", "KEYS", "KeySpec", "parse_in_out_text", "parse_int_axis"]
 
@@ -198,3 +200,6 @@ KEYS: dict[str, KeySpec] = {
     "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
     "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
 }
+#: the workload keys (``prompts``, ``output_len``, ``length_spread`` ...): the same parsers as
+#: ``streambench endpoint`` (:mod:`streambench.workloads.options`)
+KEYS.update({dest: KeySpec(dest, _WORKLOAD_PARSERS[dest], "workload") for dest in _WORKLOAD_DESTS})

@@ -27,7 +27,9 @@ from .errors import UsageError, describe_exception
 from .loading.load import LoadedModel
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
+from .observers import Observers
 from .ranks import RankFacts, init_distributed
+from .workloads.spec import WorkloadSpec
 
 __all__ = [
     "PROMPT_TEXT",
@@ -113,14 +115,24 @@ class SweepSettings:
     #: reset the kernel's peak-RSS mark before the trials (only streambench's own workers: the
     #: reset also resets the process's ru_maxrss)
     exact_peak: bool = False
+    #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
+    workload: WorkloadSpec | None = None
+
+    def __post_init__(self) -> None:
+        # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
+        self.workload = WorkloadSpec.from_value(self.workload)
+
+    @property
+    def uses_prompt_file(self) -> bool:
+        return self.workload is not None and self.workload.uses_file
 
     @property
     def configurations_per_model(self) -> int:
         """(input/output pair x batch size) configurations run for each model."""
-        return len(self.in_out) * len(self.batch_sizes)
+        return len(list(_pairs(self))) * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "models": [m.name for m in self.models],
             "in_out": [f"{i}-{o}" for i, o in self.in_out],
             "batch_sizes": list(self.batch_sizes),
@@ -137,6 +149,9 @@ class SweepSettings:
             "tp": self.tp,
             "telemetry": self.telemetry,
         }
+        if self.workload is not None and self.workload.active:
+            out["workload"] = self.workload.to_dict()
+        return out
 
 
 @dataclass
@@ -243,20 +258,43 @@ def _pad_token_id(loaded: LoadedModel) -> int:
 
 
 # -- one configuration ---------------------------------------------------------------------------
-def configuration_id(model: str, n_in: int, n_out: int, batch: int, beams: int = 1) -> str:
-    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1)."""
-    key = f"{model}|{n_in}-{n_out}|bs{batch}"
-    return key + (f"|beams{beams}" if beams > 1 else "")
+def configuration_id(
+    model: str, n_in: Any, n_out: Any, batch: int, beams: int = 1, workload: Any = None
+) -> str:
+    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1;
+    a workload adds its identity, e.g. ``|prompts=p.jsonl#0a1b2c3d4e5f``)."""
+    key = f"{model}|{_io(n_in, n_out)}|bs{batch}"
+    key += f"|beams{beams}" if beams > 1 else ""
+    ident = workload.identity() if workload is not None else {}
+    return key + "".join(f"|{k}={v}" for k, v in sorted(ident.items()))
+
+
+def _io(n_in: Any, n_out: Any) -> str:
+    """``"32-32"``; with a prompt file ``"data-128"`` / ``"data-from-data"``."""
+    return f"{'data' if n_in is None else n_in}-{'from-data' if n_out is None else n_out}"
+
+
+def configuration_label(
+    settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int
+) -> str:
+    """``"tiny-llama 32-32 bs1"``, then ``beams4``, then the workload's tag."""
+    w = settings.workload
+    if w is not None and w.uses_file:
+        head = f"{model} {w.tag()}"
+    else:
+        head = f"{model} {_io(n_in, n_out)}" + (f" {w.tag()}" if w is not None and w.tag() else "")
+    beams = f" beams{settings.num_beams}" if settings.num_beams > 1 else ""
+    return f"{head} bs{batch}{beams}"
 
 
 def new_entry(
     settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int
 ) -> dict[str, Any]:
     """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``."""
-    return {
-        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams),
-        "label": f"{model_name} {n_in}-{n_out} bs{batch}"
-        + (f" beams{settings.num_beams}" if settings.num_beams > 1 else ""),
+    w = settings.workload
+    entry = {
+        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams, w),
+        "label": configuration_label(settings, model_name, n_in, n_out, batch),
         "config": {
             "model": model_name,
             "input_tokens": n_in,
@@ -280,6 +318,9 @@ def new_entry(
         "warmup_runs": [],
         "trials": [],
     }
+    if w is not None and w.identity():
+        entry["config"]["further"] = w.identity()
+    return entry
 
 
 def _check_context(loaded: LoadedModel, n_in: int, n_out: int) -> None:
@@ -431,7 +472,7 @@ def run_configuration(
         _check_context(loaded, n_in, n_out)
         input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
         run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
-        with _Observers(settings, loaded) as observers:
+        with Observers(settings, loaded) as observers:
             _run_all(run, entry, settings, on_run, print_fn, observers.before_trials)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
         observers.record(entry, timer.runs[settings.warmup :])
@@ -460,9 +501,18 @@ def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, in
     """(model, input tokens, output tokens, batch size) in sweep order: model, then pair, then
     batch size."""
     for spec in settings.models:
-        for n_in, n_out in settings.in_out:
+        for n_in, n_out in _pairs(settings):
             for batch in settings.batch_sizes:
                 yield spec, n_in, n_out, batch
+
+
+def _pairs(settings: SweepSettings) -> list[tuple[Any, Any]]:
+    """The input/output pairs; with a prompt file one: ``(None, N)`` (lengths from the data,
+    N forced output tokens) or ``(None, None)`` (from-data / natural outputs)."""
+    if settings.uses_prompt_file:
+        out = settings.workload.output_len if settings.workload is not None else None
+        return [(None, out if isinstance(out, int) else None)]
+    return list(settings.in_out)
 
 
 @contextlib.contextmanager
@@ -487,89 +537,3 @@ def quiet_transformers(verbose: bool) -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-class _Observers:
-    """What is observed around a configuration's runs besides the streamer: hardware telemetry
-    (:mod:`streambench.telemetry`, sampled off the hot path) and, in streambench's own worker
-    processes, the kernel's exact peak RSS of the trials (:mod:`streambench.peak_memory`)."""
-
-    def __init__(self, settings: SweepSettings, loaded: LoadedModel) -> None:
-        self.settings, self.loaded = settings, loaded
-        self.sampler: Any = None
-        self.peak: Any = None
-        self.rss_before_trials: int | None = None
-
-    def __enter__(self) -> _Observers:
-        if self.settings.telemetry:
-            from .telemetry import Sampler, discover
-
-            self.sampler = Sampler(discover(str(self.loaded.device))).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.sampler is not None:
-            self.sampler.stop()
-
-    def before_trials(self) -> None:
-        if getattr(self.loaded.device, "type", str(self.loaded.device)) != "cpu":
-            return
-        from .peak_memory import PeakRSS, rss_bytes
-
-        self.rss_before_trials = rss_bytes()
-        if self.settings.exact_peak:
-            self.peak = PeakRSS()
-            self.peak.reset()
-
-    def record(self, entry: dict[str, Any], measured: list[Any]) -> None:
-        """``entry["memory"]`` (CPU: RSS before loading, after loading, peak of the trials, and
-        where the peak comes from) and ``entry["telemetry"]`` (energy per phase, or why not)."""
-        loaded = self.loaded
-        if self.rss_before_trials is not None:
-            memory: dict[str, Any] = {
-                "rss_before_load_bytes": loaded.rss_before_load_bytes,
-                "rss_after_load_bytes": loaded.rss_after_load_bytes,
-                "rss_before_trials_bytes": self.rss_before_trials,
-                "peak_rss_bytes": None,
-                "peak_source": "largest per-token RSS reading (not reset: in-process run)",
-            }
-            if self.peak is not None:
-                reading = self.peak.read()
-                memory["peak_rss_bytes"] = reading.peak_bytes
-                memory["peak_source"] = reading.source
-            else:
-                peaks = [r.peak_memory_bytes for r in measured if r.peak_memory_bytes]
-                memory["peak_rss_bytes"] = max(peaks) if peaks else None
-            entry["memory"] = memory
-        if self.sampler is not None:
-            from .telemetry import Telemetry
-
-            phases = [(*r.phase_clock_s, r.new_tokens) for r in measured if r.phase_clock_s]
-            telemetry = Telemetry.from_sampler(self.sampler, phases).to_dict()
-            if phases:
-                telemetry["power_trace"] = power_trace(self.sampler, phases[0][0])
-            entry["telemetry"] = telemetry
-
-
-def power_trace(sampler: Any, origin: float, limit: int = 2000) -> dict[str, Any]:
-    """Per source, power (W) over time (s from ``origin``, the first measured prompt; from an
-    energy counter's differences where the source has no power reading), at most ``limit``
-    points (every k-th sample): what the plot draws beside latency."""
-    out: dict[str, Any] = {}
-    for name, trace in sampler.traces().items():
-        points = [(s.t - origin, s.readings["power_w"]) for s in trace if "power_w" in s.readings]
-        if not points:  # an energy counter only (RAPL): power from consecutive differences
-            energy = [
-                (s.t - origin, s.readings["energy_j"]) for s in trace if "energy_j" in s.readings
-            ]
-            points = [
-                ((t0 + t1) / 2, (e1 - e0) / (t1 - t0))
-                for (t0, e0), (t1, e1) in zip(energy, energy[1:])
-                if t1 > t0
-            ]
-        if not points:
-            continue
-        step = max(1, -(-len(points) // limit))
-        points = points[::step]
-        out[name] = {"t_s": [round(t, 4) for t, _ in points], "power_w": [p for _, p in points]}
-    return out

@@ -45,16 +45,15 @@ class LocalRunner:
         self.bad_input = False
 
     def plan(self) -> Sequence[Planned]:
-        from .local_run import configuration_id, iter_configurations
+        from .local_run import configuration_id, configuration_label, iter_configurations
+        from .workload_run import steps_of
 
-        steps = self.settings.warmup + self.settings.trials
-        beams = self.settings.num_beams
+        s = self.settings
         out = []
-        for spec, n_in, n_out, batch in iter_configurations(self.settings):
-            label = f"{spec.name} {n_in}-{n_out} bs{batch}" + (
-                f" beams{beams}" if beams > 1 else ""
-            )
-            key = configuration_id(spec.name, n_in, n_out, batch, beams)
+        for spec, n_in, n_out, batch in iter_configurations(s):
+            label = configuration_label(s, spec.name, n_in, n_out, batch)
+            key = configuration_id(spec.name, n_in, n_out, batch, s.num_beams, s.workload)
+            steps = steps_of(s, spec.name, batch)
             out.append(Planned(key, label, steps, (spec, n_in, n_out, batch)))
         self._plan = out
         return out
@@ -87,8 +86,10 @@ class LocalRunner:
     def measure(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
-        from .local_run import new_entry, run_configuration
+        from .local_run import new_entry
+        from .workload_run import measure_function
 
+        run_configuration = measure_function(self.settings)
         if self.isolate != "none":
             return self._measure_isolated(planned, advance, keep)
         spec, n_in, n_out, batch = planned.item

@@ -110,8 +110,10 @@ def build_run_settings(
     from .loading.quantization import check_low_bit_kind
     from .loading.spec import resolve_model_spec
     from .local_run import SweepSettings
+    from .workloads.options import workload_from
 
     m = _merge_config(args, note)
+    workload = workload_from(m, in_out_given="in_out" in m)
     random_weights = m.get("random_weights", False)
     specs = [
         resolve_model_spec(x, random_weights, m.get("local_model_hub"))
@@ -146,6 +148,7 @@ def build_run_settings(
         seed=m.get("seed", 0),
         verbose=m["verbose"],
         tp=_tp_mode(m.get("tp")),
+        workload=workload,
     )
     settings.telemetry = m.get("telemetry", True)
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)

@@ -21,6 +21,10 @@ MODULES = [
     "streambench.ranks",
     "streambench.units",
     "streambench.loading.placement",
+    "streambench.workloads.files",
+    "streambench.workloads.spec",
+    "streambench.workloads.outputs",
+    "streambench.workload_run",
 ]
 
 

@@ -26,6 +26,8 @@ from ..errors import (
     interrupted_exit_code,
     signal_name,
 )
+from ..workloads.options import coerce as coerce_workload
+from ..workloads.options import workload_from
 from .client import describe_error
 from .metrics import EndpointResult
 from .records import RequestRecord
@@ -41,6 +43,7 @@ from .spec import (
     parse_slo,
 )
 from .tokens import load_tokenizer
+from .workload import with_requests
 
 
 def add_arguments(parser: Any) -> None:
@@ -55,12 +58,16 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--in-out",
-        default="32-32",
+        default=None,
         metavar="IN-OUT[,...]",
         help="prompt tokens-forced output tokens pairs, e.g. 32-32,512-128 (default 32-32)",
     )
     parser.add_argument(
-        "--requests", type=int, default=10, metavar="N", help="measured requests (default 10)"
+        "--requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measured requests (default 10; with --prompts: every selected prompt once)",
     )
     parser.add_argument(
         "--warmup",
@@ -143,6 +150,9 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
     parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
+    from ..workloads.options import add_arguments as add_workload_arguments
+
+    add_workload_arguments(parser, "endpoint")
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:
@@ -153,21 +163,24 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     extra = _extra_body(args.extra_body)
     slo = parse_slo(args.slo)
     api_key, key_env = _api_key(args)
-    pairs = parse_in_out(args.in_out)
+    workload = workload_from(coerce_workload(args), in_out_given=args.in_out is not None)
+    pairs = parse_in_out(args.in_out or "32-32")
     if len(pairs) > MAX_IN_OUT_PAIRS:
         raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
     for name in ("requests", "warmup", "concurrency", "timeout", "request_rate"):
         value = getattr(args, name, None)
         if isinstance(value, float) and not math.isfinite(value):
             raise EndpointError(f"--{name.replace('_', '-')} {value}: expected a finite number")
-    return [
+    if workload is not None and workload.uses_file:
+        pairs = [(1, workload.max_output_len)]  # lengths from the data (set with the requests)
+    specs = [
         EndpointSpec(
             url=args.url,
             model=args.model,
             chat=args.chat,
             prompt_tokens=n_in,
             output_tokens=n_out,
-            requests=args.requests,
+            requests=10 if args.requests is None else args.requests,
             warmup=args.warmup,
             concurrency=args.concurrency,
             request_rate=args.request_rate,
@@ -180,9 +193,14 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             api_key=api_key,
             api_key_env=key_env or DEFAULT_API_KEY_ENV,
             prompt=args.prompt,
+            workload=workload,
         ).validate()
         for n_in, n_out in pairs
     ]
+    if workload is not None and args.prompt is not None:
+        raise EndpointError("--prompt sends one text; it does not combine with the workload "
+                            "options (--prompts, --length-spread ...)")  # fmt: skip
+    return [with_requests(spec, args.requests) for spec in specs] if workload else specs
 
 
 def _extra_body(text: str | None) -> dict[str, Any]:
@@ -283,7 +301,10 @@ class EndpointSweep:
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
             settings.pop(key)
-        settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
+        if specs[0].workload is not None and specs[0].workload.uses_file:
+            settings["in_out"] = []
+        else:
+            settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
         self.settings = settings
         self.usage_failures = 0
         self._failed: set[int] = set()  # id() of entries with failed requests

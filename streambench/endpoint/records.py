@@ -43,6 +43,12 @@ class RequestRecord:
     events: int = 0
     #: server input that was not trusted (an implausible ``usage`` count ignored, ...)
     warnings: tuple[str, ...] = ()
+    #: workload requests (``--prompts`` ...): the prompt's index, its real input tokens (local
+    #: tokenizer), an MD5 of the generated text and the text itself (``--save-outputs``)
+    prompt_index: int | None = None
+    input_tokens: int | None = None
+    output_md5: str | None = None
+    output_text: str | None = None
     # raw stream data, kept to (re)count tokens after the run (not written to results)
     texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
     chunk_usage: tuple[int | None, ...] = field(default=(), repr=False, compare=False)
@@ -134,6 +140,12 @@ class RequestRecord:
             "events": self.events,
             "warnings": list(self.warnings),
         }
+        if self.prompt_index is not None:
+            out["prompt_index"] = self.prompt_index
+            out["input_tokens"] = self.input_tokens
+            out["output_md5"] = self.output_md5
+            if self.output_text is not None:
+                out["output_text"] = self.output_text
         if per_token:
             out["chunk_times_s"] = list(self.chunk_times_s)
             out["chunk_tokens"] = list(self.chunk_tokens)

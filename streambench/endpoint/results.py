@@ -17,6 +17,7 @@ from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
 from .scrub import public_url, scrub_argv, scrub_json
 from .spec import EndpointSpec, request_url
+from .workload import identity, io_of, summary_of
 
 #: CSV columns of an endpoint configuration, after the columns shared with ``streambench run``
 CSV_COLUMNS = (
@@ -50,13 +51,20 @@ def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
     """(id, label) of one endpoint configuration."""
     rate = f" rate{spec.request_rate:g}" if spec.request_rate is not None else ""
     chat = " chat" if spec.chat else ""
-    io = f"{spec.prompt_tokens}-{spec.output_tokens}"
+    n_in, n_out = io_of(spec)
+    io = f"{'data' if n_in is None else n_in}-{'from-data' if n_out is None else n_out}"
+    further = "".join(f"|{k}={v}" for k, v in sorted(identity(spec).items()))
     cid = (
         f"{spec.model}|{io}|bs1|c{spec.max_in_flight}"
         + rate.replace(" ", "|")
         + chat.replace(" ", "|")
+        + further
     )
-    return cid, f"{spec.model} {io} c{spec.max_in_flight}{rate}{chat}"
+    tag = f" {spec.workload.tag()}" if spec.workload is not None and spec.workload.tag() else ""
+    if spec.workload is not None and spec.workload.uses_file:
+        io = spec.workload.tag()
+        tag = ""
+    return cid, f"{spec.model} {io}{tag} c{spec.max_in_flight}{rate}{chat}"
 
 
 def to_entry(result: EndpointResult) -> dict[str, Any]:
@@ -78,6 +86,9 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         r.to_run_result("endpoint") for r in result.records if r.warmup and r.ok and r.index >= 0
     ]
     status, error = _status_and_error(result)
+    aggregates = _aggregates(runs, s)
+    if aggregates is not None and result.spec.workload is not None:
+        aggregates["workload"] = summary_of(result.spec, result.records)
     return {
         "id": cid,
         "label": label,
@@ -90,7 +101,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         "model_loading_time_s": None,
         "started_at": result.started_at,
         "duration_s": s.duration_s,
-        "aggregates": _aggregates(runs, s),
+        "aggregates": aggregates,
         "warmup_runs": [r.to_dict(per_token=False) for r in warm],
         "trials": [_finite(r.to_dict()) for r in runs],
         "requests": [_finite(r.to_dict(per_token=False)) for r in result.records],
@@ -134,10 +145,11 @@ def _status_and_error(result: EndpointResult) -> tuple[str, str | None]:
 def _entry_config(result: EndpointResult) -> dict[str, Any]:
     """The entry's ``config``: as for ``streambench run`` plus the endpoint's own settings."""
     spec = result.spec
-    return {
+    n_in, n_out = io_of(spec)
+    out = {
         "model": spec.model,
-        "input_tokens": spec.prompt_tokens,
-        "output_tokens": spec.output_tokens,
+        "input_tokens": n_in,
+        "output_tokens": n_out,
         "batch_size": 1,
         "num_beams": 1,
         "low_bit": None,
@@ -154,6 +166,9 @@ def _entry_config(result: EndpointResult) -> dict[str, Any]:
         "extra_body": scrub_json(spec.extra_body, spec.secrets()),
         "slo_s": dict(spec.slo),
     }
+    if identity(spec):
+        out["further"] = identity(spec)
+    return out
 
 
 def _csv_ms(st: Stats | None, stat: str) -> str:

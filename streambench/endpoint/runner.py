@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import SignalPolicy
+from ..workloads.build import Request
 from .client import send_request
 from .metrics import EndpointResult, summarize
 from .prompts import PromptSource
@@ -18,22 +19,31 @@ from .records import RequestRecord
 from .signals import give_back_signals, take_signals
 from .spec import FORCE_FIELDS, EndpointSpec, request_url
 from .tokens import load_tokenizer
+from .workload import body_fields, mark_record, request_of
 
 if TYPE_CHECKING:
     import httpx
 
 
-def _body(spec: EndpointSpec, prompt: str, max_tokens: int, level: int) -> dict[str, Any]:
+def _body(
+    spec: EndpointSpec,
+    prompt: str | None,
+    max_tokens: int,
+    level: int,
+    messages: list[dict[str, str]] | None = None,
+    natural: bool = False,
+) -> dict[str, Any]:
     """Request body. ``level`` 0: everything; 1: without the forcing fields; 2: also without
-    ``stream_options``."""
+    ``stream_options``. ``messages``: a workload's chat messages, sent as they are;
+    ``natural``: a natural output length (never forced)."""
     body: dict[str, Any] = {"model": spec.model, "stream": True, "max_tokens": max_tokens}
     if spec.chat:
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = messages or [{"role": "user", "content": prompt}]
     else:
         body["prompt"] = prompt
     if spec.temperature is not None:
         body["temperature"] = spec.temperature
-    force = spec.force == "on" or (spec.force == "auto" and level == 0)
+    force = not natural and (spec.force == "on" or (spec.force == "auto" and level == 0))
     if force:
         body["ignore_eos"] = True
         body["min_tokens"] = max_tokens
@@ -131,7 +141,8 @@ class EndpointBenchmark:
         url = request_url(spec.url, spec.chat)
         headers = self._headers()
         secrets = spec.secrets()
-        prompts = PromptSource(spec, spec.warmup + spec.requests, self.tokenizer, self._ptok)
+        count = 0 if spec.workload_requests else spec.warmup + spec.requests
+        prompts = PromptSource(spec, count, self.tokenizer, self._ptok)
         limit = spec.max_in_flight
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
@@ -159,12 +170,20 @@ class EndpointBenchmark:
         self, session: _Session, i: int, prompt_i: int, max_tokens: int, warm: bool, start: float
     ) -> RequestRecord:
         """Send request ``i`` (prompt ``prompt_i``; ``start``: when its phase began, a
-        ``perf_counter`` time) and record it."""
-        prompt, ptok = session.prompts.get(prompt_i)
+        ``perf_counter`` time) and record it. With a workload, request ``i`` of its phase sends
+        the workload's request (its own output length unless ``max_tokens`` is 1: a probe)."""
+        if self.spec.workload_requests:
+            req = request_of(self.spec, max(i, 0), warm)
+            prompt, messages, asked, natural = body_fields(self.spec, req)
+            body = _body(self.spec, prompt, 1 if i < 0 else asked, self.level, messages, natural)
+            ptok = req.input_tokens
+        else:
+            prompt, ptok = session.prompts.get(prompt_i)
+            body = _body(self.spec, prompt, max_tokens, self.level)
         rec = await send_request(
             session.client,
             session.url,
-            _body(self.spec, prompt, max_tokens, self.level),
+            body,
             session.headers,
             self.spec.timeout_s,
             i,
@@ -173,6 +192,11 @@ class EndpointBenchmark:
             ptok,
             session.secrets,
         )
+        if self.spec.workload_requests:
+            rec = mark_record(rec, req, self.spec.workload.save_outputs)
+        elif self.spec.workload is not None:  # --save-outputs with the usual prompts
+            req = Request(prompt_i, "prompt", input_tokens=ptok)
+            rec = mark_record(rec, req, self.spec.workload.save_outputs)
         self.records.append(rec)
         if self.on_request is not None:
             self.on_request(rec)
@@ -257,6 +281,14 @@ class EndpointBenchmark:
                     f"({spec.timeout_s:g} s) and were cut to it"
                 )
 
+    def _asked_tokens(self) -> int | None:
+        """The output length every request asked for; ``None`` when it varies (a workload)."""
+        w = self.spec.workload
+        if w is None or not self.spec.workload_requests:
+            return self.spec.output_tokens
+        fixed = w.uses_file and isinstance(w.output_len, int) and not w.length_spread
+        return self.spec.output_tokens if fixed else None
+
     def result(self) -> EndpointResult:
         """The result of what has finished so far (after an interruption: a partial result)."""
         records = tuple(
@@ -269,7 +301,7 @@ class EndpointBenchmark:
         return EndpointResult(
             spec=self.spec,
             records=records,
-            summary=summarize(records, self.duration_s, self.spec.slo, self.spec.output_tokens),
+            summary=summarize(records, self.duration_s, self.spec.slo, self._asked_tokens()),
             started_at=self.started_at,
             sent_fields=tuple(k for k in sent if k not in ("prompt", "messages")),
             dropped_fields=self.dropped,

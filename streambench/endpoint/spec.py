@@ -97,6 +97,11 @@ class EndpointSpec:
     api_key_env: str = DEFAULT_API_KEY_ENV
     prompt: str | None = None
     temperature: float | None = 0.0
+    #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
+    workload: Any = None
+    #: the workload's requests (:class:`streambench.workloads.Request`), built before sending;
+    #: request ``i`` of a prompt file sends prompt ``i`` (cycling), warm-ups the first ones
+    workload_requests: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def validate(self) -> EndpointSpec:
         """Check every input against its bound (the ``MAX_*`` constants); returns ``self`` or
@@ -184,6 +189,9 @@ class EndpointSpec:
         URLs are scrubbed and credential-named ``extra_body`` fields masked."""
         out = asdict(self)
         out.pop("api_key")
+        out.pop("workload_requests")
+        if self.workload is None or not self.workload.active:
+            out.pop("workload")
         out["url"] = public_url(self.url)
         out["endpoint"] = public_url(request_url(self.url, self.chat))
         out["extra_body"] = scrub_json(self.extra_body, self.secrets())

@@ -297,3 +297,33 @@ def check_ipex_available() -> None:
 
     if importlib.util.find_spec("intel_extension_for_pytorch") is None:
         raise UsageError(_IPEX_MISSING)
+
+
+def tokenizer_and_context(spec: ModelSpec, settings: LoadOptions) -> tuple[Any, int | None, int]:
+    """``(tokenizer, context length, vocabulary size)`` of ``spec`` without building its
+    weights: what a workload's pre-flight check needs (``None`` where there is none)."""
+    if spec.kind == "embedded":
+        from .. import tiny
+
+        config, tokenizer = tiny.tiny_llama_config(**_overrides(settings)), tiny.build_tokenizer()
+    elif spec.kind in ("preset", "config"):
+        config, tokenizer = _random_config(spec, settings)
+    else:
+        from transformers import AutoConfig
+
+        source = spec.source or spec.name
+        try:
+            config = AutoConfig.from_pretrained(
+                source, trust_remote_code=settings.trust_remote_code, **_offline_kwargs(spec)
+            )
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
+        tokenizer = load_tokenizer(source, settings.trust_remote_code, spec.offline)
+    context = None
+    if not getattr(config, "is_encoder_decoder", False):
+        for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                context = value
+                break
+    return tokenizer, context, int(getattr(config, "vocab_size", 0) or 32000)
