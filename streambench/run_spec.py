@@ -159,6 +159,9 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
 
     protected = protected_directories(specs, hub)
     check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
+    from .results.html import check_html_outputs
+
+    check_html_outputs(outputs, "--output")
     if plot is not None:
         check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
         import importlib.util

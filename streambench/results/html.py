@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from .compare import COMPARE_METRICS, compare_documents
-from .schema import ConfigurationResult, ResultsDocument, RunRecord
+from .schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from .values import GiB, finite, is_number
 
-__all__ = ["REPORT_EXTRA", "plotly_js", "render_html", "render_report", "report_payload"]
+__all__ = [
+    "REPORT_EXTRA",
+    "check_html_outputs",
+    "plotly_js",
+    "render_html",
+    "render_report",
+    "report_payload",
+]
 
 #: what to install for HTML reports
 REPORT_EXTRA = "pip install 'streambench[report]'"
@@ -52,19 +59,38 @@ _STATS = (
 _ENDPOINT_STATS = ("ttft_s", "tpot_s", "itl_s", "e2e_s")
 
 
-def plotly_js() -> str:
-    """The text of plotly.min.js shipped by the ``plotly`` package; ``RuntimeError`` naming
-    the extra to install when it is missing."""
+def plotly_js_path() -> Path:
+    """plotly.min.js of the installed ``plotly`` package (found without importing it);
+    ``RuntimeError`` naming the extra to install when it is missing."""
     spec = importlib.util.find_spec("plotly")
     places = list(spec.submodule_search_locations or []) if spec is not None else []
     for place in places:
         path = Path(place) / "package_data" / "plotly.min.js"
         if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            if "</script" in text.lower():  # would end the inline script early
-                raise RuntimeError(f"{path} holds '</script': cannot embed it")
-            return text
-    raise RuntimeError(f"HTML reports need plotly (plotly.min.js): {REPORT_EXTRA}")
+            return path
+    raise RuntimeError(f"HTML reports need plotly, which is not installed: {REPORT_EXTRA}")
+
+
+def plotly_js() -> str:
+    """The text of plotly.min.js (see :func:`plotly_js_path`)."""
+    path = plotly_js_path()
+    text = path.read_text(encoding="utf-8")
+    if "</script" in text.lower():  # would end the inline script early
+        raise RuntimeError(f"{path} holds '</script': cannot embed it")
+    return text
+
+
+def check_html_outputs(paths: Sequence[str], option: str = "-o") -> None:
+    """:class:`~streambench.errors.UsageError` naming ``option`` and the extra to install when
+    an ``.html`` output is asked for and plotly is missing (checked before any work)."""
+    from ..errors import UsageError
+
+    html_paths = [p for p in paths if str(p).lower().endswith(".html")]
+    if html_paths:
+        try:
+            plotly_js_path()
+        except RuntimeError as exc:
+            raise UsageError(f"{option} {html_paths[0]}: {exc}") from None
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -76,7 +102,9 @@ def _num(value: Any, scale: float = 1.0) -> float | None:
 
 
 def _stats(stats: Any, scale: float) -> dict[str, Any] | None:
-    if stats is None:
+    if isinstance(stats, dict):
+        stats = Statistics.from_dict(stats)
+    if not isinstance(stats, Statistics):
         return None
     out = {k: _num(getattr(stats, k), scale) for k in ("mean", "median", "stdev", "min", "max")}
     out["stdev"] = _num(stats.stdev, scale)
@@ -140,14 +168,27 @@ def _endpoint(entry: ConfigurationResult) -> dict[str, Any] | None:
     return out
 
 
-def configuration_data(entry: ConfigurationResult, where: str | None = None) -> dict[str, Any]:
-    """One configuration as the page reads it (see the module docstring)."""
-    agg = entry.aggregates if entry.status == "ok" else None
-    stats = {key: _stats(agg.statistic(name), scale) if agg else None for key, name, scale, _ in _STATS}
+def _trace_link(entry: ConfigurationResult, where: str | None) -> str | None:
+    """The profiler trace of the configuration (``extra["profile"]["trace"]``, written relative
+    to the directory the run started in, or absolute) as a link relative to the page at
+    ``where``."""
     profile = entry.extra.get("profile")
     trace = profile.get("trace") if isinstance(profile, dict) else None
-    if isinstance(trace, str) and where:
-        trace = os.path.relpath(os.path.join(os.path.dirname(where) or ".", trace), os.path.dirname(where) or ".")
+    if not isinstance(trace, str) or not trace:
+        return None
+    if where is None:
+        return trace
+    try:
+        return os.path.relpath(os.path.abspath(trace), os.path.dirname(os.path.abspath(where)))
+    except ValueError:  # another drive (Windows)
+        return os.path.abspath(trace)
+
+
+def configuration_data(entry: ConfigurationResult, where: str | None = None) -> dict[str, Any]:
+    """One configuration as the page reads it (see the module docstring); ``where``: the
+    page's file, for the link to a profiler trace."""
+    agg = entry.aggregates if entry.status == "ok" else None
+    stats = {key: _stats(agg.statistic(name), scale) if agg else None for key, name, scale, _ in _STATS}
     return {
         "key": entry.id if entry.id is not None else entry.settings.default_id(),
         "name": entry.name or entry.settings.default_id(),
@@ -162,7 +203,7 @@ def configuration_data(entry: ConfigurationResult, where: str | None = None) -> 
         "trials": len(entry.trials),
         "tokens": per_token(entry.trials) if entry.status == "ok" else None,
         "endpoint": _endpoint(entry) if entry.status == "ok" else None,
-        "profile": trace if isinstance(trace, str) else None,
+        "profile": _trace_link(entry, where),
     }
 
 
@@ -231,18 +272,17 @@ def report_payload(
     docs: Sequence[ResultsDocument],
     names: Sequence[str],
     threshold: float = 0.05,
-    wheres: Sequence[str | None] | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows: the documents and, given several, each compared with the
-    first (the baseline)."""
-    wheres = list(wheres) if wheres is not None else [None] * len(docs)
+    first (the baseline); ``where``: the page's file (links to traces are relative to it)."""
     from .. import __version__
 
     return finite(
         {
             "generator": f"streambench {__version__}",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "documents": [document_data(d, n, w) for d, n, w in zip(docs, names, wheres)],
+            "documents": [document_data(d, n, where) for d, n in zip(docs, names)],
             "comparisons": [
                 {"old": 0, "new": i, **comparison_data(docs[0], d, threshold)}
                 for i, d in enumerate(docs[1:], 1)
@@ -297,14 +337,15 @@ def render_report(
     docs: Sequence[ResultsDocument],
     names: Sequence[str],
     threshold: float = 0.05,
-    wheres: Sequence[str | None] | None = None,
+    where: str | None = None,
 ) -> str:
     """The HTML page of one or several documents (the first is the baseline of the
     comparison); ``RuntimeError`` when plotly is not installed."""
     title = "streambench report: " + (names[0] if len(names) == 1 else " vs ".join(names))
-    return _page(title, report_payload(docs, names, threshold, wheres))
+    return _page(title, report_payload(docs, names, threshold, where))
 
 
-def render_html(doc: ResultsDocument) -> str:
-    """The HTML report of one document (the ``.html`` output format)."""
-    return render_report([doc], [f"streambench {doc.command}"])
+def render_html(doc: ResultsDocument, where: str | None = None) -> str:
+    """The HTML report of one document (the ``.html`` output format) going to ``where``."""
+    name = os.path.basename(where) if where else f"streambench {doc.command}"
+    return render_report([doc], [name], where=where)
