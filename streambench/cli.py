@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
     run.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="after the trials, one extra generate() per configuration under torch.profiler, "
+        "written to DIR as a Chrome/Perfetto trace with the token boundaries marked (not in the "
+        "statistics)",
+    )
+    run.add_argument(
         "--isolate",
         choices=["config", "model", "none"],
         help="run each configuration (config; the default for more than one) or each model "

@@ -108,6 +108,8 @@ class SweepSettings:
     seed: int = 0
     verbose: bool = False
     tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
+    profile: str | None = None
 
     @property
     def configurations_per_model(self) -> int:
@@ -423,6 +425,12 @@ def run_configuration(
         run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
         _run_all(run, entry, settings, on_run, print_fn)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
+        if settings.profile:
+            try:
+                entry["profile"] = _profile(loaded, settings, entry, input_ids, print_fn)
+            except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
+                entry["profile"] = {"trace": None, "error": describe_exception(exc)}
+                print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -438,6 +446,44 @@ def run_configuration(
     finally:
         entry["duration_s"] = time.perf_counter() - t0
     return entry
+
+
+def _profile(
+    loaded: LoadedModel,
+    settings: SweepSettings,
+    entry: dict[str, Any],
+    input_ids: Any,
+    print_fn: Callable[[str], None],
+) -> dict[str, Any]:
+    """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
+    trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
+    import os
+
+    import torch
+
+    from .profiling import profile_generate, trace_name
+    from .streamer import TimingStreamer
+
+    n_out = entry["config"]["output_tokens"]
+    kwargs: dict[str, Any] = dict(
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=n_out,
+        min_new_tokens=n_out,
+        do_sample=False,
+        pad_token_id=_pad_token_id(loaded),
+    )
+    path = os.path.join(str(settings.profile), trace_name(entry["id"]))
+    with torch.inference_mode():
+        profile = profile_generate(
+            lambda inner: TimingStreamer(loaded.device, inner=inner),
+            lambda streamer: loaded.model.generate(input_ids, streamer=streamer, **kwargs),
+            n_out,
+            loaded.device,
+            path,
+        )
+    if settings.verbose:
+        print_fn(f"-- {entry['label']}: profiler trace written to {path}")
+    return profile
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
