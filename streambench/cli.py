@@ -499,7 +499,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, threshold: float) -> None:
     from .outputs import atomic_write_text
     from .results import load_results
-    from .results.compare import compare_markdown
+    from .results.compare_markdown import compare_markdown
 
     if args.output.lower().endswith(".html"):
         from .results.html import render_report

@@ -146,7 +146,9 @@ def build_run_settings(
         seed=m.get("seed", 0),
         verbose=m["verbose"],
         tp=_tp_mode(m.get("tp")),
-        profile=_profile_dir(m.get("profile"), m.get("num_beams", 1), specs, m.get("local_model_hub")),
+        profile=_profile_dir(
+            m.get("profile"), m.get("num_beams", 1), specs, m.get("local_model_hub")
+        ),
     )
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
     return settings, outputs, plot
@@ -192,7 +194,9 @@ def _profile_dir(path: str | None, num_beams: int, specs: list[Any], hub: str | 
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--profile {path}: cannot create the directory ({exc.strerror})") from None
+        raise UsageError(
+            f"--profile {path}: cannot create the directory ({exc.strerror})"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"--profile {path}: the directory is not writable")
     return path

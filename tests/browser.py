@@ -138,7 +138,8 @@ class Browser:
 
     def evaluate(self, expression: str) -> Any:
         result = self.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
         )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
@@ -166,22 +167,41 @@ class Browser:
         out = []
         for e in self.events:
             method, params = e.get("method"), e.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
-                out.append(" ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+            if method == "Runtime.consoleAPICalled" and params.get("type") in (
+                "error",
+                "warning",
+                "assert",
+            ):
+                out.append(
+                    " ".join(
+                        str(a.get("value", a.get("description"))) for a in params.get("args", [])
+                    )
+                )
             elif method == "Runtime.exceptionThrown":
                 out.append(json.dumps(params.get("exceptionDetails", {}))[:500])
-            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in ("error", "warning"):
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in (
+                "error",
+                "warning",
+            ):
                 out.append(params["entry"].get("text", ""))
         return out
 
-    def screenshot(self, path: str | os.PathLike[str]) -> None:
+    def screenshot(self, path: str | os.PathLike[str], max_height: int = 6000) -> None:
         height = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": int(min(height, 6000)), "deviceScaleFactor": 1, "mobile": False},
+            {
+                "width": 1280,
+                "height": int(min(height, max_height)),
+                "deviceScaleFactor": 1,
+                "mobile": False,
+            },
         )
         self.settle(0.5)  # plotly redraws at the new size
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        clip = {"x": 0, "y": 0, "width": 1280, "height": min(height, max_height), "scale": 1}
+        data = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
         Path(path).write_bytes(base64.b64decode(data["data"]))
 
     def close(self) -> None:

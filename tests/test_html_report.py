@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from browser import INSTALL_HINT, Browser, find_chromium
+
 from streambench.errors import UsageError
 from streambench.results import ResultsDocument, load_results
 from streambench.results.html import check_html_outputs, report_payload, script_json
@@ -110,7 +110,9 @@ def _slower(path: Path, out: Path, factor: float) -> Path:
 
 def test_compare_writes_markdown(run_files, tmp_path):
     new = _slower(run_files / "run.json", tmp_path / "new.json", 2.0)
-    res = streambench("compare", str(run_files / "run.json"), str(new), "-o", str(tmp_path / "d.md"))
+    res = streambench(
+        "compare", str(run_files / "run.json"), str(new), "-o", str(tmp_path / "d.md")
+    )
     assert res.returncode == 1  # slower, and the failed configurations have no baseline
     md = (tmp_path / "d.md").read_text()
     assert md.startswith("### streambench compare:") and "**Regression" in md
@@ -223,8 +225,8 @@ def test_report_comparison_hostile_text_and_screenshot(browser, run_files, tmp_p
     assert drawn["chart-endpoint-dist"] == 2 and drawn["chart-endpoint-load"] == 2
     # local against served: matched by shape (8-4, batch 1, concurrency 1), a ratio computed
     ratios = browser.evaluate(
-        "Array.from(document.querySelectorAll('table.compare[data-comparison=\"1\"] "
-        "td[data-key^=\"ratio.\"][data-value]')).map(td => Number(td.dataset.value))"
+        'Array.from(document.querySelectorAll(\'table.compare[data-comparison="1"] '
+        'td[data-key^="ratio."][data-value]\')).map(td => Number(td.dataset.value))'
     )
     assert ratios and all(r > 0 for r in ratios)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

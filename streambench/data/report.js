@@ -107,7 +107,12 @@
     ["decode × batch tokens/s", "decode_throughput_tokens_per_s", "median", 1],
   ];
   function configurationTable(doc, parent, di) {
-    var head = ["configuration", "status", "in-out", "batch", "beams", "concurrency", "device", "dtype", "trials"];
+    var beams = doc.configurations.some(function (c) { return c.settings.num_beams !== 1; });
+    var conc = doc.configurations.some(function (c) { return c.settings.concurrency !== undefined; });
+    var head = ["configuration", "status", "in-out", "batch"];
+    if (beams) head.push("beams");
+    if (conc) head.push("concurrency");
+    head.push("device", "dtype", "trials");
     COLUMNS.forEach(function (c) { head.push(c[0]); });
     head.push("peak memory (GiB)", "profile");
     var table = el("table", { cls: "configs", "data-document": String(di) });
@@ -120,8 +125,8 @@
       tr.appendChild(el("td", { cls: "status", text: c.status }));
       tr.appendChild(el("td", { text: s.input_tokens + "-" + s.output_tokens }));
       tr.appendChild(el("td", { text: String(s.batch_size) }));
-      tr.appendChild(el("td", { text: String(s.num_beams) }));
-      tr.appendChild(el("td", { text: s.concurrency === undefined ? "—" : String(s.concurrency) }));
+      if (beams) tr.appendChild(el("td", { text: String(s.num_beams) }));
+      if (conc) tr.appendChild(el("td", { text: s.concurrency === undefined ? "—" : String(s.concurrency) }));
       tr.appendChild(el("td", { text: String(c.config.device) }));
       tr.appendChild(el("td", { text: String(c.config.dtype) }));
       tr.appendChild(el("td", { text: String(c.trials) }));

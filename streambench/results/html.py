@@ -188,7 +188,9 @@ def configuration_data(entry: ConfigurationResult, where: str | None = None) -> 
     """One configuration as the page reads it (see the module docstring); ``where``: the
     page's file, for the link to a profiler trace."""
     agg = entry.aggregates if entry.status == "ok" else None
-    stats = {key: _stats(agg.statistic(name), scale) if agg else None for key, name, scale, _ in _STATS}
+    stats = {
+        key: _stats(agg.statistic(name), scale) if agg else None for key, name, scale, _ in _STATS
+    }
     return {
         "key": entry.id if entry.id is not None else entry.settings.default_id(),
         "name": entry.name or entry.settings.default_id(),

@@ -32,9 +32,9 @@ __all__ = [
     "csv_rows",
     "md_text",
     "render_csv",
+    "render_html",
     "render_json",
     "render_jsonl",
-    "render_html",
     "render_markdown",
     "write_outputs",
 ]
