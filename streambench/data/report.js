@@ -114,7 +114,9 @@
     if (conc) head.push("concurrency");
     head.push("device", "dtype", "trials");
     COLUMNS.forEach(function (c) { head.push(c[0]); });
-    head.push("peak memory (GiB)", "profile");
+    var traces = doc.configurations.some(function (c) { return c.profile; });
+    head.push("peak memory (GiB)");
+    if (traces) head.push("profile");
     var table = el("table", { cls: "configs", "data-document": String(di) });
     table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
     var body = el("tbody");
@@ -134,9 +136,11 @@
         tr.appendChild(cell(stat(c, col[1], col[2]), col[3], col[1] + "." + col[2]));
       });
       tr.appendChild(cell(c.peak_memory_gib, 3, "peak_memory_gib"));
-      var prof = el("td");
-      if (c.profile) prof.appendChild(el("a", { href: c.profile, text: "trace" }));
-      tr.appendChild(prof);
+      if (traces) {
+        var prof = el("td");
+        if (c.profile) prof.appendChild(el("a", { href: c.profile, text: "trace" }));
+        tr.appendChild(prof);
+      }
       body.appendChild(tr);
       if (c.error) {
         body.appendChild(el("tr", { cls: "error-row" }, [el("td", { colspan: String(head.length), cls: "error", text: c.status + ": " + c.error })]));
