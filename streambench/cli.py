@@ -159,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         "NVIDIA GPUs, RAPL on CPUs where readable; default on)",
     )
     run.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="after the trials, one extra generate() per configuration under torch.profiler, "
+        "written to DIR as a Chrome/Perfetto trace with the token boundaries marked (not in the "
+        "statistics)",
+    )
+    run.add_argument(
         "--isolate",
         choices=["config", "model", "none"],
         help="run each configuration (config; the default for more than one) or each model "
@@ -205,7 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--threshold", default="5%", help="allowed slow-down in percent (default 5%%)"
     )
+    compare.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.md",
+        help="also write the comparison as Markdown (a pull-request comment) or .html (the "
+        "report of both files)",
+    )
     compare.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser(
+        "report",
+        parents=[common],
+        help="one self-contained interactive HTML page of results (several: compared)",
+        description=(
+            "Write RESULTS (and MORE, compared with the first) as one HTML file that opens "
+            "offline: environment, settings, per-token latency and memory, sweeps, served-model "
+            "distributions and comparisons, interactive. Needs streambench[report] (plotly)."
+        ),
+    )
+    rep.add_argument("results", nargs="+", metavar="RESULTS.json")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    rep.add_argument(
+        "--threshold", default="5%", help="comparison: allowed slow-down (default 5%%)"
+    )
+    rep.set_defaults(func=cmd_report)
 
     endpoint = sub.add_parser(
         "endpoint",
@@ -436,6 +467,14 @@ def parse_threshold(text: str) -> float:
     return value / 100.0
 
 
+def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
+    from .outputs import check_output_targets
+    from .results.html import check_html_outputs
+
+    check_output_targets([path], option, formats)
+    check_html_outputs([path], option)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
     (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
@@ -445,11 +484,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from . import report
 
     threshold = parse_threshold(args.threshold)
+    if args.output:
+        _check_output(args.output, "-o", (".md", ".html"))
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
     rows, failed = report.compare_documents(old, new, threshold)
     console = Console(highlight=False)
     console.print(report.compare_table(rows, threshold))
+    if args.output:
+        _write_comparison(args, rows, failed, threshold)
+        console.print(f"comparison written to {args.output}")
     if failed:
         slower = [escape(r.label) for r in rows if r.regressed]
         unsure = [escape(r.label) for r in rows if r.fails and not r.regressed]
@@ -462,6 +506,53 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         return EXIT_FAILED
     console.print(f"[green]no regression beyond {threshold:.1%}[/green]")
+    return EXIT_OK
+
+
+def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, threshold: float) -> None:
+    from .outputs import atomic_write_text
+    from .results import load_results
+    from .results.compare_markdown import compare_markdown
+
+    if args.output.lower().endswith(".html"):
+        from .results.html import render_report
+
+        docs = [load_results(args.old), load_results(args.new)]
+        text = render_report(docs, _names([args.old, args.new]), threshold, args.output)
+    else:
+        text = compare_markdown(rows, failed, threshold, args.old, args.new)
+    try:
+        atomic_write_text(args.output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+
+
+def _names(paths: list[str]) -> list[str]:
+    """Short names of results files for the report: the file names, or the paths when two
+    share a name."""
+    import os
+
+    names = [os.path.basename(p) for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``streambench report``: the HTML page of one or several results files (exit 2 for a bad
+    file or option, with plotly missing too)."""
+    from .outputs import atomic_write_text
+    from .results import load_results
+    from .results.html import render_report
+
+    threshold = parse_threshold(args.threshold)
+    _check_output(args.output, "-o", (".html",))
+    docs = [load_results(p) for p in args.results]  # UsageError (exit 2) naming the file
+    text = render_report(docs, _names(list(args.results)), threshold, args.output)
+    try:
+        atomic_write_text(args.output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+    size = len(text.encode("utf-8"))
+    print(f"report written to {args.output} ({size / 1e6:.1f} MB)")
     return EXIT_OK
 
 

@@ -195,6 +195,7 @@ KEYS: dict[str, KeySpec] = {
     "num_layers": KeySpec("num_layers", _bounded("num_layers"), "layers"),
     "output": KeySpec("output", _text_or_list, "output files"),
     "plot": KeySpec("plot", _text, "plot file"),
+    "profile": KeySpec("profile", _optional_text, "directory of profiler traces"),
     "seed": KeySpec("seed", _bounded("seed"), "seed"),
     "tp": KeySpec("tp", _text, "tensor parallelism"),
     "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),

@@ -126,6 +126,9 @@ class SweepSettings:
     def uses_prompt_file(self) -> bool:
         return self.workload is not None and self.workload.uses_file
 
+    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
+    profile: str | None = None
+
     @property
     def configurations_per_model(self) -> int:
         """(input/output pair x batch size) configurations run for each model."""
@@ -476,6 +479,12 @@ def run_configuration(
             _run_all(run, entry, settings, on_run, print_fn, observers.before_trials)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
         observers.record(entry, timer.runs[settings.warmup :])
+        if settings.profile:
+            try:
+                entry["profile"] = _profile(loaded, settings, entry, input_ids, print_fn)
+            except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
+                entry["profile"] = {"trace": None, "error": describe_exception(exc)}
+                print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -491,6 +500,44 @@ def run_configuration(
     finally:
         entry["duration_s"] = time.perf_counter() - t0
     return entry
+
+
+def _profile(
+    loaded: LoadedModel,
+    settings: SweepSettings,
+    entry: dict[str, Any],
+    input_ids: Any,
+    print_fn: Callable[[str], None],
+) -> dict[str, Any]:
+    """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
+    trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
+    import os
+
+    import torch
+
+    from .profiling import profile_generate, trace_name
+    from .streamer import TimingStreamer
+
+    n_out = entry["config"]["output_tokens"]
+    kwargs: dict[str, Any] = dict(
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=n_out,
+        min_new_tokens=n_out,
+        do_sample=False,
+        pad_token_id=_pad_token_id(loaded),
+    )
+    path = os.path.join(str(settings.profile), trace_name(entry["id"]))
+    with torch.inference_mode():
+        profile = profile_generate(
+            lambda inner: TimingStreamer(loaded.device, inner=inner),
+            lambda streamer: loaded.model.generate(input_ids, streamer=streamer, **kwargs),
+            n_out,
+            loaded.device,
+            path,
+        )
+    if settings.verbose:
+        print_fn(f"-- {entry['label']}: profiler trace written to {path}")
+    return profile
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:

@@ -193,6 +193,7 @@ OUTPUT_FORMATS: dict[str, Callable[[Document], str]] = {
     ".json": render_json,
     ".jsonl": render_jsonl,
     ".md": render_markdown,
+    ".html": lambda doc: _writers.render_html(_doc(doc)),
 }
 
 

@@ -149,6 +149,9 @@ def build_run_settings(
         verbose=m["verbose"],
         tp=_tp_mode(m.get("tp")),
         workload=workload,
+        profile=_profile_dir(
+            m.get("profile"), m.get("num_beams", 1), specs, m.get("local_model_hub")
+        ),
     )
     settings.telemetry = m.get("telemetry", True)
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
@@ -163,6 +166,9 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
 
     protected = protected_directories(specs, hub)
     check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
+    from .results.html import check_html_outputs
+
+    check_html_outputs(outputs, "--output")
     if plot is not None:
         check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
         import importlib.util
@@ -173,6 +179,31 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
             )
         if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
             raise UsageError(f"--plot {plot}: also named by --output; use another file name")
+
+
+def _profile_dir(path: str | None, num_beams: int, specs: list[Any], hub: str | None) -> Any:
+    """``--profile DIR``: created now, a writable directory outside what the run reads; torch's
+    profiler needs streamed tokens (not beam search). Returned as given (traces are named
+    relative to it)."""
+    if path is None:
+        return None
+    from .loading.spec import protected_directories
+    from .outputs import is_inside
+
+    if num_beams > 1:
+        raise UsageError("--profile marks streamed tokens: it works with --num-beams 1 only")
+    for what, directory in protected_directories(specs, hub):
+        if directory and os.path.exists(directory) and is_inside(path, directory):
+            raise UsageError(f"--profile {path}: inside the {what} directory {directory}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--profile {path}: cannot create the directory ({exc.strerror})"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--profile {path}: the directory is not writable")
+    return path
 
 
 def _tp_mode(value: Any) -> str:

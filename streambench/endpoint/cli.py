@@ -281,6 +281,9 @@ def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
     check_output_targets(
         outputs, option="--output", formats=tuple(report.OUTPUT_FORMATS), protected=protected
     )
+    from ..results.html import check_html_outputs
+
+    check_html_outputs(outputs, "--output")
     if args.plot:
         check_output_targets(
             [str(args.plot)], option="--plot", formats=(".png", ".svg", ".pdf"), protected=protected

@@ -16,7 +16,13 @@ from typing import Any
 from .schema import ConfigurationResult, ResultsDocument
 from .values import GiB, is_number, kind, one_line, scaled
 
-__all__ = ["COMPARE_METRICS", "MAX_THRESHOLD", "CompareRow", "check_threshold", "compare_documents"]
+__all__ = [
+    "COMPARE_METRICS",
+    "MAX_THRESHOLD",
+    "CompareRow",
+    "check_threshold",
+    "compare_documents",
+]
 
 #: metrics compared (lower is better for all): aggregate statistic, its field, label, scale, unit
 COMPARE_METRICS = [

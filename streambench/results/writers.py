@@ -32,6 +32,7 @@ __all__ = [
     "csv_rows",
     "md_text",
     "render_csv",
+    "render_html",
     "render_json",
     "render_jsonl",
     "render_markdown",
@@ -278,12 +279,21 @@ def _known(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
+def render_html(doc: ResultsDocument, where: str | None = None) -> str:
+    """The self-contained HTML report (:mod:`.html`; needs plotly, ``streambench[report]``);
+    ``where``: the file it goes to, for links to profiler traces."""
+    from .html import render_html as _render
+
+    return _render(doc, where)
+
+
 #: output format by file extension
 OUTPUT_FORMATS: dict[str, Callable[[ResultsDocument], str]] = {
     ".csv": render_csv,
     ".json": render_json,
     ".jsonl": render_jsonl,
     ".md": render_markdown,
+    ".html": render_html,
 }
 
 
@@ -301,4 +311,6 @@ def check_output_paths(paths: Iterable[str]) -> None:
 def write_outputs(paths: Sequence[str], doc: ResultsDocument) -> None:
     """Write ``doc`` to every path, the format chosen by extension; each write atomic."""
     for path in paths:
-        atomic_write_text(path, OUTPUT_FORMATS[Path(path).suffix.lower()](doc))
+        ext = Path(path).suffix.lower()
+        text = render_html(doc, str(path)) if ext == ".html" else OUTPUT_FORMATS[ext](doc)
+        atomic_write_text(path, text)

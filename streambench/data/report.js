@@ -1,0 +1,313 @@
+// streambench's HTML report: draws the data of <script id="sb-data"> (computed by
+// streambench/results/html.py; the page does no arithmetic on it). Text from the results file
+// goes into the page only through textContent, and into plotly labels with &, <, > as
+// entities: nothing from the file is ever parsed as HTML.
+(function () {
+  "use strict";
+  var DATA = JSON.parse(document.getElementById("sb-data").textContent);
+  var ROOT = document.getElementById("report");
+  var MANY = DATA.documents.length > 1;
+  var PLOT_CONFIG = { displaylogo: false, responsive: true };
+  var COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  function color(i) { return COLORS[i % COLORS.length]; }
+
+  // -- helpers -----------------------------------------------------------------------------
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "cls") node.className = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) {
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return node;
+  }
+  function label(s) { // text for plotly: its labels understand a little HTML, so escape it
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  function fmt(v, digits) {
+    if (v === null || v === undefined) return "—";
+    if (typeof v !== "number") return String(v);
+    return v.toFixed(digits === undefined ? 3 : digits);
+  }
+  function cell(v, digits, key) {
+    var td = el("td", { cls: v === null || v === undefined ? "num none" : "num", text: fmt(v, digits) });
+    if (key) td.setAttribute("data-key", key);
+    if (typeof v === "number") td.setAttribute("data-value", String(v));
+    return td;
+  }
+  function stat(c, name, field) {
+    return c.stats && c.stats[name] ? c.stats[name][field] : null;
+  }
+  function section(title, id) {
+    var s = el("section", { id: id }, [el("h2", { text: title })]);
+    ROOT.appendChild(s);
+    return s;
+  }
+  function chartBox(parent, id, title, note) {
+    var box = el("div", { cls: "chart", id: id, "data-title": title });
+    parent.appendChild(el("h3", { text: title }));
+    if (note) parent.appendChild(el("p", { cls: "note", text: note }));
+    parent.appendChild(box);
+    return box;
+  }
+  function layout(xTitle, yTitle, extra) {
+    var base = {
+      margin: { l: 60, r: 20, t: 10, b: 50 },
+      xaxis: { title: { text: xTitle }, zeroline: false },
+      yaxis: { title: { text: yTitle }, zeroline: false, rangemode: "tozero" },
+      legend: { orientation: "h", y: -0.25 },
+      hovermode: "closest",
+      height: 380,
+    };
+    Object.keys(extra || {}).forEach(function (k) { base[k] = extra[k]; });
+    return base;
+  }
+  function each(fn) { // every configuration of every document: fn(doc, config, name)
+    DATA.documents.forEach(function (d, di) {
+      d.configurations.forEach(function (c) {
+        fn(d, c, MANY ? d.name + " · " + c.name : c.name, di);
+      });
+    });
+  }
+  function notPlotted(parent, what) {
+    var missing = [];
+    each(function (d, c, name) { if (c.status !== "ok") missing.push(name + " (" + c.status + ")"); });
+    if (missing.length) {
+      parent.appendChild(el("p", { cls: "note failed-note", text: "Not in the " + what + ": " + missing.join(", ") }));
+    }
+  }
+
+  // -- header, environment, configurations --------------------------------------------------
+  function header() {
+    var names = DATA.documents.map(function (d) { return d.name; });
+    ROOT.appendChild(el("h1", { text: "streambench report" }));
+    ROOT.appendChild(el("p", { cls: "sub", text: names.join(" vs ") + " · written by " + DATA.generator + " on " + DATA.created }));
+  }
+  function environment(doc, parent) {
+    var dl = el("table", { cls: "env" });
+    doc.environment.forEach(function (row) {
+      dl.appendChild(el("tr", {}, [el("th", { text: row[0] }), el("td", { text: row[1] })]));
+    });
+    parent.appendChild(dl);
+    var settings = el("table", { cls: "env" });
+    Object.keys(doc.settings || {}).forEach(function (k) {
+      settings.appendChild(el("tr", {}, [el("th", { text: k }), el("td", { text: JSON.stringify(doc.settings[k]) })]));
+    });
+    parent.appendChild(el("details", {}, [el("summary", { text: "sweep settings" }), settings]));
+  }
+  var COLUMNS = [
+    ["first token median (ms)", "first_token_ms", "median", 3],
+    ["first token p90 (ms)", "first_token_ms", "p90", 3],
+    ["rest median (ms/token)", "rest_token_ms", "median", 3],
+    ["rest p90 (ms/token)", "rest_token_ms", "p90", 3],
+    ["decode tokens/s", "decode_tokens_per_s", "median", 1],
+    ["decode × batch tokens/s", "decode_throughput_tokens_per_s", "median", 1],
+  ];
+  function configurationTable(doc, parent, di) {
+    var beams = doc.configurations.some(function (c) { return c.settings.num_beams !== 1; });
+    var conc = doc.configurations.some(function (c) { return c.settings.concurrency !== undefined; });
+    var head = ["configuration", "status", "in-out", "batch"];
+    if (beams) head.push("beams");
+    if (conc) head.push("concurrency");
+    head.push("device", "dtype", "trials");
+    COLUMNS.forEach(function (c) { head.push(c[0]); });
+    var traces = doc.configurations.some(function (c) { return c.profile; });
+    head.push("peak memory (GiB)");
+    if (traces) head.push("profile");
+    var table = el("table", { cls: "configs", "data-document": String(di) });
+    table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
+    var body = el("tbody");
+    doc.configurations.forEach(function (c, ci) {
+      var s = c.settings, ok = c.status === "ok";
+      var tr = el("tr", { cls: ok ? "ok" : "not-ok " + c.status, "data-config": String(ci) });
+      tr.appendChild(el("td", { text: c.name }));
+      tr.appendChild(el("td", { cls: "status", text: c.status }));
+      tr.appendChild(el("td", { text: s.input_tokens + "-" + s.output_tokens }));
+      tr.appendChild(el("td", { text: String(s.batch_size) }));
+      if (beams) tr.appendChild(el("td", { text: String(s.num_beams) }));
+      if (conc) tr.appendChild(el("td", { text: s.concurrency === undefined ? "—" : String(s.concurrency) }));
+      tr.appendChild(el("td", { text: String(c.config.device) }));
+      tr.appendChild(el("td", { text: String(c.config.dtype) }));
+      tr.appendChild(el("td", { text: String(c.trials) }));
+      COLUMNS.forEach(function (col) {
+        tr.appendChild(cell(stat(c, col[1], col[2]), col[3], col[1] + "." + col[2]));
+      });
+      tr.appendChild(cell(c.peak_memory_gib, 3, "peak_memory_gib"));
+      if (traces) {
+        var prof = el("td");
+        if (c.profile) prof.appendChild(el("a", { href: c.profile, text: "trace" }));
+        tr.appendChild(prof);
+      }
+      body.appendChild(tr);
+      if (c.error) {
+        body.appendChild(el("tr", { cls: "error-row" }, [el("td", { colspan: String(head.length), cls: "error", text: c.status + ": " + c.error })]));
+      }
+    });
+    table.appendChild(body);
+    parent.appendChild(el("div", { cls: "scroll" }, [table]));
+  }
+
+  // -- per-token charts ---------------------------------------------------------------------
+  function perToken() {
+    var lat = [], mem = [];
+    each(function (d, c, name) {
+      var t = c.tokens;
+      if (!t) return;
+      var k = mem.length, group = "g" + k, n = label(name);
+      var band = { x: t.index.concat(t.index.slice().reverse()), y: t.high_ms.concat(t.low_ms.slice().reverse()),
+        fill: "toself", fillcolor: color(k), opacity: 0.15, line: { width: 0, color: color(k) }, hoverinfo: "skip", showlegend: false,
+        legendgroup: group, name: n + " band", type: "scatter", mode: "lines" };
+      var line = { x: t.index, y: t.median_ms, customdata: t.memory_mib, name: n, legendgroup: group,
+        type: "scatter", mode: "lines+markers", marker: { size: 4, color: color(k) }, line: { color: color(k) },
+        hovertemplate: n + "<br>token %{x}<br>%{y:.3f} ms<br>memory %{customdata:.1f} MiB<extra></extra>" };
+      lat.push(line, band);
+      mem.push({ x: t.index, y: t.memory_mib, customdata: t.median_ms, name: n, legendgroup: group,
+        type: "scatter", mode: "lines+markers", marker: { size: 4, color: color(k) }, line: { color: color(k) },
+        hovertemplate: n + "<br>token %{x}<br>memory %{y:.1f} MiB<br>%{customdata:.3f} ms<extra></extra>" });
+    });
+    if (!lat.length) return;
+    var s = section("Per token", "per-token");
+    var box = chartBox(s, "chart-latency", "Latency per token",
+      "Median over the trials; the band spans the fastest and slowest trial. Token 1 is the first token (prefill). Click a legend entry to hide a configuration, drag to zoom, double-click to reset.");
+    Plotly.newPlot(box, lat, layout("token position", "latency (ms)"), PLOT_CONFIG);
+    var mbox = chartBox(s, "chart-memory", "Memory per token", "Median reading over the trials at each token (the device's memory_kind: RSS on CPU, peak allocated on CUDA/XPU).");
+    Plotly.newPlot(mbox, mem, layout("token position", "memory (MiB)", { yaxis: { title: { text: "memory (MiB)" }, rangemode: "normal" } }), PLOT_CONFIG);
+    notPlotted(s, "charts");
+  }
+
+  // -- sweeps -------------------------------------------------------------------------------
+  function sweepLines(xKey, groupKeys, valueOf) {
+    var groups = {}, order = [];
+    each(function (d, c, name, di) {
+      if (c.status !== "ok" || c.endpoint) return;
+      var s = c.settings, v = valueOf(c);
+      if (v === null || v === undefined) return;
+      var g = (MANY ? d.name + " · " : "") + groupKeys.map(function (k) { return k[1] + s[k[0]]; }).join(" ");
+      if (!(g in groups)) { groups[g] = []; order.push(g); }
+      groups[g].push([s[xKey], v, c.name]);
+    });
+    var xs = {};
+    order.forEach(function (g) { groups[g].forEach(function (p) { xs[p[0]] = 1; }); });
+    var ticks = Object.keys(xs).map(Number).sort(function (a, b) { return a - b; });
+    if (ticks.length < 2) return null;
+    return { ticks: ticks, traces: order.map(function (g) {
+      var pts = groups[g].sort(function (a, b) { return a[0] - b[0]; });
+      return { x: pts.map(function (p) { return p[0]; }), y: pts.map(function (p) { return p[1]; }),
+        text: pts.map(function (p) { return label(p[2]); }), name: label(g), type: "scatter", mode: "lines+markers",
+        hovertemplate: "%{text}<br>%{x}: %{y:.3f}<extra></extra>" };
+    }) };
+  }
+  function sweeps() {
+    var charts = [
+      ["chart-ttft-input", "First token against input length", "input tokens", "first token median (ms)", "input_tokens",
+        [["model", ""], ["output_tokens", "out "], ["batch_size", "bs"]], function (c) { return stat(c, "first_token_ms", "median"); }],
+      ["chart-ttft-batch", "First token against batch size", "batch size", "first token median (ms)", "batch_size",
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "first_token_ms", "median"); }],
+      ["chart-decode-batch", "Decode throughput against batch size", "batch size", "decode tokens/s (all sequences, median)", "batch_size",
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "decode_throughput_tokens_per_s", "median"); }],
+    ];
+    var s = null;
+    charts.forEach(function (ch) {
+      var lines = sweepLines(ch[4], ch[5], ch[6]);
+      if (!lines) return;
+      if (!s) s = section("Sweep", "sweep");
+      var xaxis = { title: { text: ch[2] }, type: "linear", tickvals: lines.ticks };
+      Plotly.newPlot(chartBox(s, ch[0], ch[1]), lines.traces, layout(ch[2], ch[3], { xaxis: xaxis }), PLOT_CONFIG);
+    });
+    if (s) notPlotted(s, "sweep charts");
+  }
+
+  // -- served models ------------------------------------------------------------------------
+  function endpoints() {
+    var boxes = [], load = {}, loadOrder = [];
+    each(function (d, c, name) {
+      var e = c.endpoint;
+      if (!e) return;
+      var n = label(name);
+      var xs = [], ys = [];
+      [["TTFT", e.ttft_ms], ["ITL", e.itl_ms], ["E2E", e.e2e_ms]].forEach(function (m) {
+        m[1].forEach(function (v) { xs.push(m[0]); ys.push(v); });
+      });
+      boxes.push({ type: "box", x: xs, y: ys, name: n, boxpoints: "outliers", hovertemplate: n + "<br>%{x}: %{y:.3f} ms<extra></extra>" });
+      if (e.output_tokens_per_s !== null) {
+        var g = (MANY ? d.name + " · " : "") + c.settings.model + " " + c.settings.input_tokens + "-" + c.settings.output_tokens;
+        if (!(g in load)) { load[g] = []; loadOrder.push(g); }
+        load[g].push([e.output_tokens_per_s, e.ttft_stats_ms ? e.ttft_stats_ms.median : null, e.itl_stats_ms ? e.itl_stats_ms.median : null, c.name]);
+      }
+    });
+    if (!boxes.length) return;
+    var s = section("Served model", "endpoint");
+    Plotly.newPlot(chartBox(s, "chart-endpoint-dist", "TTFT, ITL and E2E per request", "Time to first token, inter-token latency (every gap between chunks' tokens) and end-to-end latency of each measured request."),
+      boxes, layout("", "ms", { boxmode: "group" }), PLOT_CONFIG);
+    var points = loadOrder.reduce(function (n, g) { return n + load[g].length; }, 0);
+    if (points < 2) return;
+    var traces = [];
+    loadOrder.forEach(function (g) {
+      var pts = load[g].sort(function (a, b) { return a[0] - b[0]; });
+      [["TTFT median", 1, "solid"], ["ITL median", 2, "dot"]].forEach(function (m) {
+        traces.push({ x: pts.map(function (p) { return p[0]; }), y: pts.map(function (p) { return p[m[1]]; }),
+          text: pts.map(function (p) { return label(p[3]); }), name: label(g + " " + m[0]), line: { dash: m[2] },
+          type: "scatter", mode: "lines+markers", hovertemplate: "%{text}<br>%{x:.1f} tokens/s<br>%{y:.3f} ms<extra></extra>" });
+      });
+    });
+    Plotly.newPlot(chartBox(s, "chart-endpoint-load", "Latency against throughput", "One point per load point (concurrency or request rate)."),
+      traces, layout("output tokens/s", "latency (ms)"), PLOT_CONFIG);
+  }
+
+  // -- comparisons --------------------------------------------------------------------------
+  function comparisons() {
+    DATA.comparisons.forEach(function (cmp, i) {
+      var oldName = DATA.documents[cmp.old].name, newName = DATA.documents[cmp.new].name;
+      var s = section("Comparison: " + newName + " against " + oldName, "comparison-" + i);
+      s.appendChild(el("p", { cls: cmp.failed ? "verdict fail" : "verdict pass",
+        text: (cmp.failed ? "Regression or not comparable" : "No regression") + " at a threshold of " + (cmp.threshold * 100).toFixed(1) + "% (ratio NEW/OLD; lower is better for every metric)." }));
+      var metrics = [];
+      cmp.rows.forEach(function (r) { r.metrics.forEach(function (m) { if (metrics.indexOf(m.name) < 0) metrics.push(m.name); }); });
+      var head = ["configuration"];
+      metrics.forEach(function (m) { head.push(m + " OLD", "NEW", "ratio"); });
+      head.push("problem");
+      var table = el("table", { cls: "compare", "data-comparison": String(i) });
+      table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
+      var body = el("tbody");
+      cmp.rows.forEach(function (r) {
+        var tr = el("tr", { cls: r.fails ? "fails" : "" });
+        tr.appendChild(el("td", { text: r.label }));
+        metrics.forEach(function (name) {
+          var m = r.metrics.filter(function (x) { return x.name === name; })[0];
+          if (!m) { tr.appendChild(cell(null)); tr.appendChild(cell(null)); tr.appendChild(cell(null)); return; }
+          tr.appendChild(cell(m.old, 3));
+          tr.appendChild(cell(m.new, 3));
+          var rc = cell(m.ratio, 3, "ratio." + name);
+          if (m.regressed) rc.className += " regressed";
+          else if (m.ratio !== null && m.ratio < 1 - cmp.threshold) rc.className += " improved";
+          tr.appendChild(rc);
+        });
+        tr.appendChild(el("td", { cls: "problem", text: r.problem || "" }));
+        body.appendChild(tr);
+      });
+      table.appendChild(body);
+      s.appendChild(el("div", { cls: "scroll" }, [table]));
+    });
+  }
+
+  // -- the page -----------------------------------------------------------------------------
+  function main() {
+    ROOT.textContent = "";
+    header();
+    comparisons();
+    DATA.documents.forEach(function (doc, di) {
+      var s = section((MANY ? doc.name + ": " : "") + "configurations", "document-" + di);
+      if (doc.interrupted) s.appendChild(el("p", { cls: "verdict fail", text: "Interrupted: the run stopped before the end of its sweep." }));
+      configurationTable(doc, s, di);
+      environment(doc, s);
+    });
+    perToken();
+    sweeps();
+    endpoints();
+    document.body.setAttribute("data-rendered", "true");
+  }
+  main();
+})();
