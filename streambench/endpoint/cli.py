@@ -26,7 +26,9 @@ from ..errors import (
     interrupted_exit_code,
     signal_name,
 )
+from . import loadcli
 from .client import describe_error
+from .loadcli import add_load_arguments
 from .metrics import EndpointResult
 from .records import RequestRecord
 from .results import endpoint_table, environment, request_line, to_entry
@@ -36,11 +38,15 @@ from .signals import signal_policy
 from .spec import (
     DEFAULT_API_KEY_ENV,
     MAX_IN_OUT_PAIRS,
+    MAX_REQUESTS,
     EndpointError,
     EndpointSpec,
+    parse_duration,
     parse_slo,
 )
+from .sweeps import finish_search, make_search, point_failed, sweep_settings
 from .tokens import load_tokenizer
+from .transport import header_values_in_argv
 
 
 def add_arguments(parser: Any) -> None:
@@ -60,7 +66,11 @@ def add_arguments(parser: Any) -> None:
         help="prompt tokens-forced output tokens pairs, e.g. 32-32,512-128 (default 32-32)",
     )
     parser.add_argument(
-        "--requests", type=int, default=10, metavar="N", help="measured requests (default 10)"
+        "--requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measured requests per point (default 10; with --duration only a cap)",
     )
     parser.add_argument(
         "--warmup",
@@ -71,27 +81,25 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
         default=None,
-        metavar="N",
-        help="most requests in flight (default 1; 64 with --request-rate)",
+        metavar="N[,...]",
+        help="most requests in flight (default 1; 64 with --request-rate); a list is a sweep axis",
     )
     parser.add_argument(
         "--request-rate",
-        type=float,
         default=None,
-        metavar="R",
-        help="Poisson arrivals at R requests/s (seeded); default: as fast as --concurrency allows",
+        metavar="R[,...]",
+        help="arrivals at R requests/s (seeded; see --arrivals), inf: as fast as --concurrency "
+        "allows (the default); a list is a sweep axis",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of prompts and arrivals (default 0)"
     )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="seconds per request, connect to last byte (default 60)",
+        default="60",
+        metavar="TIME",
+        help="per request, connect to last byte (default 60 s; a bare number is seconds)",
     )
     parser.add_argument(
         "--api-key",
@@ -143,6 +151,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
     parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
+    add_load_arguments(parser)
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:
@@ -156,22 +165,28 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     pairs = parse_in_out(args.in_out)
     if len(pairs) > MAX_IN_OUT_PAIRS:
         raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
-    for name in ("requests", "warmup", "concurrency", "timeout", "request_rate"):
+    for name in ("requests", "warmup"):
         value = getattr(args, name, None)
         if isinstance(value, float) and not math.isfinite(value):
             raise EndpointError(f"--{name.replace('_', '-')} {value}: expected a finite number")
-    return [
+    load = loadcli.load_settings(args)
+    requests = args.requests
+    if requests is None:
+        requests = MAX_REQUESTS if load.duration_s is not None else 10
+    timeout_s = parse_duration(str(args.timeout), unit="s")
+    rates, concurrencies = loadcli.axes(args)
+    specs = [
         EndpointSpec(
             url=args.url,
             model=args.model,
             chat=args.chat,
             prompt_tokens=n_in,
             output_tokens=n_out,
-            requests=args.requests,
+            requests=requests,
             warmup=args.warmup,
-            concurrency=args.concurrency,
-            request_rate=args.request_rate,
-            timeout_s=args.timeout,
+            concurrency=concurrencies[0],
+            request_rate=rates[0],
+            timeout_s=timeout_s,
             seed=args.seed,
             force=args.force_output,
             tokenizer=args.tokenizer,
@@ -180,9 +195,12 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             api_key=api_key,
             api_key_env=key_env or DEFAULT_API_KEY_ENV,
             prompt=args.prompt,
+            load=load,
+            transport=loadcli.transport(args),
         ).validate()
         for n_in, n_out in pairs
     ]
+    return loadcli.expand(specs, rates, concurrencies)
 
 
 def _extra_body(text: str | None) -> dict[str, Any]:
@@ -249,7 +267,10 @@ def cmd_endpoint(args: Any) -> int:
         out = Console(highlight=False)
         driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot)
         sweep.announce(out)
-        return driver.run(sweep)
+        code = driver.run(sweep)
+        if sweep.search is None:
+            return code
+        return finish_search(sweep.search, driver, out, code)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
@@ -283,9 +304,12 @@ class EndpointSweep:
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
             settings.pop(key)
-        settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
+        settings["in_out"] = sorted({f"{s.prompt_tokens}-{s.output_tokens}" for s in specs})
+        self.search = make_search(args, specs[0])
+        settings.update(sweep_settings(args, specs, self.search))
         self.settings = settings
         self.usage_failures = 0
+        self.tolerant = loadcli.is_load_sweep(args)  # failed requests are results
         self._failed: set[int] = set()  # id() of entries with failed requests
 
     # -- speaker -------------------------------------------------------------------------------
@@ -316,13 +340,17 @@ class EndpointSweep:
             markup=True,
         )
 
-    def plan(self) -> list[Planned]:
+    def plan(self) -> Any:
+        """The configurations: a list, or (a capacity search) a lazy plan, one rate at a time."""
+        from .capacity import search_plan
         from .results import configuration_id
 
-        return [
-            Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
-            for spec in self.specs
-        ]
+        def planned(spec: EndpointSpec) -> Planned:
+            return Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
+
+        if self.search is not None:
+            return search_plan(self.search, planned)
+        return [planned(spec) for spec in self.specs]
 
     def measure(self, planned: Planned, advance: Any, keep: Any) -> Any:
         """Run one configuration; an interrupted one is kept (when a measured request finished)
@@ -342,6 +370,8 @@ class EndpointSweep:
             bench.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
             result = bench.result()
         entry = self._entry(result)
+        if self.search is not None and not result.interrupted:
+            self.search.record(planned.id, result)
         if result.interrupted:
             if entry is not None:
                 keep(entry)
@@ -352,7 +382,7 @@ class EndpointSweep:
         if result.interrupted and not any(not r.warmup for r in result.records):
             return None  # nothing measured: nothing to keep
         entry = to_entry(result)
-        if result.summary.failed:
+        if point_failed(result, self.tolerant):
             self._failed.add(id(entry))
         if self.args.verbose:
             for rec in result.records:
@@ -428,4 +458,5 @@ def _argv_secrets(argv: Sequence[str]) -> list[str]:
             password = urlsplit(raw).password
             if password:
                 found.append(password)
+    found += header_values_in_argv(argv)
     return [f for f in found if f]
