@@ -183,7 +183,7 @@ def test_ramp_up_schedule_rises_linearly():
 def test_bad_load_options_exit_2_with_one_line():
     cases = [
         (["--arrivals", "gamma", "--burstiness", "0"], "--burstiness"),
-        (["--burstiness", "2"], "--arrivals gamma"),
+        (["--request-rate", "2", "--burstiness", "2"], "--arrivals gamma"),
         (["--arrivals", "constant"], "--request-rate"),
         (["--request-rate", "1,x"], "--request-rate"),
         (["--concurrency", "2,2"], "--concurrency"),

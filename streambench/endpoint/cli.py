@@ -331,12 +331,23 @@ class EndpointSweep:
         """The first line: what is sent where, and the most it can take (seconds)."""
         first = self.specs[0]
         bound = sum(spec.max_duration_s for spec in self.specs)
+        if self.search is not None:
+            st = self.search.settings
+            load = (
+                f"capacity search over {st.low:g}-{st.high:g} requests/s (at most "
+                f"{st.max_points} points), concurrency {first.max_in_flight}"
+            )
+            bound = st.max_points * first.max_duration_s
+        else:
+            rates = sorted({s.request_rate for s in self.specs if s.request_rate is not None})
+            load = "concurrency " + ",".join(
+                str(c) for c in dict.fromkeys(s.max_in_flight for s in self.specs)
+            )
+            load += f", {','.join(f'{r:g}' for r in rates)} requests/s" if rates else ""
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {first.requests} requests) against "
-            f"{self.settings['endpoint']}, concurrency {first.max_in_flight}"
-            + (f", {first.request_rate:g} requests/s" if first.request_rate else "")
-            + f"; at most {bound:g} s",
+            f"{self.settings['endpoint']}, {load}; at most {bound:g} s",
             markup=True,
         )
 
