@@ -41,7 +41,6 @@ from .spec import (
     MAX_REQUESTS,
     EndpointError,
     EndpointSpec,
-    parse_duration,
     parse_slo,
 )
 from .sweeps import finish_search, make_search, point_failed, sweep_settings
@@ -173,7 +172,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     requests = args.requests
     if requests is None:
         requests = MAX_REQUESTS if load.duration_s is not None else 10
-    timeout_s = parse_duration(str(args.timeout), unit="s")
+    timeout_s = loadcli.time_option("--timeout", args.timeout)
     rates, concurrencies = loadcli.axes(args)
     specs = [
         EndpointSpec(

@@ -98,14 +98,17 @@ def add_load_arguments(parser: Any) -> None:
     )
 
 
-def _time(option: str, text: str | None) -> float | None:
-    if text is None:
-        return None
+def time_option(option: str, text: Any) -> float:
+    """A time option (``--timeout``, ``--duration``, ``--ramp-up``): a bare number is seconds;
+    the error names the option."""
     try:
-        seconds = parse_duration(text)
+        return parse_duration(str(text), unit="s")
     except ValueError as exc:
-        raise LoadError(f"{option}: {exc}") from None
-    return seconds
+        raise LoadError(f"{option} {text}: {exc}") from None
+
+
+def _time(option: str, text: str | None) -> float | None:
+    return None if text is None else time_option(option, text)
 
 
 def load_settings(args: Any) -> LoadSettings:
