@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
@@ -37,7 +37,7 @@ from .results.schema import as_configuration
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
 
 #: settings that name the sweep's axes: a resumed file may have other values for these
-AXIS_SETTINGS = ("models", "in_out", "batch_sizes")
+AXIS_SETTINGS = ("models", "in_out", "batch_sizes", "request_rates", "concurrencies")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,10 @@ class Runner(Protocol):
     #: configurations that failed because of bad input (e.g. a model that cannot be read)
     usage_failures: int
 
-    def plan(self) -> Sequence[Planned]: ...
+    def plan(self) -> Sequence[Planned] | Iterator[Planned]:
+        """The configurations: a list, or an iterator decided as it goes (each next one may
+        depend on the entries measured so far)."""
+        ...
 
     def measure(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
@@ -133,9 +136,11 @@ class Driver:
         """Measure (or resume) every configuration; returns the exit code."""
         from . import report
 
-        plan = list(runner.plan())
+        plan = runner.plan()  # a list, or a lazy plan (an adaptive search) of unknown length
+        known = isinstance(plan, Sequence)
         progress = report.progress_bar(self.err)
-        task = progress.add_task("sweep", total=sum(p.steps for p in plan))
+        task = progress.add_task("sweep", total=sum(p.steps for p in plan) if known else None)
+        measured = 0  # configurations planned so far (resumed ones included)
         failures = 0
 
         def advance(n: int = 1) -> None:
@@ -148,6 +153,7 @@ class Driver:
         try:
             with progress:
                 for planned in plan:
+                    measured += 1
                     progress.update(task, description=planned.label)
                     if planned.id in self.resumed:
                         keep(self.resumed[planned.id])
@@ -166,7 +172,7 @@ class Driver:
             return interrupted_exit_code(exc)
         failures += self._plot()
         self._final_note()
-        if plan and runner.usage_failures == len(plan):
+        if measured and runner.usage_failures == measured:
             return EXIT_USAGE
         return EXIT_FAILED if failures else EXIT_OK
 

@@ -317,6 +317,13 @@ def at_least(a, b, rel=0.05, abs_=0.010):
     return b - 0.0005 <= a <= b + max(rel * b, abs_)
 
 
+#: against the nominal schedule, the client's TTFT also holds the loopback round trip before the
+#: server's clock starts (httpx's send path, the server's accept and parse): 1-3 ms on a quiet
+#: machine, 10-16 ms measured on this 2-core VM when its host is busy. Tighter checks stay where
+#: the client is compared with the server's own clock (inter-token gaps, never below its TTFT).
+NOMINAL_SLACK_S = 0.030
+
+
 # ----------------------------------------------------------------------- pure functions
 def test_apportion_and_counting():
     assert apportion(10, [3, 3, 3, 3]) == [3, 3, 2, 2]
@@ -418,8 +425,9 @@ def test_known_latency_one_token_chunks(stub):
         # against the nominal schedule
         assert close(sorted(r.itl_s)[len(r.itl_s) // 2], gap), r.itl_s
         assert close(r.tpot_s, gap), r.tpot_s
-    assert at_least(min(r.e2e_s for r in res.measured), ttft + (n - 1) * gap)
-    assert at_least(s.ttft_s.min, ttft) and close(s.itl_s.median, gap, 0.05, 0.002)
+    assert at_least(min(r.e2e_s for r in res.measured), ttft + (n - 1) * gap, abs_=NOMINAL_SLACK_S)
+    assert at_least(s.ttft_s.min, ttft, abs_=NOMINAL_SLACK_S)
+    assert close(s.itl_s.median, gap, 0.05, 0.002)
     assert close(s.tpot_s.mean, gap) and s.itl_s.n == 3 * (n - 1)
     assert s.total_output_tokens == 3 * n
     assert close(s.output_tokens_per_s, 3 * n / s.duration_s, 1e-9)
@@ -444,7 +452,7 @@ def test_known_latency_multi_token_chunks(stub):
         )
         res = run_endpoint(spec)
         assert res.summary.ok == 3, table_text(res)
-        assert at_least(res.summary.ttft_s.min, ttft)
+        assert at_least(res.summary.ttft_s.min, ttft, abs_=NOMINAL_SLACK_S)
         for r in res.measured:
             assert r.token_count == method and r.chunk_tokens == (4, 4, 4, 4)
             assert r.output_tokens == n

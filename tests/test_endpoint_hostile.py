@@ -468,7 +468,7 @@ def test_oversized_replies_fail_the_request_quickly(server, scenario, needle):
         (["--requests", "0"], "--requests 0"),
         (["--request-rate", "1e-9", "--timeout", "2"], "--request-rate 1e-09"),
         (["--request-rate", "nan"], "--request-rate"),
-        (["--request-rate", "inf"], "--request-rate"),
+        (["--request-rate", "-inf"], "--request-rate"),  # inf: as fast as allowed (a valid point)
         (["--timeout", "nan"], "--timeout"),
         (["--timeout", "inf"], "--timeout"),
         (["--timeout", "0"], "--timeout"),

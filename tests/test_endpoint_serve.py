@@ -198,3 +198,25 @@ def test_cli_served_vs_local_generate(served, tmp_path):
     out = " ".join(proc.stdout.split())
     assert "missing in NEW" not in out and "new in NEW" not in out, proc.stdout
     assert "tiny-llama 16-8 bs1" in out and "first token" in out
+
+
+def test_two_point_load_sweep_against_transformers_serve(served, tmp_path):
+    """A rate sweep (2 points, constant arrivals) through the real server: one entry per point,
+    the client's lag recorded, the asked percentiles in the JSON."""
+    url, model_dir = served
+    out = str(tmp_path / "sweep.json")
+    gen = json.dumps({"min_new_tokens": 4, "do_sample": False})
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", model_dir]
+    cmd += ["--in-out", "8-4", "--requests", "3", "--request-rate", "2,inf", "--arrivals"]
+    cmd += ["constant", "--percentiles", "50,95", "--max-error-rate", "0.5", "-o", out]
+    cmd += ["--extra-body", json.dumps({"generation_config": gen})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(open(out).read())
+    entries = doc["configurations"]
+    assert [e["settings"].get("request_rate") for e in entries] == [2.0, None]
+    for e in entries:
+        assert e["status"] == "ok" and e["aggregates"]["endpoint"]["ok"] == 3
+        assert set(e["aggregates"]["endpoint"]["percentiles"]["ttft_s"]) == {"p50", "p95"}
+    assert entries[0]["settings"]["further"] == {"arrivals": "constant"}
+    assert entries[0]["client"]["send_lag_s"]["n"] == 2

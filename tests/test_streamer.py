@@ -36,7 +36,7 @@ def test_basic_run(llama, prompt):
 
 
 def test_accuracy_against_known_latency(llama, prompt, known_latency):
-    """First token ~50 ms, then ~10 ms per token: agree with the forward hooks within 2 % / 1 ms."""
+    """First token ~50 ms, then ~10 ms per token: agree with the forward hooks within 2 % / 4 ms."""
     truth = known_latency(llama, prefill_s=0.050, decode_s=0.010)
     inner = Recorder()
     s = TimingStreamer(device="cpu", inner=inner)
@@ -48,7 +48,10 @@ def test_accuracy_against_known_latency(llama, prompt, known_latency):
     true_rest = [b - a for a, b in zip(truth.ends, truth.ends[1:])]
 
     def close(measured, true):
-        assert abs(measured - true) <= max(0.02 * true, 0.001), (measured, true)
+        # the truth is the end of the forward pass; the put comes after generate()'s own work
+        # for the step (logits processors, stopping criteria): 0.2-3 ms on this 2-core VM, more
+        # when its host is busy; a step is 10 ms, so a token stamped a step off still fails
+        assert abs(measured - true) <= max(0.02 * true, 0.004), (measured, true)
 
     assert true_first >= 0.050
     close(r.first_token_s, true_first)

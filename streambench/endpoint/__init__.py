@@ -63,12 +63,18 @@ Modules (every name is importable from ``streambench.endpoint``): :mod:`.spec` (
 bounds, SLO parsing), :mod:`.scrub` (secrets masked), :mod:`.client` (one streamed request,
 bounded), :mod:`.tokens` (tokens per chunk), :mod:`.prompts`, :mod:`.records` (one request),
 :mod:`.metrics` (the summary of a run), :mod:`.runner` (the load generator), :mod:`.results`
-(the results-document entry, the console table), :mod:`.cli` (the command line).
+(the results-document entry, the console table), :mod:`.cli` (the command line); load:
+:mod:`.load` (arrivals, ramp-up, duration, error-rate stop, percentiles, the client's lag),
+:mod:`.loadgen` (the measured phase of a load point), :mod:`.loadcli` (the load options, the sweep
+axes), :mod:`.capacity` (the ``--find-max-rate`` search), :mod:`.sweeps` (sweeps and searches
+around the driver), :mod:`.transport` (``--header``, TLS).
 """
 
 from __future__ import annotations
 
+from .capacity import CapacitySearch, SearchSettings
 from .cli import add_arguments, cmd_endpoint, main, specs_from_args
+from .load import ClientLag, LoadSettings, arrival_offsets
 from .metrics import EndpointResult, EndpointSummary, summarize
 from .prompts import PROMPT_WORDS_UP_FRONT, iter_prompts, make_prompts
 from .records import RequestRecord
@@ -96,6 +102,7 @@ from .spec import (
     request_url,
 )
 from .tokens import apportion, count_chunk_tokens, load_tokenizer
+from .transport import Transport
 
 __all__ = [
     "CSV_COLUMNS",
@@ -113,15 +120,21 @@ __all__ = [
     "MAX_WARMUP",
     "PROMPT_WORDS_UP_FRONT",
     "SLO_KEYS",
+    "CapacitySearch",
+    "ClientLag",
     "EndpointBenchmark",
     "EndpointError",
     "EndpointResult",
     "EndpointSpec",
     "EndpointSummary",
+    "LoadSettings",
     "RequestRecord",
+    "SearchSettings",
+    "Transport",
     "add_arguments",
     "apportion",
     "arrival_gaps",
+    "arrival_offsets",
     "cmd_endpoint",
     "configuration_id",
     "count_chunk_tokens",

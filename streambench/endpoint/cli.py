@@ -28,7 +28,9 @@ from ..errors import (
 )
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
+from . import loadcli
 from .client import describe_error
+from .loadcli import add_load_arguments
 from .metrics import EndpointResult
 from .records import RequestRecord
 from .results import endpoint_table, environment, request_line, to_entry
@@ -38,11 +40,14 @@ from .signals import signal_policy
 from .spec import (
     DEFAULT_API_KEY_ENV,
     MAX_IN_OUT_PAIRS,
+    MAX_REQUESTS,
     EndpointError,
     EndpointSpec,
     parse_slo,
 )
+from .sweeps import finish_search, make_search, point_failed, sweep_settings
 from .tokens import load_tokenizer
+from .transport import header_values_in_argv
 from .workload import with_requests
 
 
@@ -67,7 +72,8 @@ def add_arguments(parser: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="measured requests (default 10; with --prompts: every selected prompt once)",
+        help="measured requests per point (default 10; with --prompts: every selected prompt "
+        "once; with --duration only a cap)",
     )
     parser.add_argument(
         "--warmup",
@@ -78,27 +84,25 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
         default=None,
-        metavar="N",
-        help="most requests in flight (default 1; 64 with --request-rate)",
+        metavar="N[,...]",
+        help="most requests in flight (default 1; 64 with --request-rate); a list is a sweep axis",
     )
     parser.add_argument(
         "--request-rate",
-        type=float,
         default=None,
-        metavar="R",
-        help="Poisson arrivals at R requests/s (seeded); default: as fast as --concurrency allows",
+        metavar="R[,...]",
+        help="arrivals at R requests/s (seeded; see --arrivals), inf: as fast as --concurrency "
+        "allows (the default); a list is a sweep axis",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of prompts and arrivals (default 0)"
     )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="seconds per request, connect to last byte (default 60)",
+        default="60",
+        metavar="TIME",
+        help="per request, connect to last byte (default 60 s; a bare number is seconds)",
     )
     parser.add_argument(
         "--api-key",
@@ -153,6 +157,7 @@ def add_arguments(parser: Any) -> None:
     from ..workloads.options import add_arguments as add_workload_arguments
 
     add_workload_arguments(parser, "endpoint")
+    add_load_arguments(parser)
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:
@@ -167,10 +172,16 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     pairs = parse_in_out(args.in_out or "32-32")
     if len(pairs) > MAX_IN_OUT_PAIRS:
         raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
-    for name in ("requests", "warmup", "concurrency", "timeout", "request_rate"):
+    for name in ("requests", "warmup"):
         value = getattr(args, name, None)
         if isinstance(value, float) and not math.isfinite(value):
             raise EndpointError(f"--{name.replace('_', '-')} {value}: expected a finite number")
+    load = loadcli.load_settings(args)
+    requests = args.requests
+    if requests is None:
+        requests = MAX_REQUESTS if load.duration_s is not None else 10
+    timeout_s = loadcli.time_option("--timeout", args.timeout)
+    rates, concurrencies = loadcli.axes(args)
     if workload is not None and workload.uses_file:
         pairs = [(1, workload.max_output_len)]  # lengths from the data (set with the requests)
     specs = [
@@ -180,11 +191,11 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             chat=args.chat,
             prompt_tokens=n_in,
             output_tokens=n_out,
-            requests=10 if args.requests is None else args.requests,
+            requests=requests,
             warmup=args.warmup,
-            concurrency=args.concurrency,
-            request_rate=args.request_rate,
-            timeout_s=args.timeout,
+            concurrency=concurrencies[0],
+            request_rate=rates[0],
+            timeout_s=timeout_s,
             seed=args.seed,
             force=args.force_output,
             tokenizer=args.tokenizer,
@@ -194,13 +205,17 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             api_key_env=key_env or DEFAULT_API_KEY_ENV,
             prompt=args.prompt,
             workload=workload,
+            load=load,
+            transport=loadcli.transport(args),
         ).validate()
         for n_in, n_out in pairs
     ]
     if workload is not None and args.prompt is not None:
         raise EndpointError("--prompt sends one text; it does not combine with the workload "
                             "options (--prompts, --length-spread ...)")  # fmt: skip
-    return [with_requests(spec, args.requests) for spec in specs] if workload else specs
+    if workload:
+        specs = [with_requests(spec, args.requests) for spec in specs]
+    return loadcli.expand(specs, rates, concurrencies)
 
 
 def _extra_body(text: str | None) -> dict[str, Any]:
@@ -267,7 +282,10 @@ def cmd_endpoint(args: Any) -> int:
         out = Console(highlight=False)
         driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot)
         sweep.announce(out)
-        return driver.run(sweep)
+        code = driver.run(sweep)
+        if sweep.search is None:
+            return code
+        return finish_search(sweep.search, driver, out, code)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
@@ -307,9 +325,12 @@ class EndpointSweep:
         if specs[0].workload is not None and specs[0].workload.uses_file:
             settings["in_out"] = []
         else:
-            settings["in_out"] = [f"{s.prompt_tokens}-{s.output_tokens}" for s in specs]
+            settings["in_out"] = sorted({f"{s.prompt_tokens}-{s.output_tokens}" for s in specs})
+        self.search = make_search(args, specs[0])
+        settings.update(sweep_settings(args, specs, self.search))
         self.settings = settings
         self.usage_failures = 0
+        self.tolerant = loadcli.is_load_sweep(args)  # failed requests are results
         self._failed: set[int] = set()  # id() of entries with failed requests
 
     # -- speaker -------------------------------------------------------------------------------
@@ -331,22 +352,37 @@ class EndpointSweep:
         """The first line: what is sent where, and the most it can take (seconds)."""
         first = self.specs[0]
         bound = sum(spec.max_duration_s for spec in self.specs)
+        if self.search is not None:
+            st = self.search.settings
+            load = (
+                f"capacity search over {st.low:g}-{st.high:g} requests/s (at most "
+                f"{st.max_points} points), concurrency {first.max_in_flight}"
+            )
+            bound = st.max_points * first.max_duration_s
+        else:
+            rates = sorted({s.request_rate for s in self.specs if s.request_rate is not None})
+            load = "concurrency " + ",".join(
+                str(c) for c in dict.fromkeys(s.max_in_flight for s in self.specs)
+            )
+            load += f", {','.join(f'{r:g}' for r in rates)} requests/s" if rates else ""
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {first.requests} requests) against "
-            f"{self.settings['endpoint']}, concurrency {first.max_in_flight}"
-            + (f", {first.request_rate:g} requests/s" if first.request_rate else "")
-            + f"; at most {bound:g} s",
+            f"{self.settings['endpoint']}, {load}; at most {bound:g} s",
             markup=True,
         )
 
-    def plan(self) -> list[Planned]:
+    def plan(self) -> Any:
+        """The configurations: a list, or (a capacity search) a lazy plan, one rate at a time."""
+        from .capacity import search_plan
         from .results import configuration_id
 
-        return [
-            Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
-            for spec in self.specs
-        ]
+        def planned(spec: EndpointSpec) -> Planned:
+            return Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
+
+        if self.search is not None:
+            return search_plan(self.search, planned)
+        return [planned(spec) for spec in self.specs]
 
     def measure(self, planned: Planned, advance: Any, keep: Any) -> Any:
         """Run one configuration; an interrupted one is kept (when a measured request finished)
@@ -366,6 +402,8 @@ class EndpointSweep:
             bench.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
             result = bench.result()
         entry = self._entry(result)
+        if self.search is not None and not result.interrupted:
+            self.search.record(planned.id, result)
         if result.interrupted:
             if entry is not None:
                 keep(entry)
@@ -376,7 +414,7 @@ class EndpointSweep:
         if result.interrupted and not any(not r.warmup for r in result.records):
             return None  # nothing measured: nothing to keep
         entry = to_entry(result)
-        if result.summary.failed:
+        if point_failed(result, self.tolerant):
             self._failed.add(id(entry))
         if self.args.verbose:
             for rec in result.records:
@@ -452,4 +490,5 @@ def _argv_secrets(argv: Sequence[str]) -> list[str]:
             password = urlsplit(raw).password
             if password:
                 found.append(password)
+    found += header_values_in_argv(argv)
     return [f for f in found if f]

@@ -53,6 +53,10 @@ class EndpointSummary:
     #: requests (measured, successful or not) with a warning, by its subject; the first of each
     warnings: dict[str, int] = field(default_factory=dict)
     first_warnings: list[str] = field(default_factory=list)
+    #: metric (``ttft_s``, ``tpot_s``, ``itl_s``, ``e2e_s``) -> ``{"p50": s, "p99.9": s, ...}``
+    percentiles: dict[str, Any] = field(default_factory=dict)
+    #: failed / measured requests (0.0 with none measured)
+    error_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -67,8 +71,12 @@ def summarize(
     duration_s: float,
     slo: dict[str, float] | None = None,
     asked_tokens: int | None = None,
+    percentiles: Sequence[float] = (),
 ) -> EndpointSummary:
-    """:class:`EndpointSummary` of the measured (non-warm-up) records."""
+    """:class:`EndpointSummary` of the measured (non-warm-up) records; ``percentiles`` (0-100)
+    of every latency metric in :attr:`EndpointSummary.percentiles`."""
+    from .load import percentile_table
+
     measured = [r for r in records if not r.warmup]
     good = [r for r in measured if r.ok]
     bad = [r for r in measured if not r.ok]
@@ -115,7 +123,23 @@ def summarize(
         short_outputs=sum(1 for r in good if asked_tokens and r.output_tokens < asked_tokens),
         warnings=dict(warned),
         first_warnings=first_warnings,
+        percentiles={
+            key: percentile_table(values, tuple(percentiles))
+            for key, values in _latencies(good).items()
+        }
+        if percentiles
+        else {},
+        error_rate=len(bad) / len(measured) if measured else 0.0,
     )
+
+
+def _latencies(good: Sequence[RequestRecord]) -> dict[str, list[float]]:
+    return {
+        "ttft_s": [r.ttft_s for r in good if r.ttft_s is not None],
+        "tpot_s": [r.tpot_s for r in good if r.tpot_s is not None],
+        "itl_s": [x for r in good for x in r.itl_s],
+        "e2e_s": [r.e2e_s for r in good if r.e2e_s is not None],
+    }
 
 
 @dataclass(frozen=True)
@@ -135,6 +159,10 @@ class EndpointResult:
     interrupted: bool = False
     interrupt_signal: int | None = None
     warnings: tuple[str, ...] = ()
+    #: the client's own lag (:meth:`streambench.endpoint.load.ClientLag.summary`)
+    client: dict[str, Any] = field(default_factory=dict)
+    #: why the point stopped before its end (``--max-error-rate``), else ``None``
+    stopped_early: str | None = None
 
     @property
     def measured(self) -> list[RequestRecord]:

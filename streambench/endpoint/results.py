@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import signal_name
 from ..stats import Stats
+from .load import lag_warning
 from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
 from .scrub import public_url, scrub_argv, scrub_json
@@ -44,6 +45,19 @@ CSV_COLUMNS = (
     "goodput (requests/s)",
     "SLO attained",
     "token count",
+    "arrivals",
+    "duration limit (s)",
+    "error rate",
+    "stopped early",
+    "client send lag p99 (ms)",
+    "client loop lag p99 (ms)",
+)
+#: metrics with a CSV column per asked percentile beyond the fixed ones, e.g. "TTFT p99.9 (ms)"
+PERCENTILE_COLUMNS = (
+    ("TTFT", "ttft_s", "ms"),
+    ("TPOT", "tpot_s", "ms/token"),
+    ("ITL", "itl_s", "ms"),
+    ("E2E", "e2e_s", "ms"),
 )
 
 
@@ -53,7 +67,8 @@ def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
     chat = " chat" if spec.chat else ""
     n_in, n_out = io_of(spec)
     io = f"{'data' if n_in is None else n_in}-{'from-data' if n_out is None else n_out}"
-    further = "".join(f"|{k}={v}" for k, v in sorted(identity(spec).items()))
+    load = spec.load.identity(spec.request_rate)
+    further = "".join(f"|{k}={v}" for k, v in sorted({**identity(spec), **load}.items()))
     cid = (
         f"{spec.model}|{io}|bs1|c{spec.max_in_flight}"
         + rate.replace(" ", "|")
@@ -64,7 +79,8 @@ def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
     if spec.workload is not None and spec.workload.uses_file:
         io = spec.workload.tag()
         tag = ""
-    return cid, f"{spec.model} {io}{tag} c{spec.max_in_flight}{rate}{chat}"
+    shown = "".join(f" {k}={v}" for k, v in sorted(load.items())).replace("_s=", "=")
+    return cid, f"{spec.model} {io}{tag} c{spec.max_in_flight}{rate}{chat}{shown}"
 
 
 def to_entry(result: EndpointResult) -> dict[str, Any]:
@@ -105,8 +121,10 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         "warmup_runs": [r.to_dict(per_token=False) for r in warm],
         "trials": [_finite(r.to_dict()) for r in runs],
         "requests": [_finite(r.to_dict(per_token=False)) for r in result.records],
+        "client": _finite(result.client) if result.client else None,
         "warnings": list(result.warnings)
-        + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings],
+        + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings]
+        + [w for w in [lag_warning(result.client)] if w],
         "csv_extra": _csv_extra(result),
     }
 
@@ -165,6 +183,14 @@ def _entry_config(result: EndpointResult) -> dict[str, Any]:
         "dropped_fields": list(result.dropped_fields),
         "extra_body": scrub_json(spec.extra_body, spec.secrets()),
         "slo_s": dict(spec.slo),
+        "load": spec.load.to_dict(),
+        "transport": spec.transport.to_dict(),
+        # settings that change what is measured, when not their default (identity)
+        **(
+            {"further": spec.load.identity(spec.request_rate)}
+            if spec.load.identity(spec.request_rate)
+            else {}
+        ),
     }
     if identity(spec):
         out["further"] = identity(spec)
@@ -200,8 +226,27 @@ def _csv_extra(result: EndpointResult) -> dict[str, Any]:
         _csv_num(s.goodput_requests_per_s, 3),
         _csv_num(s.slo_attained, 3),
         ",".join(sorted(s.token_count)),
+        spec.load.arrivals if spec.request_rate is not None else "",
+        "" if spec.load.duration_s is None else f"{spec.load.duration_s:g}",
+        _csv_num(s.error_rate, 3),
+        "yes" if result.stopped_early else "",
+        _csv_ms(_Lag(result.client.get("send_lag_s")), "p99"),
+        _csv_ms(_Lag(result.client.get("timer_lag_s")), "p99"),
     ]
-    return dict(zip(CSV_COLUMNS, values))
+    out = dict(zip(CSV_COLUMNS, values))
+    for name, key, unit in PERCENTILE_COLUMNS:  # the asked percentiles not in a fixed column
+        for q, value in ((s.percentiles or {}).get(key) or {}).items():
+            column = f"{name} {q} ({unit})"
+            if column not in out:
+                out[column] = f"{value * 1e3:.3f}"
+    return out
+
+
+class _Lag:
+    """A ``p99`` read from a stats dict (``None``-safe), for :func:`_csv_ms`."""
+
+    def __init__(self, stats: dict[str, Any] | None) -> None:
+        self.p99 = (stats or {}).get("p99")
 
 
 def _median_int(st: Stats | None) -> int | None:
@@ -263,12 +308,15 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
 
 
 def _metrics_table(ep: dict[str, Any]) -> Any:
-    """TTFT, TPOT, ITL and E2E statistics (``aggregates.endpoint``, seconds) in milliseconds."""
+    """TTFT, TPOT, ITL and E2E statistics (``aggregates.endpoint``, seconds) in milliseconds:
+    mean, the asked percentiles (``percentiles``; else median, p90, p99), stdev, n."""
     from rich.table import Table
 
+    pct = ep.get("percentiles") or {}
+    qs = next((list(v) for v in pct.values() if v), None) or ["median", "p90", "p99"]
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
-    for name in ("mean", "median", "p90", "p99", "stdev", "n"):
+    for name in ("mean", *qs, "stdev", "n"):
         table.add_column(name, justify="right")
     for name, key in (
         ("TTFT (ms)", "ttft_s"),
@@ -278,11 +326,12 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     ):
         st = ep.get(key)
         if not st:
-            table.add_row(name, *["-"] * 6)
+            table.add_row(name, *["-"] * (len(qs) + 3))
             continue
+        values = {**st, **(pct.get(key) or {})}
         table.add_row(
             name,
-            *(f"{st[k] * 1e3:.2f}" for k in ("mean", "median", "p90", "p99", "stdev")),
+            *(_ms(values.get(k)) for k in ("mean", *qs, "stdev")),
             str(st["n"]),
         )
     return table

@@ -103,6 +103,8 @@ class EndpointBenchmark:
         self.interrupted = False
         self.interrupt_signal: int | None = None
         self.warnings: list[str] = []
+        self.client: dict[str, Any] = {}
+        self.stopped_early: str | None = None
 
     def _ptok(self, prompt: str) -> int | None:
         if self.tokenizer is None or self.spec.chat:
@@ -141,13 +143,19 @@ class EndpointBenchmark:
         url = request_url(spec.url, spec.chat)
         headers = self._headers()
         secrets = spec.secrets()
-        count = 0 if spec.workload_requests else spec.warmup + spec.requests
+        from .loadgen import ramp_count
+
+        count = 0 if spec.workload_requests else spec.warmup + ramp_count(spec) + spec.requests
         prompts = PromptSource(spec, count, self.tokenizer, self._ptok)
         limit = spec.max_in_flight
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
         async with httpx.AsyncClient(
-            timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
+            timeout=timeout,
+            limits=limits,
+            trust_env=False,
+            follow_redirects=False,
+            verify=spec.transport.verify(),
         ) as client:
             session = _Session(client, url, headers, secrets, prompts)
             if spec.force == "auto":
@@ -164,6 +172,7 @@ class EndpointBenchmark:
         key = self.spec._resolved_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        headers.update(self.spec.transport.headers)  # --header may replace the ones above
         return headers
 
     async def _send(
@@ -228,58 +237,27 @@ class EndpointBenchmark:
             await self._send(session, i, i, self.spec.output_tokens, True, t_warm)
 
     async def _measure(self, session: _Session) -> None:
-        """The measured requests: bounded concurrency, optional Poisson arrivals. At most
-        ``max_in_flight`` requests exist at a time without a rate; with one, arrival gaps are cut
-        at the timeout (see :attr:`EndpointSpec.max_duration_s`). Sets :attr:`duration_s`."""
-        import asyncio
+        """The measured requests (:class:`~streambench.endpoint.loadgen.LoadLoop`): bounded
+        concurrency, optional seeded arrivals with a ramp-up, an optional deadline and error-rate
+        stop. Sets :attr:`duration_s`, :attr:`client` and :attr:`stopped_early`."""
+        from .loadgen import LoadLoop
 
-        spec = self.spec
-        sem = asyncio.Semaphore(spec.max_in_flight)
-        start = time.perf_counter()
-
-        async def guarded(i: int, acquired: bool) -> None:
-            if not acquired:
-                await sem.acquire()
-            try:
-                await self._send(session, i, spec.warmup + i, spec.output_tokens, False, start)
-            finally:
-                sem.release()
-
-        tasks: set[asyncio.Task[None]] = set()
-        gaps = (
-            arrival_gaps(spec.requests - 1, spec.request_rate, spec.seed, spec.timeout_s)
-            if spec.request_rate is not None
-            else None
-        )
-        cut = 0
-        next_t = start
+        loop = LoadLoop(self.spec, self._send_in(session))
         try:
-            for i in range(spec.requests):
-                if gaps is not None and i > 0:
-                    gap, was_cut = next(gaps)
-                    cut += was_cut
-                    next_t += gap
-                    delay = next_t - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    acquired = False
-                else:
-                    await sem.acquire()
-                    acquired = True
-                t = asyncio.ensure_future(guarded(i, acquired))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-            while tasks:
-                await asyncio.gather(*list(tasks))
+            await loop.run()
         finally:
-            for t in list(tasks):
-                t.cancel()
-            self.duration_s = time.perf_counter() - start
-            if cut:
-                self.warnings.append(
-                    f"{cut} of {spec.requests - 1} arrival gaps were longer than --timeout "
-                    f"({spec.timeout_s:g} s) and were cut to it"
-                )
+            self.duration_s = loop.duration_s
+            self.client = loop.lag.summary()
+            self.stopped_early = loop.stopped_early
+            self.warnings.extend(loop.warnings)
+
+    def _send_in(self, session: _Session) -> Callable[[int, int, bool, float], Any]:
+        """``send(i, prompt_i, warmup, start)`` of a request of the measured phase."""
+
+        def send(i: int, prompt_i: int, warm: bool, start: float) -> Any:
+            return self._send(session, i, prompt_i, self.spec.output_tokens, warm, start)
+
+        return send
 
     def _asked_tokens(self) -> int | None:
         """The output length every request asked for; ``None`` when it varies (a workload)."""
@@ -301,13 +279,21 @@ class EndpointBenchmark:
         return EndpointResult(
             spec=self.spec,
             records=records,
-            summary=summarize(records, self.duration_s, self.spec.slo, self._asked_tokens()),
+            summary=summarize(
+                records,
+                self.duration_s,
+                self.spec.slo,
+                self._asked_tokens(),
+                self.spec.load.percentiles,
+            ),
             started_at=self.started_at,
             sent_fields=tuple(k for k in sent if k not in ("prompt", "messages")),
             dropped_fields=self.dropped,
             interrupted=self.interrupted,
             interrupt_signal=self.interrupt_signal if self.interrupted else None,
             warnings=tuple(self.warnings),
+            client=self.client,
+            stopped_early=self.stopped_early,
         )
 
     def run(self) -> EndpointResult:

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import UsageError
+from .load import LoadSettings
 from .scrub import public_url, scrub_json, scrub_text
+from .transport import Transport
 
 #: Request fields that force the output length; dropped when the server rejects them (``auto``).
 FORCE_FIELDS = ("ignore_eos", "min_tokens")
@@ -76,6 +78,10 @@ class EndpointSpec:
         api_key: bearer token; ``None`` reads the environment variable ``api_key_env``.
         prompt: use this text for every request instead of generated prompts.
         temperature: sampling temperature sent (``0`` = greedy where servers honour it).
+        load: arrivals, ramp-up, duration, error-rate stop, percentiles
+            (:class:`~streambench.endpoint.load.LoadSettings`).
+        transport: extra headers (values are secrets) and TLS options
+            (:class:`~streambench.endpoint.transport.Transport`).
     """
 
     url: str
@@ -102,6 +108,8 @@ class EndpointSpec:
     #: the workload's requests (:class:`streambench.workloads.Request`), built before sending;
     #: request ``i`` of a prompt file sends prompt ``i`` (cycling), warm-ups the first ones
     workload_requests: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    load: LoadSettings = field(default_factory=LoadSettings)
+    transport: Transport = field(default_factory=Transport, repr=False)
 
     def validate(self) -> EndpointSpec:
         """Check every input against its bound (the ``MAX_*`` constants); returns ``self`` or
@@ -151,6 +159,8 @@ class EndpointSpec:
                 raise EndpointError(
                     f"--slo {key}={value}: expected a finite time from 0 to {MAX_TIMEOUT_S:g} s"
                 )
+        self.load.validate(self.request_rate, self.timeout_s)
+        self.transport.validate()
         key = self._resolved_key()
         if key is not None and not re.fullmatch(r"[\x21-\x7e]+", key):
             where = "--api-key" if self.api_key else f"${self.api_key_env}"
@@ -178,11 +188,15 @@ class EndpointSpec:
         ceil(requests / max_in_flight)) * timeout_s``, or ``(probes + warmup + requests) *
         timeout_s`` with a request rate (arrival gaps are cut at ``timeout_s``). Every request is
         bounded by ``timeout_s``; prompt generation and token counting come on top (small)."""
+        if self.load.duration_s is not None:  # sending stops at the deadline
+            setup = (self.max_probes + self.warmup + 1) * self.timeout_s
+            return setup + self.load.ramp_up_s + self.load.duration_s
         if self.request_rate is not None:
             measured = self.requests
         else:
             measured = -(-self.requests // self.max_in_flight)
-        return (self.max_probes + self.warmup + measured) * self.timeout_s
+        ramp = self.load.ramp_up_s + (self.timeout_s if self.load.ramp_up_s else 0.0)
+        return (self.max_probes + self.warmup + measured) * self.timeout_s + ramp
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe configuration; the API key is never included (only whether one was set),
@@ -192,6 +206,8 @@ class EndpointSpec:
         out.pop("workload_requests")
         if self.workload is None or not self.workload.active:
             out.pop("workload")
+        out["load"] = self.load.to_dict()
+        out["transport"] = self.transport.to_dict()  # header names only
         out["url"] = public_url(self.url)
         out["endpoint"] = public_url(request_url(self.url, self.chat))
         out["extra_body"] = scrub_json(self.extra_body, self.secrets())
@@ -205,7 +221,7 @@ class EndpointSpec:
     def secrets(self) -> tuple[str, ...]:
         """Every secret this spec sends: the API key, and the URL's user info (the password, and
         the ``user:password`` pair and its Basic-auth encoding). Masked in every output."""
-        out = [self._resolved_key() or ""]
+        out = [self._resolved_key() or "", *self.transport.secrets()]
         try:
             parts = urlsplit(self.url.strip())
             if parts.password:
@@ -290,17 +306,19 @@ def request_url(url: str, chat: bool = False) -> str:
     return out
 
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|µs|ms|s)?\s*$", re.I)
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|µs|ms|s|min|m|h)?\s*$", re.I)
+_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str) -> float:
-    """``"200ms"``, ``"0.2s"``, ``"150us"`` or a bare number of milliseconds -> seconds."""
-    m = _DURATION.match(text)
+def parse_duration(text: str, unit: str = "ms") -> float:
+    """``"200ms"``, ``"0.2s"``, ``"150us"``, ``"2m"``, ``"1h"`` or a bare number of ``unit``
+    (milliseconds for SLOs; seconds for ``--timeout``, ``--duration``, ``--ramp-up``) -> seconds.
+    The one parser of every time option."""
+    m = _DURATION.match(str(text))
     if not m:
-        raise EndpointError(f"bad duration {text!r}: write e.g. 200ms, 0.2s or 150us")
+        raise EndpointError(f"bad duration {text!r}: write e.g. 200ms, 0.2s, 2m or 150us")
     value = float(m.group(1))
-    unit = (m.group(2) or "ms").lower()
-    seconds = value * {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    seconds = value * _UNITS[(m.group(2) or unit).lower()]
     if not math.isfinite(seconds) or seconds > MAX_TIMEOUT_S:
         raise EndpointError(f"bad duration {text!r}: at most {MAX_TIMEOUT_S:g} s")
     return seconds
