@@ -36,7 +36,7 @@ from .errors import (
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
 
 #: settings that name the sweep's axes: a resumed file may have other values for these
-AXIS_SETTINGS = ("models", "in_out", "batch_sizes")
+AXIS_SETTINGS = ("models", "in_out", "batch_sizes", "variants")
 
 
 @dataclass(frozen=True)

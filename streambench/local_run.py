@@ -31,6 +31,9 @@ from .ranks import RankFacts, init_distributed
 
 __all__ = [
     "PROMPT_TEXT",
+    "configuration_label",
+    "iter_plan",
+
     "ConfigurationError",
     "RankContext",
     "SweepSettings",
@@ -108,11 +111,19 @@ class SweepSettings:
     seed: int = 0
     verbose: bool = False
     tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+    #: generation variants (:mod:`streambench.generation`): non-default settings each
+    variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    #: options given on the command line, which a ``test_api`` does not override
+    pinned: list[str] = field(default_factory=list)
+    #: of the load in progress (:func:`load_settings`): ipex-llm ``optimize_model`` and the
+    #: ``from_pretrained()`` keywords of the variant
+    optimize_model: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def configurations_per_model(self) -> int:
-        """(input/output pair x batch size) configurations run for each model."""
-        return len(self.in_out) * len(self.batch_sizes)
+        """(variant x input/output pair x batch size) configurations run for each model."""
+        return len(self.variants) * len(self.in_out) * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +141,7 @@ class SweepSettings:
             "num_layers": self.num_layers,
             "seed": self.seed,
             "tp": self.tp,
+            **({"variants": self.variants} if self.variants != [{}] else {}),
         }
 
 
@@ -237,28 +249,50 @@ def _pad_token_id(loaded: LoadedModel) -> int:
 
 
 # -- one configuration ---------------------------------------------------------------------------
-def configuration_id(model: str, n_in: int, n_out: int, batch: int, beams: int = 1) -> str:
-    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1)."""
-    key = f"{model}|{n_in}-{n_out}|bs{batch}"
-    return key + (f"|beams{beams}" if beams > 1 else "")
+def configuration_id(
+    model: str, n_in: int, n_out: int, batch: int, beams: int = 1, variant: Any = None
+) -> str:
+    """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1,
+    then ``|name=value`` of each setting of the variant, sorted, as
+    :meth:`ConfigurationSettings.default_id`)."""
+    from .generation import identity
+
+    key = f"{model}|{n_in}-{n_out}|bs{batch}" + (f"|beams{beams}" if beams > 1 else "")
+    return key + "".join(f"|{k}={v}" for k, v in sorted(identity(variant or {}).items()))
+
+
+def configuration_label(model: str, n_in: int, n_out: int, batch: int, beams: int, variant: Any):
+    """How people read a configuration, e.g. ``"tiny-llama 32-32 bs1 attn=sdpa"``."""
+    from .generation import variant_label
+
+    text = f"{model} {n_in}-{n_out} bs{batch}" + (f" beams{beams}" if beams > 1 else "")
+    extra = variant_label(variant or {})
+    return f"{text} {extra}" if extra else text
 
 
 def new_entry(
-    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int
+    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int, variant: int = 0
 ) -> dict[str, Any]:
-    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``."""
-    return {
-        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams),
-        "label": f"{model_name} {n_in}-{n_out} bs{batch}"
-        + (f" beams{settings.num_beams}" if settings.num_beams > 1 else ""),
+    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``;
+    ``variant``: the index of its generation variant in ``settings.variants``."""
+    from .generation import identity
+
+    from .variant_load import load_settings
+
+    chosen = settings.variants[variant]
+    setup = load_settings(settings, chosen)
+    beams = settings.num_beams
+    entry = {
+        "id": configuration_id(model_name, n_in, n_out, batch, beams, chosen),
+        "label": configuration_label(model_name, n_in, n_out, batch, beams, chosen),
         "config": {
             "model": model_name,
             "input_tokens": n_in,
             "output_tokens": n_out,
             "batch_size": batch,
             "num_beams": settings.num_beams,
-            "low_bit": settings.low_bit,
-            "dtype": settings.dtype,
+            "low_bit": setup.low_bit,
+            "dtype": setup.dtype,
             "device": settings.device,
             "warmup": settings.warmup,
             "trials": settings.trials,
@@ -274,6 +308,9 @@ def new_entry(
         "warmup_runs": [],
         "trials": [],
     }
+    if chosen:
+        entry["config"]["further"] = identity(chosen)
+    return entry
 
 
 def _check_context(loaded: LoadedModel, n_in: int, n_out: int) -> None:
@@ -292,13 +329,16 @@ def _timed_generate(
     input_ids: Any,
     n_out: int,
     print_fn: Callable[[str], None],
+    variant: dict[str, Any] | None = None,
 ) -> tuple[Callable[[], Any], Any]:
     """``(run, timer)``: ``run()`` makes one timed ``generate()`` of exactly ``n_out`` new
-    tokens (greedy or beam search); ``timer.runs`` collects the timings."""
+    tokens (greedy, beam search, or as the variant says); ``timer.runs`` collects the timings."""
     import torch
 
+    from .generation import generate_kwargs
     from .streamer import TimingStreamer
 
+    variant = variant or {}
     gen_kwargs: dict[str, Any] = dict(
         attention_mask=torch.ones_like(input_ids),
         max_new_tokens=n_out,
@@ -307,6 +347,13 @@ def _timed_generate(
         num_beams=settings.num_beams,
         pad_token_id=_pad_token_id(loaded),
     )
+    gen_kwargs.update(generate_kwargs(variant, getattr(loaded, "assistant", None)))
+    seed = settings.seed if variant.get("do_sample") else None
+
+    def reseed() -> None:  # sampling: every run draws the same tokens under --seed
+        if seed is not None:
+            torch.manual_seed(seed)
+
     if settings.num_beams > 1:
         # Beam search cannot be streamed: BenchmarkWrapper times it through a logits
         # processor feeding the same timing core (and marks the start of each call).
@@ -317,13 +364,19 @@ def _timed_generate(
             verbose=settings.verbose,
             print_fn=print_fn,
         )
-        return lambda: wrapper.generate(input_ids, **gen_kwargs), wrapper
+
+        def run_beams() -> Any:
+            reseed()
+            return wrapper.generate(input_ids, **gen_kwargs)
+
+        return run_beams, wrapper
     streamer = TimingStreamer(
         loaded.device, verbose=settings.verbose, do_print=settings.verbose, print_fn=print_fn
     )
     gen_kwargs["streamer"] = streamer
 
     def run() -> Any:
+        reseed()
         streamer.mark_start()
         return loaded.model.generate(input_ids, **gen_kwargs)
 
@@ -336,8 +389,10 @@ def _run_all(
     settings: SweepSettings,
     on_run: Callable[[int, bool], None] | None,
     print_fn: Callable[[str], None],
+    watch: Any = None,
 ) -> None:
-    """The warm-ups, then the trials; ``on_run(i, is_warmup)`` after each."""
+    """The warm-ups, then the trials; ``on_run(i, is_warmup)`` after each; ``watch``: a
+    :class:`~streambench.generation.CompileWatch` told about each run."""
     import torch
 
     with torch.inference_mode():
@@ -348,7 +403,11 @@ def _run_all(
                 n = i + 1 if warm else i + 1 - settings.warmup
                 of = settings.warmup if warm else settings.trials
                 print_fn(f"-- {entry['label']}: {kind} {n}/{of}")
+            if watch is not None:
+                watch.before()
             run()
+            if watch is not None:
+                watch.after(warm, i - settings.warmup)
             if on_run is not None:
                 on_run(i, warm)
 
@@ -364,6 +423,9 @@ def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
     aggregates["memory_kind"] = measured[0].memory_kind
     aggregates["prefill_tokens_per_s"] = _stats_dict(
         describe(r.prefill_tokens_per_s for r in measured if r.prefill_tokens_per_s)
+    )
+    aggregates["tokens_per_step"] = _stats_dict(
+        describe(r.new_tokens / len(r.step_tokens) for r in measured if r.step_tokens)
     )
     aggregates["decode_throughput_tokens_per_s"] = _stats_dict(
         describe(
@@ -401,10 +463,12 @@ def run_configuration(
     settings: SweepSettings,
     on_run: Callable[[int, bool], None] | None = None,
     print_fn: Callable[[str], None] = print,
+    variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the warm-ups and trials of one configuration and fill ``entry`` in place.
 
-    ``on_run(i, is_warmup)`` is called after each ``generate()``. Raises
+    ``on_run(i, is_warmup)`` is called after each ``generate()``; ``variant``: the generation
+    settings (:mod:`streambench.generation`; ``loaded`` was loaded for them). Raises
     :class:`ConfigurationError` when the configuration cannot run (the entry then says why);
     any exception of ``generate()`` propagates after the entry was marked ``"failed"``.
     """
@@ -419,10 +483,14 @@ def run_configuration(
     t0 = time.perf_counter()
     try:
         _check_context(loaded, n_in, n_out)
+        _check_variant(variant or {}, batch)
         input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
-        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
-        _run_all(run, entry, settings, on_run, print_fn)
+        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn, variant)
+        watch = _compile_watch(variant or {})
+        _run_all(run, entry, settings, on_run, print_fn, watch)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
+        if watch is not None:
+            _record_compile(entry, watch)
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -432,16 +500,60 @@ def run_configuration(
         entry["error"] = str(exc)
         raise
     except Exception as exc:
+        from .generation import explain_generate_error
+
         entry["status"] = "failed"
-        entry["error"] = describe_exception(exc).splitlines()[0]
+        known = explain_generate_error(exc, variant or {})
+        entry["error"] = known or describe_exception(exc).splitlines()[0]
         raise
     finally:
         entry["duration_s"] = time.perf_counter() - t0
     return entry
 
 
+def _check_variant(variant: dict[str, Any], batch: int) -> None:
+    from .generation import speculative
+
+    if speculative(variant) and batch > 1:
+        raise ConfigurationError(
+            f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "
+            f"refuses batch {batch}): use --batch-size 1 for this variant"
+        )
+
+
+def _compile_watch(variant: dict[str, Any]) -> Any:
+    if not variant.get("compile"):
+        return None
+    from .generation import CompileWatch
+
+    return CompileWatch(variant.get("compile_mode"))
+
+
+def _record_compile(entry: dict[str, Any], watch: Any) -> None:
+    """``entry["compile"]``, and each measured run that recompiled marked ``recompiled``."""
+    entry["compile"] = watch.to_dict()
+    for i in watch.recompiled_trials:
+        if 0 <= i < len(entry["trials"]):
+            entry["trials"][i]["recompiled"] = True
+    if watch.recompiled_trials:
+        trials = ", ".join(str(i + 1) for i in watch.recompiled_trials)
+        entry.setdefault("warnings", []).append(
+            f"trial(s) {trials} recompiled (torch._dynamo): not clean numbers; add warm-ups"
+        )
+
+
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
     return stats.to_dict() if stats is not None else None
+
+
+def iter_plan(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int, int]]:
+    """(model, variant index, input tokens, output tokens, batch size) in sweep order: model,
+    variant, pair, batch size (so that variants sharing a load are neighbours)."""
+    for spec in settings.models:
+        for index in range(len(settings.variants)):
+            for n_in, n_out in settings.in_out:
+                for batch in settings.batch_sizes:
+                    yield spec, index, n_in, n_out, batch
 
 
 def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int]]:

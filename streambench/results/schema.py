@@ -455,7 +455,7 @@ class ConfigurationResult:
             settings = ConfigurationSettings.from_dict(given)
         else:  # results/1: the identity is part of config
             settings = ConfigurationSettings.from_dict(cfg)
-            cfg = {k: v for k, v in cfg.items() if k not in SETTINGS_KEYS}
+            cfg = {k: v for k, v in cfg.items() if k not in SETTINGS_KEYS and k != "further"}
         csv_extra = data.get("csv_extra")
         known = {*_ENTRY_KEYS, "trials", "csv_extra", "environment", "schema", "command"}
         return cls(
