@@ -316,6 +316,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, outputs, plot_path = build_run_settings(args, speaker.note)
     if settings.num_beams > 1:
         beam_wrapper_class()
+    try:
+        device = resolve_device(settings.device)
+    except (ValueError, DeviceNotAvailableError) as exc:
+        raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
     from .variant_load import load_settings
 
     for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in settings.variants}):
@@ -324,10 +328,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_low_bit_available(low_bit, any(m.kind != "pretrained" for m in settings.models))
     if settings.ipex:
         check_ipex_available()
-    try:
-        device = resolve_device(settings.device)
-    except (ValueError, DeviceNotAvailableError) as exc:
-        raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
     check_hub_models(settings.models)
     from .ranks import launched_world_size
 

@@ -349,7 +349,7 @@ def explain_generate_error(exc: BaseException, variant: Mapping[str, Any]) -> st
     import transformers
 
     text = str(exc)
-    if speculative(variant) and ("min_new_tokens" in text or "min_length" in text):
+    if speculative(variant) and any(w in text for w in ("min_new_tokens", "min_length", "MinLength")):
         return (
             f"transformers {transformers.__version__} refuses min_new_tokens with assisted / "
             "prompt-lookup decoding, and streambench forces the output length with it: use "
