@@ -193,7 +193,7 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
             reason = getattr(exc, "msg", str(exc))
             raise UsageError(
                 f"{where}: not valid JSON ({reason}); write an object, e.g. "
-                '\'{"repetition_penalty": 1.1}\''
+                "'{\"repetition_penalty\": 1.1}'"
             ) from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise UsageError(f"{where}: {_show(value)} is not a JSON object of name: value")

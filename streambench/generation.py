@@ -198,8 +198,10 @@ def expand_variants(
 def parse_variants(value: Any, where: str) -> list[dict[str, Any]]:
     """The config's ``variants:`` list: each a mapping of setting names to one value."""
     if not isinstance(value, list) or not value:
-        raise UsageError(f"{where}: expected a non-empty list of settings, e.g. "
-                         "[{attn_implementation: eager}, {attn_implementation: sdpa, compile: true}]")  # fmt: skip
+        raise UsageError(
+            f"{where}: expected a non-empty list of settings, e.g. [{{attn_implementation: "
+            "eager}, {attn_implementation: sdpa, compile: true}]"
+        )
     out = []
     for i, item in enumerate(value):
         here = f"{where} item {i + 1}"
@@ -302,9 +304,10 @@ def check_against_transformers(variants: Iterable[Mapping[str, Any]]) -> None:
                 f"{transformers.__version__})"
             )
         if cache not in names:
+            usable = ", ".join(n for n in names if n != "paged")
             raise UsageError(
                 f"--cache-implementation {cache!r} is not known to transformers "
-                f"{transformers.__version__}: use one of {', '.join(n for n in names if n != 'paged')}"
+                f"{transformers.__version__}: use one of {usable}"
             )
 
 
@@ -349,7 +352,9 @@ def explain_generate_error(exc: BaseException, variant: Mapping[str, Any]) -> st
     import transformers
 
     text = str(exc)
-    if speculative(variant) and any(w in text for w in ("min_new_tokens", "min_length", "MinLength")):
+    if speculative(variant) and any(
+        w in text for w in ("min_new_tokens", "min_length", "MinLength")
+    ):
         return (
             f"transformers {transformers.__version__} refuses min_new_tokens with assisted / "
             "prompt-lookup decoding, and streambench forces the output length with it: use "

@@ -31,16 +31,15 @@ from .ranks import RankFacts, init_distributed
 
 __all__ = [
     "PROMPT_TEXT",
-    "configuration_label",
-    "iter_plan",
-
     "ConfigurationError",
     "RankContext",
     "SweepSettings",
     "beam_wrapper_class",
     "build_prompt",
     "configuration_id",
+    "configuration_label",
     "iter_configurations",
+    "iter_plan",
     "new_entry",
     "parse_in_out",
     "parse_int_list",
@@ -276,7 +275,6 @@ def new_entry(
     """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``;
     ``variant``: the index of its generation variant in ``settings.variants``."""
     from .generation import identity
-
     from .variant_load import load_settings
 
     chosen = settings.variants[variant]

@@ -58,5 +58,3 @@ def prepare_model(
         loaded.assistant = load_model(helper, plain, device).model
         loaded.notes.append(f"assistant model {name} loaded")
     return loaded
-
-

@@ -47,7 +47,9 @@ def test_two_value_attention_sweep_yields_two_configurations(tmp_path):
     """Through the isolation workers (the default for two configurations): the variants survive
     the JSON round trip and each configuration carries its setting (identity, CSV, title)."""
     out, table = tmp_path / "r.json", tmp_path / "r.csv"
-    proc = sb("run", *QUICK, "--attn-implementation", "eager,sdpa", "-o", str(out), "-o", str(table))
+    proc = sb(
+        "run", *QUICK, "--attn-implementation", "eager,sdpa", "-o", str(out), "-o", str(table)
+    )
     assert proc.returncode == 0, proc.stderr
     entries = configurations(out)
     assert [e["settings"]["further"] for e in entries] == [
@@ -93,7 +95,7 @@ def test_sampling_is_reproducible_under_the_seed():
     variant = {"do_sample": True, "temperature": 1.5}
     loaded = prepare_model(settings.models[0], settings, variant, torch.device("cpu"))
     ids = build_prompt(loaded, 8, 1)
-    run, streamer = _timed_generate(loaded, settings, ids, 12, print, variant)
+    run, _streamer = _timed_generate(loaded, settings, ids, 12, print, variant)
     first, second = run(), run()
     assert torch.equal(first, second) and first.shape[-1] == 8 + 12
     settings.seed = 1
@@ -176,8 +178,12 @@ def test_command_line_wins_over_a_variant(tmp_path):
     from streambench.run_spec import build_run_settings
 
     config = tmp_path / "c.yaml"
-    config.write_text("attn_implementation: [eager, sdpa]\nlookahead: 3\nmax_matching_ngram_size: 2\n")
-    args = build_parser().parse_args(["run", "--config", str(config), "--attn-implementation", "sdpa"])
+    config.write_text(
+        "attn_implementation: [eager, sdpa]\nlookahead: 3\nmax_matching_ngram_size: 2\n"
+    )
+    args = build_parser().parse_args(
+        ["run", "--config", str(config), "--attn-implementation", "sdpa"]
+    )
     settings, _, _ = build_run_settings(args)
     assert settings.variants == [
         {

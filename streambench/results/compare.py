@@ -3,10 +3,11 @@ regressions. The gate fails closed: whatever cannot be compared fails it.
 
 Configurations are matched by their settings (:meth:`ConfigurationSettings.match_key`: model,
 input/output tokens, batch size, beams, a served model's concurrency, request rate and chat, and
-the generation settings of ``further``: attention, cache, compile, sampling, speculative decoding
-…; a missing setting as its default; a configuration without a partner names the settings that
-differ from the same workload in the other file), by all but the model when the two documents share no model name;
-a configuration that appears several times is matched in order (k-th with k-th).
+the generation settings of ``further``: attention, cache, compile, sampling, speculative
+decoding …; a missing setting as its default; a configuration without a partner names the
+settings that differ from the same workload in the other file), by all but the model when the
+two documents share no model name; a configuration that appears several times is matched in
+order (k-th with k-th).
 """
 
 from __future__ import annotations
