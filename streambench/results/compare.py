@@ -187,7 +187,8 @@ def _differing(entry: ConfigurationResult, other: ResultsDocument, with_model: b
             for k in keys
             if mine.get(k) != theirs.get(k)
         ]
-        return f" (other settings there: {'; '.join(diff)})"
+        if diff:
+            return f" (other settings there: {'; '.join(diff)})"
     return ""
 
 
