@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deepspeed (AutoTP), none (a full replica per rank); default auto: transformers when "
         "launched with several ranks",
     )
+    _add_generation_options(run)
     run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
     run.add_argument(
         "-o",
@@ -264,6 +265,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_generation_options(run: argparse.ArgumentParser) -> None:
+    """The generate() / from_pretrained() settings (streambench.generation); a comma-separated
+    value is a sweep axis."""
+    group = run.add_argument_group(
+        "generation settings (a comma-separated value is a sweep axis, like --batch-size 1,4)"
+    )
+    add = group.add_argument
+    add("--attn-implementation", metavar="NAME[,...]", help="eager, sdpa, flex_attention ...")
+    add("--cache-implementation", metavar="NAME[,...]", help="static, dynamic, offloaded ...")
+    add(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model's forward (with a static cache unless "
+        "--cache-implementation says otherwise); compiled during the warm-ups",
+    )
+    add("--compile-mode", metavar="MODE[,...]", help="default, reduce-overhead, max-autotune ...")
+    add("--do-sample", action="store_true", default=None, help="sample (seeded with --seed)")
+    add("--temperature", metavar="T[,...]", help="sampling temperature (needs --do-sample)")
+    add("--top-p", metavar="P[,...]", help="nucleus sampling (needs --do-sample)")
+    add("--top-k", metavar="K[,...]", help="top-k sampling (needs --do-sample)")
+    add("--assistant-model", metavar="PATH[,...]", help="assisted generation with this draft model")
+    add("--prompt-lookup", metavar="N[,...]", help="prompt-lookup decoding: N candidate tokens")
+    add("--generate-kwargs", metavar="JSON", help="more generate() keywords, a JSON object")
+    add("--model-kwargs", metavar="JSON", help="more from_pretrained() keywords, a JSON object")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streambench`` command; returns the exit code (see the module
     docstring). SIGTERM and SIGHUP stop a command as Ctrl-C does."""
@@ -320,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
     from .devices import DeviceNotAvailableError, resolve_device
     from .loading.load import check_ipex_available
-    from .loading.quantization import check_low_bit_available
+    from .loading.quantization import check_low_bit_available, check_low_bit_kind
     from .loading.spec import check_hub_models
     from .local_run import beam_wrapper_class
     from .run_spec import build_run_settings
@@ -332,16 +360,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     preflight(settings, speaker.note)  # the prompt file against every model: before any load
     if settings.num_beams > 1:
         beam_wrapper_class()
-    if settings.low_bit:
-        check_low_bit_available(
-            settings.low_bit, any(m.kind != "pretrained" for m in settings.models)
-        )
-    if settings.ipex:
-        check_ipex_available()
     try:
         device = resolve_device(settings.device)
     except (ValueError, DeviceNotAvailableError) as exc:
         raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
+    from .variant_load import load_settings
+
+    for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in settings.variants}):
+        if low_bit:
+            check_low_bit_kind(low_bit)
+            check_low_bit_available(low_bit, any(m.kind != "pretrained" for m in settings.models))
+    if settings.ipex:
+        check_ipex_available()
     check_hub_models(settings.models)
     from .ranks import launched_world_size
 
@@ -354,7 +384,7 @@ def _isolation(settings: Any, world_size: int) -> str:
     """``--isolate``: asked for, or ``config`` for sweeps of more than one configuration;
     ``none`` under a launcher (several ranks), where a worker per configuration cannot join the
     process group."""
-    from .local_run import iter_configurations
+    from .local_run import iter_plan
 
     asked = getattr(settings, "isolate", None)
     if world_size > 1:
@@ -366,7 +396,7 @@ def _isolation(settings: Any, world_size: int) -> str:
         return "none"
     if asked is not None:
         return str(asked)
-    return "config" if len(list(iter_configurations(settings))) > 1 else "none"
+    return "config" if len(list(iter_plan(settings))) > 1 else "none"
 
 
 def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, Any]) -> dict:

@@ -26,6 +26,7 @@ streambench.errors.UsageError: ipex: 'no' is not a boolean (expected true or fal
 
 from __future__ import annotations
 
+import json
 import math
 import reprlib
 from dataclasses import dataclass
@@ -35,7 +36,15 @@ from .errors import UsageError
 from .workloads.options import DESTS as _WORKLOAD_DESTS
 from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 
-__all__ = ["BOUNDS", "KEYS", "KeySpec", "parse_in_out_text", "parse_int_axis"]
+__all__ = [
+    "BOUNDS",
+    "COMPILE_MODES",
+    "GENERATION_KEYS",
+    "KEYS",
+    "KeySpec",
+    "parse_in_out_text",
+    "parse_int_axis",
+]
 
 #: (low, high) of every whole-number setting; outside them a run is a mistake or never finishes
 BOUNDS: dict[str, tuple[int, int]] = {
@@ -47,7 +56,13 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "num_beams": (1, 64),
     "num_layers": (1, 256),
     "seed": (0, 2**32 - 1),
+    "top_k": (1, 1_000_000),
+    "prompt_lookup": (1, 1024),
 }
+#: (low, high] of every real-number setting
+REAL_BOUNDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 100.0), "top_p": (0.0, 1.0)}
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _show(value: Any) -> str:
@@ -149,6 +164,64 @@ def _optional_text(value: Any, where: str) -> Optional[str]:
     return _text(value, where)
 
 
+def _real(name: str) -> Callable[[Any, str], float]:
+    low, high = REAL_BOUNDS[name]
+
+    def parse(value: Any, where: str) -> float:
+        expected = f"expected a number > {low:g} and <= {high:g}"
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+        if number is None or not math.isfinite(number):
+            raise UsageError(f"{where}: {_show(value)} is not a number ({expected})")
+        if not low < number <= high:
+            raise UsageError(f"{where}: {_show(value)} is out of range ({expected})")
+        return number
+
+    return parse
+
+
+def _json_object(value: Any, where: str) -> dict[str, Any]:
+    """A JSON object given as text (the command line) or as a mapping (YAML)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            reason = getattr(exc, "msg", str(exc))
+            raise UsageError(
+                f"{where}: not valid JSON ({reason}); write an object, e.g. "
+                "'{\"repetition_penalty\": 1.1}'"
+            ) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise UsageError(f"{where}: {_show(value)} is not a JSON object of name: value")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: values must be JSON (text, numbers, booleans, lists)") from None
+
+
+def _values(parse: Callable[[Any, str], Any], axis: bool) -> Callable[[Any, str], list[Any]]:
+    """A list of values: a YAML list, a comma-separated text (``axis``), or one value."""
+
+    def coerce(value: Any, where: str) -> list[Any]:
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+        elif axis and isinstance(value, str):
+            items = [v for v in value.split(",") if v.strip()]
+        else:
+            items = [value]
+        if not items:
+            raise UsageError(f"{where}: no value given")
+        return [parse(v, where) for v in items]
+
+    return coerce
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """One setting: its argparse destination and how a raw value becomes a typed one."""
@@ -170,6 +243,28 @@ def _axis(name: str) -> Callable[[Any, str], list[int]]:
     low, high = BOUNDS[name]
     return lambda v, where: parse_int_axis(v, where, low, high)
 
+
+def _compile_mode(value: Any, where: str) -> str:
+    return _choice(value, where, COMPILE_MODES)
+
+
+#: the generate() / from_pretrained() settings (:mod:`streambench.generation`): a list of values
+#: each, a sweep axis; comma-separated on the command line where the second item is true
+GENERATION_KEYS: dict[str, tuple[Callable[[Any, str], Any], bool]] = {
+    "attn_implementation": (_text, True),
+    "cache_implementation": (_text, True),
+    "compile": (_bool, False),
+    "compile_mode": (_compile_mode, True),
+    "do_sample": (_bool, False),
+    "temperature": (_real("temperature"), True),
+    "top_p": (_real("top_p"), True),
+    "top_k": (_bounded("top_k"), True),
+    "assistant_model": (_text, True),
+    "prompt_lookup": (_bounded("prompt_lookup"), True),
+    "generate_kwargs": (_json_object, False),
+    "model_kwargs": (_json_object, False),
+    "test_api": (_text, True),
+}
 
 _MODELS = KeySpec("models", _text_or_list, "model directory, hub id or preset (or a list)")
 
@@ -200,6 +295,11 @@ KEYS: dict[str, KeySpec] = {
     "tp": KeySpec("tp", _text, "tensor parallelism"),
     "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
     "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
+    "variants": KeySpec("variants", lambda v, w: v, "list of generation settings (checked later)"),
+    **{
+        name: KeySpec(name, _values(parse, axis), f"generation setting {name}")
+        for name, (parse, axis) in GENERATION_KEYS.items()
+    },
 }
 #: the workload keys (``prompts``, ``output_len``, ``length_spread`` ...): the same parsers as
 #: ``streambench endpoint`` (:mod:`streambench.workloads.options`)

@@ -37,7 +37,7 @@ from .results.schema import as_configuration
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
 
 #: settings that name the sweep's axes: a resumed file may have other values for these
-AXIS_SETTINGS = ("models", "in_out", "batch_sizes", "request_rates", "concurrencies")
+AXIS_SETTINGS = ("models", "in_out", "batch_sizes", "request_rates", "concurrencies", "variants")
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError, describe_exception
+from .generation import compile_watch, record_compile
 from .loading.load import LoadedModel
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
 from .observers import Observers
+from .profiling import profile_configuration
+from .prompts import PROMPT_TEXT, _pad_token_id, build_prompt
 from .ranks import RankFacts, init_distributed
 from .workloads.spec import WorkloadSpec
 
@@ -39,22 +42,15 @@ __all__ = [
     "beam_wrapper_class",
     "build_prompt",
     "configuration_id",
+    "configuration_label",
     "iter_configurations",
+    "iter_plan",
     "new_entry",
     "parse_in_out",
     "parse_int_list",
     "quiet_transformers",
     "run_configuration",
 ]
-
-#: text repeated and cut to build prompts of exactly N tokens (any tokenizer)
-PROMPT_TEXT = (
-    "Once upon a time, in a small town by the sea, there lived an old clockmaker who repaired "
-    "every clock the townspeople brought him. Each morning he opened his shop at seven, swept "
-    "the floor, wound the great pendulum clock by the door and waited for the first customer. "
-    "One winter a girl arrived with a pocket watch that had stopped at a quarter past three, "
-    "and she asked him whether time itself could be repaired. "
-)
 
 
 class ConfigurationError(RuntimeError):
@@ -117,6 +113,16 @@ class SweepSettings:
     exact_peak: bool = False
     #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
     workload: WorkloadSpec | None = None
+    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
+    profile: str | None = None
+    #: generation variants (:mod:`streambench.generation`): non-default settings each
+    variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    #: options given on the command line, which a ``test_api`` does not override
+    pinned: list[str] = field(default_factory=list)
+    #: of the load in progress (:func:`load_settings`): ipex-llm ``optimize_model`` and the
+    #: ``from_pretrained()`` keywords of the variant
+    optimize_model: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
@@ -126,13 +132,10 @@ class SweepSettings:
     def uses_prompt_file(self) -> bool:
         return self.workload is not None and self.workload.uses_file
 
-    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
-    profile: str | None = None
-
     @property
     def configurations_per_model(self) -> int:
-        """(input/output pair x batch size) configurations run for each model."""
-        return len(list(_pairs(self))) * len(self.batch_sizes)
+        """(variant x input/output pair x batch size) configurations run for each model."""
+        return len(self.variants) * len(list(_pairs(self))) * len(self.batch_sizes)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -151,6 +154,7 @@ class SweepSettings:
             "seed": self.seed,
             "tp": self.tp,
             "telemetry": self.telemetry,
+            **({"variants": self.variants} if self.variants != [{}] else {}),
         }
         if self.workload is not None and self.workload.active:
             out["workload"] = self.workload.to_dict()
@@ -218,57 +222,24 @@ def beam_wrapper_class() -> Any:
 
 
 # -- prompts -------------------------------------------------------------------------------------
-def build_prompt(loaded: LoadedModel, n_tokens: int, batch_size: int, seed: int = 0) -> Any:
-    """A ``[batch_size, n_tokens]`` tensor of input ids: exactly ``n_tokens`` per row.
-
-    With a tokenizer: :data:`PROMPT_TEXT`, repeated as needed, tokenized (with the tokenizer's
-    special tokens, e.g. BOS) and cut to ``n_tokens`` ids. Without one: random ids of the vocabulary
-    (seeded). Every row is the same prompt, so no padding is needed.
-    """
-    import torch
-
-    tok = loaded.tokenizer
-    if tok is not None:
-        reps = 1
-        while True:  # double the text until it has enough tokens
-            ids = list(tok(PROMPT_TEXT * reps).input_ids)
-            if len(ids) >= n_tokens:
-                break
-            reps *= 2
-        row = ids[:n_tokens]
-    else:
-        vocab = int(getattr(loaded.config, "vocab_size", 0) or 32000)
-        gen = torch.Generator().manual_seed(seed)
-        low = min(10, vocab - 1)
-        row = torch.randint(low, vocab, (n_tokens,), generator=gen).tolist()
-    return torch.tensor([row] * batch_size, dtype=torch.long)
-
-
-def _pad_token_id(loaded: LoadedModel) -> int:
-    tok = loaded.tokenizer
-    for value in (
-        getattr(tok, "pad_token_id", None) if tok is not None else None,
-        getattr(loaded.model.generation_config, "pad_token_id", None),
-        getattr(loaded.config, "pad_token_id", None),
-        getattr(tok, "eos_token_id", None) if tok is not None else None,
-        getattr(loaded.config, "eos_token_id", None),
-    ):
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if isinstance(value, int):
-            return value
-    return 0
-
-
-# -- one configuration ---------------------------------------------------------------------------
 def configuration_id(
-    model: str, n_in: Any, n_out: Any, batch: int, beams: int = 1, workload: Any = None
+    model: str,
+    n_in: Any,
+    n_out: Any,
+    batch: int,
+    beams: int = 1,
+    workload: Any = None,
+    variant: Any = None,
 ) -> str:
     """Stable key of a configuration, e.g. ``"tiny-llama|32-32|bs1"`` (``|beams4`` when > 1;
-    a workload adds its identity, e.g. ``|prompts=p.jsonl#0a1b2c3d4e5f``)."""
+    then ``|name=value`` of the workload's identity and of each setting of the generation
+    variant, sorted, e.g. ``|prompts=p.jsonl#0a1b2c3d4e5f|attn_implementation=sdpa``)."""
+    from .generation import identity
+
     key = f"{model}|{_io(n_in, n_out)}|bs{batch}"
     key += f"|beams{beams}" if beams > 1 else ""
-    ident = workload.identity() if workload is not None else {}
+    ident = dict(workload.identity()) if workload is not None else {}
+    ident.update(identity(variant or {}))
     return key + "".join(f"|{k}={v}" for k, v in sorted(ident.items()))
 
 
@@ -278,34 +249,45 @@ def _io(n_in: Any, n_out: Any) -> str:
 
 
 def configuration_label(
-    settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int
+    settings: SweepSettings, model: str, n_in: Any, n_out: Any, batch: int, variant: Any = None
 ) -> str:
-    """``"tiny-llama 32-32 bs1"``, then ``beams4``, then the workload's tag."""
+    """``"tiny-llama 32-32 bs1"``, then ``beams4``, the workload's tag and the variant's
+    settings (e.g. ``attn=sdpa``)."""
+    from .generation import variant_label
+
     w = settings.workload
     if w is not None and w.uses_file:
         head = f"{model} {w.tag()}"
     else:
         head = f"{model} {_io(n_in, n_out)}" + (f" {w.tag()}" if w is not None and w.tag() else "")
     beams = f" beams{settings.num_beams}" if settings.num_beams > 1 else ""
-    return f"{head} bs{batch}{beams}"
+    extra = variant_label(variant or {})
+    return f"{head} bs{batch}{beams}" + (f" {extra}" if extra else "")
 
 
 def new_entry(
-    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int
+    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int, variant: int = 0
 ) -> dict[str, Any]:
-    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``."""
+    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``;
+    ``variant``: the index of its generation variant in ``settings.variants``."""
+    from .generation import identity
+    from .variant_load import load_settings
+
     w = settings.workload
+    chosen = settings.variants[variant]
+    setup = load_settings(settings, chosen)
+    beams = settings.num_beams
     entry = {
-        "id": configuration_id(model_name, n_in, n_out, batch, settings.num_beams, w),
-        "label": configuration_label(settings, model_name, n_in, n_out, batch),
+        "id": configuration_id(model_name, n_in, n_out, batch, beams, w, chosen),
+        "label": configuration_label(settings, model_name, n_in, n_out, batch, chosen),
         "config": {
             "model": model_name,
             "input_tokens": n_in,
             "output_tokens": n_out,
             "batch_size": batch,
             "num_beams": settings.num_beams,
-            "low_bit": settings.low_bit,
-            "dtype": settings.dtype,
+            "low_bit": setup.low_bit,
+            "dtype": setup.dtype,
             "device": settings.device,
             "warmup": settings.warmup,
             "trials": settings.trials,
@@ -321,8 +303,10 @@ def new_entry(
         "warmup_runs": [],
         "trials": [],
     }
-    if w is not None and w.identity():
-        entry["config"]["further"] = w.identity()
+    further = dict(w.identity()) if w is not None and w.identity() else {}
+    further.update(identity(chosen) if chosen else {})
+    if further:
+        entry["config"]["further"] = further
     return entry
 
 
@@ -342,13 +326,16 @@ def _timed_generate(
     input_ids: Any,
     n_out: int,
     print_fn: Callable[[str], None],
+    variant: dict[str, Any] | None = None,
 ) -> tuple[Callable[[], Any], Any]:
     """``(run, timer)``: ``run()`` makes one timed ``generate()`` of exactly ``n_out`` new
-    tokens (greedy or beam search); ``timer.runs`` collects the timings."""
+    tokens (greedy, beam search, or as the variant says); ``timer.runs`` collects the timings."""
     import torch
 
+    from .generation import generate_kwargs
     from .streamer import TimingStreamer
 
+    variant = variant or {}
     gen_kwargs: dict[str, Any] = dict(
         attention_mask=torch.ones_like(input_ids),
         max_new_tokens=n_out,
@@ -357,6 +344,13 @@ def _timed_generate(
         num_beams=settings.num_beams,
         pad_token_id=_pad_token_id(loaded),
     )
+    gen_kwargs.update(generate_kwargs(variant, getattr(loaded, "assistant", None)))
+    seed = settings.seed if variant.get("do_sample") else None
+
+    def reseed() -> None:  # sampling: every run draws the same tokens under --seed
+        if seed is not None:
+            torch.manual_seed(seed)
+
     if settings.num_beams > 1:
         # Beam search cannot be streamed: BenchmarkWrapper times it through a logits
         # processor feeding the same timing core (and marks the start of each call).
@@ -367,13 +361,19 @@ def _timed_generate(
             verbose=settings.verbose,
             print_fn=print_fn,
         )
-        return lambda: wrapper.generate(input_ids, **gen_kwargs), wrapper
+
+        def run_beams() -> Any:
+            reseed()
+            return wrapper.generate(input_ids, **gen_kwargs)
+
+        return run_beams, wrapper
     streamer = TimingStreamer(
         loaded.device, verbose=settings.verbose, do_print=settings.verbose, print_fn=print_fn
     )
     gen_kwargs["streamer"] = streamer
 
     def run() -> Any:
+        reseed()
         streamer.mark_start()
         return loaded.model.generate(input_ids, **gen_kwargs)
 
@@ -387,9 +387,10 @@ def _run_all(
     on_run: Callable[[int, bool], None] | None,
     print_fn: Callable[[str], None],
     before_trials: Callable[[], None] = lambda: None,
+    watch: Any = None,
 ) -> None:
     """The warm-ups, then ``before_trials()``, then the trials; ``on_run(i, is_warmup)`` after
-    each."""
+    each; ``watch``: a :class:`~streambench.generation.CompileWatch` told about each run."""
     import torch
 
     with torch.inference_mode():
@@ -402,7 +403,11 @@ def _run_all(
                 n = i + 1 if warm else i + 1 - settings.warmup
                 of = settings.warmup if warm else settings.trials
                 print_fn(f"-- {entry['label']}: {kind} {n}/{of}")
+            if watch is not None:
+                watch.before()
             run()
+            if watch is not None:
+                watch.after(warm, i - settings.warmup)
             if on_run is not None:
                 on_run(i, warm)
 
@@ -418,6 +423,9 @@ def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
     aggregates["memory_kind"] = measured[0].memory_kind
     aggregates["prefill_tokens_per_s"] = _stats_dict(
         describe(r.prefill_tokens_per_s for r in measured if r.prefill_tokens_per_s)
+    )
+    aggregates["tokens_per_step"] = _stats_dict(
+        describe(r.new_tokens / len(r.step_tokens) for r in measured if r.step_tokens)
     )
     aggregates["decode_throughput_tokens_per_s"] = _stats_dict(
         describe(
@@ -455,10 +463,12 @@ def run_configuration(
     settings: SweepSettings,
     on_run: Callable[[int, bool], None] | None = None,
     print_fn: Callable[[str], None] = print,
+    variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the warm-ups and trials of one configuration and fill ``entry`` in place.
 
-    ``on_run(i, is_warmup)`` is called after each ``generate()``. Raises
+    ``on_run(i, is_warmup)`` is called after each ``generate()``; ``variant``: the generation
+    settings (:mod:`streambench.generation`; ``loaded`` was loaded for them). Raises
     :class:`ConfigurationError` when the configuration cannot run (the entry then says why);
     any exception of ``generate()`` propagates after the entry was marked ``"failed"``.
     """
@@ -473,15 +483,19 @@ def run_configuration(
     t0 = time.perf_counter()
     try:
         _check_context(loaded, n_in, n_out)
+        _check_variant(variant or {}, batch)
         input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
-        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn)
+        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn, variant)
+        watch = compile_watch(variant or {})
         with Observers(settings, loaded) as observers:
-            _run_all(run, entry, settings, on_run, print_fn, observers.before_trials)
+            _run_all(run, entry, settings, on_run, print_fn, observers.before_trials, watch)
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
         observers.record(entry, timer.runs[settings.warmup :])
+        if watch is not None:
+            record_compile(entry, watch)
         if settings.profile:
             try:
-                entry["profile"] = _profile(loaded, settings, entry, input_ids, print_fn)
+                entry["profile"] = profile_configuration(loaded, settings, entry, input_ids)
             except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
                 entry["profile"] = {"trace": None, "error": describe_exception(exc)}
                 print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
@@ -494,54 +508,39 @@ def run_configuration(
         entry["error"] = str(exc)
         raise
     except Exception as exc:
+        from .generation import explain_generate_error
+
         entry["status"] = "failed"
-        entry["error"] = describe_exception(exc).splitlines()[0]
+        known = explain_generate_error(exc, variant or {})
+        entry["error"] = known or describe_exception(exc).splitlines()[0]
         raise
     finally:
         entry["duration_s"] = time.perf_counter() - t0
     return entry
 
 
-def _profile(
-    loaded: LoadedModel,
-    settings: SweepSettings,
-    entry: dict[str, Any],
-    input_ids: Any,
-    print_fn: Callable[[str], None],
-) -> dict[str, Any]:
-    """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
-    trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
-    import os
-
-    import torch
-
-    from .profiling import profile_generate, trace_name
-    from .streamer import TimingStreamer
-
-    n_out = entry["config"]["output_tokens"]
-    kwargs: dict[str, Any] = dict(
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=n_out,
-        min_new_tokens=n_out,
-        do_sample=False,
-        pad_token_id=_pad_token_id(loaded),
-    )
-    path = os.path.join(str(settings.profile), trace_name(entry["id"]))
-    with torch.inference_mode():
-        profile = profile_generate(
-            lambda inner: TimingStreamer(loaded.device, inner=inner),
-            lambda streamer: loaded.model.generate(input_ids, streamer=streamer, **kwargs),
-            n_out,
-            loaded.device,
-            path,
-        )
-    if settings.verbose:
-        print_fn(f"-- {entry['label']}: profiler trace written to {path}")
-    return profile
-
-
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
     return stats.to_dict() if stats is not None else None
+
+
+def _check_variant(variant: dict[str, Any], batch: int) -> None:
+    from .generation import speculative
+
+    if speculative(variant) and batch > 1:
+        raise ConfigurationError(
+            f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "
+            f"refuses batch {batch}): use --batch-size 1 for this variant"
+        )
+
+
+def iter_plan(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int, int]]:
+    """(model, variant index, input tokens, output tokens, batch size) in sweep order: model,
+    variant, pair, batch size (so that variants sharing a load are neighbours)."""
+    for spec in settings.models:
+        for index in range(len(settings.variants)):
+            for n_in, n_out in _pairs(settings):
+                for batch in settings.batch_sizes:
+                    yield spec, index, n_in, n_out, batch
 
 
 def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int]]:

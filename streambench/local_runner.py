@@ -40,35 +40,46 @@ class LocalRunner:
         self.isolate = isolate
         self.worker: Any = None  # the live worker process (``--isolate model``: reused)
         self.worker_spec: Any = None
-        self.failed_loads: dict[int, tuple[str, bool]] = {}  # id(spec) -> (error, bad input)
+        # load key (:meth:`_load_key`) -> (error, bad input)
+        self.failed_loads: dict[tuple[int, str], tuple[str, bool]] = {}
         self._plan: list[Planned] = []
         self.bad_input = False
 
     def plan(self) -> Sequence[Planned]:
-        from .local_run import configuration_id, configuration_label, iter_configurations
+        from .local_run import configuration_id, configuration_label, iter_plan
         from .workload_run import steps_of
 
         s = self.settings
         out = []
-        for spec, n_in, n_out, batch in iter_configurations(s):
-            label = configuration_label(s, spec.name, n_in, n_out, batch)
-            key = configuration_id(spec.name, n_in, n_out, batch, s.num_beams, s.workload)
+        for spec, vi, n_in, n_out, batch in iter_plan(s):
+            variant = s.variants[vi]
+            label = configuration_label(s, spec.name, n_in, n_out, batch, variant)
+            key = configuration_id(spec.name, n_in, n_out, batch, s.num_beams, s.workload, variant)
             steps = steps_of(s, spec.name, batch)
-            out.append(Planned(key, label, steps, (spec, n_in, n_out, batch)))
+            out.append(Planned(key, label, steps, (spec, n_in, n_out, batch, vi)))
         self._plan = out
         return out
 
-    def _load(self, spec: Any) -> None:
+    def _load_key(self, planned: Planned) -> tuple[int, str]:
+        """What a planned configuration's model load depends on: the model and the variant's
+        load settings (:func:`streambench.generation.load_key`)."""
+        from .generation import load_key
+
+        spec, vi = planned.item[0], planned.item[4]
+        return id(spec), load_key(self.settings.variants[vi])
+
+    def _load(self, spec: Any, variant: dict[str, Any], key: Any) -> None:
         import gc
 
         from . import report
-        from .loading import load_model
+        from .variant_load import prepare_model
 
         self.loaded = None
         gc.collect()
-        self.current, self.load_error = spec, None
+        self.current, self.load_error = key, None
         try:
-            self.loaded = load_model(spec, self.settings, self.rank.placement or self.device)
+            where = self.rank.placement or self.device
+            self.loaded = prepare_model(spec, self.settings, variant, where)
         except Exception as exc:  # noqa: BLE001 - recorded as failed configurations
             if self.debug:
                 traceback.print_exc()
@@ -92,10 +103,11 @@ class LocalRunner:
         run_configuration = measure_function(self.settings)
         if self.isolate != "none":
             return self._measure_isolated(planned, advance, keep)
-        spec, n_in, n_out, batch = planned.item
-        entry = new_entry(self.settings, spec.name, n_in, n_out, batch)
-        if self.current is not spec:
-            self._load(spec)
+        spec, n_in, n_out, batch, vi = planned.item
+        variant = self.settings.variants[vi]
+        entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
+        if self.current != self._load_key(planned):
+            self._load(spec, variant, self._load_key(planned))
         if self.loaded is None:
             entry["status"], entry["error"] = "failed", self.load_error
             advance(planned.steps)
@@ -112,7 +124,9 @@ class LocalRunner:
             self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
         try:
-            run_configuration(self.loaded, entry, self.settings, on_run=on_run, print_fn=plain)
+            run_configuration(
+                self.loaded, entry, self.settings, on_run=on_run, print_fn=plain, variant=variant
+            )
         except KeyboardInterrupt:
             keep(self.rank.gather(entry))
             raise
@@ -153,8 +167,8 @@ class LocalRunner:
     def _failed_entry(self, planned: Planned, status: str, error: str) -> dict[str, Any]:
         from .local_run import new_entry
 
-        spec, n_in, n_out, batch = planned.item
-        entry = new_entry(self.settings, spec.name, n_in, n_out, batch)
+        spec, n_in, n_out, batch, vi = planned.item
+        entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
         entry["status"], entry["error"] = status, error
         return entry
 
@@ -163,25 +177,25 @@ class LocalRunner:
 
         if self.worker is not None:
             self.worker.stop()
-        spec = planned.item[0]
+        spec, key = planned.item[0], self._load_key(planned)
         todo = [planned] if self.isolate == "config" else self._plan[self._plan.index(planned) :]
-        configs = [p.item[1:] for p in todo if p.item[0] is spec]
+        configs = [p.item[1:] for p in todo if self._load_key(p) == key]
         self.worker = Worker(job_for(self.settings, spec, self.device, configs), self.debug)
-        self.worker_spec = spec
+        self.worker_spec = key
         return self.worker
 
     def _measure_isolated(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
-        spec = planned.item[0]
-        if id(spec) in self.failed_loads:  # reported once; not loaded again
-            error, usage = self.failed_loads[id(spec)]
+        spec, key = planned.item[0], self._load_key(planned)
+        if key in self.failed_loads:  # reported once; not loaded again
+            error, usage = self.failed_loads[key]
             self.usage_failures += int(usage)
             advance(planned.steps)
             return self._failed_entry(planned, "failed", error)
         worker = self.worker
         alive = worker is not None and worker.proc.poll() is None and worker.pending > 0
-        if self.isolate == "config" or not alive or self.worker_spec is not spec:
+        if self.isolate == "config" or not alive or self.worker_spec != key:
             worker = self._start_worker(planned)
         done = 0
         entry = None
@@ -201,7 +215,7 @@ class LocalRunner:
                     for note in event.get("notes") or []:
                         self.speaker.note(f"{spec.name}: {note}")
                 elif kind == "load_failed":
-                    self.failed_loads[id(spec)] = (str(event["error"]), bool(event.get("usage")))
+                    self.failed_loads[key] = (str(event["error"]), bool(event.get("usage")))
                     self.speaker.error(str(event["error"]))
                 elif kind == "entry":
                     entry = event["entry"]
@@ -217,7 +231,7 @@ class LocalRunner:
             keep(entry)
             worker.stop()
             worker.raise_if_interrupted()
-        if entry["status"] != "ok" and id(spec) not in self.failed_loads:
+        if entry["status"] != "ok" and key not in self.failed_loads:
             self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
         self._telemetry_warnings(entry)
         return entry
@@ -226,10 +240,10 @@ class LocalRunner:
         from .errors import signal_name
         from .isolation import death_cause
 
-        spec = planned.item[0]
+        key = self._load_key(planned)
         self.worker = None
-        if id(spec) in self.failed_loads:
-            error, usage = self.failed_loads[id(spec)]
+        if key in self.failed_loads:
+            error, usage = self.failed_loads[key]
             self.usage_failures += int(usage)
             return self._failed_entry(planned, "failed", error)
         if worker.interrupted_by is not None:

@@ -127,3 +127,38 @@ def profile_generate(
         "token_latencies_s": list(getattr(run, "token_latencies_s", None) or []),
         "note": "one extra run under torch.profiler, slower, not in trials or aggregates",
     }
+
+
+def profile_configuration(
+    loaded: Any,
+    settings: Any,
+    entry: dict[str, Any],
+    input_ids: Any,
+) -> dict[str, Any]:
+    """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
+    trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
+    import os
+
+    import torch
+
+    from .prompts import _pad_token_id
+    from .streamer import TimingStreamer
+
+    n_out = entry["config"]["output_tokens"]
+    kwargs: dict[str, Any] = dict(
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=n_out,
+        min_new_tokens=n_out,
+        do_sample=False,
+        pad_token_id=_pad_token_id(loaded),
+    )
+    path = os.path.join(str(settings.profile), trace_name(entry["id"]))
+    with torch.inference_mode():
+        profile = profile_generate(
+            lambda inner: TimingStreamer(loaded.device, inner=inner),
+            lambda streamer: loaded.model.generate(input_ids, streamer=streamer, **kwargs),
+            n_out,
+            loaded.device,
+            path,
+        )
+    return profile

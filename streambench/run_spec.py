@@ -29,7 +29,6 @@ DEFAULT_TRIALS = 3
 
 #: all-in-one config keys that make no sense here; reported, then ignored
 IGNORED_CONFIG_KEYS = {
-    "test_api",
     "cpu_embedding",
     "streaming",
     "use_fp16_torch_dtype",
@@ -37,9 +36,9 @@ IGNORED_CONFIG_KEYS = {
     "exclude",
     "group_size",
     "n_gpu",
-    "lookahead",
-    "max_matching_ngram_size",
 }
+#: all-in-one keys read by :func:`streambench.allinone.lookahead_settings`
+LOOKAHEAD_KEYS = ("lookahead", "max_matching_ngram_size")
 
 
 def load_yaml(path: str) -> dict[str, Any]:
@@ -75,9 +74,12 @@ def _merge_config(args: argparse.Namespace, note: Any = None) -> dict[str, Any]:
     error names the option or the config file and key."""
     from .config import KEYS
 
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = {"config_raw": {}, "cli_given": set()}
     if args.config:
-        for key, value in load_yaml(args.config).items():
+        merged["config_raw"] = raw = load_yaml(args.config)
+        for key, value in raw.items():
+            if key in LOOKAHEAD_KEYS:
+                continue
             if key in IGNORED_CONFIG_KEYS:
                 (note or (lambda _m: None))(
                     f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
@@ -97,6 +99,7 @@ def _merge_config(args: argparse.Namespace, note: Any = None) -> dict[str, Any]:
     for dest, spec in by_dest.items():
         if dest != "models" and cli.get(dest) is not None:
             merged[dest] = spec.coerce(cli[dest], _option_name(dest))
+            merged["cli_given"].add(dest)
     merged["verbose"] = bool(cli.get("verbose"))
     return merged
 
@@ -132,13 +135,15 @@ def build_run_settings(
         raise UsageError("--num-layers works with the embedded model and --random-weights only")
     outputs, plot = m.get("output", []), m.get("plot")
     _check_targets(outputs, plot, specs, m.get("local_model_hub"))
+    variants = _variants(m, args.config)
+    device = _test_api_device(m, variants)
     settings = SweepSettings(
         models=specs,
         in_out=in_out,
         batch_sizes=batch,
         warmup=m.get("warmup", DEFAULT_WARMUP),
         trials=m.get("trials", DEFAULT_TRIALS),
-        device=m.get("device", "auto"),
+        device=device,
         dtype=dtype,
         num_beams=m.get("num_beams", 1),
         low_bit=low_bit,
@@ -152,10 +157,61 @@ def build_run_settings(
         profile=_profile_dir(
             m.get("profile"), m.get("num_beams", 1), specs, m.get("local_model_hub")
         ),
+        variants=variants,
+        pinned=sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
     )
     settings.telemetry = m.get("telemetry", True)
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
+    if settings.workload is not None and settings.workload.active and variants != [{}]:
+        raise UsageError(
+            "--prompts and the other workload options do not combine with generation settings "
+            "(--attn-implementation, --compile, --do-sample ...) yet: run them separately"
+        )
     return settings, outputs, plot
+
+
+def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
+    """The generation variants: the product of the axes, or the config's ``variants:`` list;
+    all-in-one's ``lookahead`` as prompt lookup; checked against the installed transformers."""
+    from .allinone import lookahead_settings
+    from .config import GENERATION_KEYS
+    from .generation import check_against_transformers, expand_variants, parse_variants
+
+    where = f"config {config}"
+    config_axes = lookahead_settings(m["config_raw"], where)
+    cli_axes = {}
+    for name in GENERATION_KEYS:
+        if name in m:
+            (cli_axes if name in m["cli_given"] else config_axes)[name] = m[name]
+    listed = parse_variants(m["variants"], f"{where}: key 'variants'") if "variants" in m else None
+    variants = expand_variants(config_axes, listed, cli_axes, m.get("trust_remote_code", False))
+    if any(v.get("compile") for v in variants) and m.get("warmup", DEFAULT_WARMUP) < 1:
+        raise UsageError("--compile compiles during the warm-up runs: use --warmup 1 or more")
+    check_against_transformers(variants)
+    return variants
+
+
+def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
+    """The device: the option or config key, else the one every ``test_api`` implies."""
+    from .allinone import implied
+    from .ranks import launched_world_size
+
+    apis = sorted({v["test_api"] for v in variants if "test_api" in v})
+    launched = launched_world_size() > 1
+    devices = {}
+    for api in apis:
+        found = implied(api, m.get("low_bit"), launched).get("device")
+        if found is not None:
+            devices[api] = found
+    if "device" in m or not devices:
+        return m.get("device", "auto")
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{api} ({dev})" for api, dev in devices.items())
+        raise UsageError(
+            f"config key 'test_api': {listed} need different devices; run them separately or "
+            "pass --device"
+        )
+    return next(iter(devices.values()))
 
 
 def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:

@@ -114,16 +114,17 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def build_model(config: Any = None, seed: int = 0, dtype: Any = None) -> Any:
+def build_model(config: Any = None, seed: int = 0, dtype: Any = None, **kwargs: Any) -> Any:
     """A model with random weights from ``config`` (default: :func:`tiny_llama_config`), in eval
-    mode. The seed makes the weights reproducible."""
+    mode. The seed makes the weights reproducible; ``kwargs`` go to ``from_config`` (e.g.
+    ``attn_implementation="eager"``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     config = config if config is not None else tiny_llama_config()
     torch.manual_seed(seed)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_config(config)
+    model = auto.from_config(config, **kwargs)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

@@ -49,8 +49,8 @@ def _measure(
 
     run_configuration = measure_function(settings)
 
-    n_in, n_out, batch = config
-    entry = new_entry(settings, spec.name, n_in, n_out, batch)
+    n_in, n_out, batch, vi = config
+    entry = new_entry(settings, spec.name, n_in, n_out, batch, vi)
     try:
         run_configuration(
             loaded,
@@ -58,6 +58,7 @@ def _measure(
             settings,
             on_run=lambda i, warm: emit({"event": "run"}),
             print_fn=lambda line: emit({"event": "line", "text": line}),
+            variant=settings.variants[vi],
         )
     except KeyboardInterrupt:
         emit({"event": "entry", "entry": entry})
@@ -72,14 +73,15 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     """Load the job's model and measure its configurations; returns the exit code."""
     from . import report
     from .devices import resolve_device
-    from .loading import load_model
     from .local_run import quiet_transformers
+    from .variant_load import prepare_model
 
     settings, spec = _settings(job["settings"], job["spec"])
     settings.exact_peak = True  # this process is ours: its peak-RSS mark may be reset
+    variant = settings.variants[job["configurations"][0][3]]  # one load: the same for all
     with quiet_transformers(settings.verbose):
         try:
-            loaded = load_model(spec, settings, resolve_device(job["device"]))
+            loaded = prepare_model(spec, settings, variant, resolve_device(job["device"]))
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             if "--debug" in sys.argv:
                 traceback.print_exc()

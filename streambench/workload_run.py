@@ -226,9 +226,11 @@ def run_workload_configuration(
     settings: SweepSettings,
     on_run: Callable[[int, bool], None] | None = None,
     print_fn: Callable[[str], None] = print,
+    variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The workload counterpart of :func:`streambench.local_run.run_configuration` (same
-    contract: fills ``entry`` in place, raises after marking it failed or interrupted)."""
+    contract: fills ``entry`` in place, raises after marking it failed or interrupted).
+    Generation-setting variants do not combine with a workload yet (refused by the spec)."""
     cfg = entry["config"]
     entry["started_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     entry["model_loading_time_s"] = loaded.load_time_s

@@ -80,6 +80,8 @@ class LoadedModel:
     #: resident memory of this process just before and after loading (bytes; Linux, else None)
     rss_before_load_bytes: int | None = None
     rss_after_load_bytes: int | None = None
+    #: the assistant model of assisted decoding (``--assistant-model``), loaded beside it
+    assistant: Any = None
 
     @property
     def config(self) -> Any:
@@ -157,6 +159,12 @@ def load_tokenizer(source: str, trust_remote_code: bool, offline: bool = False) 
 
 
 # -- the three kinds of model --------------------------------------------------------------------
+def _model_kwargs(settings: LoadOptions) -> dict[str, Any]:
+    """``from_pretrained()`` / ``from_config()`` keywords of the variant (``--model-kwargs``,
+    ``--attn-implementation``); none by default."""
+    return dict(getattr(settings, "model_kwargs", None) or {})
+
+
 def _overrides(settings: LoadOptions) -> dict[str, Any]:
     if settings.num_layers is None:
         return {}
@@ -167,7 +175,8 @@ def _embedded_model(settings: LoadOptions, device: Any, dtype: Any) -> tuple[Any
     """The bundled tiny Llama, built in memory, and its tokenizer."""
     from .. import tiny
 
-    model = tiny.build_model(tiny.tiny_llama_config(**_overrides(settings)), seed=settings.seed)
+    config = tiny.tiny_llama_config(**_overrides(settings))
+    model = tiny.build_model(config, seed=settings.seed, **_model_kwargs(settings))
     return model.to(device=device, dtype=dtype), tiny.build_tokenizer()
 
 
@@ -202,7 +211,10 @@ def _random_weights_model(
     torch.manual_seed(settings.seed)
     with torch.device(device):
         model = _auto_class(config).from_config(
-            config, trust_remote_code=settings.trust_remote_code, **dtype_kwargs(dtype)
+            config,
+            trust_remote_code=settings.trust_remote_code,
+            **dtype_kwargs(dtype),
+            **_model_kwargs(settings),
         )
     return model.to(dtype=dtype).eval(), tokenizer
 
@@ -223,7 +235,11 @@ def _pretrained_model(spec: ModelSpec, settings: LoadOptions, device: Any, dtype
         )
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
-    kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code, **offline}
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": settings.trust_remote_code,
+        **offline,
+        **_model_kwargs(settings),
+    }
     if settings.low_bit:  # torchao or bitsandbytes: quantized while loading
         kwargs["quantization_config"] = quantization_config(settings.low_bit, dtype)
         kwargs["device_map"] = str(device)
@@ -250,6 +266,9 @@ def _finish(
             f"{quantized_weights(model)} weight tensors quantized"
         )
     model.eval()
+    if getattr(settings, "optimize_model", False):
+        model = _ipex_llm_optimize(model, settings.low_bit)
+        notes.append(f"ipex-llm optimize_model (low_bit {settings.low_bit}) applied")
     if settings.ipex:
         model = _apply_ipex(model, dtype, placement.device)
         notes.append("ipex.llm.optimize applied")
@@ -289,6 +308,18 @@ def _apply_ipex(model: Any, dtype: Any, device: Any) -> Any:
     except ImportError:
         raise UsageError(_IPEX_MISSING) from None
     return ipex.llm.optimize(model, dtype=dtype, device=device.type, inplace=True)
+
+
+def _ipex_llm_optimize(model: Any, low_bit: str | None) -> Any:
+    """ipex-llm's ``optimize_model`` (all-in-one's ``optimize_model`` test_api)."""
+    try:
+        from ipex_llm import optimize_model
+    except ImportError:
+        raise UsageError(
+            "test_api optimize_model needs ipex-llm, which is not installed (it runs beside "
+            "transformers 4.37: see noxfile.py, stack 4.37-ipex-llm)"
+        ) from None
+    return optimize_model(model, low_bit=low_bit or "sym_int4")
 
 
 def check_ipex_available() -> None:

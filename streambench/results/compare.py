@@ -2,9 +2,12 @@
 regressions. The gate fails closed: whatever cannot be compared fails it.
 
 Configurations are matched by their settings (:meth:`ConfigurationSettings.match_key`: model,
-input/output tokens, batch size, beams, and a served model's concurrency, request rate and chat; a
-missing setting as its default), by all but the model when the two documents share no model name;
-a configuration that appears several times is matched in order (k-th with k-th).
+input/output tokens, batch size, beams, a served model's concurrency, request rate and chat, and
+the generation settings of ``further``: attention, cache, compile, sampling, speculative
+decoding …; a missing setting as its default; a configuration without a partner names the
+settings that differ from the same workload in the other file), by all but the model when the
+two documents share no model name; a configuration that appears several times is matched in
+order (k-th with k-th).
 """
 
 from __future__ import annotations
@@ -171,6 +174,30 @@ def _compare_pair(
     row.values["peak memory"] = (scaled(po, 1 / GiB), scaled(pn, 1 / GiB))
 
 
+def _differing(entry: ConfigurationResult, other: ResultsDocument, with_model: bool) -> str:
+    """When ``other`` holds the same workload with other generation settings (``further``):
+    which settings differ, so that a setting present in one file only is shown."""
+    import dataclasses
+
+    def base(e: ConfigurationResult) -> str:
+        return dataclasses.replace(e.settings, further={}).match_key(with_model)
+
+    mine = entry.settings.further
+    for candidate in other.configurations:
+        if base(candidate) != base(entry):
+            continue
+        theirs = candidate.settings.further
+        keys = sorted(set(mine) | set(theirs))
+        diff = [
+            f"{k} {mine.get(k, '(default)')} vs {theirs.get(k, '(default)')}"
+            for k in keys
+            if mine.get(k) != theirs.get(k)
+        ]
+        if diff:
+            return f" (other settings there: {'; '.join(diff)})"
+    return ""
+
+
 def compare_documents(
     old: ResultsDocument, new: ResultsDocument, threshold: float
 ) -> tuple[list[CompareRow], bool]:
@@ -192,7 +219,7 @@ def compare_documents(
         if o.status != "ok":
             row.problem = f"no baseline (OLD {one_line(o.status, 40)})"
         elif n is None:
-            row.fail("missing in NEW")
+            row.fail("missing in NEW" + _differing(o, new, match.with_model))
         elif n.status != "ok":
             row.fail(f"NEW {_not_ok(n)}")
         else:
@@ -201,7 +228,7 @@ def compare_documents(
         for n in queue:
             row = match.row(n, key)
             if n.status == "ok":
-                row.problem = "new in NEW (no baseline)"
+                row.problem = "new in NEW (no baseline)" + _differing(n, old, match.with_model)
             else:
                 row.fail(f"new in NEW and {_not_ok(n)}")
             rows.append(row)

@@ -188,8 +188,12 @@ class Aggregates:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def statistic(self, name: str) -> Statistics | None:
-        """One of :data:`AGGREGATE_STATISTICS` by name (``None`` for an unknown name)."""
-        return getattr(self, name) if name in AGGREGATE_STATISTICS else None
+        """One of :data:`AGGREGATE_STATISTICS` by name, or a statistics object of ``extra``
+        (``tokens_per_step``); ``None`` for an unknown name."""
+        if name in AGGREGATE_STATISTICS:
+            return getattr(self, name)
+        value = self.extra.get(name)
+        return Statistics.from_dict(value) if isinstance(value, Mapping) else None
 
     @classmethod
     def from_dict(cls, data: Any) -> Aggregates | None:

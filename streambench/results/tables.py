@@ -112,7 +112,26 @@ def _summary_line(entry: ConfigurationResult) -> str:
         parts.append(f"actual in/out {actual_tokens(entry, '/')} tokens")
     if is_number(entry.model_loading_time_s):
         parts.append(f"load {entry.model_loading_time_s:.2f} s")
+    per_step = agg.statistic("tokens_per_step") if agg is not None else None
+    if per_step is not None and is_number(per_step.mean) and per_step.mean != 1:
+        parts.append(f"{per_step.mean:.2f} tokens/step")
+    parts += _compile_parts(entry.extra.get("compile"))
     return "  ·  ".join(parts)
+
+
+def _compile_parts(compiled: Any) -> list[str]:
+    """``--compile``: its time (never inside a trial), inductor's cache, recompiles."""
+    if not isinstance(compiled, dict):
+        return []
+    parts = []
+    if is_number(compiled.get("compile_time_s")):
+        cache = compiled.get("inductor_cache")
+        where = f", inductor cache {cache}" if cache else ""
+        parts.append(f"compile {compiled['compile_time_s']:.1f} s in warm-up{where}")
+    recompiled = compiled.get("recompiled_trials")
+    if isinstance(recompiled, list) and recompiled:
+        parts.append(f"RECOMPILED in {len(recompiled)} trial(s): not clean numbers")
+    return parts
 
 
 def compare_table(rows: list[CompareRow], threshold: float) -> Any:

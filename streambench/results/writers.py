@@ -72,6 +72,27 @@ EXTRA_COLUMNS = [
     "decode tokens/s",
     "pre-prompt time (ms)",
     "memory kind",
+    *(
+        SETTING_COLUMNS := [
+            "attn_implementation",
+            "cache_implementation",
+            "compile",
+            "compile_mode",
+            "do_sample",
+            "temperature",
+            "top_p",
+            "top_k",
+            "assistant_model",
+            "prompt_lookup",
+            "generate_kwargs",
+            "model_kwargs",
+            "test_api",
+        ]
+    ),
+    "tokens/step",
+    "compile time (s)",
+    "inductor cache",
+    "recompiled trials",
 ]
 
 #: every fixed CSV column, in order
@@ -146,6 +167,7 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
         "pre-prompt time (ms)": fmt(pre, 3),
         "memory kind": (entry.aggregates.memory_kind if entry.aggregates else None) or "",
     }
+    row.update(_setting_cells(entry))
     row.update(entry.csv_extra)  # command-specific columns
     row.update(hardware_columns(entry.extra))  # appended last, only where measured
     return row
@@ -188,6 +210,22 @@ def hardware_columns(extra: dict[str, Any]) -> dict[str, Any]:
         "decode energy (J/token)": fmt(first.get("decode_energy_j_per_token"), 4),
         "telemetry": described,
     }
+
+
+def _setting_cells(entry: ConfigurationResult) -> dict[str, Any]:
+    """The generation settings (empty: the default), mean tokens per decoding step, and what
+    ``--compile`` recorded."""
+    further = entry.settings.further
+    cells: dict[str, Any] = {name: _text(further.get(name)) for name in SETTING_COLUMNS}
+    cells.update((k, v) for k, v in further.items() if k not in cells)  # newer settings
+    compiled = entry.extra.get("compile")
+    compiled = compiled if isinstance(compiled, dict) else {}
+    recompiled = compiled.get("recompiled_trials")
+    cells["tokens/step"] = fmt(_stat(entry, "tokens_per_step"), 3)
+    cells["compile time (s)"] = fmt(compiled.get("compile_time_s"), 3)
+    cells["inductor cache"] = _text(compiled.get("inductor_cache"))
+    cells["recompiled trials"] = len(recompiled) if isinstance(recompiled, list) else ""
+    return cells
 
 
 def _text(value: Any) -> Any:
