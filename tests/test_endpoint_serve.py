@@ -220,3 +220,26 @@ def test_two_point_load_sweep_against_transformers_serve(served, tmp_path):
         assert set(e["aggregates"]["endpoint"]["percentiles"]["ttft_s"]) == {"p50", "p95"}
     assert entries[0]["settings"]["further"] == {"arrivals": "constant"}
     assert entries[0]["client"]["send_lag_s"]["n"] == 2
+
+
+def test_prompt_file_against_transformers_serve(served, tmp_path):
+    """A prompt file (JSONL with per-prompt output lengths) through the real server: every prompt
+    sent once, each request recording its prompt index and the output length it asked for."""
+    url, model_dir = served
+    prompts = tmp_path / "p.jsonl"
+    rows = [
+        {"prompt": "The clockmaker opened his shop", "output_tokens": 3},
+        {"prompt": "A girl brought a pocket watch that had stopped", "output_tokens": 5},
+    ]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = str(tmp_path / "p.json")
+    gen = json.dumps({"do_sample": False})
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", model_dir]
+    cmd += ["--prompts", str(prompts), "--output-len", "from-data", "--warmup", "0"]
+    cmd += ["--extra-body", json.dumps({"generation_config": gen}), "-o", out]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry,) = json.loads(open(out).read())["configurations"]
+    requests = [r for r in entry["requests"] if not r["warmup"]]
+    assert sorted(r["prompt_index"] for r in requests) == [0, 1]
+    assert all(r["ok"] and r["output_md5"] for r in requests)

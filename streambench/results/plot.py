@@ -16,7 +16,7 @@ from typing import Any
 
 from ..stats import percentile
 from .schema import ConfigurationResult, Environment, ResultsDocument, RunRecord
-from .values import GiB, finite_number
+from .values import GiB, finite_number, is_number
 
 __all__ = ["IQR_FROM_TRIALS", "plot_document"]
 
@@ -87,7 +87,8 @@ def plot_document(doc: ResultsDocument, path: str | os.PathLike[str]) -> Path:
         raise ValueError("nothing to plot: no configuration finished")
     has_mem = any(t.memory_per_token_bytes for e in entries for t in e.trials)
     has_power = any(_power_traces(e) for e in entries)
-    rows = (2 if has_mem else 1) + int(has_power)
+    has_lengths = len({x for e in entries for x, _ in _first_by_input(e)}) > 1
+    rows = (2 if has_mem else 1) + int(has_power) + int(has_lengths)
     fig = plt.figure(figsize=(12, 3.9 * rows + 1.4), layout="constrained")
     f = _Figure(
         fig=fig,
@@ -110,7 +111,9 @@ def plot_document(doc: ResultsDocument, path: str | os.PathLike[str]) -> Path:
             ax_peak = fig.add_subplot(f.grid[1, 0])
             _memory_panels(f, ax_peak, fig.add_subplot(f.grid[1, 1], sharex=ax_rest))
         if has_power:
-            _power_panel(f, fig.add_subplot(f.grid[rows - 1, :]))
+            _power_panel(f, fig.add_subplot(f.grid[rows - 1 - int(has_lengths), :]))
+        if has_lengths:
+            _input_length_panel(f, fig.add_subplot(f.grid[rows - 1, :]))
         _legend_and_title(f, ax_rest, doc.environment)
         return _save(fig, Path(path))
     finally:
@@ -245,6 +248,29 @@ def _legend_and_title(f: _Figure, ax_rest: Any, env: Environment) -> None:
         f"transformers {env.transformers or '?'} · {str(env.date or '')[:10]}",
         fontsize=12,
     )
+
+
+def _first_by_input(entry: ConfigurationResult) -> list[tuple[float, float]]:
+    """(input tokens as ``generate()`` saw them, first-token time in ms) of every trial."""
+    out = []
+    for trial in entry.trials:
+        x, y = trial.other.get("prompt_tokens"), trial.first_token_s
+        if is_number(x) and is_number(y) and x > 0:
+            out.append((float(x), float(y) * 1e3))
+    return out
+
+
+def _input_length_panel(f: _Figure, ax: Any) -> None:
+    """First-token time against input length, every trial a point (prompt files of varied
+    lengths, drawn lengths, sweeps over input lengths)."""
+    for i, entry in enumerate(f.entries):
+        points = sorted(_first_by_input(entry))
+        if points:
+            ax.plot(*zip(*points), "o", color=f.color(i), ms=4, alpha=0.8)
+    ax.set_xlabel("input tokens per sequence (padded, as generate() saw them)")
+    ax.set_ylabel("time to first token (ms)")
+    ax.set_title("first token against input length (every trial)", fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
 
 
 def _power_traces(entry: ConfigurationResult) -> dict[str, Any]:
