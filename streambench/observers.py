@@ -55,13 +55,14 @@ class Observers:
                 "peak_rss_bytes": None,
                 "peak_source": "largest per-token RSS reading (not reset: in-process run)",
             }
+            peaks = [r.peak_memory_bytes for r in measured if r.peak_memory_bytes]
+            memory["peak_rss_bytes"] = max(peaks) if peaks else None
             if self.peak is not None:
+                # the kernel's mark, never below a reading the streamer took (the kernel syncs
+                # its per-thread RSS counters lazily: the mark can lag a reading by a page or so)
                 reading = self.peak.read()
-                memory["peak_rss_bytes"] = reading.peak_bytes
+                memory["peak_rss_bytes"] = max([reading.peak_bytes, *peaks])
                 memory["peak_source"] = reading.source
-            else:
-                peaks = [r.peak_memory_bytes for r in measured if r.peak_memory_bytes]
-                memory["peak_rss_bytes"] = max(peaks) if peaks else None
             entry["memory"] = memory
         if self.sampler is not None:
             from .telemetry import Telemetry
