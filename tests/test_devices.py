@@ -79,7 +79,7 @@ def test_accelerator_path_with_fake_backend(monkeypatch, llama, prompt, kind):
         "memory_reserved",
     ):
         monkeypatch.setattr(mod, name, getattr(fake, name))
-    s = TimingStreamer(device=f"{kind}:1")
+    s = TimingStreamer(device=f"{kind}:1", memory="every-token")  # a reading at every token
     assert s.device == f"{kind}:1"
     s.mark_start()
     llama.generate(prompt, streamer=s, **gen_kwargs(5))
@@ -99,7 +99,7 @@ def test_mps_path_with_fake_backend(monkeypatch, llama, prompt):
     monkeypatch.setattr(torch.mps, "synchronize", lambda: syncs.append(1))
     monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 4096)
     monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 8192)
-    s = TimingStreamer(device="mps")
+    s = TimingStreamer(device="mps", memory="every-token")
     llama.generate(prompt, streamer=s, **gen_kwargs(3))
     r = s.summary()
     assert len(syncs) == 4
