@@ -31,7 +31,10 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def tagged(line: str) -> None:
-    print(f"[r{get_rank()}] {line}", flush=True)
+    # one write per line: under PYTHONUNBUFFERED, print() writes the text and the newline apart,
+    # and two ranks sharing the launcher's stdout could interleave them
+    sys.stdout.write(f"[r{get_rank()}] {line}\n")
+    sys.stdout.flush()
 
 
 def fake_run(streamer: TimingStreamer, tokens: int) -> None:
