@@ -25,7 +25,9 @@ def test_basic_run(llama, prompt):
     assert r.first_token_s == r.token_latencies_s[0] > 0
     assert r.rest_token_mean_s == pytest.approx(sum(r.token_latencies_s[1:]) / 7)
     assert r.memory_kind == "rss" and len(r.memory_per_token_bytes) == 8
-    assert r.peak_memory_bytes == max(r.memory_per_token_bytes) > 10 * 2**20
+    readings = [m for m in r.memory_per_token_bytes if m is not None]  # where affordable
+    assert r.memory_per_token_bytes[0] is not None and r.memory_per_token_bytes[-1] is not None
+    assert r.peak_memory_bytes == max(readings) > 10 * 2**20
     assert r.device == "cpu"
     st = r.rest_token_stats
     assert st.n == 7 and st.min <= st.median <= st.p90 <= st.p99 <= st.max
