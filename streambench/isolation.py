@@ -77,8 +77,16 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "streambench.worker"] + (["--debug"] if debug else [])
+        # Its own session: a Ctrl-C at the terminal reaches this process only, which passes it
+        # on as SIGTERM (see pass_on) — a worker still starting has no handler for SIGINT yet,
+        # and Python would print a traceback; SIGTERM ends it quietly.
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(job))
@@ -108,12 +116,12 @@ class Worker:
                 return event
 
     def pass_on(self, exc: KeyboardInterrupt) -> None:
-        """Send this process's signal to the worker, once; it stops and sends what it has."""
+        """Stop the worker (SIGTERM, once) for this process's signal; it sends what it has."""
         signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
         if self.interrupted_by is None:
             self.interrupted_by = signum
             if self.proc.poll() is None:
-                self.proc.send_signal(signum)
+                self.proc.send_signal(signal.SIGTERM)  # the worker stops on it as on Ctrl-C
 
     def wait(self) -> int:
         try:

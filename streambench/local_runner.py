@@ -227,7 +227,13 @@ class LocalRunner:
             entry = self._worker_gone(planned, worker)
         if worker.interrupted_by is not None:
             if entry["status"] != "ok":
+                from .errors import signal_name
+
                 entry["status"] = "interrupted"
+                entry["error"] = (
+                    f"interrupted ({signal_name(worker.interrupted_by)}) before this "
+                    "configuration finished"
+                )
             keep(entry)
             worker.stop()
             worker.raise_if_interrupted()
