@@ -6,24 +6,16 @@ import random
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..workloads.build import WORDS
+
 if TYPE_CHECKING:
     from .spec import EndpointSpec
 
 #: prompts are generated up front while (warm-up + requests) x prompt tokens stays below this
 #: many words; above it, one at a time as they are sent (the same seeded prompts)
 PROMPT_WORDS_UP_FRONT = 1 << 22
-# Words that are one token each in the common BPE vocabularies (with a leading space).
-_WORD_TEXT = (
-    "the of and to in is was for that on with as by at from his her are be this which have or "
-    "one had not but what all were when we there can an your more if has will each about how up "
-    "out them then she many some so these would other into him time two way could people my than "
-    "first water been call who its now find long down day did get come made may part over new "
-    "sound take only little work know place year live me back give most very after thing our just "
-    "name good sentence man think say great where help through much before line right too mean "
-    "old any same tell boy follow came want show also around form three small set put end does "
-    "another well large must big even such because turn here why ask went men read need land"
-)
-_WORDS = tuple(_WORD_TEXT.split())
+# one token each in the common BPE vocabularies: the same words as the workloads' drawn prompts
+_WORDS = WORDS
 
 
 def make_prompts(count: int, tokens: int, seed: int = 0, tokenizer: Any = None) -> list[str]:
