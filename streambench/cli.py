@@ -290,6 +290,18 @@ def _add_generation_options(run: argparse.ArgumentParser) -> None:
     add("--prompt-lookup", metavar="N[,...]", help="prompt-lookup decoding: N candidate tokens")
     add("--generate-kwargs", metavar="JSON", help="more generate() keywords, a JSON object")
     add("--model-kwargs", metavar="JSON", help="more from_pretrained() keywords, a JSON object")
+    add(
+        "--engine",
+        metavar="NAME[,...]",
+        help="transformers (default), openvino (optimum-intel), openvino-genai (LLMPipeline); "
+        "the OpenVINO engines need pip install 'streambench[openvino]'",
+    )
+    add(
+        "--export-dir",
+        metavar="DIR",
+        help="where the OpenVINO engines cache models exported to OpenVINO IR (default "
+        "~/.cache/streambench/openvino; delete it to clear the cache)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,13 +372,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     preflight(settings, speaker.note)  # the prompt file against every model: before any load
     if settings.num_beams > 1:
         beam_wrapper_class()
-    try:
-        device = resolve_device(settings.device)
-    except (ValueError, DeviceNotAvailableError) as exc:
-        raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
+    from .engines import check_engines
+
+    device = check_engines(settings)  # the timing device of OpenVINO-only sweeps: the host
+    if device is None:
+        try:
+            device = resolve_device(settings.device)
+        except (ValueError, DeviceNotAvailableError) as exc:
+            raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
+    from .engines import engine_of
     from .variant_load import load_settings
 
-    for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in settings.variants}):
+    plain = [v for v in settings.variants if engine_of(v) == "transformers"]
+    for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in plain}):
         if low_bit:
             check_low_bit_kind(low_bit)
             check_low_bit_available(low_bit, any(m.kind != "pretrained" for m in settings.models))

@@ -39,6 +39,7 @@ from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 __all__ = [
     "BOUNDS",
     "COMPILE_MODES",
+    "ENGINES",
     "GENERATION_KEYS",
     "KEYS",
     "KeySpec",
@@ -63,6 +64,8 @@ BOUNDS: dict[str, tuple[int, int]] = {
 REAL_BOUNDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 100.0), "top_p": (0.0, 1.0)}
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: ``--engine`` (:mod:`streambench.engines`)
+ENGINES = ("transformers", "openvino", "openvino-genai")
 
 
 def _show(value: Any) -> str:
@@ -248,6 +251,10 @@ def _compile_mode(value: Any, where: str) -> str:
     return _choice(value, where, COMPILE_MODES)
 
 
+def _engine(value: Any, where: str) -> str:
+    return _choice(value, where, ENGINES)
+
+
 #: the generate() / from_pretrained() settings (:mod:`streambench.generation`): a list of values
 #: each, a sweep axis; comma-separated on the command line where the second item is true
 GENERATION_KEYS: dict[str, tuple[Callable[[Any, str], Any], bool]] = {
@@ -264,6 +271,7 @@ GENERATION_KEYS: dict[str, tuple[Callable[[Any, str], Any], bool]] = {
     "generate_kwargs": (_json_object, False),
     "model_kwargs": (_json_object, False),
     "test_api": (_text, True),
+    "engine": (_engine, True),
 }
 
 _MODELS = KeySpec("models", _text_or_list, "model directory, hub id or preset (or a list)")
@@ -294,6 +302,7 @@ KEYS: dict[str, KeySpec] = {
     "seed": KeySpec("seed", _bounded("seed"), "seed"),
     "tp": KeySpec("tp", _text, "tensor parallelism"),
     "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
+    "export_dir": KeySpec("export_dir", _text, "OpenVINO export cache directory"),
     "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
     "variants": KeySpec("variants", lambda v, w: v, "list of generation settings (checked later)"),
     **{

@@ -108,6 +108,7 @@ SETTINGS: dict[str, GenSetting] = {
         GenSetting("generate_kwargs", "--generate-kwargs", None, False, "generate"),
         GenSetting("model_kwargs", "--model-kwargs", None, True, "model"),
         GenSetting("test_api", "config key 'test_api'", None, True, "test_api"),
+        GenSetting("engine", "--engine", "transformers", True, "engine"),
     )
 }
 assert set(SETTINGS) == set(GENERATION_KEYS)

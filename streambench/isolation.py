@@ -36,6 +36,8 @@ ISOLATION_MODES = ("config", "model", "none")
 
 #: seconds a worker may take to stop after it was passed this process's signal
 STOP_GRACE_S = 60.0
+#: seconds a worker whose job is done may take to exit by itself before it is sent SIGTERM
+EXIT_WAIT_S = 5.0
 
 
 def death_cause(returncode: int) -> str:
@@ -135,7 +137,13 @@ class Worker:
             raise Interrupted(self.interrupted_by)
 
     def stop(self) -> None:
-        """End the worker (it is idle or no longer needed)."""
+        """End the worker (its job is done or no longer needed): it exits by itself after its
+        last entry (an engine's teardown, e.g. OpenVINO's, may take a moment), else SIGTERM."""
         if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=EXIT_WAIT_S)
+                return
+            except subprocess.TimeoutExpired:
+                pass
             self.proc.terminate()
             self.wait()

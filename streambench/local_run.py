@@ -123,6 +123,8 @@ class SweepSettings:
     #: ``from_pretrained()`` keywords of the variant
     optimize_model: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
+    export_dir: str | None = None
 
     def __post_init__(self) -> None:
         # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
@@ -454,7 +456,25 @@ def _record(
     entry["aggregates"] = _aggregates(runs, warmup)
     entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
     entry["trials"] = [r.to_dict() for r in measured]
+    if loaded.engine is not None:
+        entry["engine"] = _engine_record(loaded, len(measured))
     entry["status"] = "ok"
+
+
+def _engine_record(loaded: LoadedModel, trials: int) -> dict[str, Any]:
+    """``entry["engine"]``: what the engine ran (:mod:`streambench.engines`) and, for OpenVINO
+    GenAI, the medians of its own ``PerfMetrics`` over the measured trials (ms, its clock)."""
+    import statistics
+
+    out = dict(loaded.engine or {})
+    perf = getattr(loaded.model, "perf", None)
+    if perf:
+        measured = perf[-trials:]
+        out["genai_perf_metrics"] = {
+            key: statistics.median(p[key] for p in measured) for key in measured[0]
+        }
+        del perf[:]
+    return out
 
 
 def run_configuration(
@@ -526,6 +546,11 @@ def _stats_dict(stats: Any) -> dict[str, Any] | None:
 def _check_variant(variant: dict[str, Any], batch: int) -> None:
     from .generation import speculative
 
+    if variant.get("engine") == "openvino-genai" and batch > 1:
+        raise ConfigurationError(
+            f"OpenVINO GenAI streams batch 1 only (batch {batch} asked): use --batch-size 1 "
+            "with --engine openvino-genai"
+        )
     if speculative(variant) and batch > 1:
         raise ConfigurationError(
             f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "

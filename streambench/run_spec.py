@@ -110,7 +110,6 @@ def build_run_settings(
     """Validate everything that can be checked without loading a model."""
     from .config import parse_in_out_text, parse_int_axis
     from .loading.load import DTYPES
-    from .loading.quantization import check_low_bit_kind
     from .loading.spec import resolve_model_spec
     from .local_run import SweepSettings
     from .workloads.options import workload_from
@@ -128,14 +127,13 @@ def build_run_settings(
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     low_bit = m.get("low_bit")
-    if low_bit is not None:
-        check_low_bit_kind(low_bit)
     num_layers = m.get("num_layers")
     if num_layers is not None and any(s.kind == "pretrained" for s in specs):
         raise UsageError("--num-layers works with the embedded model and --random-weights only")
     outputs, plot = m.get("output", []), m.get("plot")
     _check_targets(outputs, plot, specs, m.get("local_model_hub"))
     variants = _variants(m, args.config)
+    _check_low_bit(low_bit, variants)
     device = _test_api_device(m, variants)
     settings = SweepSettings(
         models=specs,
@@ -161,6 +159,7 @@ def build_run_settings(
         pinned=sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
     )
     settings.telemetry = m.get("telemetry", True)
+    settings.export_dir = m.get("export_dir")
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
     if settings.workload is not None and settings.workload.active and variants != [{}]:
         raise UsageError(
@@ -189,6 +188,20 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
         raise UsageError("--compile compiles during the warm-up runs: use --warmup 1 or more")
     check_against_transformers(variants)
     return variants
+
+
+def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
+    """``--low-bit`` checked for every engine of the sweep, before anything loads."""
+    from .engines import check_weight_format, engine_of
+    from .loading.quantization import check_low_bit_kind
+
+    if low_bit is None:
+        return
+    for engine in sorted({engine_of(v) for v in variants}):
+        if engine == "transformers":
+            check_low_bit_kind(low_bit)
+        else:
+            check_weight_format(low_bit, engine)
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:

@@ -52,8 +52,10 @@ _HERE = globals()
 
 #: with ``memory=True``, a per-token reading is taken only when at least PROBE_BUDGET times its
 #: cost has passed since the last one (the cost as measured in this run, smoothed, never below
-#: PROBE_COST_S), so the probe costs at most ~1/PROBE_BUDGET (0.7 %) of the run's time
-PROBE_BUDGET = 150.0
+#: PROBE_COST_S), so the reads take at most ~1/PROBE_BUDGET (0.1 %) of the run's time; their
+#: wall-time cost inside generate() (cache misses included) measured about twice that
+#: (benchmarks/overhead.py)
+PROBE_BUDGET = 1000.0
 #: the least one memory reading costs (seconds): CPU one pread of /proc/self/statm in a hot
 #: loop (inside generate() it measures ~10-15 µs); CUDA one memory_stats query on an H200 host
 PROBE_COST_S = {"cpu": 2e-6, "cuda": 2e-5, "xpu": 2e-5, "mps": 2e-5}
@@ -124,7 +126,9 @@ class TimingStreamer(BaseStreamer):
         self.print_ranks = print_ranks
         self._sync = self.backend.sync if sync else None
         self._read_memory = self.backend.read_memory
-        self._runs: list[RunResult] = []
+        # finished runs, oldest first; a RunRecorder is a run that ended normally and is turned
+        # into its RunResult when first read (end() runs inside the timed generate() call)
+        self._runs: list[RunResult | RunRecorder] = []
         self._run: RunRecorder | None = None
         self._probe_failed = False
         self._lock = threading.RLock()  # state changes off the per-token fast path
@@ -133,9 +137,13 @@ class TimingStreamer(BaseStreamer):
     @property
     def runs(self) -> list[RunResult]:
         """Every run so far, oldest first (a run still in progress is included, incomplete)."""
-        runs = list(self._runs)
-        if self._run is not None and not self._run.awaiting_prompt:
-            runs.append(self._run.finish(complete=False))
+        with self._lock:
+            for i, run in enumerate(self._runs):
+                if isinstance(run, RunRecorder):
+                    self._runs[i] = run.finish(complete=True)
+            runs: list[RunResult] = list(self._runs)  # type: ignore[arg-type]
+            if self._run is not None and not self._run.awaiting_prompt:
+                runs.append(self._run.finish(complete=False))
         return runs
 
     def summary(self) -> RunResult:
@@ -327,9 +335,12 @@ class TimingStreamer(BaseStreamer):
             # the last token's reading, taken after it (no later token to delay)
             run.memory.pop()
             self._probe(run)
-        result = run.finish(complete=True)
-        self._runs.append(result)
-        self._report(result)
+        if self.do_print or self.verbose:
+            result = run.finish(complete=True)
+            self._runs.append(result)
+            self._report(result)
+        else:
+            self._runs.append(run)
 
     # -- internals ----------------------------------------------------------------------------
     @staticmethod

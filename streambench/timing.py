@@ -96,7 +96,7 @@ class RunResult:
         memory_per_token_bytes: one reading per token (see ``memory_kind``); tokens of one
             multi-token step share its reading. Empty when memory was not measured. With the
             default ``memory=True`` a token may have ``None`` (no reading): a reading is taken
-            only where it costs at most ~0.7 % of the time since the last one, and always at the
+            only where it costs at most ~0.1 % of the time since the last one, and always at the
             first and the last token; ``memory="every-token"`` reads at every token.
         peak_memory_bytes: the largest reading of the run (``None`` when not measured). Exact on
             CUDA/XPU (the allocator's peak counter covers the steps between readings); on CPU the

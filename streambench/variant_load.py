@@ -44,6 +44,12 @@ def prepare_model(
     from .loading.spec import EMBEDDED_MODEL, resolve_model_spec
 
     setup = load_settings(settings, variant)
+    engine = variant.get("engine")
+    if engine and engine != "transformers":
+        from .engines import openvino_device
+        from .engines.openvino import load_openvino
+
+        return load_openvino(spec, setup, engine, openvino_device(settings.device))
     loaded = load_model(spec, setup, device)
     if variant.get("compile"):
         compile_model(loaded.model, variant.get("compile_mode"))

@@ -98,16 +98,16 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
 
 
 def main() -> int:
-    with SignalPolicy():
-        try:
+    try:
+        with SignalPolicy():
             stream = _protocol_stream()
 
             def emit(event: dict[str, Any]) -> None:
                 stream.write(json.dumps(event) + "\n")
 
             return run_job(json.loads(sys.stdin.read()), emit)
-        except KeyboardInterrupt as exc:
-            return interrupted_exit_code(exc)
+    except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
+        return interrupted_exit_code(exc)
 
 
 if __name__ == "__main__":

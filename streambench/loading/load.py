@@ -82,6 +82,9 @@ class LoadedModel:
     rss_after_load_bytes: int | None = None
     #: the assistant model of assisted decoding (``--assistant-model``), loaded beside it
     assistant: Any = None
+    #: ``--engine`` other than transformers (:mod:`streambench.engines`): its name, device,
+    #: weight format, inference precision, IR directory and export time
+    engine: dict[str, Any] | None = None
 
     @property
     def config(self) -> Any:
