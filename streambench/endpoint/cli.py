@@ -367,10 +367,19 @@ class EndpointSweep:
             load += f", {','.join(f'{r:g}' for r in rates)} requests/s" if rates else ""
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
-            f"({first.warmup} warm-up + {first.requests} requests) against "
+            f"({first.warmup} warm-up + {self._measured_text(first)}) against "
             f"{self.settings['endpoint']}, {load}; at most {bound:g} s",
             markup=True,
         )
+
+    def _measured_text(self, spec: EndpointSpec) -> str:
+        """What each point measures: ``N requests``, or with ``--duration`` the time (and the
+        ``--requests`` cap only when given)."""
+        duration = spec.load.duration_s
+        if duration is None:
+            return f"{spec.requests} requests"
+        cap = f", at most {spec.requests} requests" if self.args.requests is not None else ""
+        return f"requests for {duration:g} s{cap}"
 
     def plan(self) -> Any:
         """The configurations: a list, or (a capacity search) a lazy plan, one rate at a time."""
