@@ -127,3 +127,52 @@ def test_opening_line_names_the_duration_bound(stub, requests):  # noqa: F811
     assert "1000000" not in first and "for 0.3 s" in first, first
     if requests:
         assert "at most 7 requests" in first, first
+
+
+def test_ramp_up_requests_are_sent_but_not_measured(stub, tmp_path):  # noqa: F811
+    # 40 requests/s, constant, 0.25 s ramp-up: 40 * 0.25 / 2 = 5 arrivals during the ramp
+    scenario = "ramp=1;service=0.005"
+    out = tmp_path / "ramp.json"
+    res = cli(
+        url(stub, scenario), "--model", "m", "--in-out", "4-2", "--requests", "8",
+        "--warmup", "1", "--request-rate", "40", "--arrivals", "constant", "--ramp-up", "250ms",
+        "--force-output", "off", "-o", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    assert entry["aggregates"]["endpoint"]["requests"] == 8
+    assert sorted(r["index"] for r in _measured(entry)) == list(range(8))
+    ramp = [r for r in entry["requests"] if r["warmup"] and r["sent_s"] < 0]
+    assert len(ramp) == 5  # sent before the measured phase began
+    assert len(_mine(stub, scenario)) == 1 + 5 + 8  # warm-up, ramp-up, measured
+    assert entry["settings"]["further"]["ramp_up_s"] == 0.25
+    assert entry["config"]["load"]["ramp_up_s"] == 0.25
+    assert "ramp_up=0.25" in entry["label"]
+
+
+def test_resume_measures_only_the_missing_load_points(stub, tmp_path):  # noqa: F811
+    scenario = "resume=1;service=0.003"
+    out = tmp_path / "resume.json"
+    common = [
+        url(stub, scenario), "--model", "m", "--in-out", "4-2", "--requests", "3",
+        "--warmup", "0", "--force-output", "off", "-o", str(out),
+    ]  # fmt: skip
+    res = cli(*common, "--request-rate", "100", "--concurrency", "1,2")
+    assert res.returncode == 0, res.stderr
+    first = json.loads(out.read_text())["configurations"]
+    sent = len(_mine(stub, scenario))
+    assert sent == 2 * 3
+    res = cli(*common, "--request-rate", "100,inf", "--concurrency", "1,2", "--resume")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("kept from the resumed file") == 2
+    assert len(_mine(stub, scenario)) == sent + 2 * 3  # only the two new points were sent
+    doc = json.loads(out.read_text())
+    got = [(e["settings"].get("request_rate"), e["settings"]["concurrency"]) for e in
+           doc["configurations"]]  # fmt: skip
+    assert got == [(100.0, 1), (100.0, 2), (None, 1), (None, 2)]
+    assert doc["configurations"][:2] == first  # kept as they were
+    # other settings than the axes: refused, one line
+    res = cli(*common, "--request-rate", "100", "--seed", "7", "--resume")
+    assert res.returncode == 2 and "--resume" in res.stderr and "seed" in res.stderr
+    res = cli(*common, "--find-max-rate", "--slo", "ttft=1s", "--resume")
+    assert res.returncode == 2 and "--find-max-rate" in res.stderr

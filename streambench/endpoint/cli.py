@@ -154,6 +154,12 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
     parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the load points already ok in the first -o .json/.jsonl file (same settings; "
+        "the rates, concurrencies and in-out pairs may differ) and measure only the rest",
+    )
     from ..workloads.options import add_arguments as add_workload_arguments
 
     add_workload_arguments(parser, "endpoint")
@@ -279,13 +285,33 @@ def cmd_endpoint(args: Any) -> int:
         outputs = _checked_outputs(args, specs)
         sweep = EndpointSweep(args, specs)
         doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+        resumed = _resumed(args, outputs, sweep)
         out = Console(highlight=False)
-        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot)
+        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot, resumed=resumed)
         sweep.announce(out)
         code = driver.run(sweep)
         if sweep.search is None:
             return code
         return finish_search(sweep.search, driver, out, code)
+
+
+def _resumed(args: Any, outputs: list[str], sweep: EndpointSweep) -> dict[str, Any]:
+    """``--resume``: the ``ok`` configurations of the first ``-o`` JSON/JSONL file, by id
+    (:func:`streambench.driver.load_resume`: written with the same settings, apart from the
+    sweep's axes)."""
+    if not getattr(args, "resume", False):
+        return {}
+    from ..driver import load_resume
+
+    if sweep.search is not None:
+        raise EndpointError(
+            "--resume does not combine with --find-max-rate: each rate of a search depends on "
+            "the points before it; run the search again"
+        )
+    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
+    if not sources:
+        raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
+    return load_resume(sources[0], sweep.settings)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
