@@ -142,7 +142,7 @@ class EndpointBenchmark:
     async def _arun(self) -> None:
         from .workers import WorkerPool
 
-        pool = WorkerPool(self.spec) if self.spec.load.workers > 1 else None
+        pool = WorkerPool(self.spec, type(self)) if self.spec.load.workers > 1 else None
         try:
             if pool is not None:
                 pool.start()  # they start up while the probes and the warm-up run

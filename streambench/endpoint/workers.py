@@ -138,7 +138,9 @@ class WorkerPool:
     import and load the tokenizer meanwhile), :meth:`run` the measured phase, :meth:`close`
     always (idempotent: stops them, collects what they finished, ends them)."""
 
-    def __init__(self, spec: EndpointSpec) -> None:
+    def __init__(self, spec: EndpointSpec, bench: Callable[..., Any]) -> None:
+        """``bench``: the benchmark class each worker builds (``EndpointBenchmark``; passed in,
+        picklable by name, so that this module does not import the runner)."""
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
@@ -156,7 +158,7 @@ class WorkerPool:
         self.procs = [
             ctx.Process(
                 target=worker_main,
-                args=(spec, Part(w, self.workers, c), self.queue, self.shared, os.getpid()),
+                args=(bench, spec, Part(w, self.workers, c), self.queue, self.shared, os.getpid()),
                 name=f"streambench-endpoint-worker-{w}",
                 daemon=True,
             )
@@ -306,7 +308,12 @@ def merged_lag(parts: list[dict[str, Any]], workers: int) -> dict[str, Any]:
 
 
 def worker_main(
-    spec: EndpointSpec, part: Part, queue: Any, shared: dict[str, Any], parent: int
+    bench_class: Callable[..., Any],
+    spec: EndpointSpec,
+    part: Part,
+    queue: Any,
+    shared: dict[str, Any],
+    parent: int,
 ) -> None:
     """A worker process: get ready, wait for "go", send its part of the measured phase, hand
     back every finished request as it finishes, then its lag and duration ("done")."""
@@ -319,9 +326,7 @@ def worker_main(
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
     w = part.worker
     try:
-        from .runner import EndpointBenchmark
-
-        bench = EndpointBenchmark(spec, on_request=lambda rec: queue.put(("rec", w, rec)))
+        bench = bench_class(spec, on_request=lambda rec: queue.put(("rec", w, rec)))
 
         def join() -> Share | None:
             queue.put(("ready", w))
