@@ -124,8 +124,9 @@ def _series(entry: ConfigurationResult, rates_vary: bool) -> str:
     name = f"{s.model} {s.input_tokens}-{s.output_tokens}"
     if rates_vary:
         return f"{name} c{s.concurrency}"
-    rate = "inf" if s.request_rate is None else f"{s.request_rate:g}/s"
-    return f"{name} rate {rate}"
+    rate = s.request_rate
+    shown = "inf" if rate is None else (f"{rate:g}/s" if finite_number(rate) else repr(rate))
+    return f"{name} rate {shown}"
 
 
 def _with_pareto(points: list[LoadPoint]) -> list[LoadPoint]:
@@ -150,7 +151,7 @@ def _with_pareto(points: list[LoadPoint]) -> list[LoadPoint]:
 def load_data(doc: ResultsDocument) -> LoadData:
     """The load points of ``doc`` (finished endpoint entries with percentiles) and its search."""
     entries = [e for e in doc.configurations if e.status == "ok"]
-    rates_vary = len({e.settings.request_rate for e in entries}) > 1
+    rates_vary = len({repr(e.settings.request_rate) for e in entries}) > 1
     points = [p for e in entries if (p := _point(e, _series(e, rates_vary))) is not None]
     found = {q for p in points for t in (p.ttft_s, p.itl_s) for q in t}
     quantiles = tuple(q for q in QUANTILES if q in found)
@@ -172,7 +173,7 @@ def has_load(doc: ResultsDocument) -> bool:
     """Whether ``doc`` is an endpoint document with at least two load points to draw."""
     if doc.command != "endpoint":
         return False
-    keys = {(e.settings.request_rate, e.settings.concurrency) for e in doc.configurations}
+    keys = {repr((e.settings.request_rate, e.settings.concurrency)) for e in doc.configurations}
     return len(keys) > 1 and len(load_data(doc).points) > 1
 
 
