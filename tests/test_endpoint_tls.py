@@ -1,7 +1,7 @@
 """TLS of ``streambench endpoint`` against the stub server of ``tests/test_endpoint_load.py``
 served over HTTPS on 127.0.0.1 with a self-signed certificate made by the ``openssl`` command:
 ``--ca-bundle`` trusts it, ``--insecure`` skips the check, and without either every request fails
-with a certificate error. Runtime: ~4 s on 2 shared cores.
+with a certificate error. Runtime: ~2 s on 2 shared cores.
 """
 
 from __future__ import annotations

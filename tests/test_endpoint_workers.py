@@ -1,7 +1,7 @@
 """``streambench endpoint --workers N`` (the measured phase over N client processes), the opening
 line with ``--duration``, ``--ramp-up`` end to end and ``--resume`` of a load sweep, against the
 stub server of ``tests/test_endpoint_load.py`` (its own process on 127.0.0.1).
-Runtime: ~15 s on 2 shared cores.
+Runtime: ~10 s on 2 shared cores.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The load figure (``streambench plot`` of an endpoint sweep or capacity search): real sweep and
 search documents from the stub server of ``tests/test_endpoint_load.py``, plotted by the real
-command; the data drawn is compared with the entries. Runtime: ~12 s on 2 shared cores.
+command; the data drawn is compared with the entries. Runtime: ~5 s on 2 shared cores.
 """
 
 from __future__ import annotations
