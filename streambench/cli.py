@@ -485,14 +485,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {args.output}: use a .png (or .svg, .pdf) file name")
     doc = report.load_document(args.results)  # UsageError (exit 2) naming the file
     try:
-        report.plot_document(doc, args.output)
+        written = report.plot_figures(doc, args.output)
     except ValueError as exc:  # e.g. nothing to plot
         raise UsageError(f"{args.results}: {exc}") from None
     except RuntimeError as exc:  # matplotlib missing
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
-    print(f"plot written to {args.output}")
+    print(f"plot written to {', '.join(str(p) for p in written)}")
     return EXIT_OK
 
 

@@ -182,11 +182,11 @@ class Driver:
         if not self.plot or not self.writer:
             return 0
         try:
-            report.plot_document(self.doc, self.plot)
+            written = report.plot_figures(self.doc, self.plot)
         except (RuntimeError, ValueError, OSError) as exc:
             self.speaker.error(f"--plot {self.plot}: {describe_exception(exc)}")
             return 1
-        self.out.print(f"plot written to {self.plot}")
+        self.out.print(f"plot written to {', '.join(str(p) for p in written)}")
         return 0
 
     def _final_note(self) -> None:

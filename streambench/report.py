@@ -76,6 +76,7 @@ __all__ = [
     "md_text",
     "new_document",
     "plot_document",
+    "plot_figures",
     "render_csv",
     "render_json",
     "render_jsonl",
@@ -217,6 +218,21 @@ def plot_document(doc: Document, path: str | os.PathLike[str]) -> Path:
     """Write a PNG of per-token latency and memory (see
     :func:`streambench.results.plot.plot_document`)."""
     return _plot.plot_document(_doc(doc), path)
+
+
+def plot_figures(doc: Document, path: str | os.PathLike[str]) -> list[Path]:
+    """:func:`plot_document` to ``path`` and, for an endpoint sweep or search with several load
+    points, the load figure beside it (``NAME-load.EXT``,
+    :func:`streambench.results.load_plot.plot_load`); the files written."""
+    from .results import load_plot
+
+    typed = _doc(doc)
+    written = [_plot.plot_document(typed, path)]
+    if load_plot.has_load(typed):
+        target = load_plot.load_path(path)
+        load_plot.plot_load(typed, target)
+        written.append(target)
+    return written
 
 
 def compare_documents(

@@ -65,9 +65,10 @@ bounded), :mod:`.tokens` (tokens per chunk), :mod:`.prompts`, :mod:`.records` (o
 :mod:`.metrics` (the summary of a run), :mod:`.runner` (the load generator), :mod:`.results`
 (the results-document entry, the console table), :mod:`.cli` (the command line); load:
 :mod:`.load` (arrivals, ramp-up, duration, error-rate stop, percentiles, the client's lag),
-:mod:`.loadgen` (the measured phase of a load point), :mod:`.loadcli` (the load options, the sweep
-axes), :mod:`.capacity` (the ``--find-max-rate`` search), :mod:`.sweeps` (sweeps and searches
-around the driver), :mod:`.transport` (``--header``, TLS).
+:mod:`.loadgen` (the measured phase of a load point), :mod:`.workers` (``--workers``: that phase
+over several client processes), :mod:`.loadcli` (the load options, the sweep axes),
+:mod:`.capacity` (the ``--find-max-rate`` search), :mod:`.sweeps` (sweeps and searches around the
+driver), :mod:`.transport` (``--header``, TLS).
 """
 
 from __future__ import annotations

@@ -154,6 +154,12 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
     parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the load points already ok in the first -o .json/.jsonl file (same settings; "
+        "the rates, concurrencies and in-out pairs may differ) and measure only the rest",
+    )
     from ..workloads.options import add_arguments as add_workload_arguments
 
     add_workload_arguments(parser, "endpoint")
@@ -279,13 +285,33 @@ def cmd_endpoint(args: Any) -> int:
         outputs = _checked_outputs(args, specs)
         sweep = EndpointSweep(args, specs)
         doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+        resumed = _resumed(args, outputs, sweep)
         out = Console(highlight=False)
-        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot)
+        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot, resumed=resumed)
         sweep.announce(out)
         code = driver.run(sweep)
         if sweep.search is None:
             return code
         return finish_search(sweep.search, driver, out, code)
+
+
+def _resumed(args: Any, outputs: list[str], sweep: EndpointSweep) -> dict[str, Any]:
+    """``--resume``: the ``ok`` configurations of the first ``-o`` JSON/JSONL file, by id
+    (:func:`streambench.driver.load_resume`: written with the same settings, apart from the
+    sweep's axes)."""
+    if not getattr(args, "resume", False):
+        return {}
+    from ..driver import load_resume
+
+    if sweep.search is not None:
+        raise EndpointError(
+            "--resume does not combine with --find-max-rate: each rate of a search depends on "
+            "the points before it; run the search again"
+        )
+    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
+    if not sources:
+        raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
+    return load_resume(sources[0], sweep.settings)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
@@ -367,10 +393,19 @@ class EndpointSweep:
             load += f", {','.join(f'{r:g}' for r in rates)} requests/s" if rates else ""
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
-            f"({first.warmup} warm-up + {first.requests} requests) against "
+            f"({first.warmup} warm-up + {self._measured_text(first)}) against "
             f"{self.settings['endpoint']}, {load}; at most {bound:g} s",
             markup=True,
         )
+
+    def _measured_text(self, spec: EndpointSpec) -> str:
+        """What each point measures: ``N requests``, or with ``--duration`` the time (and the
+        ``--requests`` cap only when given)."""
+        duration = spec.load.duration_s
+        if duration is None:
+            return f"{spec.requests} requests"
+        cap = f", at most {spec.requests} requests" if self.args.requests is not None else ""
+        return f"requests for {duration:g} s{cap}"
 
     def plan(self) -> Any:
         """The configurations: a list, or (a capacity search) a lazy plan, one rate at a time."""

@@ -31,6 +31,8 @@ MAX_PERCENTILES = 16
 MAX_AXIS_POINTS = 64
 MIN_BURSTINESS = 0.01
 MAX_BURSTINESS = 100.0
+#: most client processes one load point may be spread over (``--workers``)
+MAX_WORKERS = 64
 #: client lag (p99 of send lag or timer lag) above which the table warns: the client, not the
 #: server, may be what limits the measured latencies
 CLIENT_LAG_WARN_S = 0.005
@@ -59,6 +61,8 @@ class LoadSettings:
         max_error_rate: stop the point once at least 10 requests finished and more than this
             fraction of them failed (in a sweep or search, the point then fails the run).
         percentiles: reported for every latency metric (tables, JSON and CSV).
+        workers: client processes the measured requests of the point are spread over, each with
+            its own event loop (:mod:`streambench.endpoint.workers`); 1: this process only.
     """
 
     arrivals: str = "poisson"
@@ -67,6 +71,7 @@ class LoadSettings:
     duration_s: float | None = None
     max_error_rate: float | None = None
     percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    workers: int = 1
 
     def validate(self, rate: float | None, timeout_s: float) -> LoadSettings:
         """Check every value (``rate``: the request rate, ``None`` for none); :class:`LoadError`
@@ -99,6 +104,14 @@ class LoadSettings:
         for q in self.percentiles:
             if not _finite(q) or not 0 < q < 100:
                 raise LoadError(f"--percentiles {q}: expected a number above 0 and below 100")
+        if (
+            isinstance(self.workers, bool)
+            or not isinstance(self.workers, int)
+            or not 1 <= self.workers <= MAX_WORKERS
+        ):
+            raise LoadError(
+                f"--workers {self.workers}: expected a whole number from 1 to {MAX_WORKERS}"
+            )
         return self
 
     def identity(self, rate: float | None) -> dict[str, Any]:
@@ -113,10 +126,13 @@ class LoadSettings:
             out["ramp_up_s"] = self.ramp_up_s
         if self.duration_s is not None:
             out["duration_s"] = self.duration_s
+        if self.workers != 1:
+            out["workers"] = self.workers
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-ready; ``workers`` only when not 1 (older files still compare)."""
+        out = {
             "arrivals": self.arrivals,
             "burstiness": self.burstiness,
             "ramp_up_s": self.ramp_up_s,
@@ -124,6 +140,9 @@ class LoadSettings:
             "max_error_rate": self.max_error_rate,
             "percentiles": list(self.percentiles),
         }
+        if self.workers != 1:
+            out["workers"] = self.workers
+        return out
 
 
 def _finite(value: Any) -> bool:

@@ -50,6 +50,14 @@ def add_load_arguments(parser: Any) -> None:
         "in a sweep or search, only such a point fails the run",
     )
     add(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spread each point's measured requests over N client processes (default 1; at "
+        "most 64 and the concurrency)",
+    )
+    add(
         "--percentiles",
         default=None,
         metavar="Q,...",
@@ -120,6 +128,7 @@ def load_settings(args: Any) -> LoadSettings:
         duration_s=_time("--duration", args.duration),
         max_error_rate=args.max_error_rate,
         percentiles=parse_percentiles(args.percentiles),
+        workers=args.workers,
     )
 
 

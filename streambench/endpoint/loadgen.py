@@ -33,16 +33,24 @@ class LoadLoop:
     Requests of the ramp-up are sent as warm-up (index ``warmup + k``, not measured); the measured
     ones have indices ``0..`` and their ``sent_s`` counts from the end of the ramp-up. Sending
     stops after ``spec.requests``, at the deadline (``load.duration_s`` after the ramp-up), or
-    when ``load.max_error_rate`` is passed (then the requests in flight are dropped)."""
+    when ``load.max_error_rate`` is passed (then the requests in flight are dropped).
 
-    def __init__(self, spec: EndpointSpec, send: Callable[[int, int, bool, float], Any]) -> None:
+    With ``share`` (one worker of ``--workers``, :class:`~streambench.endpoint.workers.Share`)
+    this loop sends only its part: arrival ``k`` of the schedule when ``k`` modulo the workers is
+    its number, or, without a rate, the next index of a counter shared by the workers; the
+    start time, the error tally and the stop are shared too, so the indices are global."""
+
+    def __init__(
+        self, spec: EndpointSpec, send: Callable[[int, int, bool, float], Any], share: Any = None
+    ) -> None:
         import asyncio
 
         self.spec = spec
         self.send = send
+        self.share = share
         self.lag = ClientLag()
         self.stop = asyncio.Event()
-        self.sem = asyncio.Semaphore(spec.max_in_flight)
+        self.sem = asyncio.Semaphore(spec.max_in_flight if share is None else share.concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.finished = 0
         self.failed = 0
@@ -66,16 +74,21 @@ class LoadLoop:
         limit = self.spec.load.max_error_rate
         self.finished += 1
         self.failed += not rec.ok
+        finished, failed = self.finished, self.failed
+        if self.share is not None:  # the whole point's tally, every worker's requests
+            finished, failed = self.share.tally(rec.ok)
         if limit is None or self.stop.is_set():
             return
-        if self.finished >= min(MIN_REQUESTS_FOR_ERROR_STOP, self.spec.requests):
-            rate = self.failed / self.finished
+        if finished >= min(MIN_REQUESTS_FOR_ERROR_STOP, self.spec.requests):
+            rate = failed / finished
             if rate > limit:
                 self.stopped_early = (
-                    f"stopped early: {self.failed} of {self.finished} requests failed "
+                    f"stopped early: {failed} of {finished} requests failed "
                     f"({rate:.0%} > --max-error-rate {limit:g})"
                 )
                 self.stop.set()
+                if self.share is not None:
+                    self.share.stop_all()
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or until the point is stopped."""
@@ -83,7 +96,7 @@ class LoadLoop:
 
         if delay <= 0:
             return
-        if self.spec.load.max_error_rate is None:
+        if self.spec.load.max_error_rate is None and self.share is None:
             await asyncio.sleep(delay)
             return
         try:
@@ -101,10 +114,12 @@ class LoadLoop:
         import asyncio
 
         spec = self.spec
-        start = time.perf_counter()
+        start = time.perf_counter() if self.share is None else self.share.start
         phase = start + spec.load.ramp_up_s
         deadline = None if spec.load.duration_s is None else phase + spec.load.duration_s
-        watcher = asyncio.ensure_future(self.lag.watch())
+        watchers = [asyncio.ensure_future(self.lag.watch())]
+        if self.share is not None:
+            watchers.append(asyncio.ensure_future(self.share.watch(self.stop)))
         try:
             await self._launch(start, phase, deadline)
             waiter = asyncio.ensure_future(self.stop.wait())
@@ -114,7 +129,8 @@ class LoadLoop:
             finally:
                 waiter.cancel()
         finally:
-            watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
             dropped = [t for t in self.tasks if not t.done()]
             for t in dropped:
                 t.cancel()
@@ -132,41 +148,57 @@ class LoadLoop:
                     "and were cut to it"
                 )
 
+    def _mine(self, k: int) -> bool:
+        """Whether arrival ``k`` of the schedule is this loop's to send."""
+        return self.share is None or k % self.share.workers == self.share.worker
+
+    async def _next_due(self, schedule: Iterator[tuple[float, bool]], k: int, start: float) -> int:
+        """Wait until this loop's next arrival after ``k`` is due; returns its number."""
+        spec = self.spec
+        while True:
+            k += 1
+            at, cut = next(schedule)
+            if self._mine(k) or k >= self.ramp + spec.requests:
+                break
+        if k >= self.ramp + spec.requests:
+            return k
+        self.cut += cut and k > 0
+        target = start + at
+        await self._pause(target - time.perf_counter())
+        if k > 0 or spec.load.ramp_up_s:
+            self.lag.send_lag_s.append(max(0.0, time.perf_counter() - target))
+        return k
+
     async def _launch(self, start: float, phase: float, deadline: float | None) -> None:
         """Start every request when it is due; returns when sending is over."""
         import asyncio
 
         spec = self.spec
         schedule = self._schedule()
-        ramp_left = self.ramp
-        measured = 0
-        for k in itertools.count():
-            if measured >= spec.requests or self.stop.is_set():
-                return
+        total = self.ramp + spec.requests  # arrivals: the ramp-up's, then the measured ones
+        k = -1
+        local = itertools.count()
+        while not self.stop.is_set():
             acquired = False
             if schedule is not None:
-                at, cut = next(schedule)
-                self.cut += cut and k > 0
-                target = start + at
-                await self._pause(target - time.perf_counter())
-                now = time.perf_counter()
-                if k > 0 or spec.load.ramp_up_s:
-                    self.lag.send_lag_s.append(max(0.0, now - target))
+                k = await self._next_due(schedule, k, start)
+                if k >= total:
+                    return
             else:
                 await self.sem.acquire()
                 acquired = True
-                now = time.perf_counter()
+            now = time.perf_counter()
             if self.stop.is_set() or (deadline is not None and now >= deadline):
                 if acquired:
                     self.sem.release()
                 return
-            warm = ramp_left > 0
-            if warm:
-                ramp_left -= 1
-                i = spec.warmup + (self.ramp - ramp_left - 1)
-            else:
-                i = measured
-                measured += 1
+            if acquired:  # as fast as the concurrency allows: the next index (shared by workers)
+                k = next(local) if self.share is None else self.share.next_index()
+                if k >= total:
+                    self.sem.release()
+                    return
+            warm = k < self.ramp
+            i = spec.warmup + k if warm else k - self.ramp
             prompt_i = spec.warmup + k
             task = asyncio.ensure_future(self._one(i, prompt_i, warm, phase, acquired))
             self.tasks.add(task)

@@ -185,15 +185,12 @@ def _entry_config(result: EndpointResult) -> dict[str, Any]:
         "slo_s": dict(spec.slo),
         "load": spec.load.to_dict(),
         "transport": spec.transport.to_dict(),
-        # settings that change what is measured, when not their default (identity)
-        **(
-            {"further": spec.load.identity(spec.request_rate)}
-            if spec.load.identity(spec.request_rate)
-            else {}
-        ),
     }
-    if identity(spec):
-        out["further"] = identity(spec)
+    # settings that change what is measured, when not their default (identity): the workload's
+    # and the load's (arrivals, duration, workers ...)
+    further = {**identity(spec), **spec.load.identity(spec.request_rate)}
+    if further:
+        out["further"] = further
     return out
 
 

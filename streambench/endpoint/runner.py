@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,6 +24,8 @@ from .workload import body_fields, mark_record, request_of
 
 if TYPE_CHECKING:
     import httpx
+
+    from .workers import Share, WorkerPool
 
 
 def _body(
@@ -137,12 +140,31 @@ class EndpointBenchmark:
         return self.result()
 
     async def _arun(self) -> None:
+        from .workers import WorkerPool
+
+        pool = WorkerPool(self.spec, type(self)) if self.spec.load.workers > 1 else None
+        try:
+            if pool is not None:
+                pool.start()  # they start up while the probes and the warm-up run
+            async with self._session() as session:
+                if self.spec.force == "auto":
+                    await self._probe(session)
+                await self._warm_up(session)
+                if pool is None:
+                    await self._measure(session)
+            if pool is not None:
+                await self._measure_spread(pool)
+        finally:
+            if pool is not None:
+                pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[_Session]:
+        """The HTTP client and what every request shares, for the time of the ``async with``."""
         import httpx
 
         spec = self.spec
         url = request_url(spec.url, spec.chat)
-        headers = self._headers()
-        secrets = spec.secrets()
         from .loadgen import ramp_count
 
         count = 0 if spec.workload_requests else spec.warmup + ramp_count(spec) + spec.requests
@@ -157,11 +179,7 @@ class EndpointBenchmark:
             follow_redirects=False,
             verify=spec.transport.verify(),
         ) as client:
-            session = _Session(client, url, headers, secrets, prompts)
-            if spec.force == "auto":
-                await self._probe(session)
-            await self._warm_up(session)
-            await self._measure(session)
+            yield _Session(client, url, self._headers(), spec.secrets(), prompts)
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -250,6 +268,54 @@ class EndpointBenchmark:
             self.client = loop.lag.summary()
             self.stopped_early = loop.stopped_early
             self.warnings.extend(loop.warnings)
+
+    async def _measure_spread(self, pool: WorkerPool) -> None:
+        """The measured phase over ``--workers`` processes (:mod:`.workers`): their records
+        arrive in :attr:`records` as they finish; the duration, client lag and early stop are
+        merged (also when interrupted: the pool is closed here first)."""
+
+        def keep(rec: RequestRecord) -> None:
+            self.records.append(rec)
+            if self.on_request is not None:
+                self.on_request(rec)
+
+        try:
+            await pool.run(self.level, keep)
+        finally:
+            pool.close()
+            self.duration_s, self.client, self.stopped_early, warnings = pool.outcome()
+            self.warnings.extend(warnings)
+
+    def run_part(self, join: Callable[[], Share | None]) -> dict[str, Any]:
+        """In a worker process: open the client and prompts, then ``join()`` (says ready, waits
+        for the start; ``None``: stopped before it) and send this worker's part of the measured
+        phase, every finished request passed to ``on_request``. Returns its lag samples,
+        duration and stop (the parent merges them:
+        :meth:`~streambench.endpoint.workers.WorkerPool.outcome`)."""
+        import asyncio
+
+        from .loadgen import LoadLoop
+
+        async def part() -> LoadLoop | None:
+            async with self._session() as session:
+                share = join()
+                if share is None:
+                    return None
+                loop = LoadLoop(self.spec, self._send_in(session), share)
+                await loop.run()
+                return loop
+
+        loop = asyncio.run(part())
+        if loop is None:
+            return {}
+        return {
+            "duration_s": loop.duration_s,
+            "send_lag_s": loop.lag.send_lag_s,
+            "timer_lag_s": loop.lag.timer_lag_s,
+            "stopped_early": loop.stopped_early,
+            "cut": loop.cut,
+            "warnings": loop.warnings,
+        }
 
     def _send_in(self, session: _Session) -> Callable[[int, int, bool, float], Any]:
         """``send(i, prompt_i, warmup, start)`` of a request of the measured phase."""

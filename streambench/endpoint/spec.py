@@ -160,6 +160,12 @@ class EndpointSpec:
                     f"--slo {key}={value}: expected a finite time from 0 to {MAX_TIMEOUT_S:g} s"
                 )
         self.load.validate(self.request_rate, self.timeout_s)
+        if self.load.workers > self.max_in_flight:
+            raise EndpointError(
+                f"--workers {self.load.workers}: more than the {self.max_in_flight} request(s) in "
+                "flight (--concurrency); every worker needs at least one: raise --concurrency or "
+                "lower --workers"
+            )
         self.transport.validate()
         key = self._resolved_key()
         if key is not None and not re.fullmatch(r"[\x21-\x7e]+", key):
