@@ -257,6 +257,81 @@
       traces, layout("output tokens/s", "latency (ms)"), PLOT_CONFIG);
   }
 
+  // -- load sweeps: an endpoint document's load points (html.load_payload, as the load figure) --
+  var DASH = { p50: "solid", p90: "dash", p99: "dot" };
+  function percentileTraces(L, metric, name, xKey, xUnit) {
+    var traces = [];
+    L.series.forEach(function (series, si) {
+      var pts = L.points.filter(function (p) { return p.series === series; })
+        .sort(function (a, b) { return a[xKey] - b[xKey]; });
+      L.quantiles.forEach(function (q) {
+        var have = pts.filter(function (p) { return typeof p[metric][q] === "number"; });
+        if (!have.length) return;
+        var n = label(series + " " + q);
+        traces.push({ x: have.map(function (p) { return p[xKey]; }), y: have.map(function (p) { return p[metric][q]; }),
+          text: have.map(function (p) { return label(p.id); }), name: n, legendgroup: "s" + si, type: "scatter", mode: "lines+markers",
+          line: { color: color(si), dash: DASH[q] || "solid" }, marker: { size: 5, color: color(si) },
+          hovertemplate: "%{text}<br>" + name + " " + q + " %{y:.3f} ms<br>%{x:.2f} " + xUnit + "<extra></extra>" });
+      });
+    });
+    return traces;
+  }
+  function loadSection(doc, di) {
+    var L = doc.load;
+    if (!L) return;
+    var s = section((MANY ? doc.name + ": " : "") + "Load", "load-" + di);
+    var what = L.search.length ? "capacity search" : "load sweep";
+    s.appendChild(el("p", { cls: "note", text: what + ": " + L.points.length + " load points. One colour per series, one line style per percentile (p50 solid, p90 dashed, p99 dotted)." }));
+    var id = "chart-load-" + di + "-", grid = el("div", { cls: "chart-grid" });
+    s.appendChild(grid);
+    function box(suffix, title, note) { // one cell of the grid (two columns, as the load figure)
+      var cellDiv = el("div");
+      grid.appendChild(cellDiv);
+      return chartBox(cellDiv, id + suffix, title, note);
+    }
+    [["ttft_ms", "TTFT"], ["itl_ms", "ITL"]].forEach(function (m) {
+      [["requests_per_s", "rate", "achieved requests/s", "requests/s"], ["output_tokens_per_s", "tokens", "output tokens/s", "tokens/s"]].forEach(function (x) {
+        var traces = percentileTraces(L, m[0], m[1], x[0], x[3]);
+        Plotly.newPlot(box(m[1].toLowerCase() + "-" + x[1], m[1] + " percentiles against " + x[2]),
+          traces, layout(x[2], m[1] + " (ms)"), PLOT_CONFIG);
+      });
+    });
+    var all = L.points.filter(function (p) { return p.latency_ms !== null; });
+    if (all.length) {
+      var front = L.front.map(function (i) { return L.points[i]; });
+      var hover = "%{text}<br>%{x:.2f} tokens/s<br>%{y:.3f} ms/token<extra></extra>";
+      Plotly.newPlot(box("pareto", "Latency against throughput (Pareto front)",
+        "Median TPOT (else median ITL) of every load point; the Pareto-optimal points (no other point has at least the throughput at no more latency) connected."), [
+        { x: all.map(function (p) { return p.output_tokens_per_s; }), y: all.map(function (p) { return p.latency_ms; }),
+          text: all.map(function (p) { return label(p.series + " · " + p.id); }), name: "load point", type: "scatter", mode: "markers",
+          marker: { size: 7, color: "#999999" }, hovertemplate: hover },
+        { x: front.map(function (p) { return p.output_tokens_per_s; }), y: front.map(function (p) { return p.latency_ms; }),
+          text: front.map(function (p) { return label(p.series + " · " + p.id); }), name: "Pareto-optimal", type: "scatter", mode: "lines+markers",
+          marker: { size: 7, color: "#d62728" }, line: { color: "#d62728" }, hovertemplate: hover },
+      ], layout("output tokens/s", "median TPOT (ms/token)", { margin: { l: 60, r: 20, t: 24, b: 50 } }), PLOT_CONFIG);
+    }
+    if (!L.search.length) return;
+    var traces = [];
+    [[true, "pass", "#2ca02c", "circle"], [false, "fail", "#d62728", "x"]].forEach(function (k) {
+      var pts = L.search.filter(function (p) { return p.passed === k[0]; });
+      if (!pts.length) return;
+      traces.push({ x: pts.map(function (p) { return p.rate; }), y: pts.map(function (p) { return p.requests_per_s; }),
+        text: pts.map(function (p) { return String(p.order); }), name: k[1], type: "scatter", mode: "markers+text", textposition: "top right",
+        marker: { size: 10, color: k[2], symbol: k[3] },
+        hovertemplate: "point %{text}: " + k[1] + "<br>asked %{x:.3g}/s<br>achieved %{y:.3f}/s<extra></extra>" });
+    });
+    var extra = { xaxis: { title: { text: "asked requests/s (log)" }, type: "log" }, margin: { l: 60, r: 20, t: 24, b: 50 } };
+    if (L.max_rate !== null) { // a vertical line over the whole height: its own hidden 0-1 axis
+      extra.yaxis2 = { overlaying: "y", range: [0, 1], visible: false, fixedrange: true };
+      traces.push({ x: [L.max_rate, L.max_rate], y: [0, 1], yaxis: "y2", name: label("max rate " + L.max_rate + "/s"), type: "scatter",
+        mode: "lines", line: { color: "#2ca02c", dash: "dash" }, hovertemplate: label("max rate " + L.max_rate + "/s") + "<extra></extra>" });
+    }
+    Plotly.newPlot(box("search", "Capacity search: points in the order tried",
+      "Asked against achieved request rate, numbered in the order tried; " + (L.max_rate !== null ? "the dashed line is the maximum rate found (" + L.max_rate + "/s)." : "no rate passed.")),
+      traces, layout("asked requests/s (log)", "achieved requests/s", extra), PLOT_CONFIG);
+  }
+  function loads() { DATA.documents.forEach(loadSection); }
+
   // -- comparisons --------------------------------------------------------------------------
   function comparisons() {
     DATA.comparisons.forEach(function (cmp, i) {
@@ -307,6 +382,7 @@
     perToken();
     sweeps();
     endpoints();
+    loads();
     document.body.setAttribute("data-rendered", "true");
   }
   main();

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from .compare import COMPARE_METRICS, compare_documents
+from .load_plot import has_load, load_data
 from .schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from .values import GiB, finite, is_number
 
 __all__ = [
     "REPORT_EXTRA",
     "check_html_outputs",
+    "load_payload",
     "plotly_js",
     "render_html",
     "render_report",
@@ -227,6 +229,46 @@ def _environment(doc: ResultsDocument) -> list[list[str]]:
     return [[k, str(v)] for k, v in rows if v is not None]
 
 
+def _ms_table(table: dict[str, float]) -> dict[str, float]:
+    return {q: v * 1e3 for q, v in table.items()}
+
+
+def load_payload(doc: ResultsDocument) -> dict[str, Any] | None:
+    """The Load section of an endpoint document with several load points: what the load figure
+    draws (:func:`~streambench.results.load_plot.load_data`), latencies in ms; ``None`` without
+    (see :func:`~streambench.results.load_plot.has_load`). ``front``: the indices of the
+    Pareto-optimal points by output tokens/s; ``search``: numbered in the order tried."""
+    if not has_load(doc):
+        return None
+    data = load_data(doc)
+    index = {id(p): i for i, p in enumerate(data.points)}
+    return {
+        "quantiles": list(data.quantiles),
+        "series": list(dict.fromkeys(p.series for p in data.points)),
+        "points": [
+            {
+                "id": p.id,
+                "series": p.series,
+                "request_rate": p.request_rate,
+                "concurrency": p.concurrency,
+                "requests_per_s": p.requests_per_s,
+                "output_tokens_per_s": p.output_tokens_per_s,
+                "ttft_ms": _ms_table(p.ttft_s),
+                "itl_ms": _ms_table(p.itl_s),
+                "latency_ms": None if p.latency_s is None else p.latency_s * 1e3,
+                "pareto": p.pareto,
+            }
+            for p in data.points
+        ],
+        "front": [index[id(p)] for p in data.pareto if p.latency_s is not None],
+        "search": [
+            {"order": n, "rate": s.rate, "passed": s.passed, "requests_per_s": s.requests_per_s}
+            for n, s in enumerate(data.search, 1)
+        ],
+        "max_rate": data.max_rate,
+    }
+
+
 def document_data(doc: ResultsDocument, name: str, where: str | None = None) -> dict[str, Any]:
     """One results document as the page reads it."""
     return {
@@ -236,6 +278,7 @@ def document_data(doc: ResultsDocument, name: str, where: str | None = None) -> 
         "environment": _environment(doc),
         "settings": doc.settings,
         "configurations": [configuration_data(e, where) for e in doc.configurations],
+        "load": load_payload(doc),
     }
 
 
