@@ -72,6 +72,40 @@ def matrix(session: nox.Session, stack: str) -> None:
     )
 
 
+#: the OpenVINO engines' stack (``streambench[openvino]``): optimum-intel 2.2 needs
+#: transformers < 5.6; its torchvision requirement pulls a build that does not match the CPU
+#: torch and breaks importing transformers' models, so it is uninstalled (nothing here needs it)
+OPENVINO_STACK = [
+    "transformers==5.5.4",
+    "optimum-intel[openvino]==2.2.0",
+    "openvino==2026.4.1",
+    "openvino-genai==2026.4.1.0",
+    "openvino-tokenizers==2026.4.1.0",
+]
+OPENVINO_TESTS = ["tests/test_openvino.py"]
+
+
+@nox.session
+def openvino(session: nox.Session) -> None:
+    """The OpenVINO engines (optimum-intel, GenAI) against transformers, on CPU."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*OPENVINO_STACK, TORCH, "pytest", "packaging")
+        session.run("python", "-m", "pip", "uninstall", "-y", "-q", "torchvision")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *(session.posargs or OPENVINO_TESTS),
+    )
+
+
 def _installed(session: nox.Session) -> bool:
     try:
         session.run("python", "-c", "import streambench, torch, transformers", silent=True)

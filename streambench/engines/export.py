@@ -100,8 +100,8 @@ def cache_key(spec: Any, settings: Any, fmt: str) -> str:
 def ensure_ir(spec: Any, settings: Any, fmt: str, export_dir: str | None) -> Exported:
     """The IR directory of ``spec``: as given, from the cache, or exported now (timed)."""
     if is_ir_directory(spec.local_directory):
-        return Exported(Path(spec.local_directory), None)
-    root = Path(os.path.expanduser(export_dir or DEFAULT_EXPORT_DIR))
+        return Exported(Path(spec.local_directory).resolve(), None)
+    root = Path(os.path.expanduser(export_dir or DEFAULT_EXPORT_DIR)).resolve()
     target = root / cache_key(spec, settings, fmt)
     if is_ir_directory(str(target)):
         return Exported(target, fmt, cached=True)

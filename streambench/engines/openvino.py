@@ -64,7 +64,10 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
         model = GenAIModel(exported.path, ov_device, config)
         precision = config.get("INFERENCE_PRECISION_HINT") or _precision(None, ov_device)
     load_time = time.perf_counter() - t0
-    tokenizer = load_tokenizer(str(exported.path), settings.trust_remote_code, offline=True)
+    tokenizer = None
+    # only with its files: transformers 5 otherwise builds an empty tokenizer from config.json
+    if any((exported.path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        tokenizer = load_tokenizer(str(exported.path), settings.trust_remote_code, offline=True)
     notes = [f"{engine} on {ov_device}, IR {exported.path}"]
     if exported.export_time_s is not None:
         notes.append(f"exported to OpenVINO IR ({fmt} weights) in {exported.export_time_s:.2f} s")
