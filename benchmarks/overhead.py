@@ -28,6 +28,7 @@ PUT_VARIANTS = ("noop", "minimal", "sb_memory_off", "sb_memory_on")
 GEN_VARIANTS = (
     "none",
     "noop_streamer",
+    "minimal_streamer",
     "rss_read_only",
     "sb_memory_off",
     "sb_memory_on",
@@ -194,6 +195,7 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     streamers: dict[str, Any] = {
         "none": None,
         "noop_streamer": NoopStreamer(),
+        "minimal_streamer": MinimalStreamer(),
         "rss_read_only": RssOnlyStreamer(),
         "sb_memory_off": capturing_streamer(device="cpu", memory=False),
         "sb_memory_on": capturing_streamer(device="cpu", memory=True),
@@ -226,7 +228,13 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
     vs_noop = {
         k: [t / b for t, b in zip(times[k], times["noop_streamer"])]
-        for k in ("rss_read_only", "sb_memory_off", "sb_memory_on", "sb_memory_every_token")
+        for k in (
+            "minimal_streamer",
+            "rss_read_only",
+            "sb_memory_off",
+            "sb_memory_on",
+            "sb_memory_every_token",
+        )
     }
     return {
         "new_tokens": tokens,
@@ -329,6 +337,7 @@ def render(data: dict[str, Any]) -> str:
         rows = []
         for k in (
             "noop_streamer",
+            "minimal_streamer",
             "rss_read_only",
             "sb_memory_off",
             "sb_memory_on",
