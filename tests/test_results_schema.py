@@ -239,3 +239,22 @@ def test_results_docstring_examples(name):
     module = importlib.import_module(f"streambench.results.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_memory_per_position_keeps_readings_after_tokens_without_one():
+    """memory=True reads only where affordable: most tokens have no reading (None). The plot's
+    per-position median must keep the later readings (a position no trial read is NaN, a gap),
+    not stop at the first position without one."""
+    import math
+
+    from streambench.results.plot import per_position
+    from streambench.results.schema import RunRecord
+
+    trials = [
+        RunRecord.from_dict({"memory_per_token_bytes": [100, None, None, 130, None, 150]}),
+        RunRecord.from_dict({"memory_per_token_bytes": [110, None, 120, None, None, 160]}),
+    ]
+    med, lo, hi = per_position(trials, "memory_per_token_bytes", skip_holes=True)
+    assert len(med) == 6
+    assert med[0] == 105 and med[2] == 120 and med[3] == 130 and med[5] == 155
+    assert math.isnan(med[1]) and math.isnan(med[4]) and math.isnan(lo[4]) and math.isnan(hi[1])

@@ -7,6 +7,7 @@ Units: milliseconds for latencies; MiB (GiB from 4 GiB on) for memory.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -37,7 +38,8 @@ def per_position(
     25th-75th percentiles with at least :data:`IQR_FROM_TRIALS` values, else min and max.
 
     A trial with a hole (null, NaN) in its list is left out rather than drawn wrong; with
-    ``skip_holes`` (memory: a token may have no reading) only the hole is left out."""
+    ``skip_holes`` (memory: a token may have no reading) only the hole is left out, and a
+    position where no trial has a value is NaN in all three lists (drawn as a gap, or skipped)."""
     series = [getattr(t, key) or [] for t in trials]
     if not skip_holes:
         series = [s for s in series if s and all(finite_number(v) for v in s)]
@@ -48,6 +50,11 @@ def per_position(
     med, lo, hi = [], [], []
     for i in range(n):
         values = sorted(s[i] for s in series if i < len(s) and finite_number(s[i]))
+        if not values and skip_holes:
+            med.append(math.nan)
+            lo.append(math.nan)
+            hi.append(math.nan)
+            continue
         if not values:
             break
         med.append(statistics.median(values))
@@ -213,10 +220,12 @@ def _memory_panels(f: _Figure, ax_peak: Any, ax_mem: Any) -> None:
     for i, entry in enumerate(f.entries):
         color = f.color(i)
         med, _, _ = per_position(entry.trials, "memory_per_token_bytes", skip_holes=True)
-        if med:
-            xs = list(range(1, len(med) + 1))
-            ax_mem.plot(xs, [v / scale for v in med], color=color, linewidth=1.5)
-            ax_mem.plot([1], [med[0] / scale], marker="o", color=color, markersize=6)
+        points = [(x, v / scale) for x, v in enumerate(med, start=1) if not math.isnan(v)]
+        if points:
+            # tokens without a reading are skipped: the line joins the readings there are
+            ax_mem.plot(*zip(*points), color=color, linewidth=1.5, marker=".", markersize=4)
+            if points[0][0] == 1:
+                ax_mem.plot([1], [points[0][1]], marker="o", color=color, markersize=6)
         peak = entry.aggregates.peak_memory_bytes if entry.aggregates is not None else None
         if finite_number(peak):
             _bar(ax_peak, i, peak / scale, color)  # type: ignore[operator]
