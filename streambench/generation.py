@@ -165,6 +165,7 @@ def normalize_variant(variant: Mapping[str, Any], where: str, trust_remote_code:
     _check_owned(out.get("generate_kwargs") or {}, OWNED_GENERATE, f"{where}: --generate-kwargs")
     _check_owned(out.get("model_kwargs") or {}, OWNED_MODEL, f"{where}: --model-kwargs")
     _check_doors(out, where, trust_remote_code)
+    _check_engine(out, where)
     if out.get("compile") and "cache_implementation" not in out:
         out["cache_implementation"] = "static"
     if out.get("cache_implementation") == "paged":
@@ -173,6 +174,35 @@ def normalize_variant(variant: Mapping[str, Any], where: str, trust_remote_code:
             "streamers (streambench cannot time it)"
         )
     return {k: out[k] for k in SETTINGS if k in out}
+
+
+#: settings of transformers' own model and generate() that the OpenVINO engines do not have
+_TRANSFORMERS_ONLY = (
+    "attn_implementation",
+    "cache_implementation",
+    "compile",
+    "compile_mode",
+    "assistant_model",
+    "prompt_lookup",
+    "model_kwargs",
+    "test_api",
+)
+
+
+def _check_engine(variant: Mapping[str, Any], where: str) -> None:
+    """The OpenVINO engines take sampling settings; the rest is transformers' own."""
+    engine = variant.get("engine")
+    if engine in (None, "transformers"):
+        return
+    only = [k for k in _TRANSFORMERS_ONLY if k in variant]
+    if engine == "openvino-genai" and "generate_kwargs" in variant:
+        only.append("generate_kwargs")
+    if only:
+        raise UsageError(
+            f"{where}: {SETTINGS[only[0]].option} is a transformers setting, which --engine "
+            f"{engine} does not have: run it as its own sweep, or list the combinations in the "
+            "config's variants:"
+        )
 
 
 def expand_variants(

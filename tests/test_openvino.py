@@ -154,3 +154,14 @@ def test_unavailable_device_and_what_genai_cannot_stream(tmp_path):
     two, one = json.loads((tmp_path / "r.json").read_text())["configurations"]
     assert two["status"] == "failed" and "batch 1 only" in two["error"]
     assert one["status"] == "ok" and one["actual_output_tokens"] == 4
+
+
+def test_transformers_settings_are_refused_for_the_openvino_engines(tmp_path):
+    proc = sb("run", "--engine", "transformers,openvino", "--compile", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--compile is a transformers setting, which --engine openvino does not have" in (
+        proc.stderr
+    )
+    kwargs = '{"repetition_penalty": 1.1}'
+    proc = sb("run", "--engine", "openvino-genai", "--generate-kwargs", kwargs, cwd=tmp_path)
+    assert proc.returncode == 2 and "--generate-kwargs is a transformers setting" in proc.stderr
