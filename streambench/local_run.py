@@ -457,24 +457,10 @@ def _record(
     entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
     entry["trials"] = [r.to_dict() for r in measured]
     if loaded.engine is not None:
-        entry["engine"] = _engine_record(loaded, len(measured))
+        from .engines import engine_record
+
+        entry["engine"] = engine_record(loaded, len(measured))
     entry["status"] = "ok"
-
-
-def _engine_record(loaded: LoadedModel, trials: int) -> dict[str, Any]:
-    """``entry["engine"]``: what the engine ran (:mod:`streambench.engines`) and, for OpenVINO
-    GenAI, the medians of its own ``PerfMetrics`` over the measured trials (ms, its clock)."""
-    import statistics
-
-    out = dict(loaded.engine or {})
-    perf = getattr(loaded.model, "perf", None)
-    if perf:
-        measured = perf[-trials:]
-        out["genai_perf_metrics"] = {
-            key: statistics.median(p[key] for p in measured) for key in measured[0]
-        }
-        del perf[:]
-    return out
 
 
 def run_configuration(

@@ -30,6 +30,7 @@ __all__ = [
     "check_openvino_device",
     "check_weight_format",
     "engine_of",
+    "engine_record",
     "openvino_device",
 ]
 
@@ -48,6 +49,17 @@ _NEEDS = {
 def engine_of(variant: Any) -> str:
     """The engine of a generation variant (``transformers`` when it does not say)."""
     return str(variant.get("engine") or "transformers")
+
+
+def engine_record(loaded: Any, trials: int) -> dict[str, Any]:
+    """A configuration's ``engine`` object: what the engine ran (``loaded.engine``) and, for
+    OpenVINO GenAI, the medians of its own ``PerfMetrics`` over the last ``trials`` calls (ms,
+    its clock; see :meth:`.genai.GenAIModel.take_perf_metrics`)."""
+    out = dict(loaded.engine or {})
+    take = getattr(loaded.model, "take_perf_metrics", None)
+    if take is not None:
+        out["genai_perf_metrics"] = take(trials)
+    return out
 
 
 def check_engine_available(engine: str) -> None:

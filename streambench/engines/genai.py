@@ -69,6 +69,17 @@ class GenAIModel:
         self.pipeline = openvino_genai.LLMPipeline(str(self.path), device, **(config or {}))
         self.perf: list[dict[str, float]] = []
 
+    def take_perf_metrics(self, last: int) -> dict[str, float] | None:
+        """The medians of :attr:`perf` over the ``last`` calls (``None`` if none), then forget
+        them all: the next configuration starts afresh."""
+        import statistics
+
+        measured = self.perf[-last:] if last > 0 else []
+        self.perf.clear()
+        if not measured:
+            return None
+        return {key: statistics.median(p[key] for p in measured) for key in measured[0]}
+
     def generate(self, input_ids: Any, **kwargs: Any) -> Any:
         """Generate from ``input_ids`` (a ``[1, n]`` tensor) and feed ``streamer`` per token;
         returns the token ids as a ``[1, n + new]`` tensor, as transformers does."""

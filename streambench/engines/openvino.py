@@ -75,7 +75,7 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
         notes.append(f"OpenVINO IR ({fmt} weights) from the export cache")
     if tokenizer is None:
         notes.append("no tokenizer in the IR directory: prompts are random token ids")
-    loaded = LoadedModel(
+    return LoadedModel(
         spec,
         model,
         tokenizer,
@@ -84,17 +84,17 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
         load_time,
         exported.weight_format,
         notes,
+        rss_before_load_bytes=before,
+        rss_after_load_bytes=rss_bytes(),
+        engine={
+            "name": engine,
+            "device": ov_device,
+            "weight_format": exported.weight_format,
+            "inference_precision": precision,
+            "ir": str(exported.path),
+            "export_time_s": exported.export_time_s,
+        },
     )
-    loaded.rss_before_load_bytes, loaded.rss_after_load_bytes = before, rss_bytes()
-    loaded.engine = {
-        "name": engine,
-        "device": ov_device,
-        "weight_format": exported.weight_format,
-        "inference_precision": precision,
-        "ir": str(exported.path),
-        "export_time_s": exported.export_time_s,
-    }
-    return loaded
 
 
 def _precision(get_compiled: Any, ov_device: str) -> str | None:
