@@ -6,9 +6,12 @@
 2. ``generate()``: the same greedy generation (``min_new_tokens = max_new_tokens``) without a
    streamer, with a no-op streamer (what transformers' streamer plumbing costs by itself: the
    ``.cpu()`` copies and calls), and with ``TimingStreamer(memory=False)`` / ``(memory=True)``.
-   Variants run interleaved in one process, one round = one call of each, the order rotated
-   every round; the ratio per round is ``variant / none``, reported as the median over rounds
-   (with the 25th-75th percentile, the noise floor of this machine).
+   Variants run interleaved in one process, one round = one call of each in a shuffled order
+   (seeded; a rotation would give each variant the same predecessor every round); the ratio per
+   round is ``variant / none``, reported as the median over rounds (with the 25th-75th
+   percentile, the noise floor of this machine). ``vs minimal`` divides by the least a timing
+   streamer can do (one ``perf_counter()`` appended per put): the cost of streambench's design
+   beyond the timestamp itself.
 
 Run:  .venv/bin/python benchmarks/overhead.py            (about 3 min on 2 cores)
       .venv/bin/python benchmarks/overhead.py --quick    (a few seconds, for a smoke test)
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 from typing import Any
@@ -78,25 +82,6 @@ class MinimalStreamer:
 
     def end(self) -> None:
         pass
-
-
-def capturing_streamer(**kw: Any) -> Any:
-    """A TimingStreamer that keeps, per put, the time it spent after its timestamp (what it
-    measures and subtracts as its own overhead), so the in-generate cost per put can be given
-    as a median, robust to the odd preemption."""
-    from streambench import TimingStreamer
-
-    class Capturing(TimingStreamer):
-        captured: list[float]
-
-        def end(self) -> None:
-            run = self._run
-            if run is not None:
-                # excluded[i] is the time spent after put i-1's timestamp; pending: the last put
-                self.captured = [*run.excluded[1:], run.pending]
-            super().end()
-
-    return Capturing(**kw)
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
@@ -197,23 +182,27 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
         "noop_streamer": NoopStreamer(),
         "minimal_streamer": MinimalStreamer(),
         "rss_read_only": RssOnlyStreamer(),
-        "sb_memory_off": capturing_streamer(device="cpu", memory=False),
-        "sb_memory_on": capturing_streamer(device="cpu", memory=True),
-        "sb_memory_every_token": capturing_streamer(device="cpu", memory="every-token"),
+        "sb_memory_off": TimingStreamer(device="cpu", memory=False),
+        "sb_memory_on": TimingStreamer(device="cpu", memory=True),
+        "sb_memory_every_token": TimingStreamer(device="cpu", memory="every-token"),
     }
     times: dict[str, list[float]] = {k: [] for k in GEN_VARIANTS}
+    # the time the streamer spent after its timestamps (what it subtracts from the latencies:
+    # memory readings, the prompt's bookkeeping), µs per token of each run
     inside_us: dict[str, list[float]] = {
         "sb_memory_off": [],
         "sb_memory_on": [],
         "sb_memory_every_token": [],
     }
+    readings: dict[str, list[int]] = {k: [] for k in inside_us}
+    rng = random.Random(0)
     with torch.inference_mode():
         for _ in range(3):  # warm-up
             for s in streamers.values():
                 model.generate(ids, streamer=s, **kw)
-        for r in range(rounds):
-            j = r % len(GEN_VARIANTS)
-            order = GEN_VARIANTS[j:] + GEN_VARIANTS[:j]
+        for _ in range(rounds):
+            order = list(GEN_VARIANTS)
+            rng.shuffle(order)
             for k in order:
                 s = streamers[k]
                 if isinstance(s, TimingStreamer):
@@ -223,18 +212,17 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
                 model.generate(ids, streamer=s, **kw)
                 times[k].append(time.perf_counter() - t0)
                 if isinstance(s, TimingStreamer):
-                    inside_us[k].extend(x * 1e6 for x in s.captured)
+                    run = s.summary()
+                    inside_us[k].append(run.streamer_overhead_s / run.new_tokens * 1e6)
+                    mem = run.memory_per_token_bytes
+                    readings[k].append(sum(m is not None for m in mem))
     base = times["none"]
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
-    vs_noop = {
-        k: [t / b for t, b in zip(times[k], times["noop_streamer"])]
-        for k in (
-            "minimal_streamer",
-            "rss_read_only",
-            "sb_memory_off",
-            "sb_memory_on",
-            "sb_memory_every_token",
-        )
+    later = ("minimal_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on")
+    later += ("sb_memory_every_token",)
+    vs_noop = {k: [t / b for t, b in zip(times[k], times["noop_streamer"])] for k in later}
+    vs_minimal = {
+        k: [t / b for t, b in zip(times[k], times["minimal_streamer"])] for k in later[1:]
     }
     return {
         "new_tokens": tokens,
@@ -244,7 +232,9 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
         "wall_s": {k: quantiles(v) for k, v in times.items()},
         "ratio_vs_none": {k: quantiles(v) for k, v in ratios.items()},
         "ratio_vs_noop_streamer": {k: quantiles(v) for k, v in vs_noop.items()},
-        "measured_inside_streamer_us_per_put": {k: quantiles(v) for k, v in inside_us.items()},
+        "ratio_vs_minimal_streamer": {k: quantiles(v) for k, v in vs_minimal.items()},
+        "streamer_time_us_per_token": {k: quantiles(v) for k, v in inside_us.items()},
+        "memory_readings_per_run": {k: statistics.median(v) for k, v in readings.items() if v},
     }
 
 
@@ -345,12 +335,14 @@ def render(data: dict[str, Any]) -> str:
         ):
             r = g["ratio_vs_none"][k]
             vn = g["ratio_vs_noop_streamer"].get(k)
+            vm = g.get("ratio_vs_minimal_streamer", {}).get(k)
             rows.append(
                 [
                     k,
                     C.fmt(r["median"], 4),
                     f"{C.fmt(r['p25'], 4)} – {C.fmt(r['p75'], 4)}",
                     C.fmt(vn["median"], 4) if vn else "",
+                    C.fmt(vm["median"], 4) if vm else "",
                     {"sb_memory_off": "≤ 1.005", "sb_memory_on": "≤ 1.01"}.get(k, ""),
                 ]
             )
@@ -366,17 +358,21 @@ def render(data: dict[str, Any]) -> str:
                     "median ratio vs no streamer",
                     "p25 – p75",
                     "ratio vs no-op streamer",
-                    "target",
+                    "ratio vs minimal streamer",
+                    "target (vs no streamer)",
                 ],
                 rows,
             ),
             "",
-            "Time inside the streamer after each timestamp "
-            "(measured by the streamer itself, µs/put): "
+            "Time the streamer spent after its timestamps and subtracted from the latencies "
+            "(`streamer_overhead_s` per token of a run, µs; a token without a memory reading "
+            "adds nothing): "
             + ", ".join(
                 f"{k} median {v['median']:.2f} (p25 {v['p25']:.2f}, p75 {v['p75']:.2f})"
-                for k, v in g["measured_inside_streamer_us_per_put"].items()
-            ),
+                for k, v in g["streamer_time_us_per_token"].items()
+            )
+            + ". Memory readings per run (median): "
+            + ", ".join(f"{k} {v:g}" for k, v in g["memory_readings_per_run"].items()),
         ]
     out += [
         "",

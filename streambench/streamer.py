@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import warnings
@@ -57,7 +58,8 @@ _HERE = globals()
 #: (benchmarks/overhead.py)
 PROBE_BUDGET = 1000.0
 #: the least one memory reading costs (seconds): CPU one pread of /proc/self/statm in a hot
-#: loop (inside generate() it measures ~10-15 µs); CUDA one memory_stats query on an H200 host
+#: loop (inside generate(), caches cold, it measured 10-40 µs); CUDA one memory_stats query on an
+#: H200 host
 PROBE_COST_S = {"cpu": 2e-6, "cuda": 2e-5, "xpu": 2e-5, "mps": 2e-5}
 
 
@@ -73,8 +75,11 @@ class TimingStreamer(BaseStreamer):
         verbose: at ``end()``, also print every token's latency and memory.
         inner: another streamer (e.g. ``TextStreamer(tokenizer)``) that receives every
             ``put``/``end`` too. Its time is measured and excluded from the latencies.
-        memory: read memory at every token (see :mod:`streambench.devices` for what is read and
-            what it costs). ``False`` skips the probe.
+        memory: ``True`` (default): a memory reading at the first and the last token, and in
+            between wherever it costs at most ~0.1 % of the time since the last one (see
+            PROBE_BUDGET; the other tokens read ``None``); ``"every-token"``: a reading at every
+            token; ``False``: none. :mod:`streambench.devices` says what is read and what it
+            costs.
         sync: sync the device before each timestamp (default ``True``; only accelerators sync).
         print_fn: where printed lines go (default ``print``).
         print_ranks: under ``torch.distributed``, the ranks that print (``0``, ``[0, 2]``,
@@ -117,7 +122,6 @@ class TimingStreamer(BaseStreamer):
         self._every_token = memory == "every-token"
         self._nominal_cost = PROBE_COST_S.get(self.backend.device.type, max(PROBE_COST_S.values()))
         self._probe_cost = self._nominal_cost
-        self._probe_gap = self._nominal_cost * PROBE_BUDGET
         self.device = str(self.backend.device)
         self.do_print = do_print
         self.verbose = verbose
@@ -188,14 +192,14 @@ class TimingStreamer(BaseStreamer):
             if self._sync is not None:
                 self._sync()
             t = perf_counter()
-            run = RunRecorder(self.device, self.backend.memory_kind)
+            run = self._new_run()
             run.mark(t)
             run.fed_by = (me,)
             run.feeder = self._feeder(me)
             self._run = run
             if self._read_memory is not None and self.backend.reset_peak is not None:
                 self._safe(self.backend.reset_peak)
-            run.pending += perf_counter() - t
+            run.charge(perf_counter() - t)
 
     # -- BaseStreamer -------------------------------------------------------------------------
     def put(self, value: Any) -> None:
@@ -224,11 +228,14 @@ class TimingStreamer(BaseStreamer):
                 "it ([batch, prompt_len] for the prompt, then [batch] or [1, k] per step); got "
                 f"{type(value).__name__}. Wrap token ids as torch.tensor([[...]]) first"
             ) from None
-        if run is not None and run.thread == get_ident() and dim == 1 and value.numel():
+        if dim == 1 and run is not None and run.thread == get_ident() and value.numel():
             # The per-token fast path (1-D [batch]: one token per sequence, from the thread that
-            # put the prompt; run.thread is set only then): the general path minus the lock, the
-            # thread checks and the prompt test.
-            self._step(run, t, 1, value)
+            # put the prompt; run.thread is set only then): one append, and the step hook only
+            # when due. Inside generate() every line here runs with cold caches (~4 µs a put
+            # at ~1 ms/token measured for the general path), hence so few (benchmarks/overhead.py).
+            run.times.append(t)
+            if t >= run.next_hook:
+                self._hook(run, t, value)
             return
         with self._lock:
             self._put(value, dim, t)
@@ -257,6 +264,8 @@ class TimingStreamer(BaseStreamer):
         if prompt:
             if value.shape[0]:
                 self._start_run(value, dim, t, me)
+            else:  # a new generate() of batch 0: the open run is over, and nothing starts
+                self._close_unfinished()
         else:
             # 1-D [batch]: one token per sequence; 2-D [1, k]: k tokens (assisted decoding).
             self._step(run, t, value.shape[-1] if dim > 1 else 1, value)
@@ -281,7 +290,7 @@ class TimingStreamer(BaseStreamer):
                 raise InterleavedRunsError(self._interleaved("on_prompt()", run, me))
             if run is None or not run.awaiting_prompt:
                 self._close_unfinished()
-                run = self._run = RunRecorder(self.device, self.backend.memory_kind)
+                run = self._run = self._new_run()
             self._own(run, me)
             self._begin(run, t, int(batch_size), int(prompt_tokens), None)
 
@@ -303,22 +312,26 @@ class TimingStreamer(BaseStreamer):
 
     def _step(self, run: RunRecorder, t: float, tokens: int, value: Any) -> None:
         run.times.append(t)
-        run.tokens.append(tokens)
-        run.excluded.append(run.pending)
-        run.overhead += run.pending
-        if self._read_memory is not None:
-            if self._every_token or t - run.last_probe >= self._probe_gap:
-                self._probe(run)
-                after = perf_counter()
-                run.last_probe = t
+        if tokens != 1:
+            run.multi[len(run.times) - 1] = tokens
+        if t >= run.next_hook:
+            self._hook(run, t, value)
+
+    def _hook(self, run: RunRecorder, t: float, value: Any) -> None:
+        """The work after a step's timestamp, when due: the memory reading (where affordable,
+        see PROBE_BUDGET) and the ``inner`` streamer. Its time is charged to the next step."""
+        if t >= run.next_probe and self._read_memory is not None:
+            self._probe(run)
+            if self._read_memory is not None and not self._every_token:
                 # the gap follows what a reading really costs here (EMA, never below nominal)
-                self._probe_cost += (after - t - self._probe_cost) * 0.2
-                self._probe_gap = max(self._probe_cost, self._nominal_cost) * PROBE_BUDGET
-            else:
-                run.memory.append(None)
-        if value is not None and self.inner is not None:
-            self.inner.put(value)
-        run.pending = perf_counter() - t
+                self._probe_cost += (perf_counter() - t - self._probe_cost) * 0.2
+                run.next_probe = t + max(self._probe_cost, self._nominal_cost) * PROBE_BUDGET
+        if self.inner is not None:
+            if value is not None:
+                self.inner.put(value)
+        else:
+            run.next_hook = run.next_probe
+        run.charge(perf_counter() - t)
 
     def end(self) -> None:
         """Called by ``generate()`` once generation finished normally (from any thread: an
@@ -331,9 +344,8 @@ class TimingStreamer(BaseStreamer):
             if run is None:
                 return
             self._run = None
-        if self._read_memory is not None and run.memory and run.memory[-1] is None:
+        if self._read_memory is not None and run.times and len(run.times) - 1 not in run.memory:
             # the last token's reading, taken after it (no later token to delay)
-            run.memory.pop()
             self._probe(run)
         if self.do_print or self.verbose:
             result = run.finish(complete=True)
@@ -429,7 +441,7 @@ class TimingStreamer(BaseStreamer):
         run = self._run
         if run is None or not run.awaiting_prompt:
             self._close_unfinished()
-            run = self._run = RunRecorder(self.device, self.backend.memory_kind)
+            run = self._run = self._new_run()
         if dim >= 2:
             batch, prompt_len = int(value.shape[0]), int(value.shape[-1])
         else:
@@ -448,7 +460,16 @@ class TimingStreamer(BaseStreamer):
                 self._safe(lambda: self._reserved(run))
         if value is not None and self.inner is not None:
             self.inner.put(value)
-        run.pending += perf_counter() - t
+        run.charge(perf_counter() - t)
+
+    def _new_run(self) -> RunRecorder:
+        """A run whose first step takes a memory reading (when memory is read) and whose step
+        hook runs when there is something to do: a reading due, or an ``inner`` streamer."""
+        run = RunRecorder(self.device, self.backend.memory_kind)
+        if self._read_memory is not None:
+            run.next_probe = -math.inf
+        run.next_hook = -math.inf if self.inner is not None else run.next_probe
+        return run
 
     def _close_unfinished(self) -> None:
         run = self._run
@@ -457,8 +478,9 @@ class TimingStreamer(BaseStreamer):
         self._run = None
 
     def _probe(self, run: RunRecorder) -> None:
+        """A memory reading for the run's latest step."""
         try:
-            run.memory.append(self._read_memory())  # type: ignore[misc]
+            run.memory[len(run.times) - 1] = self._read_memory()  # type: ignore[misc]
             if self.backend.read_reserved is not None:
                 self._reserved(run)
         except Exception as exc:  # noqa: BLE001 - a probe must never break generate()
@@ -477,8 +499,11 @@ class TimingStreamer(BaseStreamer):
 
     def _disable_memory(self, exc: BaseException) -> None:
         self._read_memory = None
-        if self._run is not None:
-            self._run.memory.clear()
+        run = self._run
+        if run is not None:
+            run.memory.clear()
+            run.next_probe = math.inf
+            run.next_hook = -math.inf if self.inner is not None else math.inf
         if not self._probe_failed:
             self._probe_failed = True
             warnings.warn(

@@ -16,9 +16,11 @@ How a step of ``k`` tokens becomes per-token latencies: the step's time is split
 ``rest_token_mean_s`` is ``(time of last token - time of first token) / (new_tokens - 1)``.
 The raw steps stay available as ``step_latencies_s`` and ``step_tokens``.
 
-Streamer overhead: the time spent inside the streamer after each timestamp (memory probe, the
-``inner`` streamer, printing) is measured and subtracted from the following interval, so it is not
-reported as model latency; its total is ``streamer_overhead_s``.
+Streamer overhead: the time the streamer spends after a timestamp on work of its own (the prompt's
+bookkeeping, a memory reading, the ``inner`` streamer) is measured and subtracted from the
+following interval, so it is not reported as model latency; its total is ``streamer_overhead_s``.
+A plain token step is one timestamp appended to a list and is not measured: its few µs (inside
+``generate()``, cold caches) stay in the latency it follows.
 """
 
 from __future__ import annotations
@@ -111,7 +113,9 @@ class RunResult:
         complete: ``False`` when ``end()`` never came (``generate()`` raised or was interrupted),
             or when another ``generate()`` fed the same streamer during the run (then
             ``extra["interleaved"]`` says what was seen; see :class:`InterleavedRunsError`).
-        streamer_overhead_s: time spent inside the streamer, excluded from the latencies above.
+        streamer_overhead_s: seconds the streamer spent after its timestamps on work of its own
+            (prompt bookkeeping, memory readings, the ``inner`` streamer), excluded from the
+            latencies above.
     """
 
     device: str
@@ -271,7 +275,8 @@ def split_steps(step_s: Sequence[float], step_tokens: Sequence[int]) -> list[flo
 class RunRecorder:
     """Mutable record of the run in progress; :meth:`finish` turns it into a :class:`RunResult`.
 
-    Kept to plain lists of floats and ints so that recording a step is a few appends.
+    A step of one token is one ``times.append``; the rest (multi-token steps, excluded streamer
+    time, memory readings) is kept only for the steps that have it.
     """
 
     __slots__ = (
@@ -281,11 +286,11 @@ class RunRecorder:
         "fed_by",
         "feeder",
         "interleaved",
-        "last_probe",
         "memory",
         "memory_kind",
-        "overhead",
-        "pending",
+        "multi",
+        "next_hook",
+        "next_probe",
         "prompt_tokens",
         "reference",
         "reserved",
@@ -294,7 +299,6 @@ class RunRecorder:
         "t_ref",
         "thread",
         "times",
-        "tokens",
     )
 
     def __init__(self, device: str, memory_kind: str | None) -> None:
@@ -306,14 +310,17 @@ class RunRecorder:
         self.reference = "prompt"
         self.batch_size = 0
         self.prompt_tokens = 0
+        # One timestamp per step; everything else is sparse, keyed by step index, so that a
+        # step of one token costs one append (the streamer's per-token fast path).
         self.times: list[float] = []
-        self.tokens: list[int] = []
-        self.excluded: list[float] = []
-        self.memory: list[int | None] = []  # one per step; None: no reading (not affordable)
-        self.last_probe = float("-inf")  # perf_counter() of the last step with a memory reading
+        self.multi: dict[int, int] = {}  # steps that carried k != 1 tokens per sequence
+        self.excluded: dict[int, float] = {}  # streamer time charged to (subtracted from) a step
+        self.memory: dict[int, int] = {}  # the steps with a memory reading
+        # perf_counter() from which the next step runs the streamer's step hook (memory reading,
+        # inner streamer) / takes a memory reading; +inf: never, -inf: at the next step
+        self.next_hook = math.inf
+        self.next_probe = math.inf
         self.reserved: int | None = None
-        self.overhead = 0.0  # total streamer time excluded so far
-        self.pending = 0.0  # streamer time since the last timestamp, excluded from the next step
         # Who feeds the run (see TimingStreamer): the ident of the thread whose token puts take
         # the fast path (set at the prompt, None before it and once the run is interleaved), every
         # thread that fed it, and (thread ident, id of frame, code) of the call that feeds it.
@@ -321,6 +328,11 @@ class RunRecorder:
         self.fed_by: tuple[int, ...] = ()
         self.feeder: tuple[int, int, Any] | None = None
         self.interleaved: str | None = None  # why the run was found interleaved
+
+    def charge(self, seconds: float) -> None:
+        """Streamer time spent now (after the latest timestamp): subtracted from the next step."""
+        i = len(self.times)
+        self.excluded[i] = self.excluded.get(i, 0.0) + seconds
 
     def mark(self, t: float) -> None:
         self.t_mark = t
@@ -345,16 +357,18 @@ class RunRecorder:
 
     def finish(self, complete: bool, extra: dict[str, Any] | None = None) -> RunResult:
         steps: list[float] = []
+        tokens = [self.multi.get(i, 1) for i in range(len(self.times))]
+        excluded = self.excluded
         prev = self.t_ref if self.t_ref is not None else (self.times[0] if self.times else 0.0)
-        for t, ex in zip(self.times, self.excluded):
-            steps.append(max(t - prev - ex, 0.0))
+        for i, t in enumerate(self.times):
+            steps.append(max(t - prev - excluded.get(i, 0.0), 0.0))
             prev = t
-        per_token = split_steps(steps, self.tokens)
+        per_token = split_steps(steps, tokens)
         memory: list[int | None] = []
-        if len(self.memory) == len(self.times) and any(m is not None for m in self.memory):
-            for i, (_, k) in enumerate(zip(steps, self.tokens)):
+        if self.memory:
+            for i, k in enumerate(tokens):
                 if k > 0:
-                    memory.extend([self.memory[i]] * k)
+                    memory.extend([self.memory.get(i)] * k)
         readings = [m for m in memory if m is not None]
         extra = dict(extra or {})
         if self.interleaved is not None:
@@ -369,7 +383,7 @@ class RunRecorder:
             first_token_s=per_token[0] if per_token else None,
             token_latencies_s=tuple(per_token),
             step_latencies_s=tuple(steps),
-            step_tokens=tuple(self.tokens),
+            step_tokens=tuple(tokens),
             new_tokens=len(per_token),
             batch_size=self.batch_size,
             prompt_tokens=self.prompt_tokens,
@@ -384,6 +398,6 @@ class RunRecorder:
             memory_kind=self.memory_kind if readings else None,
             reserved_memory_bytes=self.reserved,
             complete=complete,
-            streamer_overhead_s=self.overhead + self.pending,
+            streamer_overhead_s=math.fsum(excluded.values()),
             extra=extra,
         )
