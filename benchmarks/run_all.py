@@ -24,11 +24,14 @@ SCRIPTS = ("overhead", "accuracy", "scale", "startup")
 DOC = C.ROOT / "docs" / "performance.md"
 
 
-def fill(doc: Path = DOC, results: Path = C.RESULTS) -> list[str]:
-    """Replace each results block of ``doc`` with the matching markdown file; returns names."""
+def fill(
+    doc: Path = DOC, results: Path = C.RESULTS, names: tuple[str, ...] = (*SCRIPTS, "gpu_check")
+) -> list[str]:
+    """Replace each results block of ``doc`` named in ``names`` with the matching markdown file;
+    returns the names filled."""
     text = doc.read_text()
     done = []
-    for name in (*SCRIPTS, "gpu_check"):
+    for name in names:
         md = results / f"{name}.md"
         if not md.exists():  # e.g. results/gpu-h200/gpu_check.md: the newest such file
             found = sorted(results.glob(f"*/{name}.md"), key=lambda f: f.stat().st_mtime)
@@ -50,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--peer-python", action="append", default=[], help="passed to accuracy.py")
     ap.add_argument("--only", action="append", choices=SCRIPTS, help="run only these")
-    ap.add_argument("--report-only", action="store_true", help="only refill docs/performance.md")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only refill docs/performance.md (with --only: only those blocks)",
+    )
     args = ap.parse_args(argv)
     if not args.report_only:
         here = Path(__file__).resolve().parent
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             if rc:
                 print(f"{name}.py failed with exit code {rc}", file=sys.stderr)
                 return rc
-    print("filled:", ", ".join(fill()) or "nothing")
+    names = tuple(args.only) if args.only else (*SCRIPTS, "gpu_check")
+    print("filled:", ", ".join(fill(names=names)) or "nothing")
     return 0
 
 
