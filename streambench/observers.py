@@ -32,6 +32,8 @@ class Observers:
     def __exit__(self, *exc: Any) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+            for source in self.sampler.sources:  # e.g. the xpu-smi process
+                source.close()
 
     def before_trials(self) -> None:
         if getattr(self.loaded.device, "type", str(self.loaded.device)) != "cpu":

@@ -13,12 +13,15 @@ Sources (each says what it measures, at which resolution, and why it is unavaila
   on first use): the total energy counter (J), power (W), utilization (%), memory used (bytes),
   SM clock (MHz), temperature (°C), clock throttle reasons, and other processes on the GPU.
 - :class:`RaplSource`: CPU package energy (J) from Linux powercap RAPL counters.
+- :class:`XpuSmiSource`: an Intel GPU through a running ``xpu-smi dump`` (one row a second):
+  power (W), utilization (%), GPU frequency (MHz), temperature (°C), memory used (bytes).
 
 Readings use units in their keys: ``energy_j`` (a monotonically increasing counter in joules,
 arbitrary origin), ``power_w``, ``utilization_pct``, ``memory_used_bytes``, ``sm_clock_mhz``,
-``temperature_c``, ``throttle_reasons`` (a list of names). ``Source.resolution_s`` maps a key to the
-time resolution the hardware states for it (the counter's update period, or the window a gauge is
-averaged over); energy per phase refuses phases shorter than that rather than report noise.
+``gpu_clock_mhz`` (Intel), ``temperature_c``, ``throttle_reasons`` (a list of names).
+``Source.resolution_s`` maps a key to the time resolution the hardware states for it (the
+counter's update period, or the window a gauge is averaged over); energy per phase refuses phases
+shorter than that rather than report noise.
 
 Energy per phase (:func:`energy_per_phase`): *prefill* is ``t_prompt`` → ``t_first`` (the prompt's
 forward pass up to the first token), *decode* is ``t_first`` → ``t_last`` (``new_tokens - 1``
@@ -46,6 +49,7 @@ from .sources import (
     discover,
     throttle_reason_names,
 )
+from .xpu_smi import XpuSmiSource
 
 __all__ = [
     "NVML_THROTTLE_REASONS",
@@ -59,6 +63,7 @@ __all__ = [
     "Trace",
     "TrialPhases",
     "UnavailableSource",
+    "XpuSmiSource",
     "aggregate_over_trials",
     "discover",
     "energy_per_phase",

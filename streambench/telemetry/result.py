@@ -29,7 +29,7 @@ def _summary(trace: Trace) -> dict[str, Any]:
                 seen.append(reason)
     if any("throttle_reasons" in r for _, r in trace):
         out["throttle_reasons_seen"] = seen
-    for key in ("temperature_c", "sm_clock_mhz", "memory_used_bytes"):
+    for key in ("temperature_c", "sm_clock_mhz", "gpu_clock_mhz", "memory_used_bytes"):
         values = [v for _, v in _series(trace, key)]
         if values:
             out[f"min_{key}"], out[f"max_{key}"] = min(values), max(values)

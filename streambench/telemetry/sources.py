@@ -374,7 +374,8 @@ def discover(device: str, *, nvml_index: Optional[int] = None) -> list[Source]:
 
     ``cuda:N`` → :class:`NvmlSource` for NVML index ``nvml_index`` (default: ``N`` mapped through
     an all-integer ``CUDA_VISIBLE_DEVICES``, else ``N``); ``cpu`` → :class:`RaplSource`;
-    ``xpu`` → unavailable (only whether ``xpu-smi`` exists is reported; it is not read).
+    ``xpu:N`` → :class:`~streambench.telemetry.xpu_smi.XpuSmiSource` for xpu-smi device ``N``
+    (unavailable, with the reason, without ``xpu-smi`` on ``PATH``).
     """
     kind, _, index_text = device.partition(":")
     index = int(index_text) if index_text.isdigit() else 0
@@ -394,10 +395,10 @@ def discover(device: str, *, nvml_index: Optional[int] = None) -> list[Source]:
         # STREAMBENCH_POWERCAP_ROOT: another powercap tree (tests, or a bind-mounted host tree)
         return [RaplSource(os.environ.get("STREAMBENCH_POWERCAP_ROOT") or "/sys/class/powercap")]
     if kind == "xpu":
-        smi = shutil.which("xpu-smi")
-        if smi is None:
+        if shutil.which("xpu-smi") is None:
             reason = "xpu-smi not found on PATH (Intel GPU telemetry is read through it)"
-        else:
-            reason = f"xpu-smi found at {smi}, but streambench does not read it"
-        return [UnavailableSource("xpu-smi", reason)]
+            return [UnavailableSource(f"xpu-smi:{index}", reason)]
+        from .xpu_smi import XpuSmiSource
+
+        return [XpuSmiSource(index)]
     return [UnavailableSource(kind or device, f"no telemetry source for device {device!r}")]
