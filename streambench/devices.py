@@ -145,15 +145,22 @@ def _rss_reader() -> Callable[[], int] | None:
     """Cheapest resident-set-size reader this platform has."""
     if sys.platform.startswith("linux"):
         try:
-            fd = os.open("/proc/self/statm", os.O_RDONLY)
+            # /proc/self is resolved when the file is opened: a forked child would go on reading
+            # its parent's memory through the inherited descriptor, so the child reopens it.
+            fds = [os.open("/proc/self/statm", os.O_RDONLY)]
             page = os.sysconf("SC_PAGE_SIZE")
             pread = os.pread
 
+            def reopen() -> None:
+                old, fds[0] = fds[0], os.open("/proc/self/statm", os.O_RDONLY)
+                os.close(old)
+
             def rss() -> int:
                 # statm: size resident shared ... in pages; pread avoids a seek and a new file.
-                return int(pread(fd, 128, 0).split()[1]) * page
+                return int(pread(fds[0], 128, 0).split()[1]) * page
 
             rss()
+            os.register_at_fork(after_in_child=reopen)
             return rss
         except OSError:
             pass
@@ -161,8 +168,10 @@ def _rss_reader() -> Callable[[], int] | None:
         import psutil
     except ImportError:
         return None
-    proc = psutil.Process()
-    return lambda: proc.memory_info().rss
+    procs = [psutil.Process()]  # bound to a pid: a forked child makes its own
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: procs.__setitem__(0, psutil.Process()))
+    return lambda: procs[0].memory_info().rss
 
 
 @dataclass

@@ -120,6 +120,29 @@ def test_cpu_backend_has_no_sync_and_reads_rss():
     assert b.read_memory() > 10 * 2**20
 
 
+def test_rss_reader_reads_its_own_process_after_a_fork():
+    """/proc/self resolves when opened: a forked child must not go on reading its parent's RSS
+    through the inherited descriptor (a child that writes 256 MiB must see most of them; the
+    kernel syncs its RSS counters lazily, so not necessarily all)."""
+    import os
+
+    read = get_backend("cpu").read_memory
+    before = read()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: allocate, read, report, leave without running pytest's exit
+        try:
+            block = b"x" * (256 * 2**20)  # written, so resident (no torch: OpenMP after fork)
+            os.write(w, f"{read() - before} {len(block)}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    grown, _ = os.read(r, 100).decode().split()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert int(grown) >= 100 * 2**20, f"the child's reading grew by {int(grown) >> 20} MiB"
+
+
 def _accelerators():
     found = []
     if torch.cuda.is_available():
