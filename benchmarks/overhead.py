@@ -218,8 +218,13 @@ def generate_overhead(model: Any, tokens: int, rounds: int, prompt_len: int = 16
                     readings[k].append(sum(m is not None for m in mem))
     base = times["none"]
     ratios = {k: [t / b for t, b in zip(times[k], base)] for k in GEN_VARIANTS if k != "none"}
-    later = ("minimal_streamer", "rss_read_only", "sb_memory_off", "sb_memory_on")
-    later += ("sb_memory_every_token",)
+    later = (
+        "minimal_streamer",
+        "rss_read_only",
+        "sb_memory_off",
+        "sb_memory_on",
+        "sb_memory_every_token",
+    )
     vs_noop = {k: [t / b for t, b in zip(times[k], times["noop_streamer"])] for k in later}
     vs_minimal = {
         k: [t / b for t, b in zip(times[k], times["minimal_streamer"])] for k in later[1:]

@@ -201,7 +201,7 @@ def _check_engine(variant: Mapping[str, Any], where: str) -> None:
         raise UsageError(
             f"{where}: {SETTINGS[only[0]].option} is a transformers setting, which --engine "
             f"{engine} does not have: run it as its own sweep, or list the combinations in the "
-            "config's variants:"
+            "config's `variants:` list"
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Optional, Protocol, runtime_checkable
@@ -91,7 +90,7 @@ class Source(Protocol):
 
 
 class UnavailableSource:
-    """A source that exists only to say why nothing is measured (e.g. XPU without ``xpu-smi``)."""
+    """A source that only says why nothing is measured (e.g. MPS, or CUDA without pynvml)."""
 
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
@@ -375,7 +374,7 @@ def discover(device: str, *, nvml_index: Optional[int] = None) -> list[Source]:
     ``cuda:N`` → :class:`NvmlSource` for NVML index ``nvml_index`` (default: ``N`` mapped through
     an all-integer ``CUDA_VISIBLE_DEVICES``, else ``N``); ``cpu`` → :class:`RaplSource`;
     ``xpu:N`` → :class:`~streambench.telemetry.xpu_smi.XpuSmiSource` for xpu-smi device ``N``
-    (unavailable, with the reason, without ``xpu-smi`` on ``PATH``).
+    (it says so when ``xpu-smi`` is not on ``PATH``).
     """
     kind, _, index_text = device.partition(":")
     index = int(index_text) if index_text.isdigit() else 0
@@ -395,9 +394,6 @@ def discover(device: str, *, nvml_index: Optional[int] = None) -> list[Source]:
         # STREAMBENCH_POWERCAP_ROOT: another powercap tree (tests, or a bind-mounted host tree)
         return [RaplSource(os.environ.get("STREAMBENCH_POWERCAP_ROOT") or "/sys/class/powercap")]
     if kind == "xpu":
-        if shutil.which("xpu-smi") is None:
-            reason = "xpu-smi not found on PATH (Intel GPU telemetry is read through it)"
-            return [UnavailableSource(f"xpu-smi:{index}", reason)]
         from .xpu_smi import XpuSmiSource
 
         return [XpuSmiSource(index)]

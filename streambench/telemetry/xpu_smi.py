@@ -90,9 +90,11 @@ class XpuSmiSource:
             return False, self._error
         threading.Thread(target=self._reader, name="streambench-xpu-smi", daemon=True).start()
         if not self._header.wait(self.start_timeout_s):
-            self._error = f"xpu-smi dump printed no header within {self.start_timeout_s:g} s"
-            self.close()
-        return (False, self._error) if self._error else (True, "")
+            self._fail(f"xpu-smi dump printed no header within {self.start_timeout_s:g} s")
+        if self._error:
+            self.close()  # e.g. a header without the columns read: the process is of no use
+            return False, self._error
+        return True, ""
 
     def _reader(self) -> None:
         proc = self._proc
