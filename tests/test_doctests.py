@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "streambench.stats",
+    "streambench.intervals",
     "streambench.devices",
     "streambench.tiny",
     "streambench.streamer",
