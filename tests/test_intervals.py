@@ -13,7 +13,16 @@ from streambench.intervals import median_ci, min_trials, why_no_interval
     ("n", "lo", "up"),
     # 1-based ranks of the 95 % order-statistic interval for the median (standard tables,
     # e.g. Conover, Practical Nonparametric Statistics, table A3 / Hollander & Wolfe)
-    [(6, 1, 6), (7, 1, 7), (8, 1, 8), (9, 2, 8), (10, 2, 9), (12, 3, 10), (20, 6, 15), (30, 10, 21)],
+    [
+        (6, 1, 6),
+        (7, 1, 7),
+        (8, 1, 8),
+        (9, 2, 8),
+        (10, 2, 9),
+        (12, 3, 10),
+        (20, 6, 15),
+        (30, 10, 21),
+    ],
 )
 def test_ranks_match_the_tables(n, lo, up):
     values = [float(i) for i in range(1, n + 1)]
