@@ -40,11 +40,12 @@ def streambench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def run_files(tmp_path_factory):
-    """A real sweep: 2 input lengths x 2 batch sizes, and one configuration that fails (prompt +
-    new tokens beyond the model's context of 4096), written as JSON and as HTML."""
+    """A real sweep: 2 input lengths (each with its own output length, as 32-32,256-64 would) x
+    2 batch sizes, and one configuration that fails (prompt + new tokens beyond the model's
+    context of 4096), written as JSON and as HTML."""
     out = tmp_path_factory.mktemp("report")
     res = streambench(
-        "run", "--in-out", "8-4,16-4,4090-8", "--batch-size", "1,2", "--trials", "2",
+        "run", "--in-out", "8-4,16-8,4090-8", "--batch-size", "1,2", "--trials", "2",
         "--warmup", "1", "--isolate", "none", "-o", str(out / "run.json"), "-o",
         str(out / "run.html"),
     )  # fmt: skip
@@ -203,6 +204,36 @@ def test_run_html_output_in_browser(browser, run_files):
         "document.getElementById('chart-latency').data[0].hovertemplate"
     )  # hover: token index, latency, memory
     assert "token %{x}" in hover and "ms" in hover and "MiB" in hover
+
+
+def test_first_token_trend_and_unbroken_in_out(browser, run_files):
+    """ "First token against input length": one line per model and batch size through every
+    input length (8-4 and 16-8 are one trend, not two single points); the in-out cell is one
+    line even in a narrow window."""
+    browser.open(run_files / "run.html", width=900)
+    browser.settle(0.5)
+    traces = browser.evaluate(
+        "document.getElementById('chart-ttft-input').data.map(t => [t.name, Array.from(t.x), "
+        "Array.from(t.y)])"
+    )
+    raw = json.loads((run_files / "run.json").read_text())["configurations"]
+    ok = [e for e in raw if e["status"] == "ok"]
+    assert len(traces) == 2, traces  # batch 1 and batch 2
+    for name, xs, ys in traces:
+        batch = int(name.split("bs")[-1])
+        mine = sorted(
+            (e["settings"]["input_tokens"], e["aggregates"]["first_token_s"]["median"] * 1e3)
+            for e in ok
+            if e["settings"]["batch_size"] == batch
+        )
+        assert xs == [8, 16] and ys == pytest.approx([y for _, y in mine], rel=1e-12)
+    cells = browser.evaluate(
+        "Array.from(document.querySelectorAll('table.configs td.in-out')).map(td => { const r = "
+        "document.createRange(); r.selectNodeContents(td); return [td.textContent, "
+        "new Set(Array.from(r.getClientRects()).map(q => Math.round(q.top))).size]; })"
+    )
+    assert len(cells) == 6 and {t for t, _ in cells} == {"8-4", "16-8", "4090-8"}
+    assert all(lines == 1 for _, lines in cells), cells
 
 
 def test_report_comparison_hostile_text_and_screenshot(browser, run_files, tmp_path):
