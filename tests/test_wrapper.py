@@ -323,7 +323,8 @@ def test_verbose_prints_every_token(llama, prompt, capsys):
     out = lines(capsys)
     assert FIRST.match(out[0]) and REST.match(out[1])
     assert out[2].startswith("Peak memory for every token: [") and out[2].count(",") == 4
-    assert "latency (ms)" in out[3] and len(out[4:]) == 5
+    assert len(out[3:]) == 5 and all(x.startswith(f"token {i}: ") for i, x in enumerate(out[3:], 1))
+    assert any(x.endswith(" MiB") for x in out[3:])  # one line per token, latency and memory
 
 
 def test_runs_stats_and_reset(llama, prompt):
