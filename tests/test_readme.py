@@ -1,6 +1,6 @@
-"""The README and the Makefile say what the project does: no option documented twice in one
-table (two rows for one option contradicted each other), and `make` installs torch from the index
-the README names."""
+"""The README, the Makefile and pyproject.toml say what the project does: no option documented
+twice in one table (two rows for one option contradicted each other), `make` installs torch from
+the index the README names, and the license is metadata setuptools reads without a warning."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def test_make_installs_torch_from_the_index_the_readme_names(tmp_path):
     assert not any("torch" in line for line in plan("TORCH="))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"make TORCH_INDEX={CPU_INDEX} demo" in readme
+
+
+def test_license_is_an_spdx_expression_with_the_setuptools_that_reads_it():
+    """`project.license` as a table printed setuptools' deprecation box at every build; the SPDX
+    string needs setuptools >= 77 (checked by hand: `pip wheel --no-deps .` prints no warning
+    and the wheel's METADATA has `License-Expression: Apache-2.0`)."""
+    tomllib = pytest.importorskip("tomllib")
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert data["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in data["build-system"]["requires"]
