@@ -239,9 +239,11 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
         check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
         import importlib.util
 
+        from .extras import install_hint
+
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError(
-                "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
+                f"--plot needs matplotlib, which is not installed: {install_hint('plot')}"
             )
         if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
             raise UsageError(f"--plot {plot}: also named by --output; use another file name")

@@ -45,7 +45,8 @@ __all__ = [
     "report_payload",
 ]
 
-#: what to install for HTML reports
+#: what to install for HTML reports, from PyPI (messages say what fits the running copy:
+#: :func:`streambench.extras.install_hint`)
 REPORT_EXTRA = "pip install 'streambench[report]'"
 _MiB = 1024**2
 _DATA = Path(__file__).resolve().parent.parent / "data"
@@ -70,7 +71,11 @@ def plotly_js_path() -> Path:
         path = Path(place) / "package_data" / "plotly.min.js"
         if path.is_file():
             return path
-    raise RuntimeError(f"HTML reports need plotly, which is not installed: {REPORT_EXTRA}")
+    from ..extras import install_hint
+
+    raise RuntimeError(
+        f"HTML reports need plotly, which is not installed: {install_hint('report')}"
+    )
 
 
 def plotly_js() -> str:
