@@ -65,14 +65,14 @@ def test_sweep_report_has_the_load_section(stub, browser, tmp_path):  # noqa: F8
 
 @pytest.fixture(scope="module")
 def search_file(stub, tmp_path_factory):  # noqa: F811
-    """A real capacity search (TTFT SLO 120 ms) against the stub (2 slots, 40 ms a request:
-    about 50 requests/s): up to 4 points from 10/s, the first passing even on a loaded machine
-    (with none passing there is one point and no Load section)."""
+    """A real capacity search (SLO: TTFT 120 ms, TPOT 50 ms) against the stub (2 slots, 40 ms a
+    request: about 50 requests/s): up to 4 points from 10/s, the first passing even on a loaded
+    machine (with none passing there is one point and no Load section)."""
     cap = tmp_path_factory.mktemp("search") / "cap.json"
     res = cli(  # a warm-up request: the first opens the connection (80 ms more, seen here)
         url(stub, "html=cap;slots=2;service=0.04"), "--model", "m", "--in-out", "4-2",
         "--requests", "8", "--warmup", "1", "--arrivals", "constant", "--find-max-rate",
-        "--slo", "ttft=120ms", "--rate-range", "10,160", "--max-points", "4",
+        "--slo", "ttft=120ms,tpot=50ms", "--rate-range", "10,160", "--max-points", "4",
         "--force-output", "off", "-o", str(cap),
     )  # fmt: skip
     assert res.returncode in (0, 1), res.stderr
@@ -157,24 +157,26 @@ def test_load_charts_fit_their_cells_at_common_widths(browser, search_file, tmp_
 
 
 def test_search_report_slo_lines_and_points_by_rate(browser, search_file, tmp_path):  # noqa: F811
-    """The TTFT SLO as a horizontal line on the TTFT charts (none on ITL, which has no SLO);
+    """The TTFT SLO as a horizontal line on the TTFT charts, the TPOT SLO on the Pareto chart
+    (median TPOT), none on the ITL charts (no ITL SLO);
     the configurations listed by asked rate, each with the search's pass/fail and order tried;
     an endpoint has no memory readings and no dtype: no memory chart, "—" (never "null")."""
     page = _search_page(search_file, tmp_path, reverse=True)
     _open(browser, page)
     capacity = json.loads((tmp_path / "reversed.json").read_text())["capacity"]
-    assert capacity["slo_s"] == {"ttft": 0.12} and len(capacity["points"]) > 1
-    for chart in _CHARTS:
+    assert capacity["slo_s"] == {"ttft": 0.12, "tpot": 0.05} and len(capacity["points"]) > 1
+    for chart in [*_CHARTS, "chart-load-0-pareto"]:
         shapes = browser.evaluate(
             f"(document.getElementById('{chart}').layout.shapes || []).map(s => [s.y0, s.y1, "
             "s.xref, s.x0, s.x1])"
         )
         top = browser.evaluate(f"document.getElementById('{chart}')._fullLayout.yaxis.range[1]")
-        if "ttft" in chart:
-            assert shapes == [[pytest.approx(120.0), pytest.approx(120.0), "paper", 0, 1]], chart
-            assert top > 120.0  # the line is in view
-        else:
+        want = 120.0 if "ttft" in chart else 50.0 if "pareto" in chart else None
+        if want is None:
             assert shapes == [], chart
+        else:
+            assert shapes == [[pytest.approx(want), pytest.approx(want), "paper", 0, 1]], chart
+            assert top > want  # the line is in view
     rows = browser.evaluate(
         "Array.from(document.querySelectorAll('table.configs tbody tr[data-config]')).map(r => "
         "[Number(r.dataset.config), r.querySelector('td.rate').textContent, "

@@ -306,9 +306,10 @@
     if (!L) return;
     var s = section((MANY ? doc.name + ": " : "") + "Load", "load-" + di);
     var what = L.search.length ? "capacity search" : "load sweep";
-    var slos = Object.keys(L.slo_ms || {}).map(function (k) {
-      return k.toUpperCase() + " " + L.slo_ms[k].map(function (v) { return fmt(v, 1) + " ms"; }).join(", ");
-    });
+    var SLO = L.slo_ms || {};
+    var slos = ["ttft", "itl", "tpot"].filter(function (k) { return SLO[k] && SLO[k].length; }).map(function (k) {
+      return k.toUpperCase() + " " + SLO[k].map(function (v) { return fmt(v, 1) + " ms"; }).join(", ");
+    }); // the thresholds drawn: TTFT and ITL on their charts, TPOT on the Pareto chart
     s.appendChild(el("p", { cls: "note", text: what + ": " + L.points.length + " load points. One colour per series, one line style per percentile (p50 solid, p90 dashed, p99 dotted)." +
       (slos.length ? " Dash-dotted red lines: the SLO thresholds (" + slos.join("; ") + "), met by a request at or below them." : "") }));
     var id = "chart-load-" + di + "-", grid = el("div", { cls: "chart-grid" }), draws = [];
@@ -324,7 +325,7 @@
     }
     [["ttft_ms", "TTFT", "ttft"], ["itl_ms", "ITL", "itl"]].forEach(function (m) {
       [["requests_per_s", "rate", "achieved requests/s", "requests/s"], ["output_tokens_per_s", "tokens", "output tokens/s", "tokens/s"]].forEach(function (x) {
-        var traces = percentileTraces(L, m[0], m[1], x[0], x[3]), slo = (L.slo_ms || {})[m[2]] || [];
+        var traces = percentileTraces(L, m[0], m[1], x[0], x[3]), slo = SLO[m[2]] || [];
         plot(m[1].toLowerCase() + "-" + x[1], m[1] + " percentiles against " + x[2], null,
           traces, layout(x[2], m[1] + " (ms)", sloLines(slo, traces, m[1] + " (ms)")));
       });
@@ -333,6 +334,8 @@
     if (all.length) {
       var front = L.front.map(function (i) { return L.points[i]; });
       var hover = "%{text}<br>%{x:.2f} tokens/s<br>%{y:.3f} ms/token<extra></extra>";
+      var paretoExtra = sloLines(SLO.tpot || [], [{ y: all.map(function (p) { return p.latency_ms; }) }], "median TPOT (ms/token)");
+      paretoExtra.margin = { l: 60, r: 20, t: 24, b: 50 };
       plot("pareto", "Latency against throughput (Pareto front)",
         "Median TPOT (else median ITL) of every load point; the Pareto-optimal points (no other point has at least the throughput at no more latency) connected.", [
         { x: all.map(function (p) { return p.output_tokens_per_s; }), y: all.map(function (p) { return p.latency_ms; }),
@@ -341,7 +344,7 @@
         { x: front.map(function (p) { return p.output_tokens_per_s; }), y: front.map(function (p) { return p.latency_ms; }),
           text: front.map(function (p) { return label(p.series + " · " + p.id); }), name: "Pareto-optimal", type: "scatter", mode: "lines+markers",
           marker: { size: 7, color: "#d62728" }, line: { color: "#d62728" }, hovertemplate: hover },
-      ], layout("output tokens/s", "median TPOT (ms/token)", { margin: { l: 60, r: 20, t: 24, b: 50 } }));
+      ], layout("output tokens/s", "median TPOT (ms/token)", paretoExtra));
     }
     if (L.search.length) searchChart(L, plot);
     draws.forEach(function (draw) { draw(); });
