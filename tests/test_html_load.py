@@ -28,7 +28,7 @@ def test_sweep_report_has_the_load_section(stub, browser, tmp_path):  # noqa: F8
     res = cli(
         url(stub, "html=sweep;service=0.005"), "--model", "m", "--in-out", "4-3",
         "--requests", "6", "--warmup", "0", "--request-rate", "100,inf", "--concurrency", "1,3",
-        "--force-output", "off", "-o", str(out), "-o", str(page),
+        "--slo", "itl=400ms", "--force-output", "off", "-o", str(out), "-o", str(page),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     _open(browser, page)
@@ -38,6 +38,11 @@ def test_sweep_report_has_the_load_section(stub, browser, tmp_path):  # noqa: F8
     for chart in _CHARTS:  # 2 series (concurrency 1, 3) x p50, p90, p99
         assert drawn[chart] == 6, (chart, drawn)
     assert "chart-load-0-search" not in drawn
+    for chart in _CHARTS:  # a sweep's SLO (each configuration's config.slo_s): ITL only
+        shapes = browser.evaluate(
+            f"(document.getElementById('{chart}').layout.shapes || []).map(s => s.y0)"
+        )
+        assert shapes == ([pytest.approx(400.0)] if "itl" in chart else []), (chart, shapes)
     for chart, metric, x_key in (
         (_CHARTS[0], "ttft_s", "requests_per_s"),
         (_CHARTS[3], "itl_s", "output_tokens_per_s"),

@@ -272,3 +272,23 @@ def test_loaded_document_round_trip_stays_typed(run_files):
     doc = load_results(run_files / "run.json")
     assert isinstance(doc, ResultsDocument)
     assert [c.status for c in doc.configurations].count("failed") == 2
+
+
+def test_slo_and_capacity_data_from_a_hostile_file():
+    """What a file's capacity search gives the page: only finite thresholds under text keys (in
+    ms) and only points with a text id; a point's verdict is a pass only when ``passed`` is true."""
+    from streambench.results.html import capacity_points, slo_thresholds_ms
+
+    doc = load_results(FIXTURES / "results-v1-endpoint.json")
+    doc.extra["capacity"] = {
+        "slo_s": {"ttft": "x", "itl": float("nan"), "tpot": 0.05, 3: 1.0, "e2e": 1e400},
+        "points": [{"id": 5}, "x", {"id": "a", "passed": "yes"}, {"id": "b", "passed": True,
+                   "slo_attained": 0.96}],
+    }  # fmt: skip
+    assert slo_thresholds_ms(doc) == {"tpot": [50.0]}
+    assert capacity_points(doc) == {
+        "a": {"order": 3, "passed": False, "slo_attained": None},
+        "b": {"order": 4, "passed": True, "slo_attained": 0.96},
+    }
+    doc.extra["capacity"] = ["not", "a", "table"]
+    assert slo_thresholds_ms(doc) == {} and capacity_points(doc) == {}
