@@ -37,12 +37,14 @@ from .values import GiB, finite, is_number
 
 __all__ = [
     "REPORT_EXTRA",
+    "capacity_points",
     "check_html_outputs",
     "load_payload",
     "plotly_js",
     "render_html",
     "render_report",
     "report_payload",
+    "slo_thresholds_ms",
 ]
 
 #: what to install for HTML reports, from PyPI (messages say what fits the running copy:
