@@ -1,9 +1,13 @@
 # Development entry points. `make demo` and `make test` set everything up on a fresh machine.
-# torch: a plain `pip install torch` pulls a multi-GB CUDA build; dev/CI pin a CPU build.
+# torch: pip installs $(TORCH) from wherever pip's configuration looks. On Linux x86-64 PyPI's
+# torch is the CUDA build (several GB); PyTorch's CPU index gives the CPU build:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu demo
+# (empty by default: a machine whose pip config already finds a CPU wheel, as dev/CI, needs none).
 # Bring your own torch elsewhere: `make TORCH= test` keeps whatever torch the venv has.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.streambench-installed
 
@@ -12,7 +16,7 @@ STAMP  := $(VENV)/.streambench-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(if $(TORCH),$(BIN)/python -m pip install --quiet "$(TORCH)")
+	$(if $(TORCH),$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH)")
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

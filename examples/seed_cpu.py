@@ -9,7 +9,10 @@ streambench's BenchmarkWrapper. Below the marked line is the seed's code, with t
   ``AutoModel.from_pretrained(..., trust_remote_code=True)`` loads a model that can generate;
 - where ipex-llm cannot be installed (it does not import on transformers >= 4.54), ``AutoModel``
   comes from transformers and ``load_in_4bit=True`` is left out: ipex-llm's int4 is not available
-  there. With ipex-llm (transformers 4.37) the model is loaded in int4 through it, as in the seed.
+  there. With ipex-llm (transformers 4.37) the model is loaded in int4 through it, as in the seed;
+- an ordinary causal-LM folder (Llama, Qwen, Mistral … without chatglm's ``auto_map``) is loaded
+  with ``AutoModelForCausalLM`` under the name ``AutoModel``: ``AutoModel`` would give its bare
+  backbone (``LlamaModel``), which cannot generate.
 
     python examples/seed_cpu.py [MODEL_DIR]
 
@@ -24,13 +27,24 @@ import tempfile
 from pathlib import Path
 
 try:  # the seed's stack: ipex-llm's int4 loader (transformers 4.37)
-    from ipex_llm.transformers import AutoModel
+    from ipex_llm.transformers import AutoModel, AutoModelForCausalLM
 
     LOW_BIT = {"load_in_4bit": True}
 except ImportError:  # newer transformers: ipex-llm does not import there
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForCausalLM
 
     LOW_BIT = {}
+
+
+def generates_through_automodel(path: str) -> bool:
+    """Whether ``AutoModel`` loads a model that can generate from ``path``: remote code mapping
+    ``AutoModel`` to its own class (chatglm-6b, the seed's model). A folder without
+    ``config.json`` (a hub id) is left to the seed's ``AutoModel``."""
+    config = Path(path, "config.json")
+    if not config.is_file():
+        return True
+    auto_map = json.loads(config.read_text(encoding="utf-8")).get("auto_map") or {}
+    return "AutoModel" in auto_map
 
 
 def tiny_remote_code_model(path: str) -> str:
@@ -57,6 +71,8 @@ if len(sys.argv) > 1:
     model_path = sys.argv[1]
 else:
     model_path = tiny_remote_code_model(str(Path(tempfile.mkdtemp(prefix="streambench-"))))
+if not generates_through_automodel(model_path):  # an ordinary Llama folder, say
+    AutoModel = AutoModelForCausalLM
 
 # ---- the seed's code (import line and model path changed, see above) -------------------------
 import torch  # noqa: E402

@@ -294,7 +294,7 @@ def _add_generation_options(run: argparse.ArgumentParser) -> None:
         "--engine",
         metavar="NAME[,...]",
         help="transformers (default), openvino (optimum-intel), openvino-genai (LLMPipeline); "
-        "the OpenVINO engines need pip install 'streambench[openvino]'",
+        "the OpenVINO engines need the extra streambench[openvino] (see README, OpenVINO)",
     )
     add(
         "--export-dir",

@@ -145,6 +145,14 @@ def _text(value: Any, where: str) -> str:
     raise UsageError(f"{where}: {_show(value)} is not a text (expected a non-empty string)")
 
 
+def _hub(value: Any, where: str) -> Optional[str]:
+    """``local_model_hub``: empty (or null) means no hub, the repo ids used as they are, as in
+    ipex-llm's all-in-one ``run.py``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _text(value, where)
+
+
 def _text_or_list(value: Any, where: str) -> list[str]:
     items = value if isinstance(value, (list, tuple)) else [value]
     if not items:
@@ -280,7 +288,7 @@ _MODELS = KeySpec("models", _text_or_list, "model directory, hub id or preset (o
 KEYS: dict[str, KeySpec] = {
     "repo_id": _MODELS,
     "model": _MODELS,
-    "local_model_hub": KeySpec("local_model_hub", _text, "directory holding the models"),
+    "local_model_hub": KeySpec("local_model_hub", _hub, "directory holding the models"),
     "warm_up": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
     "warmup": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
     "num_trials": KeySpec("trials", _bounded("trials"), "measured runs"),

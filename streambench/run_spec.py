@@ -110,17 +110,14 @@ def build_run_settings(
     """Validate everything that can be checked without loading a model."""
     from .config import parse_in_out_text, parse_int_axis
     from .loading.load import DTYPES
-    from .loading.spec import resolve_model_spec
+    from .loading.spec import resolve_model_specs
     from .local_run import SweepSettings
     from .workloads.options import workload_from
 
     m = _merge_config(args, note)
     workload = workload_from(m, in_out_given="in_out" in m)
     random_weights = m.get("random_weights", False)
-    specs = [
-        resolve_model_spec(x, random_weights, m.get("local_model_hub"))
-        for x in m.get("models", [None])
-    ]
+    specs = resolve_model_specs(m.get("models", [None]), random_weights, m.get("local_model_hub"))
     in_out = m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT)
     batch = m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1)
     dtype = m.get("dtype", "auto").lower()
@@ -242,9 +239,11 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
         check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
         import importlib.util
 
+        from .extras import install_hint
+
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError(
-                "--plot needs matplotlib, which is not installed: pip install 'streambench[plot]'"
+                f"--plot needs matplotlib, which is not installed: {install_hint('plot')}"
             )
         if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
             raise UsageError(f"--plot {plot}: also named by --output; use another file name")

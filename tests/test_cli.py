@@ -146,6 +146,54 @@ def test_plot_and_compare_from_saved_results(sweep, tmp_path):
     assert sb("compare", str(out / "r.json"), str(slower), "--threshold", "60").returncode == 0
 
 
+def _hub_config(path: Path, repo_ids: list[str], hub: object, output: Path) -> Path:
+    ids = "".join(f"  - '{r}'\n" for r in repo_ids)
+    hub_line = "local_model_hub:\n" if hub is None else f"local_model_hub: '{hub}'\n"
+    path.write_text(
+        f"repo_id:\n{ids}{hub_line}warm_up: 0\nnum_trials: 1\nin_out_pairs:\n  - '8-2'\n"
+        f"batch_size: 1\noutput: '{output}'\n"
+    )
+    return path
+
+
+def test_local_model_hub_empty_protects_models_not_hub(hub, tmp_path):
+    """As ipex-llm's run.py: an empty (or null) local_model_hub uses the repo ids as they are;
+    results may go anywhere in the hub outside the models, never into a model."""
+    inside_hub = hub / "results" / "r.json"
+    ok = sb("run", "--config", str(_hub_config(tmp_path / "a.yaml", ["org/tiny-llama"], hub,
+                                                inside_hub)))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(inside_hub.read_text())["configurations"][0]["status"] == "ok"
+    out = tmp_path / "empty.json"  # the repo id (here a directory) used as it is
+    res = sb("run", "--config", str(_hub_config(tmp_path / "b.yaml", [str(hub / "tiny-llama")],
+                                                "", out)))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["configurations"][0]["settings"]["model"] == "tiny-llama"
+    from streambench.config import KEYS
+
+    for empty in ("", "  ", None):  # `local_model_hub:` in YAML is None
+        assert KEYS["local_model_hub"].coerce(empty, "key") is None
+    bad = hub / "tiny-llama" / "r.json"
+    res = sb("run", "--config", str(_hub_config(tmp_path / "c.yaml", ["org/tiny-llama"], hub,
+                                                 bad)))  # fmt: skip
+    assert res.returncode == 2 and "inside the model directory" in res.stderr, res.stderr
+    assert not bad.exists()
+
+
+def test_local_model_hub_names_every_missing_model(hub, tmp_path):
+    out = tmp_path / "r.json"
+    cfg = _hub_config(
+        tmp_path / "c.yaml", ["org/tiny-llama", "a/missing-one", "b/missing-two"], hub, out
+    )
+    res = sb("run", "--config", str(cfg))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2 of 3 models" in lines[0], lines
+    assert "'a/missing-one'" in lines[0] and "'b/missing-two'" in lines[0]
+    assert str(hub / "missing-two") in lines[0] and "tiny-llama" not in lines[0]
+    assert not out.exists()
+
+
 def test_config_file_all_in_one_keys(hub, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,11 +41,12 @@ def streambench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def run_files(tmp_path_factory):
-    """A real sweep: 2 input lengths x 2 batch sizes, and one configuration that fails (prompt +
-    new tokens beyond the model's context of 4096), written as JSON and as HTML."""
+    """A real sweep: 2 input lengths (each with its own output length, as 32-32,256-64 would) x
+    2 batch sizes, and one configuration that fails (prompt + new tokens beyond the model's
+    context of 4096), written as JSON and as HTML."""
     out = tmp_path_factory.mktemp("report")
     res = streambench(
-        "run", "--in-out", "8-4,16-4,4090-8", "--batch-size", "1,2", "--trials", "2",
+        "run", "--in-out", "8-4,16-8,4090-8", "--batch-size", "1,2", "--trials", "2",
         "--warmup", "1", "--isolate", "none", "-o", str(out / "run.json"), "-o",
         str(out / "run.html"),
     )  # fmt: skip
@@ -85,7 +87,8 @@ def test_html_needs_plotly_says_which_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "plotly" else real(name, *a)
     )
-    with pytest.raises(UsageError, match=r"-o r\.html: .*streambench\[report\]"):
+    hint = f"pip install -e '{'.' if Path.cwd() == ROOT else ROOT}[report]'"  # from this clone
+    with pytest.raises(UsageError, match=r"-o r\.html: .*" + re.escape(hint)):
         check_html_outputs(["r.json", "r.html"], "-o")
     check_html_outputs(["r.json"], "-o")  # no HTML asked: nothing needed
 
@@ -205,6 +208,36 @@ def test_run_html_output_in_browser(browser, run_files):
     assert "token %{x}" in hover and "ms" in hover and "MiB" in hover
 
 
+def test_first_token_trend_and_unbroken_in_out(browser, run_files):
+    """ "First token against input length": one line per model and batch size through every
+    input length (8-4 and 16-8 are one trend, not two single points); the in-out cell is one
+    line even in a narrow window."""
+    browser.open(run_files / "run.html", width=900)
+    browser.settle(0.5)
+    traces = browser.evaluate(
+        "document.getElementById('chart-ttft-input').data.map(t => [t.name, Array.from(t.x), "
+        "Array.from(t.y)])"
+    )
+    raw = json.loads((run_files / "run.json").read_text())["configurations"]
+    ok = [e for e in raw if e["status"] == "ok"]
+    assert len(traces) == 2, traces  # batch 1 and batch 2
+    for name, xs, ys in traces:
+        batch = int(name.split("bs")[-1])
+        mine = sorted(
+            (e["settings"]["input_tokens"], e["aggregates"]["first_token_s"]["median"] * 1e3)
+            for e in ok
+            if e["settings"]["batch_size"] == batch
+        )
+        assert xs == [8, 16] and ys == pytest.approx([y for _, y in mine], rel=1e-12)
+    cells = browser.evaluate(
+        "Array.from(document.querySelectorAll('table.configs td.in-out')).map(td => { const r = "
+        "document.createRange(); r.selectNodeContents(td); return [td.textContent, "
+        "new Set(Array.from(r.getClientRects()).map(q => Math.round(q.top))).size]; })"
+    )
+    assert len(cells) == 6 and {t for t, _ in cells} == {"8-4", "16-8", "4090-8"}
+    assert all(lines == 1 for _, lines in cells), cells
+
+
 def test_report_comparison_hostile_text_and_screenshot(browser, run_files, tmp_path):
     hostile = _hostile_copy(run_files / "run.json", tmp_path / "hostile.json")
     served = _endpoint_with_two_load_points(tmp_path / "served.json")
@@ -239,3 +272,23 @@ def test_loaded_document_round_trip_stays_typed(run_files):
     doc = load_results(run_files / "run.json")
     assert isinstance(doc, ResultsDocument)
     assert [c.status for c in doc.configurations].count("failed") == 2
+
+
+def test_slo_and_capacity_data_from_a_hostile_file():
+    """What a file's capacity search gives the page: only finite thresholds under text keys (in
+    ms) and only points with a text id; a point's verdict is a pass only when ``passed`` is true."""
+    from streambench.results.html import capacity_points, slo_thresholds_ms
+
+    doc = load_results(FIXTURES / "results-v1-endpoint.json")
+    doc.extra["capacity"] = {
+        "slo_s": {"ttft": "x", "itl": float("nan"), "tpot": 0.05, 3: 1.0, "e2e": 1e400},
+        "points": [{"id": 5}, "x", {"id": "a", "passed": "yes"}, {"id": "b", "passed": True,
+                   "slo_attained": 0.96}],
+    }  # fmt: skip
+    assert slo_thresholds_ms(doc) == {"tpot": [50.0]}
+    assert capacity_points(doc) == {
+        "a": {"order": 3, "passed": False, "slo_attained": None},
+        "b": {"order": 4, "passed": True, "slo_attained": 0.96},
+    }
+    doc.extra["capacity"] = ["not", "a", "table"]
+    assert slo_thresholds_ms(doc) == {} and capacity_points(doc) == {}

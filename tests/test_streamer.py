@@ -236,13 +236,21 @@ def test_do_print_prints_the_seed_lines(llama, prompt, capsys):
     assert lines[0].endswith(" s=========") and SEED_REST.match(lines[1])
 
 
+# memory where it was read (the probe is rate-limited: a token may have none)
+TOKEN_LINE = r"token \d+: \d+\.\d{3} ms(, RSS \d+\.\d MiB)?"
+
+
 def test_verbose_prints_every_token(llama, prompt, capsys):
     s = TimingStreamer(device="cpu", verbose=True)
     llama.generate(prompt, streamer=s, **gen_kwargs(5))
     out = capsys.readouterr().out.strip().splitlines()
-    assert "latency (ms)" in out[2] and "RSS (MiB)" in out[2]
-    rows = out[3:]
-    assert len(rows) == 5 and [int(x.split()[0]) for x in rows] == [1, 2, 3, 4, 5]
+    rows = out[2:]  # one line per token, as documented: "token 1: 0.123 ms, RSS 456.7 MiB"
+    assert len(rows) == 5 and all(re.fullmatch(TOKEN_LINE, r) for r in rows), rows
+    assert any(r.endswith(" MiB") for r in rows)
+    assert [int(r.split()[1][:-1]) for r in rows] == [1, 2, 3, 4, 5]
+    assert sum(float(r.split()[2]) for r in rows) / 1e3 == pytest.approx(
+        sum(s.summary().token_latencies_s), abs=1e-5
+    )
 
 
 def test_encoder_decoder(t5, known_latency):

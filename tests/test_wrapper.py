@@ -7,6 +7,7 @@ asserted per version, never skipped silently.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -323,7 +324,8 @@ def test_verbose_prints_every_token(llama, prompt, capsys):
     out = lines(capsys)
     assert FIRST.match(out[0]) and REST.match(out[1])
     assert out[2].startswith("Peak memory for every token: [") and out[2].count(",") == 4
-    assert "latency (ms)" in out[3] and len(out[4:]) == 5
+    assert len(out[3:]) == 5 and all(x.startswith(f"token {i}: ") for i, x in enumerate(out[3:], 1))
+    assert any(x.endswith(" MiB") for x in out[3:])  # one line per token, latency and memory
 
 
 def test_runs_stats_and_reset(llama, prompt):
@@ -427,6 +429,17 @@ def test_seed_cpu_example_prints_the_two_lines():
     found = [x for x in out if x.startswith("=========")]
     assert len(found) == 2 and FIRST.match(found[0]) and REST.match(found[1])
     assert REST.match(found[1]).group(2) == "31"
+
+
+def test_seed_cpu_example_on_an_ordinary_llama_folder(tmp_path):
+    """``seed_cpu.py MODEL_DIR`` with a plain Llama folder (no remote code): AutoModel would
+    give the backbone, which cannot generate; the example loads the causal LM."""
+    from streambench.tiny import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "llama", eos_token_id=None)
+    assert "auto_map" not in json.loads((folder / "config.json").read_text())
+    found = [x for x in run_example("seed_cpu.py", str(folder)) if x.startswith("=========")]
+    assert len(found) == 2 and FIRST.match(found[0]) and REST.match(found[1]).group(2) == "31"
 
 
 def test_seed_gpu_example_runs_warmups_then_measured_runs():

@@ -32,6 +32,7 @@
     if (typeof v !== "number") return String(v);
     return v.toFixed(digits === undefined ? 3 : digits);
   }
+  function text(v) { return v === null || v === undefined ? "—" : String(v); } // never "null"
   function cell(v, digits, key) {
     var td = el("td", { cls: v === null || v === undefined ? "num none" : "num", text: fmt(v, digits) });
     if (key) td.setAttribute("data-key", key);
@@ -106,12 +107,29 @@
     ["decode tokens/s", "decode_tokens_per_s", "median", 1],
     ["decode × batch tokens/s", "decode_throughput_tokens_per_s", "median", 1],
   ];
+  function byRate(doc) { // [config, index]; a capacity search's points by asked rate (inf last)
+    var rows = doc.configurations.map(function (c, ci) { return [c, ci]; });
+    if (!Object.keys(doc.capacity || {}).length) return rows;
+    function rate(c) { var r = c.settings.request_rate; return typeof r === "number" ? r : Infinity; }
+    return rows.sort(function (a, b) { return rate(a[0]) - rate(b[0]) || a[1] - b[1]; });
+  }
+  function capacityCells(doc, c, tr) { // the search's verdict on this point: pass/fail, order tried
+    var p = (doc.capacity || {})[c.key];
+    tr.appendChild(el("td", { cls: p ? (p.passed ? "slo pass" : "slo fail") : "slo none",
+      text: p ? (p.passed ? "pass" : "fail") : "—" }));
+    tr.appendChild(cell(p ? p.slo_attained : null, 3, "slo_attained"));
+    tr.appendChild(el("td", { cls: "num", text: p ? String(p.order) : "—" }));
+  }
   function configurationTable(doc, parent, di) {
     var beams = doc.configurations.some(function (c) { return c.settings.num_beams !== 1; });
     var conc = doc.configurations.some(function (c) { return c.settings.concurrency !== undefined; });
+    var rates = doc.configurations.some(function (c) { return c.settings.request_rate !== undefined; });
+    var search = Object.keys(doc.capacity || {}).length > 0;
     var head = ["configuration", "status", "in-out", "batch"];
     if (beams) head.push("beams");
     if (conc) head.push("concurrency");
+    if (rates) head.push("rate (requests/s)");
+    if (search) head.push("SLO", "SLO attained", "tried");
     head.push("device", "dtype", "trials");
     COLUMNS.forEach(function (c) { head.push(c[0]); });
     var traces = doc.configurations.some(function (c) { return c.profile; });
@@ -120,17 +138,19 @@
     var table = el("table", { cls: "configs", "data-document": String(di) });
     table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
     var body = el("tbody");
-    doc.configurations.forEach(function (c, ci) {
-      var s = c.settings, ok = c.status === "ok";
+    byRate(doc).forEach(function (row) {
+      var c = row[0], ci = row[1], s = c.settings, ok = c.status === "ok";
       var tr = el("tr", { cls: ok ? "ok" : "not-ok " + c.status, "data-config": String(ci) });
       tr.appendChild(el("td", { text: c.name }));
       tr.appendChild(el("td", { cls: "status", text: c.status }));
-      tr.appendChild(el("td", { text: s.input_tokens + "-" + s.output_tokens }));
+      tr.appendChild(el("td", { cls: "in-out", text: s.input_tokens + "-" + s.output_tokens }));
       tr.appendChild(el("td", { text: String(s.batch_size) }));
       if (beams) tr.appendChild(el("td", { text: String(s.num_beams) }));
-      if (conc) tr.appendChild(el("td", { text: s.concurrency === undefined ? "—" : String(s.concurrency) }));
-      tr.appendChild(el("td", { text: String(c.config.device) }));
-      tr.appendChild(el("td", { text: String(c.config.dtype) }));
+      if (conc) tr.appendChild(el("td", { text: text(s.concurrency) }));
+      if (rates) tr.appendChild(el("td", { cls: "num rate", text: typeof s.request_rate === "number" ? String(s.request_rate) : "inf" }));
+      if (search) capacityCells(doc, c, tr);
+      tr.appendChild(el("td", { text: text(c.config.device) }));
+      tr.appendChild(el("td", { cls: "dtype", text: text(c.config.dtype) }));
       tr.appendChild(el("td", { text: String(c.trials) }));
       COLUMNS.forEach(function (col) {
         tr.appendChild(cell(stat(c, col[1], col[2]), col[3], col[1] + "." + col[2]));
@@ -152,7 +172,7 @@
 
   // -- per-token charts ---------------------------------------------------------------------
   function perToken() {
-    var lat = [], mem = [];
+    var lat = [], mem = [], memoryShown = false;
     each(function (d, c, name) {
       var t = c.tokens;
       if (!t) return;
@@ -164,6 +184,7 @@
         type: "scatter", mode: "lines+markers", marker: { size: 4, color: color(k) }, line: { color: color(k) },
         hovertemplate: n + "<br>token %{x}<br>%{y:.3f} ms<br>memory %{customdata:.1f} MiB<extra></extra>" };
       lat.push(line, band);
+      memoryShown = memoryShown || t.memory_mib.some(function (v) { return v !== null; });
       mem.push({ x: t.index, y: t.memory_mib, customdata: t.median_ms, name: n, legendgroup: group,
         type: "scatter", mode: "lines+markers", marker: { size: 4, color: color(k) }, line: { color: color(k) },
         hovertemplate: n + "<br>token %{x}<br>memory %{y:.1f} MiB<br>%{customdata:.3f} ms<extra></extra>" });
@@ -173,6 +194,7 @@
     var box = chartBox(s, "chart-latency", "Latency per token",
       "Median over the trials; the band spans the fastest and slowest trial. Token 1 is the first token (prefill). Click a legend entry to hide a configuration, drag to zoom, double-click to reset.");
     Plotly.newPlot(box, lat, layout("token position", "latency (ms)"), PLOT_CONFIG);
+    if (!memoryShown) { notPlotted(s, "charts"); return; } // no reading at all: no empty chart
     var mbox = chartBox(s, "chart-memory", "Memory per token", "Median reading over the trials at each token (the device's memory_kind: RSS on CPU, peak allocated on CUDA/XPU).");
     Plotly.newPlot(mbox, mem, layout("token position", "memory (MiB)", { yaxis: { title: { text: "memory (MiB)" }, rangemode: "normal" } }), PLOT_CONFIG);
     notPlotted(s, "charts");
@@ -187,14 +209,15 @@
       if (v === null || v === undefined) return;
       var g = (MANY ? d.name + " · " : "") + groupKeys.map(function (k) { return k[1] + s[k[0]]; }).join(" ");
       if (!(g in groups)) { groups[g] = []; order.push(g); }
-      groups[g].push([s[xKey], v, c.name]);
+      groups[g].push([s[xKey], v, c.name, s.output_tokens]);
     });
     var xs = {};
     order.forEach(function (g) { groups[g].forEach(function (p) { xs[p[0]] = 1; }); });
     var ticks = Object.keys(xs).map(Number).sort(function (a, b) { return a - b; });
     if (ticks.length < 2) return null;
     return { ticks: ticks, traces: order.map(function (g) {
-      var pts = groups[g].sort(function (a, b) { return a[0] - b[0]; });
+      // by x, then output length: every configuration of the series on one line
+      var pts = groups[g].sort(function (a, b) { return a[0] - b[0] || a[3] - b[3]; });
       return { x: pts.map(function (p) { return p[0]; }), y: pts.map(function (p) { return p[1]; }),
         text: pts.map(function (p) { return label(p[2]); }), name: label(g), type: "scatter", mode: "lines+markers",
         hovertemplate: "%{text}<br>%{x}: %{y:.3f}<extra></extra>" };
@@ -202,8 +225,10 @@
   }
   function sweeps() {
     var charts = [
+      // one line per model and batch size: the output length does not change the first token,
+      // and grouping by it left one point per line with the usual in-out pairs (32-32, 256-64)
       ["chart-ttft-input", "First token against input length", "input tokens", "first token median (ms)", "input_tokens",
-        [["model", ""], ["output_tokens", "out "], ["batch_size", "bs"]], function (c) { return stat(c, "first_token_ms", "median"); }],
+        [["model", ""], ["batch_size", "bs"]], function (c) { return stat(c, "first_token_ms", "median"); }],
       ["chart-ttft-batch", "First token against batch size", "batch size", "first token median (ms)", "batch_size",
         [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "first_token_ms", "median"); }],
       ["chart-decode-batch", "Decode throughput against batch size", "batch size", "decode tokens/s (all sequences, median)", "batch_size",
@@ -281,36 +306,65 @@
     if (!L) return;
     var s = section((MANY ? doc.name + ": " : "") + "Load", "load-" + di);
     var what = L.search.length ? "capacity search" : "load sweep";
-    s.appendChild(el("p", { cls: "note", text: what + ": " + L.points.length + " load points. One colour per series, one line style per percentile (p50 solid, p90 dashed, p99 dotted)." }));
-    var id = "chart-load-" + di + "-", grid = el("div", { cls: "chart-grid" });
+    var SLO = L.slo_ms || {};
+    var slos = ["ttft", "itl", "tpot"].filter(function (k) { return SLO[k] && SLO[k].length; }).map(function (k) {
+      return k.toUpperCase() + " " + SLO[k].map(function (v) { return fmt(v, 1) + " ms"; }).join(", ");
+    }); // the thresholds drawn: TTFT and ITL on their charts, TPOT on the Pareto chart
+    s.appendChild(el("p", { cls: "note", text: what + ": " + L.points.length + " load points. One colour per series, one line style per percentile (p50 solid, p90 dashed, p99 dotted)." +
+      (slos.length ? " Dash-dotted red lines: the SLO thresholds (" + slos.join("; ") + "), met by a request at or below them." : "") }));
+    var id = "chart-load-" + di + "-", grid = el("div", { cls: "chart-grid" }), draws = [];
     s.appendChild(grid);
-    function box(suffix, title, note) { // one cell of the grid (two columns, as the load figure)
+    // Every cell of the grid is made before any chart is drawn: plotly sizes a chart by its box
+    // when drawn, and a grid holding one cell so far gives it the full width (the chart then
+    // overflowed its column once the other cells arrived).
+    function plot(suffix, title, note, traces, lay) { // one cell of the grid (as the load figure)
       var cellDiv = el("div");
       grid.appendChild(cellDiv);
-      return chartBox(cellDiv, id + suffix, title, note);
+      var target = chartBox(cellDiv, id + suffix, title, note);
+      draws.push(function () { Plotly.newPlot(target, traces, lay, PLOT_CONFIG); });
     }
-    [["ttft_ms", "TTFT"], ["itl_ms", "ITL"]].forEach(function (m) {
+    [["ttft_ms", "TTFT", "ttft"], ["itl_ms", "ITL", "itl"]].forEach(function (m) {
       [["requests_per_s", "rate", "achieved requests/s", "requests/s"], ["output_tokens_per_s", "tokens", "output tokens/s", "tokens/s"]].forEach(function (x) {
-        var traces = percentileTraces(L, m[0], m[1], x[0], x[3]);
-        Plotly.newPlot(box(m[1].toLowerCase() + "-" + x[1], m[1] + " percentiles against " + x[2]),
-          traces, layout(x[2], m[1] + " (ms)"), PLOT_CONFIG);
+        var traces = percentileTraces(L, m[0], m[1], x[0], x[3]), slo = SLO[m[2]] || [];
+        plot(m[1].toLowerCase() + "-" + x[1], m[1] + " percentiles against " + x[2], null,
+          traces, layout(x[2], m[1] + " (ms)", sloLines(slo, traces, m[1] + " (ms)")));
       });
     });
     var all = L.points.filter(function (p) { return p.latency_ms !== null; });
     if (all.length) {
       var front = L.front.map(function (i) { return L.points[i]; });
       var hover = "%{text}<br>%{x:.2f} tokens/s<br>%{y:.3f} ms/token<extra></extra>";
-      Plotly.newPlot(box("pareto", "Latency against throughput (Pareto front)",
-        "Median TPOT (else median ITL) of every load point; the Pareto-optimal points (no other point has at least the throughput at no more latency) connected."), [
+      var paretoExtra = sloLines(SLO.tpot || [], [{ y: all.map(function (p) { return p.latency_ms; }) }], "median TPOT (ms/token)");
+      paretoExtra.margin = { l: 60, r: 20, t: 24, b: 50 };
+      plot("pareto", "Latency against throughput (Pareto front)",
+        "Median TPOT (else median ITL) of every load point; the Pareto-optimal points (no other point has at least the throughput at no more latency) connected.", [
         { x: all.map(function (p) { return p.output_tokens_per_s; }), y: all.map(function (p) { return p.latency_ms; }),
           text: all.map(function (p) { return label(p.series + " · " + p.id); }), name: "load point", type: "scatter", mode: "markers",
           marker: { size: 7, color: "#999999" }, hovertemplate: hover },
         { x: front.map(function (p) { return p.output_tokens_per_s; }), y: front.map(function (p) { return p.latency_ms; }),
           text: front.map(function (p) { return label(p.series + " · " + p.id); }), name: "Pareto-optimal", type: "scatter", mode: "lines+markers",
           marker: { size: 7, color: "#d62728" }, line: { color: "#d62728" }, hovertemplate: hover },
-      ], layout("output tokens/s", "median TPOT (ms/token)", { margin: { l: 60, r: 20, t: 24, b: 50 } }), PLOT_CONFIG);
+      ], layout("output tokens/s", "median TPOT (ms/token)", paretoExtra));
     }
-    if (!L.search.length) return;
+    if (L.search.length) searchChart(L, plot);
+    draws.forEach(function (draw) { draw(); });
+  }
+  function sloLines(values, traces, yTitle) { // SLO thresholds (ms): horizontal lines over the whole width
+    if (!values.length) return {};
+    var top = Math.max.apply(null, values);
+    traces.forEach(function (t) { t.y.forEach(function (v) { if (v > top) top = v; }); });
+    return {
+      shapes: values.map(function (v) {
+        return { type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: v, y1: v, line: { color: "#d62728", width: 1.5, dash: "dashdot" } };
+      }),
+      annotations: values.map(function (v) {
+        return { xref: "paper", x: 1, xanchor: "right", yref: "y", y: v, yanchor: "bottom", showarrow: false,
+          text: "SLO " + fmt(v, 1) + " ms", font: { size: 11, color: "#d62728" } };
+      }),
+      yaxis: { title: { text: yTitle }, zeroline: false, range: [0, top * 1.08] }, // the line stays in view
+    };
+  }
+  function searchChart(L, plot) {
     var traces = [];
     [[true, "pass", "#2ca02c", "circle"], [false, "fail", "#d62728", "x"]].forEach(function (k) {
       var pts = L.search.filter(function (p) { return p.passed === k[0]; });
@@ -326,9 +380,9 @@
       traces.push({ x: [L.max_rate, L.max_rate], y: [0, 1], yaxis: "y2", name: label("max rate " + L.max_rate + "/s"), type: "scatter",
         mode: "lines", line: { color: "#2ca02c", dash: "dash" }, hovertemplate: label("max rate " + L.max_rate + "/s") + "<extra></extra>" });
     }
-    Plotly.newPlot(box("search", "Capacity search: points in the order tried",
-      "Asked against achieved request rate, numbered in the order tried; " + (L.max_rate !== null ? "the dashed line is the maximum rate found (" + L.max_rate + "/s)." : "no rate passed.")),
-      traces, layout("asked requests/s (log)", "achieved requests/s", extra), PLOT_CONFIG);
+    plot("search", "Capacity search: points in the order tried",
+      "Asked against achieved request rate, numbered in the order tried; " + (L.max_rate !== null ? "the dashed line is the maximum rate found (" + L.max_rate + "/s)." : "no rate passed."),
+      traces, layout("asked requests/s (log)", "achieved requests/s", extra));
   }
   function loads() { DATA.documents.forEach(loadSection); }
 

@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 OPENVINO_ENGINES = ("openvino", "openvino-genai")
-#: the command that installs the OpenVINO engines (see README, "OpenVINO")
+#: the command that installs the OpenVINO engines from PyPI (see README, "OpenVINO"; messages
+#: say what fits the running copy: :func:`streambench.extras.install_hint`)
 INSTALL = "pip install 'streambench[openvino]'"
 #: ``--low-bit`` for the OpenVINO engines: NNCF weight compression at export
 #: (``fp16``/``fp32``: no compression, weights stored in that precision)
@@ -64,10 +65,13 @@ def engine_record(loaded: Any, trials: int) -> dict[str, Any]:
 
 def check_engine_available(engine: str) -> None:
     """:class:`UsageError` with the pip command when ``engine``'s packages are missing."""
+    from ..extras import install_hint
+
     missing = [m for m in _NEEDS.get(engine, ()) if not _importable(m)]
     if missing:
         raise UsageError(
-            f"--engine {engine} needs {', '.join(missing)}, which is not installed: {INSTALL} "
+            f"--engine {engine} needs {', '.join(missing)}, which is not installed: "
+            f"{install_hint('openvino')} "
             "(it may move transformers: see the README, 'OpenVINO')"
         )
 

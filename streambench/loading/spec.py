@@ -21,6 +21,7 @@ __all__ = [
     "hub_cache_directory",
     "protected_directories",
     "resolve_model_spec",
+    "resolve_model_specs",
 ]
 
 #: name shown for the embedded default model (``streambench run`` without MODEL)
@@ -65,12 +66,13 @@ def protected_directories(
     specs: list[ModelSpec], local_model_hub: str | None = None
 ) -> list[tuple[str, str]]:
     """``(what, path)`` pairs (directories, or a config file) that a run reads and no output may
-    be written into."""
+    be written into. ``local_model_hub`` adds nothing: the models found in it are protected as
+    model directories, the rest of the hub is not."""
     out = [("model", d) for d in (s.local_directory for s in specs) if d]
     # random weights from a config: only that file is read (and maybe its tokenizer beside it)
     out += [("model config", s.source) for s in specs if s.kind == "config" and s.source]
-    if local_model_hub:
-        out.append(("local_model_hub", local_model_hub))
+    # the models of a local_model_hub are among the model directories above; the hub itself is
+    # not protected (a results folder beside the models is fine)
     out.append(("Hugging Face cache", hub_cache_directory()))
     return out
 
@@ -137,6 +139,35 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def _hub_candidate(hub: Path, model: str) -> Path:
+    """Where all-in-one looks for ``model`` in a hub: the last part of the repo id."""
+    return hub / model.strip().rstrip("/").split("/")[-1]
+
+
+def resolve_model_specs(
+    models: list[str | None], random_weights: bool = False, local_model_hub: str | None = None
+) -> list[ModelSpec]:
+    """:func:`resolve_model_spec` of each model; with a ``local_model_hub``, one
+    :class:`UsageError` naming every model missing from it (empty or ``None``: no hub, each
+    model as it is)."""
+    if local_model_hub:
+        hub = Path(local_model_hub).expanduser()
+        if not hub.is_dir():
+            raise UsageError(f"local_model_hub {local_model_hub!r} is not a directory")
+        missing = [
+            f"{m!r} (no {_hub_candidate(hub, m)})"
+            for m in models
+            if m is not None and m.strip() and not _hub_candidate(hub, m).exists()
+        ]
+        if missing:
+            raise UsageError(
+                f"local_model_hub {local_model_hub}: {len(missing)} of {len(models)} models "
+                f"not found there: {', '.join(missing)}; put them in the hub or leave "
+                "local_model_hub empty to use the repo ids as they are"
+            )
+    return [resolve_model_spec(m, random_weights, local_model_hub) for m in models]
+
+
 def resolve_model_spec(
     model: str | None, random_weights: bool = False, local_model_hub: str | None = None
 ) -> ModelSpec:
@@ -150,7 +181,7 @@ def resolve_model_spec(
         hub = Path(local_model_hub).expanduser()
         if not hub.is_dir():
             raise UsageError(f"local_model_hub {local_model_hub!r} is not a directory")
-        candidate = hub / model.rstrip("/").split("/")[-1]
+        candidate = _hub_candidate(hub, model)
         if not candidate.exists():
             raise UsageError(
                 f"model {model!r} not found in local_model_hub: {candidate} does not exist"

@@ -105,9 +105,9 @@ def _load_deepspeed(spec: ModelSpec, settings: LoadOptions, placement: Placement
     try:
         import deepspeed
     except ImportError:
-        raise UsageError(
-            "--tp deepspeed needs DeepSpeed: pip install 'streambench[distributed]'"
-        ) from None
+        from ..extras import install_hint
+
+        raise UsageError(f"--tp deepspeed needs DeepSpeed: {install_hint('distributed')}") from None
     init_distributed(placement.device)
     deepspeed.init_distributed(dist_backend=str(torch_distributed().get_backend()))  # type: ignore[union-attr]
     loaded = load_on_device(spec, settings, placement.on_cpu)

@@ -37,15 +37,18 @@ from .values import GiB, finite, is_number
 
 __all__ = [
     "REPORT_EXTRA",
+    "capacity_points",
     "check_html_outputs",
     "load_payload",
     "plotly_js",
     "render_html",
     "render_report",
     "report_payload",
+    "slo_thresholds_ms",
 ]
 
-#: what to install for HTML reports
+#: what to install for HTML reports, from PyPI (messages say what fits the running copy:
+#: :func:`streambench.extras.install_hint`)
 REPORT_EXTRA = "pip install 'streambench[report]'"
 _MiB = 1024**2
 _DATA = Path(__file__).resolve().parent.parent / "data"
@@ -70,7 +73,11 @@ def plotly_js_path() -> Path:
         path = Path(place) / "package_data" / "plotly.min.js"
         if path.is_file():
             return path
-    raise RuntimeError(f"HTML reports need plotly, which is not installed: {REPORT_EXTRA}")
+    from ..extras import install_hint
+
+    raise RuntimeError(
+        f"HTML reports need plotly, which is not installed: {install_hint('report')}"
+    )
 
 
 def plotly_js() -> str:
@@ -266,7 +273,43 @@ def load_payload(doc: ResultsDocument) -> dict[str, Any] | None:
             for n, s in enumerate(data.search, 1)
         ],
         "max_rate": data.max_rate,
+        "slo_ms": slo_thresholds_ms(doc),
     }
+
+
+def slo_thresholds_ms(doc: ResultsDocument) -> dict[str, list[float]]:
+    """The SLO thresholds of ``doc`` in ms, drawn as horizontal lines on the latency charts:
+    ``{"ttft": [70.0], ...}`` from the capacity search's ``slo_s``, else every distinct value
+    of the configurations' ``config.slo_s`` (a request meets a threshold when its latency is at
+    or below it)."""
+    cap = doc.extra.get("capacity")
+    tables = [cap.get("slo_s")] if isinstance(cap, dict) and cap.get("slo_s") else []
+    if not tables:
+        tables = [e.config.other.get("slo_s") for e in doc.configurations]
+    out: dict[str, list[float]] = {}
+    for table in tables:
+        for key, value in (table if isinstance(table, dict) else {}).items():
+            ms = _num(value, 1e3)
+            if isinstance(key, str) and ms is not None and ms not in out.setdefault(key, []):
+                out[key].append(ms)
+    return out
+
+
+def capacity_points(doc: ResultsDocument) -> dict[str, dict[str, Any]]:
+    """A capacity search's verdict per configuration id: ``order`` (1 = tried first),
+    ``passed`` (the point met the SLO attainment), ``slo_attained`` (the fraction of requests
+    within every threshold); empty without a search."""
+    cap = doc.extra.get("capacity")
+    points = cap.get("points") if isinstance(cap, dict) else None
+    out: dict[str, dict[str, Any]] = {}
+    for n, p in enumerate(points if isinstance(points, list) else [], 1):
+        if isinstance(p, dict) and isinstance(p.get("id"), str):
+            out[p["id"]] = {
+                "order": n,
+                "passed": p.get("passed") is True,
+                "slo_attained": _num(p.get("slo_attained")),
+            }
+    return out
 
 
 def document_data(doc: ResultsDocument, name: str, where: str | None = None) -> dict[str, Any]:
@@ -279,6 +322,7 @@ def document_data(doc: ResultsDocument, name: str, where: str | None = None) -> 
         "settings": doc.settings,
         "configurations": [configuration_data(e, where) for e in doc.configurations],
         "load": load_payload(doc),
+        "capacity": capacity_points(doc),
     }
 
 

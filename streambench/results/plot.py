@@ -134,8 +134,10 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        from ..extras import install_hint
+
         raise RuntimeError(
-            "plots need matplotlib, which is not installed: pip install 'streambench[plot]'"
+            f"plots need matplotlib, which is not installed: {install_hint('plot')}"
         ) from None
     return plt
 
