@@ -125,6 +125,12 @@ def add_arguments(parser: Any) -> None:
         help="local tokenizer directory: exact prompt lengths and per-chunk token counts",
     )
     parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the --tokenizer directory's own Python code run (off by default: such a "
+        "tokenizer is refused, never asked about)",
+    )
+    parser.add_argument(
         "--force-output",
         choices=("auto", "on", "off"),
         default="auto",
@@ -206,6 +212,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             seed=args.seed,
             force=args.force_output,
             tokenizer=args.tokenizer,
+            trust_remote_code=getattr(args, "trust_remote_code", False) is True,
             extra_body=extra,
             slo=slo,
             api_key=api_key,
@@ -343,7 +350,7 @@ class EndpointSweep:
     def __init__(self, args: Any, specs: list[EndpointSpec]) -> None:
         self.args = args
         self.specs = specs
-        self.tokenizer = load_tokenizer(specs[0].tokenizer)
+        self.tokenizer = load_tokenizer(specs[0].tokenizer, specs[0].trust_remote_code)
         self.secrets = specs[0].secrets()
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
