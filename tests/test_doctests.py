@@ -25,6 +25,8 @@ MODULES = [
     "streambench.workloads.spec",
     "streambench.workloads.outputs",
     "streambench.workload_run",
+    "streambench.terminal",
+    "streambench.results.html",
 ]
 
 
