@@ -197,6 +197,8 @@ def file_link(target: str, where: str | None = None) -> str | None:
     (True, 'traces/a%20b.json')
     """
     scheme = _SCHEME.match(target)
+    if scheme and os.name == "nt" and re.match(r"[A-Za-z]:[\\/]", target):
+        scheme = None  # a Windows drive (C:/...), not a scheme
     if scheme:
         plain = target.isprintable() and " " not in target
         # file:/p or file:///p: a local file (file://host/ would reach out to a host)
