@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     parser = build_parser()
     speaker = _Speaker()
-    terminal.guard_warnings()  # a library's warning may quote a model's or a file's text
+    terminal.guard_messages()  # a library's warning may quote a model's or a file's text
     with SignalPolicy():
         try:
             args = parser.parse_args(argv)

@@ -62,9 +62,11 @@ def inert_traceback() -> None:
     print(inert(traceback.format_exc()), end="", file=sys.stderr)
 
 
-def guard_warnings() -> None:
-    """Python warnings (a library's, quoting a model's or a file's text) printed inert from now
-    on: wraps :func:`warnings.formatwarning` once per process."""
+def guard_messages() -> None:
+    """Python warnings and log records (a library's, quoting a model's or a file's text: e.g.
+    transformers' messages about a checkpoint) printed inert from now on: wraps
+    :func:`warnings.formatwarning` and the log record factory, once per process."""
+    import logging
     import warnings
 
     if getattr(warnings.formatwarning, "_streambench_inert", False):
@@ -76,6 +78,19 @@ def guard_warnings() -> None:
 
     formatwarning._streambench_inert = True  # type: ignore[attr-defined]
     warnings.formatwarning = formatwarning
+    make_record = logging.getLogRecordFactory()
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        rec = make_record(*args, **kwargs)
+        try:
+            message = rec.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call: logging reports it when emitting
+            return rec
+        if _UNSAFE.search(message):
+            rec.msg, rec.args = inert(message), None
+        return rec
+
+    logging.setLogRecordFactory(record)
 
 
 def console(**kwargs: Any) -> Any:

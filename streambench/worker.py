@@ -22,7 +22,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
-from .terminal import guard_warnings, inert_traceback
+from .terminal import guard_messages, inert_traceback
 
 
 def _protocol_stream() -> TextIO:
@@ -105,7 +105,7 @@ def main() -> int:
             def emit(event: dict[str, Any]) -> None:
                 stream.write(json.dumps(event) + "\n")
 
-            guard_warnings()  # this process writes to the parent's terminal too
+            guard_messages()  # this process writes to the parent's terminal too
             return run_job(json.loads(sys.stdin.read()), emit)
     except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
         return interrupted_exit_code(exc)

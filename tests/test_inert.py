@@ -23,7 +23,6 @@ import re
 import subprocess
 import sys
 import threading
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -104,10 +103,13 @@ def test_console_renders_text_inert_and_draws_no_link():
     assert "]8;" not in out.replace("\\x1b]8;", "")  # no OSC 8 of the console's own
 
 
-def test_python_warnings_are_printed_inert():
+def test_python_warnings_and_log_records_are_printed_inert():
+    """A library's warning or log line that quotes a model's or a file's text (transformers'
+    about a checkpoint) is shown inert once the CLI has called ``guard_messages``."""
     code = (
-        "import warnings; from streambench import terminal; terminal.guard_warnings(); "
-        f"warnings.warn({OSC52 + CLEAR!r})"
+        "import logging, warnings; from streambench import terminal; terminal.guard_messages(); "
+        f"warnings.warn({OSC52 + CLEAR!r}); "
+        f"logging.getLogger('transformers.x').warning('weights of %s unused', {OSC8!r})"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -115,10 +117,9 @@ def test_python_warnings_are_printed_inert():
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=60,
     )
-    assert b"UserWarning" in proc.stderr
+    assert b"UserWarning" in proc.stderr and b"unused" in proc.stderr
     assert_inert(proc)
-    assert "\\x1b]52" in proc.stderr.decode()
-    warnings.resetwarnings()
+    assert "\\x1b]52" in proc.stderr.decode() and "\\x1b]8;;" in proc.stderr.decode()
 
 
 # -- compare, plot, report -----------------------------------------------------------------------
