@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
+from . import terminal
 from .errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -31,6 +31,7 @@ from .errors import (
     interrupted_exit_code,
 )
 from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
+from .terminal import inert, inert_markup, inert_traceback
 
 
 class UsageFailure(Exception):
@@ -313,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     parser = build_parser()
     speaker = _Speaker()
+    terminal.guard_messages()  # a library's warning may quote a model's or a file's text
     with SignalPolicy():
         try:
             args = parser.parse_args(argv)
@@ -329,12 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return interrupted_exit_code(exc)
         except UsageError as exc:
             if debug:
-                traceback.print_exc()
+                inert_traceback()
             speaker.error(str(exc))
             return EXIT_USAGE
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
             if debug:
-                traceback.print_exc()
+                inert_traceback()
             speaker.error(f"{describe_exception(exc)} (run again with --debug for the traceback)")
             return EXIT_FAILED
 
@@ -348,11 +350,11 @@ class _Speaker:
 
     def error(self, message: str) -> None:
         if self.speak:
-            print(f"streambench: error: {message}", file=sys.stderr)
+            print(f"streambench: error: {inert(message)}", file=sys.stderr)
 
     def note(self, message: str) -> None:
         if self.speak:
-            print(f"streambench: {message}", file=sys.stderr)
+            print(f"streambench: {inert(message)}", file=sys.stderr)
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -439,8 +441,6 @@ def _sweep(
     resumed: dict[str, Any],
     isolate: str,
 ) -> int:
-    from rich.console import Console
-
     from . import report
     from .driver import Driver
     from .local_run import RankContext, quiet_transformers
@@ -449,8 +449,8 @@ def _sweep(
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device, tp=settings.tp)  # the placement, resolved once
     speaker.speak = rank.is_writer
-    out = Console(quiet=not rank.is_writer, highlight=False)
-    err = Console(stderr=True, quiet=not rank.is_writer)
+    out = terminal.console(quiet=not rank.is_writer, highlight=False)
+    err = terminal.console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
     doc = report.new_document(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
@@ -492,7 +492,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
-    print(f"plot written to {', '.join(str(p) for p in written)}")
+    print(inert(f"plot written to {', '.join(str(p) for p in written)}"))
     return EXIT_OK
 
 
@@ -526,9 +526,6 @@ def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
     (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
-    from rich.console import Console
-    from rich.markup import escape
-
     from . import report
 
     threshold = parse_threshold(args.threshold)
@@ -537,14 +534,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
     rows, failed = report.compare_documents(old, new, threshold)
-    console = Console(highlight=False)
+    console = terminal.console(highlight=False)
     console.print(report.compare_table(rows, threshold))
     if args.output:
         _write_comparison(args, rows, failed, threshold)
-        console.print(f"comparison written to {args.output}")
+        console.print(f"comparison written to {inert_markup(args.output)}")
     if failed:
-        slower = [escape(r.label) for r in rows if r.regressed]
-        unsure = [escape(r.label) for r in rows if r.fails and not r.regressed]
+        slower = [inert_markup(r.label) for r in rows if r.regressed]
+        unsure = [inert_markup(r.label) for r in rows if r.fails and not r.regressed]
         if slower:
             console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
         if unsure:
@@ -600,7 +597,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
     size = len(text.encode("utf-8"))
-    print(f"report written to {args.output} ({size / 1e6:.1f} MB)")
+    print(inert(f"report written to {args.output} ({size / 1e6:.1f} MB)"))
     return EXIT_OK
 
 

@@ -186,7 +186,8 @@ class Driver:
         except (RuntimeError, ValueError, OSError) as exc:
             self.speaker.error(f"--plot {self.plot}: {describe_exception(exc)}")
             return 1
-        self.out.print(f"plot written to {', '.join(str(p) for p in written)}")
+        paths = ", ".join(str(p) for p in written)
+        self.out.print(f"plot written to {paths}", markup=False)
         return 0
 
     def _final_note(self) -> None:
@@ -194,7 +195,8 @@ class Driver:
             return
         if self.written and not self.write_failures:
             self.out.print(
-                "results written to " + ", ".join(p for p in self.outputs if p in self.written)
+                "results written to " + ", ".join(p for p in self.outputs if p in self.written),
+                markup=False,  # a path is shown as written
             )
         untouched = [p for p in self.outputs if p not in self.written]
         if untouched and not self.write_failures:

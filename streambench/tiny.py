@@ -124,7 +124,7 @@ def build_model(config: Any = None, seed: int = 0, dtype: Any = None, **kwargs: 
     config = config if config is not None else tiny_llama_config()
     torch.manual_seed(seed)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_config(config, **kwargs)
+    model = auto.from_config(config, trust_remote_code=False, **kwargs)  # built-in classes
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from typing import Any, Callable, TextIO
 
 from .errors import (
@@ -23,6 +22,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
+from .terminal import guard_messages, inert_traceback
 
 
 def _protocol_stream() -> TextIO:
@@ -65,7 +65,7 @@ def _measure(
         raise
     except Exception:  # noqa: BLE001 - recorded in the entry
         if "--debug" in sys.argv:
-            traceback.print_exc()
+            inert_traceback()  # the terminal is shared with the parent
     return entry
 
 
@@ -84,7 +84,7 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
             loaded = prepare_model(spec, settings, variant, resolve_device(job["device"]))
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             if "--debug" in sys.argv:
-                traceback.print_exc()
+                inert_traceback()  # the terminal is shared with the parent
             usage = isinstance(exc, UsageError)
             error = str(exc) if usage else f"loading {spec.name} failed: {describe_exception(exc)}"
             emit({"event": "load_failed", "error": error, "usage": usage})
@@ -105,6 +105,7 @@ def main() -> int:
             def emit(event: dict[str, Any]) -> None:
                 stream.write(json.dumps(event) + "\n")
 
+            guard_messages()  # this process writes to the parent's terminal too
             return run_job(json.loads(sys.stdin.read()), emit)
     except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
         return interrupted_exit_code(exc)

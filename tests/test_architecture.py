@@ -26,6 +26,7 @@ KNOWN_CYCLES: set[tuple[str, ...]] = set()
 #: what each core module may import from the package (nothing above it)
 CORE_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "terminal": set(),
     "units": set(),
     "stats": set(),
     "devices": set(),
@@ -221,3 +222,41 @@ def test_loading_and_rank_modules_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+#: loaders that read a folder and may import Python from it (``auto_map``) unless told not to
+REMOTE_CODE_LOADERS = ("from_pretrained", "from_config")
+#: receivers that read JSON only, never code
+JSON_ONLY = ("GenerationConfig",)
+
+
+def _loads_without_decision(source: str, name: str) -> list[str]:
+    """``name:line`` of every ``X.from_pretrained(...)`` / ``X.from_config(...)`` call in
+    ``source`` that does not pass ``trust_remote_code=`` by name (``**kwargs`` does not count)."""
+    found = []
+    for node in ast.walk(ast.parse(source, name)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr not in REMOTE_CODE_LOADERS:
+            continue
+        if ast.unparse(node.func.value).split(".")[-1] in JSON_ONLY:
+            continue
+        if not any(k.arg == "trust_remote_code" for k in node.keywords):
+            found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_every_load_decides_remote_code_explicitly():
+    """transformers asks on the terminal when ``trust_remote_code`` is not given, and a ``y``
+    runs a folder's Python: every loader call in the package passes it by name (issue 21)."""
+    missing = [
+        hit
+        for path in sorted(ROOT.rglob("*.py"))
+        for hit in _loads_without_decision(path.read_text(), str(path.relative_to(ROOT.parent)))
+    ]
+    assert not missing, f"loads without trust_remote_code=...: {missing}"
+    sample = (
+        "A.from_pretrained(p, **kw)\nm.B.from_config(c, trust_remote_code=False)\n"
+        "GenerationConfig.from_pretrained(p)\nC.from_pretrained(p, local_files_only=True)\n"
+    )
+    assert _loads_without_decision(sample, "s") == ["s:1", "s:4"]

@@ -26,6 +26,8 @@ MODULES = [
     "streambench.workloads.spec",
     "streambench.workloads.outputs",
     "streambench.workload_run",
+    "streambench.terminal",
+    "streambench.results.html",
 ]
 
 

@@ -26,6 +26,7 @@ from ..errors import (
     interrupted_exit_code,
     signal_name,
 )
+from ..terminal import inert, inert_markup
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
 from . import loadcli
@@ -124,6 +125,12 @@ def add_arguments(parser: Any) -> None:
         help="local tokenizer directory: exact prompt lengths and per-chunk token counts",
     )
     parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the --tokenizer directory's own Python code run (off by default: such a "
+        "tokenizer is refused, never asked about)",
+    )
+    parser.add_argument(
         "--force-output",
         choices=("auto", "on", "off"),
         default="auto",
@@ -205,6 +212,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             seed=args.seed,
             force=args.force_output,
             tokenizer=args.tokenizer,
+            trust_remote_code=getattr(args, "trust_remote_code", False) is True,
             extra_body=extra,
             slo=slo,
             api_key=api_key,
@@ -275,9 +283,7 @@ def cmd_endpoint(args: Any) -> int:
     signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; finished requests written,
     ``"interrupted": true``). Runs under the :class:`~streambench.errors.SignalPolicy` in force,
     or installs one."""
-    from rich.console import Console
-
-    from .. import report
+    from .. import report, terminal
     from ..driver import Driver
 
     with signal_policy():
@@ -286,8 +292,9 @@ def cmd_endpoint(args: Any) -> int:
         sweep = EndpointSweep(args, specs)
         doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
         resumed = _resumed(args, outputs, sweep)
-        out = Console(highlight=False)
-        driver = Driver(doc, outputs, sweep, out, Console(stderr=True), args.plot, resumed=resumed)
+        out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
+        err = terminal.console(stderr=True)
+        driver = Driver(doc, outputs, sweep, out, err, args.plot, resumed=resumed)
         sweep.announce(out)
         code = driver.run(sweep)
         if sweep.search is None:
@@ -343,7 +350,7 @@ class EndpointSweep:
     def __init__(self, args: Any, specs: list[EndpointSpec]) -> None:
         self.args = args
         self.specs = specs
-        self.tokenizer = load_tokenizer(specs[0].tokenizer)
+        self.tokenizer = load_tokenizer(specs[0].tokenizer, specs[0].trust_remote_code)
         self.secrets = specs[0].secrets()
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
@@ -361,10 +368,10 @@ class EndpointSweep:
 
     # -- speaker -------------------------------------------------------------------------------
     def error(self, message: str) -> None:
-        print(f"streambench: error: {scrub_text(message, self.secrets)}", file=sys.stderr)
+        print(f"streambench: error: {inert(scrub_text(message, self.secrets))}", file=sys.stderr)
 
     def note(self, message: str) -> None:
-        print(f"streambench: {scrub_text(message, self.secrets)}", file=sys.stderr)
+        print(f"streambench: {inert(scrub_text(message, self.secrets))}", file=sys.stderr)
 
     def kept_message(self, written: list[str], untouched: list[str], finished: int) -> str:
         if written:
@@ -394,7 +401,7 @@ class EndpointSweep:
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {self._measured_text(first)}) against "
-            f"{self.settings['endpoint']}, {load}; at most {bound:g} s",
+            f"{inert_markup(self.settings['endpoint'])}, {load}; at most {bound:g} s",
             markup=True,
         )
 
@@ -453,7 +460,7 @@ class EndpointSweep:
             self._failed.add(id(entry))
         if self.args.verbose:
             for rec in result.records:
-                print(request_line(rec))
+                print(inert(request_line(rec)))
         return entry
 
     def failed(self, entry: Any) -> bool:
@@ -504,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(message: str, argv: Sequence[str] = ()) -> None:
     """One line on stderr, with every secret masked (also those given in ``argv``)."""
     line = " ".join(scrub_text(message, _argv_secrets(argv)).split())
-    print(f"streambench: error: {line}", file=sys.stderr)
+    print(f"streambench: error: {inert(line)}", file=sys.stderr)
 
 
 def _argv_secrets(argv: Sequence[str]) -> list[str]:

@@ -279,14 +279,18 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.text import Text
 
+    from ..terminal import inert
+
     cfg = entry.get("config", {})
     ep = (entry.get("aggregates") or {}).get("endpoint") or {}
     reqs = entry.get("requests") or []
     measured = [r for r in reqs if not r.get("warmup")]
     ok = sum(1 for r in measured if r.get("ok"))
     header = Text(
-        f"{entry.get('label')}  ·  {ok}/{len(measured)} requests ok after "
-        f"{cfg.get('warmup')} warm-up  ·  {cfg.get('endpoint')}",
+        inert(
+            f"{entry.get('label')}  ·  {ok}/{len(measured)} requests ok after "
+            f"{cfg.get('warmup')} warm-up  ·  {cfg.get('endpoint')}"
+        ),
         style="bold",
     )
     parts: list[Any] = [header]
@@ -297,9 +301,9 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
     if dropped:
         parts.append(Text(_dropped_note(dropped, cfg), style="yellow"))
     for warning in entry.get("warnings") or []:
-        parts.append(Text(f"warning: {warning}", style="yellow"))
+        parts.append(Text(inert(f"warning: {warning}"), style="yellow"))
     if entry.get("error"):
-        parts.append(Text(str(entry["error"]), style="red"))
+        parts.append(Text(inert(entry["error"]), style="red"))
     parts.append(Text(""))
     return Group(*parts)
 

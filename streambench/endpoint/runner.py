@@ -97,7 +97,9 @@ class EndpointBenchmark:
     ) -> None:
         self.spec = spec.validate()
         self.on_request = on_request
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.tokenizer)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(spec.tokenizer, spec.trust_remote_code)
+        self.tokenizer = tokenizer
         self.records: list[RequestRecord] = []
         self.level = 0
         self.dropped: tuple[str, ...] = ()

@@ -110,17 +110,27 @@ def scrub_argv(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> list[
 
     >>> scrub_argv(["endpoint", "http://u:pw@h/v1", "--api-key", "sk-1", "--api-key-env", "K"])
     ['endpoint', 'http://***@h/v1', '--api-key', '***', '--api-key-env', 'K']
+
+    ``--header 'Name: value'`` (also ``--header=...`` and argparse's abbreviations, ``--head``)
+    keeps the header's name only: ``--header 'Name: ***'``.
     """
     secrets = tuple(secrets)
     out: list[str] = []
-    hide = False
+    hide = header = False
     for raw in argv:
         arg = str(raw)
-        if hide:
-            out.append("***")
-            hide = False
+        if hide or header:
+            out.append(_mask_header(arg) if header else "***")
+            hide = header = False
             continue
         name, eq, _value = arg.partition("=")
+        if is_header_option(name):  # a header's value, whatever its length, is never kept
+            if eq:
+                out.append(f"{name}={_mask_header(_value)}")
+            else:
+                out.append(arg)
+                header = True
+            continue
         if arg.startswith("-") and _is_secret_name(name.lstrip("-")):
             if eq:
                 out.append(f"{name}=***")
@@ -130,3 +140,17 @@ def scrub_argv(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> list[
             continue
         out.append(scrub_text(arg, secrets))
     return out
+
+
+def is_header_option(name: str) -> bool:
+    """``--header`` or an abbreviation argparse accepts for it (``--hea``, ``--head`` ...)."""
+    return len(name) >= 5 and "--header".startswith(name)
+
+
+def _mask_header(text: str) -> str:
+    """``"Name: value"`` -> ``"Name: ***"`` (only a plain header name is kept); ``"***"`` when
+    it is not of that form."""
+    name, sep, _value = text.partition(":")
+    if sep and re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name.strip()):
+        return f"{name.strip()}: ***"
+    return "***"

@@ -72,6 +72,8 @@ class EndpointSpec:
             them, then ``stream_options`` too, and say so), ``"on"`` (always send), ``"off"``.
         tokenizer: a local tokenizer directory (``AutoTokenizer``, never downloaded) for exact
             prompts and per-chunk token counts.
+        trust_remote_code: let the tokenizer directory's own Python code run
+            (``--trust-remote-code``; off by default: such a tokenizer is refused).
         extra_body: more JSON fields merged into every request (server-specific options).
         slo: goodput thresholds in seconds, keys among ``ttft``, ``tpot``, ``itl`` (every
             inter-token latency of the request), ``e2e``.
@@ -97,6 +99,7 @@ class EndpointSpec:
     seed: int = 0
     force: str = "auto"
     tokenizer: str | None = None
+    trust_remote_code: bool = False
     extra_body: dict[str, Any] = field(default_factory=dict)
     slo: dict[str, float] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
@@ -210,6 +213,8 @@ class EndpointSpec:
         out = asdict(self)
         out.pop("api_key")
         out.pop("workload_requests")
+        if not self.trust_remote_code:  # the default, not written (files before it resume)
+            out.pop("trust_remote_code")
         if self.workload is None or not self.workload.active:
             out.pop("workload")
         out["load"] = self.load.to_dict()

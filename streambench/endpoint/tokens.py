@@ -104,8 +104,11 @@ def count_chunk_tokens(
     return [1] * n, "chunks"
 
 
-def load_tokenizer(path: str | None) -> Any:
-    """A local tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True)``)."""
+def load_tokenizer(path: str | None, trust_remote_code: bool = False) -> Any:
+    """A local tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True)``). Its
+    own Python code (``auto_map`` in its config) runs only with ``trust_remote_code=True``
+    (``--trust-remote-code``); otherwise loading such a tokenizer fails, it is never asked on
+    the terminal."""
     if not path:
         return None
     if not os.path.isdir(path):
@@ -116,6 +119,14 @@ def load_tokenizer(path: str | None) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code is True
+        )
     except Exception as exc:
-        raise EndpointError(f"cannot load a tokenizer from {path!r}: {exc}") from exc
+        if "trust_remote_code" in str(exc) and trust_remote_code is not True:
+            raise EndpointError(
+                f"--tokenizer {path!r} needs its own Python code to load (auto_map in its "
+                "config), which is not run: add --trust-remote-code if you trust that folder"
+            ) from None
+        reason = " ".join(str(exc).split())  # one line
+        raise EndpointError(f"cannot load a tokenizer from {path!r}: {reason}") from exc

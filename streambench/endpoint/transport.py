@@ -99,13 +99,16 @@ def parse_header(text: str) -> tuple[str, str]:
 
 def header_values_in_argv(argv: list[str]) -> list[str]:
     """The values given to ``--header`` on a command line (to mask them in error lines)."""
+    from .scrub import is_header_option  # (scrub imports nothing of the endpoint)
+
     found: list[str] = []
     for i, raw in enumerate(argv):
         text = None
-        if raw == "--header" and i + 1 < len(argv):
+        name, eq, after = raw.partition("=")
+        if is_header_option(raw) and i + 1 < len(argv):
             text = argv[i + 1]
-        elif raw.startswith("--header="):
-            text = raw.partition("=")[2]
+        elif eq and is_header_option(name):
+            text = after
         if text is not None:
             value = text.partition(":")[2].strip()
             if value:

@@ -55,13 +55,21 @@ class GenAIModel:
     own ``ttft_ms``, ``tpot_ms``, ``generate_ms``, ``new_tokens``, ``input_tokens``).
     """
 
-    def __init__(self, path: str | Path, device: str = "CPU", config: dict | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "CPU",
+        config: dict | None = None,
+        trust_remote_code: bool = False,
+    ):
         import openvino_genai
         from transformers import AutoConfig, GenerationConfig
 
         self.path = Path(path)
         self.device = device
-        self.config = AutoConfig.from_pretrained(self.path)
+        self.config = AutoConfig.from_pretrained(
+            self.path, trust_remote_code=trust_remote_code is True
+        )
         try:
             self.generation_config = GenerationConfig.from_pretrained(self.path)
         except OSError:  # no generation_config.json: transformers' defaults

@@ -55,13 +55,17 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
         from optimum.intel import OVModelForCausalLM
 
         model: Any = OVModelForCausalLM.from_pretrained(
-            exported.path, device=ov_device, ov_config=config, compile=True
+            exported.path,
+            device=ov_device,
+            ov_config=config,
+            compile=True,
+            trust_remote_code=settings.trust_remote_code,
         )
         precision = _precision(model.request.get_compiled_model, ov_device)
     else:
         from .genai import GenAIModel
 
-        model = GenAIModel(exported.path, ov_device, config)
+        model = GenAIModel(exported.path, ov_device, config, settings.trust_remote_code)
         precision = config.get("INFERENCE_PRECISION_HINT") or _precision(None, ov_device)
     load_time = time.perf_counter() - t0
     tokenizer = None

@@ -151,12 +151,15 @@ def _offline_kwargs(spec: ModelSpec) -> dict[str, Any]:
 
 
 def load_tokenizer(source: str, trust_remote_code: bool, offline: bool = False) -> Any:
-    """``AutoTokenizer.from_pretrained(source)``, or ``None`` when there is none to load."""
+    """``AutoTokenizer.from_pretrained(source)``, or ``None`` when there is none to load. A
+    tokenizer's own code runs only when ``trust_remote_code`` is ``True`` (never asked on the
+    terminal: transformers would prompt when it is not given)."""
     from transformers import AutoTokenizer
 
     extra = {"local_files_only": True} if offline else {}
+    allowed = trust_remote_code is True
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=allowed, **extra)
     except (OSError, ValueError, TypeError):
         return None
 
@@ -238,16 +241,17 @@ def _pretrained_model(spec: ModelSpec, settings: LoadOptions, device: Any, dtype
         )
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
-    kwargs: dict[str, Any] = {
-        "trust_remote_code": settings.trust_remote_code,
-        **offline,
-        **_model_kwargs(settings),
-    }
+    kwargs: dict[str, Any] = {**offline, **_model_kwargs(settings)}
     if settings.low_bit:  # torchao or bitsandbytes: quantized while loading
         kwargs["quantization_config"] = quantization_config(settings.low_bit, dtype)
         kwargs["device_map"] = str(device)
     try:
-        model = _auto_class(config).from_pretrained(source, **kwargs, **dtype_kwargs(dtype))
+        model = _auto_class(config).from_pretrained(
+            source,
+            trust_remote_code=settings.trust_remote_code,
+            **kwargs,
+            **dtype_kwargs(dtype),
+        )
     except OSError as exc:
         raise UsageError(f"cannot load model {source!r}: {_first_line(exc)}") from None
     return model if settings.low_bit else model.to(device)

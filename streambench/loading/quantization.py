@@ -126,12 +126,13 @@ def load_ipex_llm_model(source: str | None, low_bit: str, trust_remote_code: boo
         from ipex_llm.transformers import AutoModelForCausalLM as IpexAuto
     except ImportError:
         raise UsageError(low_bit_missing(low_bit)) from None
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {}
     if low_bit == "sym_int4":
         kwargs["load_in_4bit"] = True
     else:
         kwargs["load_in_low_bit"] = low_bit
-    return IpexAuto.from_pretrained(source, **kwargs)
+    # explicit: never left to transformers' interactive prompt
+    return IpexAuto.from_pretrained(source, trust_remote_code=trust_remote_code is True, **kwargs)
 
 
 def quantized_weights(model: Any) -> int:

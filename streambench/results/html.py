@@ -24,8 +24,10 @@ import importlib.util
 import json
 import math
 import os
+import re
 import secrets
 import statistics
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -180,17 +182,46 @@ def _endpoint(entry: ConfigurationResult) -> dict[str, Any] | None:
 def _trace_link(entry: ConfigurationResult, where: str | None) -> str | None:
     """The profiler trace of the configuration (``extra["profile"]["trace"]``, written relative
     to the directory the run started in, or absolute) as a link relative to the page at
-    ``where``."""
+    ``where`` (see :func:`file_link`)."""
     profile = entry.extra.get("profile")
     trace = profile.get("trace") if isinstance(profile, dict) else None
     if not isinstance(trace, str) or not trace:
         return None
-    if where is None:
-        return trace
-    try:
-        return os.path.relpath(os.path.abspath(trace), os.path.dirname(os.path.abspath(where)))
-    except ValueError:  # another drive (Windows)
-        return os.path.abspath(trace)
+    return file_link(trace, where)
+
+
+#: a URL's scheme (``javascript:``, ``data:``, ``http:``, ``file:`` ...)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def file_link(target: str, where: str | None = None) -> str | None:
+    """``target`` (a file path from a results file) as a link the page may hold: a relative
+    path, percent-encoded (a ``:``, a backslash or a control character in it is a file name's,
+    never a scheme's), a ``file:`` URL for an absolute path, or a ``file:`` URL given as such;
+    ``None`` (no link) for any other scheme (``javascript:``, ``data:``, ``http:`` ...).
+
+    >>> file_link("javascript:alert(1)") is None, file_link("traces/a b.json")
+    (True, 'traces/a%20b.json')
+    """
+    scheme = _SCHEME.match(target)
+    if scheme and os.name == "nt" and re.match(r"[A-Za-z]:[\\/]", target):
+        scheme = None  # a Windows drive (C:/...), not a scheme
+    if scheme:
+        plain = target.isprintable() and " " not in target
+        # file:/p or file:///p: a local file (file://host/ would reach out to a host)
+        local = re.match(r"(?:///|/)(?!/)", target[scheme.end() :]) is not None
+        return target if scheme.group().lower() == "file:" and plain and local else None
+    path = target
+    if where is not None:
+        try:
+            path = os.path.relpath(os.path.abspath(target), os.path.dirname(os.path.abspath(where)))
+        except ValueError:  # another drive (Windows)
+            path = os.path.abspath(target)
+    if os.path.isabs(path):
+        if path.startswith("//"):  # //host/...: one slash, a local path (not a network one)
+            path = "/" + path.lstrip("/")
+        return Path(path).as_uri()
+    return urllib.parse.quote(path.replace(os.sep, "/"), safe="/")
 
 
 def configuration_data(entry: ConfigurationResult, where: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..terminal import inert
 from .compare import COMPARE_METRICS, CompareRow
 from .schema import ConfigurationResult
 from .values import GiB, fmt, is_number, scaled
@@ -20,7 +21,7 @@ def progress_bar(console: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a label: a model's, a file's
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -47,14 +48,14 @@ def configuration_table(entry: ConfigurationResult) -> Any:
     from rich.text import Text
 
     trials = len(entry.trials)
-    title = f"{entry.name}  ·  {trials} trial{'s' * (trials != 1)}"
+    title = f"{inert(entry.name)}  ·  {trials} trial{'s' * (trials != 1)}"
     warmup = entry.config.warmup
     if warmup:
         title += f" after {warmup} warm-up{'s' * (warmup != 1)}"
     header = Text(title, style="bold")
     if entry.status != "ok":
         status = entry.status or "failed"
-        return Group(header, Text(f"{status}: {entry.error or ''}", style="red"), Text(""))
+        return Group(header, Text(inert(f"{status}: {entry.error or ''}"), style="red"), Text(""))
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
     for name in ("mean", "median", "p90", "stdev"):
@@ -137,8 +138,9 @@ def _compile_parts(compiled: Any) -> list[str]:
 def compare_table(rows: list[CompareRow], threshold: float) -> Any:
     """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows (labels
     and reasons escaped: a file's text is never read as rich markup)."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from ..terminal import inert_markup as escape  # control characters too
 
     table = Table(
         title=f"NEW / OLD (lower is faster; regression when > {1 + threshold:.3g}×)",
