@@ -358,15 +358,28 @@ class _Speaker:
 # -- run ----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
+    from .run_spec import build_run_settings
+
+    speaker = getattr(args, "speaker", None) or _Speaker()
+    settings, outputs, plot_path = build_run_settings(args, speaker.note)
+    from .output_lock import holding_outputs
+    from .ranks import RankFacts
+
+    # one writer per output file for the whole run: a second process is refused now (exit 2)
+    with holding_outputs(outputs, plot_path, RankFacts.from_env().is_writer):
+        return _run_checked(args, speaker, settings, outputs, plot_path)
+
+
+def _run_checked(
+    args: argparse.Namespace, speaker: Any, settings: Any, outputs: list[str], plot: str | None
+) -> int:
+    """``run`` after its settings were checked and its outputs locked: preflight, then the
+    sweep."""
     from .devices import DeviceNotAvailableError, resolve_device
     from .loading.load import check_ipex_available
     from .loading.quantization import check_low_bit_available, check_low_bit_kind
     from .loading.spec import check_hub_models
     from .local_run import beam_wrapper_class
-    from .run_spec import build_run_settings
-
-    speaker = getattr(args, "speaker", None) or _Speaker()
-    settings, outputs, plot_path = build_run_settings(args, speaker.note)
     from .workload_run import preflight
 
     preflight(settings, speaker.note)  # the prompt file against every model: before any load
@@ -394,8 +407,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .ranks import launched_world_size
 
     isolate = _isolation(settings, launched_world_size())
-    resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate})
-    return _sweep(args, speaker, settings, device, outputs, plot_path, resumed, isolate)
+    resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate}, device)
+    return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate)
 
 
 def _isolation(settings: Any, world_size: int) -> str:
@@ -417,16 +430,20 @@ def _isolation(settings: Any, world_size: int) -> str:
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
 
 
-def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, Any]) -> dict:
-    """``--resume``: the finished configurations of the first ``-o`` JSON/JSONL file."""
+def _resume(
+    args: argparse.Namespace, outputs: list[str], settings: dict[str, Any], device: Any
+) -> dict:
+    """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, measured with the
+    same settings on this machine (:func:`streambench.driver.load_resume`)."""
     if not getattr(args, "resume", False):
         return {}
+    from . import report
     from .driver import load_resume
 
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings)
+    return load_resume(sources[0], settings, report.environment(device))
 
 
 def _sweep(
