@@ -64,8 +64,9 @@ class OutputLocks:
                     f"(lock {sidecar}); wait for it to finish or write to another file"
                 ) from None
             if _same_inode(fd, sidecar):
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
+                with contextlib.suppress(OSError):  # the pid is for messages; a full disk
+                    os.ftruncate(fd, 0)  # must not stop the lock (its write fails later, loudly)
+                    os.write(fd, f"{os.getpid()}\n".encode())
                 if not self.held:
                     atexit.register(self.release)
                 self.held.append((str(sidecar), fd, os.getpid()))
