@@ -282,8 +282,12 @@ def load_resume(
             )
     if environment is not None:
         _check_environment(path, old.get("environment") or {}, environment)
-    entries = [e for e in old.get("configurations") or [] if isinstance(e, dict)]
-    return {e["id"] if isinstance(e.get("id"), str) else f"#{i}": e for i, e in enumerate(entries)}
+    found: dict[str, Any] = {}
+    for i, entry in enumerate(old.get("configurations") or []):
+        if isinstance(entry, dict):
+            key = entry.get("id") if isinstance(entry.get("id"), str) else f"#{i}"
+            found[key if key not in found else f"{key}#{i}"] = entry  # a repeat is kept too
+    return found
 
 
 def _check_environment(path: str, old: Any, new: dict[str, Any]) -> None:

@@ -51,9 +51,15 @@ class OutputLocks:
         sidecar = lock_path(path)
         if any(held == str(sidecar) for held, _fd, _pid in self.held):
             return
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):  # the sidecar may be removed between open and flock: open again
-            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                sidecar.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(sidecar, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise UsageError(
+                    f"{option} {path}: cannot create the lock file {sidecar} "
+                    f"({exc.strerror or exc}); choose another directory"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
