@@ -30,6 +30,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
+from .outputs import WriteFailed, write_error
 from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
 
 
@@ -332,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
             speaker.error(str(exc))
             return EXIT_USAGE
+        except WriteFailed as exc:  # a full disk: a failure, not bad input
+            speaker.error(str(exc))
+            return EXIT_FAILED
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
             if debug:
                 traceback.print_exc()
@@ -508,7 +512,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # matplotlib missing
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
     print(f"plot written to {', '.join(str(p) for p in written)}")
     return EXIT_OK
 
@@ -589,7 +593,7 @@ def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, thresho
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
 
 
 def _names(paths: list[str]) -> list[str]:
@@ -615,7 +619,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
     size = len(text.encode("utf-8"))
     print(f"report written to {args.output} ({size / 1e6:.1f} MB)")
     return EXIT_OK

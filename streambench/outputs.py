@@ -35,11 +35,13 @@ from .errors import UsageError
 
 __all__ = [
     "RunInputs",
+    "WriteFailed",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_targets",
     "describe_write_error",
     "is_inside",
+    "write_error",
 ]
 
 
@@ -180,6 +182,24 @@ def describe_write_error(exc: OSError, path: str | os.PathLike[str]) -> str:
     if exc.errno == getattr(errno, "EDQUOT", -1):
         return f"the disk quota is exceeded (in {where})"
     return str(exc.strerror or exc)
+
+
+class WriteFailed(RuntimeError):
+    """A write that failed for want of room (a full disk, a quota) or an I/O error: a failure of
+    the run (exit 1), not bad input."""
+
+
+#: errors of a write that say nothing about the path given (exit 1, not 2)
+_FAILURES = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", -1)}
+
+
+def write_error(exc: OSError, option: str, path: str | os.PathLike[str]) -> Exception:
+    """The exception to raise for a write of ``option``'s ``path`` that failed with ``exc``:
+    :class:`WriteFailed` (exit 1) for a full disk or an I/O error, :class:`UsageError` (exit 2)
+    for a path that cannot be written (permissions, not a directory ...); one line, naming the
+    path."""
+    message = f"cannot write {option} {path}: {describe_write_error(exc, path)}"
+    return WriteFailed(message) if exc.errno in _FAILURES else UsageError(message)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

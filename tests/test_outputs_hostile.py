@@ -258,6 +258,17 @@ def test_full_disk_profile_records_no_trace_and_exits_1(tmp_path, tmpfs):
     assert os.listdir(prof) == []  # no truncated .tmp, no trace
 
 
+def test_full_disk_plot_and_compare_commands_exit_1(tmpfs, results):
+    old = tmpfs / "p.png"
+    old.write_bytes(b"old")
+    fill(tmpfs)
+    line = one_error_line(sb("plot", str(results), "-o", str(old)), code=1)
+    assert f"cannot write -o {old}: the disk is full" in line
+    line = one_error_line(sb("compare", str(results), str(results), "-o", str(tmpfs / "d.md")), 1)
+    assert "the disk is full" in line and str(tmpfs) in line
+    assert old.read_bytes() == b"old" and sorted(os.listdir(tmpfs)) == ["filler", "p.png"]
+
+
 def test_enospc_in_the_writer_keeps_the_old_file(tmp_path):
     """The lowest write function failing with ENOSPC (where no tmpfs can be mounted)."""
     from streambench.outputs import atomic_write, describe_write_error
