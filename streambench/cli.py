@@ -504,6 +504,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if not args.output.lower().endswith((".png", ".svg", ".pdf")):
         raise UsageError(f"-o {args.output}: use a .png (or .svg, .pdf) file name")
+    from .outputs import RunInputs
+
+    RunInputs([("results file", args.results)]).check(args.output, "-o")
     doc = report.load_document(args.results)  # UsageError (exit 2) naming the file
     try:
         written = report.plot_figures(doc, args.output)
@@ -536,11 +539,14 @@ def parse_threshold(text: str) -> float:
     return value / 100.0
 
 
-def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
-    from .outputs import check_output_targets
+def _check_output(
+    path: str, option: str, formats: tuple[str, ...], reads: Sequence[str] = ()
+) -> None:
+    """``-o`` checked before work: a known format, writable, none of the files it ``reads``."""
+    from .outputs import RunInputs, check_output_targets
     from .results.html import check_html_outputs
 
-    check_output_targets([path], option, formats)
+    check_output_targets([path], option, formats, RunInputs(("results file", r) for r in reads))
     check_html_outputs([path], option)
 
 
@@ -554,7 +560,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     threshold = parse_threshold(args.threshold)
     if args.output:
-        _check_output(args.output, "-o", (".md", ".html"))
+        _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
     rows, failed = report.compare_documents(old, new, threshold)
@@ -613,7 +619,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .results.html import render_report
 
     threshold = parse_threshold(args.threshold)
-    _check_output(args.output, "-o", (".html",))
+    _check_output(args.output, "-o", (".html",), list(args.results))
     docs = [load_results(p) for p in args.results]  # UsageError (exit 2) naming the file
     text = render_report(docs, _names(list(args.results)), threshold, args.output)
     try:

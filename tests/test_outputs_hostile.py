@@ -327,6 +327,21 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
     assert not sidecar.exists()  # removed by the run that ended normally
 
 
+def test_endpoint_refuses_an_output_another_process_writes(tmp_path):
+    from streambench.output_lock import OutputLocks
+
+    held = OutputLocks()  # this test process is the first writer
+    held.acquire(tmp_path / "e.json")
+    try:
+        proc = sb("endpoint", NOWHERE, "--model", "m", "--requests", "1", "-o", "e.json",
+                  cwd=tmp_path)  # fmt: skip
+        line = one_error_line(proc)
+        assert "--output e.json" in line and f"(pid {os.getpid()})" in line
+    finally:
+        held.release()
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_locks_conflict_between_open_files_in_process(tmp_path):
     from streambench.output_lock import OutputLocks
 
@@ -363,6 +378,18 @@ def test_plot_keeps_permissions_and_symlinks_and_is_atomic(tmp_path, results):
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE((tmp_path / "new.png").stat().st_mode) == 0o640  # 0666 & ~umask
     assert sorted(os.listdir(tmp_path)) == ["link.png", "new.png", "real.png"]
+
+
+def test_plot_and_compare_outputs_are_not_their_inputs(tmp_path, results):
+    copy = tmp_path / "r.json"
+    copy.write_bytes(results.read_bytes())
+    (tmp_path / "r.png").symlink_to(copy)  # names that pass the format check, reach the input
+    (tmp_path / "r.md").symlink_to(copy)
+    line = one_error_line(sb("plot", "r.json", "-o", "r.png", cwd=tmp_path))
+    assert "-o r.png" in line and "results file" in line
+    line = one_error_line(sb("compare", "r.json", "r.json", "-o", "r.md", cwd=tmp_path))
+    assert "-o r.md" in line and "results file" in line
+    assert copy.read_bytes() == results.read_bytes()
 
 
 def test_run_plot_is_not_private(tmp_path):
