@@ -30,6 +30,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
+from .outputs import WriteFailed, write_error
 from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
 from .terminal import inert, inert_markup, inert_traceback
 
@@ -334,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 inert_traceback()
             speaker.error(str(exc))
             return EXIT_USAGE
+        except WriteFailed as exc:  # a full disk: a failure, not bad input
+            speaker.error(str(exc))
+            return EXIT_FAILED
         except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
             if debug:
                 inert_traceback()
@@ -360,15 +364,28 @@ class _Speaker:
 # -- run ----------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     """``streambench run``: the sweep; results written after every configuration."""
+    from .run_spec import build_run_settings
+
+    speaker = getattr(args, "speaker", None) or _Speaker()
+    settings, outputs, plot_path = build_run_settings(args, speaker.note)
+    from .output_lock import holding_outputs
+    from .ranks import RankFacts
+
+    # one writer per output file for the whole run: a second process is refused now (exit 2)
+    with holding_outputs(outputs, plot_path, RankFacts.from_env().is_writer):
+        return _run_checked(args, speaker, settings, outputs, plot_path)
+
+
+def _run_checked(
+    args: argparse.Namespace, speaker: Any, settings: Any, outputs: list[str], plot: str | None
+) -> int:
+    """``run`` after its settings were checked and its outputs locked: preflight, then the
+    sweep."""
     from .devices import DeviceNotAvailableError, resolve_device
     from .loading.load import check_ipex_available
     from .loading.quantization import check_low_bit_available, check_low_bit_kind
     from .loading.spec import check_hub_models
     from .local_run import beam_wrapper_class
-    from .run_spec import build_run_settings
-
-    speaker = getattr(args, "speaker", None) or _Speaker()
-    settings, outputs, plot_path = build_run_settings(args, speaker.note)
     from .workload_run import preflight
 
     preflight(settings, speaker.note)  # the prompt file against every model: before any load
@@ -396,8 +413,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .ranks import launched_world_size
 
     isolate = _isolation(settings, launched_world_size())
-    resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate})
-    return _sweep(args, speaker, settings, device, outputs, plot_path, resumed, isolate)
+    resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate}, device)
+    return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate)
 
 
 def _isolation(settings: Any, world_size: int) -> str:
@@ -419,16 +436,20 @@ def _isolation(settings: Any, world_size: int) -> str:
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
 
 
-def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, Any]) -> dict:
-    """``--resume``: the finished configurations of the first ``-o`` JSON/JSONL file."""
+def _resume(
+    args: argparse.Namespace, outputs: list[str], settings: dict[str, Any], device: Any
+) -> dict:
+    """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, measured with the
+    same settings on this machine (:func:`streambench.driver.load_resume`)."""
     if not getattr(args, "resume", False):
         return {}
+    from . import report
     from .driver import load_resume
 
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings)
+    return load_resume(sources[0], settings, report.environment(device))
 
 
 def _sweep(
@@ -483,6 +504,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if not args.output.lower().endswith((".png", ".svg", ".pdf")):
         raise UsageError(f"-o {args.output}: use a .png (or .svg, .pdf) file name")
+    from .outputs import RunInputs
+
+    RunInputs([("results file", args.results)]).check(args.output, "-o")
     doc = report.load_document(args.results)  # UsageError (exit 2) naming the file
     try:
         written = report.plot_figures(doc, args.output)
@@ -491,7 +515,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # matplotlib missing
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
     print(inert(f"plot written to {', '.join(str(p) for p in written)}"))
     return EXIT_OK
 
@@ -515,11 +539,14 @@ def parse_threshold(text: str) -> float:
     return value / 100.0
 
 
-def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
-    from .outputs import check_output_targets
+def _check_output(
+    path: str, option: str, formats: tuple[str, ...], reads: Sequence[str] = ()
+) -> None:
+    """``-o`` checked before work: a known format, writable, none of the files it ``reads``."""
+    from .outputs import RunInputs, check_output_targets
     from .results.html import check_html_outputs
 
-    check_output_targets([path], option, formats)
+    check_output_targets([path], option, formats, RunInputs(("results file", r) for r in reads))
     check_html_outputs([path], option)
 
 
@@ -530,7 +557,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     threshold = parse_threshold(args.threshold)
     if args.output:
-        _check_output(args.output, "-o", (".md", ".html"))
+        _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
     rows, failed = report.compare_documents(old, new, threshold)
@@ -569,7 +596,7 @@ def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, thresho
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
 
 
 def _names(paths: list[str]) -> list[str]:
@@ -589,13 +616,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .results.html import render_report
 
     threshold = parse_threshold(args.threshold)
-    _check_output(args.output, "-o", (".html",))
+    _check_output(args.output, "-o", (".html",), list(args.results))
     docs = [load_results(p) for p in args.results]  # UsageError (exit 2) naming the file
     text = render_report(docs, _names(list(args.results)), threshold, args.output)
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+        raise write_error(exc, "-o", args.output) from None
     size = len(text.encode("utf-8"))
     print(inert(f"report written to {args.output} ({size / 1e6:.1f} MB)"))
     return EXIT_OK

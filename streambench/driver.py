@@ -8,7 +8,10 @@ served model); the driver does everything around it, the same way for both:
   atomically after it — but an existing file only once there is a finished configuration
   (a failed start never replaces old results with a worse document);
 - ``--resume``: configurations already ``ok`` in an earlier results file written with the same
-  settings are kept from it, not measured again;
+  settings in the same environment are kept from it, not measured again; every configuration of
+  that file that this sweep does not plan is kept too (never dropped);
+- a failed write (a full disk ...) is reported once per file, with where and why, and makes the
+  exit code 1; the previous file stays as it was;
 - interrupts (Ctrl-C, SIGTERM, SIGHUP): the partial configuration is kept, the file says
   ``"interrupted": true``, and the exit code is ``128 + signal``;
 - the per-configuration table, the plot at the end, and the exit-code policy of
@@ -32,6 +35,7 @@ from .errors import (
     describe_exception,
     interrupted_exit_code,
 )
+from .outputs import describe_write_error
 from .results.schema import as_configuration
 
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
@@ -110,7 +114,7 @@ class Driver:
             try:
                 report.write_outputs([path], self.doc)
             except OSError as exc:  # reported once; the other outputs and the sweep go on
-                message = f"cannot write --output {path}: {exc.strerror or describe_exception(exc)}"
+                message = f"cannot write --output {path}: {describe_write_error(exc, path)}"
                 if message not in self.write_failures:
                     self.write_failures.append(message)
                     self.speaker.error(message)
@@ -150,12 +154,16 @@ class Driver:
             # the one conversion: a runner's entry becomes the typed ConfigurationResult
             self.doc["configurations"].append(as_configuration(entry))
 
+        seen: set[str] = set()
+        if known:
+            self._carry({p.id for p in plan}, keep)
         try:
             with progress:
                 for planned in plan:
                     measured += 1
+                    seen.add(planned.id)
                     progress.update(task, description=planned.label)
-                    if planned.id in self.resumed:
+                    if _status(self.resumed.get(planned.id)) == "ok":
                         keep(self.resumed[planned.id])
                         advance(planned.steps)
                         self.speaker.note(f"{planned.label}: kept from the resumed file")
@@ -170,11 +178,28 @@ class Driver:
             self.save()
             self.speaker.error(f"interrupted ({exc or 'SIGINT'}): {self._kept_message(runner)}")
             return interrupted_exit_code(exc)
+        if not known and self._carry(seen, keep):
+            self.save()
         failures += self._plot()
         self._final_note()
         if measured and runner.usage_failures == measured:
             return EXIT_USAGE
-        return EXIT_FAILED if failures else EXIT_OK
+        return EXIT_FAILED if failures or self.write_failures else EXIT_OK
+
+    def _carry(self, planned: set[str], keep: Callable[[Any], None]) -> int:
+        """Keep every configuration of the resumed file that this sweep does not plan (a
+        narrower ``--resume`` sweep never drops rows); returns how many."""
+        carried = [e for key, e in self.resumed.items() if key not in planned]
+        for entry in carried:
+            keep(entry)
+        if carried:
+            names = ", ".join(str(_get(e, "label") or _get(e, "id")) for e in carried[:5])
+            more = f" and {len(carried) - 5} more" if len(carried) > 5 else ""
+            self.speaker.note(
+                f"--resume: kept {len(carried)} configuration(s) of the resumed file that this "
+                f"sweep does not measure: {names}{more}"
+            )
+        return len(carried)
 
     def _plot(self) -> int:
         from . import report
@@ -183,7 +208,10 @@ class Driver:
             return 0
         try:
             written = report.plot_figures(self.doc, self.plot)
-        except (RuntimeError, ValueError, OSError) as exc:
+        except OSError as exc:
+            self.speaker.error(f"--plot {self.plot}: {describe_write_error(exc, self.plot)}")
+            return 1
+        except (RuntimeError, ValueError) as exc:
             self.speaker.error(f"--plot {self.plot}: {describe_exception(exc)}")
             return 1
         paths = ", ".join(str(p) for p in written)
@@ -203,16 +231,39 @@ class Driver:
             self.speaker.note(f"no configuration finished: {', '.join(untouched)} left as it was")
 
 
+def _get(entry: Any, key: str) -> Any:
+    return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+
+
 def _status(entry: Any) -> Any:
-    return entry.status
+    return _get(entry, "status")
 
 
-def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The ``ok`` configurations of an earlier results file, by id, for ``--resume``.
+#: environment keys that must match for ``--resume``: the machine, its device and the versions
+RESUME_ENVIRONMENT = (
+    "streambench",
+    "python",
+    "torch",
+    "transformers",
+    "cpu_model",
+    "cpu_count",
+    "device",
+    "device_name",
+)
+
+
+def load_resume(
+    path: str, settings: dict[str, Any], environment: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configurations of an earlier results file, by id, for ``--resume``: the ``ok`` ones
+    are kept instead of measured again, the others measured again where the sweep plans them,
+    and those it does not plan are kept as they are.
 
     The file must have been written by the same command with the same settings, apart from the
-    sweep's axes (models, input/output pairs, batch sizes): :class:`UsageError` otherwise. A file
-    that does not exist yet resumes nothing."""
+    sweep's axes (models, input/output pairs, batch sizes), and, when ``environment`` is given,
+    on the same machine with the same versions (:data:`RESUME_ENVIRONMENT`):
+    :class:`UsageError` naming what differs otherwise. A file that does not exist yet resumes
+    nothing."""
     from . import report
 
     if not os.path.exists(path):
@@ -231,11 +282,31 @@ def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:
                 f"{old_settings.get(key)!r}, now {settings.get(key)!r}); run without --resume "
                 "or write to another file"
             )
-    return {
-        e["id"]: e
-        for e in old.get("configurations") or []
-        if isinstance(e, dict) and e.get("status") == "ok" and isinstance(e.get("id"), str)
-    }
+    if environment is not None:
+        _check_environment(path, old.get("environment") or {}, environment)
+    found: dict[str, Any] = {}
+    for i, entry in enumerate(old.get("configurations") or []):
+        if isinstance(entry, dict):
+            key = entry.get("id") if isinstance(entry.get("id"), str) else f"#{i}"
+            found[key if key not in found else f"{key}#{i}"] = entry  # a repeat is kept too
+    return found
+
+
+def _check_environment(path: str, old: Any, new: dict[str, Any]) -> None:
+    """:class:`UsageError` naming every :data:`RESUME_ENVIRONMENT` key that differs: rows of
+    another machine or versions must not merge under this one's environment."""
+    old = old if isinstance(old, dict) else {}
+    differ = [
+        f"{key}: {old.get(key)!r} there, {new.get(key)!r} here"
+        for key in RESUME_ENVIRONMENT
+        if _canonical(old.get(key)) != _canonical(new.get(key))
+    ]
+    if differ:
+        raise UsageError(
+            f"--resume: {path} was measured in another environment ({'; '.join(differ)}); "
+            "its rows would be recorded under this one: run without --resume or write to "
+            "another file"
+        )
 
 
 def _canonical(value: Any) -> str:

@@ -147,7 +147,9 @@ class LocalRunner:
             self.speaker.note(f"{entry['label']}: {warning}")
 
     def failed(self, entry: Any) -> bool:
-        return entry["status"] != "ok"
+        """Not ``ok``, or ``--profile`` asked for a trace that could not be written."""
+        profile = entry.get("profile")
+        return entry["status"] != "ok" or bool(isinstance(profile, dict) and profile.get("error"))
 
     def table(self, entry: Any) -> Any:
         from . import report

@@ -15,11 +15,23 @@ torch is imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["PREFILL", "TokenRanges", "decode_range", "profile_generate", "trace_name"]
+__all__ = [
+    "PREFILL",
+    "TokenRanges",
+    "TraceWriteError",
+    "decode_range",
+    "export_trace",
+    "profile_generate",
+    "trace_name",
+]
 
 #: the range from the ``generate()`` call to the first token
 PREFILL = "streambench.prefill"
@@ -117,8 +129,7 @@ def profile_generate(
             generate(streamer)
         finally:
             marks.end()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    prof.export_chrome_trace(str(path))
+    export_trace(prof, Path(path))
     run = streamer.runs[-1] if streamer.runs else None
     return {
         "trace": str(path),
@@ -129,6 +140,65 @@ def profile_generate(
     }
 
 
+class TraceWriteError(OSError):
+    """The profiler's trace was not written; the message says why and where."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+#: below this many free bytes a trace that was not written is put down to a full disk
+_FULL_DISK_BYTES = 1 << 20
+
+
+def export_trace(prof: Any, path: Path) -> None:
+    """Write ``prof``'s Chrome trace to ``path`` under a temporary name, check it, then rename
+    it: torch's exporter (kineto) reports a failed write (a full disk) only in its log, leaving
+    no file but a truncated ``NAME.tmp``. On failure nothing is left (neither the temporary
+    files nor a path to record) and :class:`TraceWriteError` says why and where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.json")
+    leftovers = (tmp, Path(f"{tmp}.tmp"))
+    try:
+        try:
+            prof.export_chrome_trace(str(tmp))
+        except OSError as exc:
+            raise _not_written(path, exc.errno) from None
+        if not _complete(tmp):
+            raise _not_written(path, None)
+        os.replace(tmp, path)
+    finally:
+        for leftover in leftovers:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+
+
+def _complete(path: Path) -> bool:
+    """The file exists and ends like a JSON document (a truncated trace does not)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256))
+            tail = f.read().rstrip()
+    except OSError:
+        return False
+    return tail.endswith((b"}", b"]"))
+
+
+def _not_written(path: Path, code: int | None) -> TraceWriteError:
+    where = path.parent
+    try:
+        full = shutil.disk_usage(where).free < _FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if code == errno.ENOSPC or full:
+        why = f"the disk is full (no space left on the device of {where})"
+        code = errno.ENOSPC
+    else:
+        why = f"torch.profiler did not write it ({os.strerror(code) if code else 'no error given'})"
+    return TraceWriteError(code or errno.EIO, f"the trace {path} was not written: {why}")
+
+
 def profile_configuration(
     loaded: Any,
     settings: Any,
@@ -137,8 +207,6 @@ def profile_configuration(
 ) -> dict[str, Any]:
     """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
     trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
-    import os
-
     import torch
 
     from .prompts import _pad_token_id

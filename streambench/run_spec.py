@@ -128,8 +128,9 @@ def build_run_settings(
     if num_layers is not None and any(s.kind == "pretrained" for s in specs):
         raise UsageError("--num-layers works with the embedded model and --random-weights only")
     outputs, plot = m.get("output", []), m.get("plot")
-    _check_targets(outputs, plot, specs, m.get("local_model_hub"))
     variants = _variants(m, args.config)
+    inputs = run_inputs(specs, m, args.config, workload, variants)
+    _check_targets(outputs, plot, inputs)
     _check_low_bit(low_bit, variants)
     device = _test_api_device(m, variants)
     settings = SweepSettings(
@@ -149,9 +150,7 @@ def build_run_settings(
         verbose=m["verbose"],
         tp=_tp_mode(m.get("tp")),
         workload=workload,
-        profile=_profile_dir(
-            m.get("profile"), m.get("num_beams", 1), specs, m.get("local_model_hub")
-        ),
+        profile=_profile_dir(m.get("profile"), m.get("num_beams", 1), inputs),
         variants=variants,
         pinned=sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
     )
@@ -224,13 +223,39 @@ def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
     return next(iter(devices.values()))
 
 
-def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: str | None) -> None:
-    """Every output path checked before any work: format, writable, not inside what is read."""
+def run_inputs(
+    specs: list[Any],
+    m: dict[str, Any],
+    config: str | None,
+    workload: Any,
+    variants: list[dict[str, Any]],
+) -> Any:
+    """The one registry of what ``run`` reads (:class:`streambench.outputs.RunInputs`): the
+    models (directories, configs, the hub cache, ``local_model_hub``), the config file, the
+    prompts file, local assistant models and the OpenVINO export cache. No output may be one of
+    them or inside one; ``--resume`` reads only the ``-o`` file it rewrites."""
+    from .engines.export import DEFAULT_EXPORT_DIR
     from .loading.spec import protected_directories
+    from .outputs import RunInputs
+
+    inputs = RunInputs(protected_directories(specs, m.get("local_model_hub")))
+    inputs.add("config file", config)
+    if workload is not None:
+        inputs.add("prompts file", workload.prompts)
+    for variant in variants:
+        assistant = variant.get("assistant_model")
+        if isinstance(assistant, str):
+            inputs.add("assistant model", assistant)
+    inputs.add("export cache", m.get("export_dir") or DEFAULT_EXPORT_DIR)
+    return inputs
+
+
+def _check_targets(outputs: list[str], plot: str | None, protected: Any) -> None:
+    """Every output path checked before any work: format, writable, not an input of the run
+    (``protected``: :func:`run_inputs`) nor inside one."""
     from .outputs import check_output_targets
     from .report import OUTPUT_FORMATS
 
-    protected = protected_directories(specs, hub)
     check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
     from .results.html import check_html_outputs
 
@@ -249,20 +274,15 @@ def _check_targets(outputs: list[str], plot: str | None, specs: list[Any], hub: 
             raise UsageError(f"--plot {plot}: also named by --output; use another file name")
 
 
-def _profile_dir(path: str | None, num_beams: int, specs: list[Any], hub: str | None) -> Any:
-    """``--profile DIR``: created now, a writable directory outside what the run reads; torch's
-    profiler needs streamed tokens (not beam search). Returned as given (traces are named
-    relative to it)."""
+def _profile_dir(path: str | None, num_beams: int, inputs: Any) -> Any:
+    """``--profile DIR``: created now, a writable directory outside what the run reads
+    (``inputs``: :func:`run_inputs`); torch's profiler needs streamed tokens (not beam search).
+    Returned as given (traces are named relative to it)."""
     if path is None:
         return None
-    from .loading.spec import protected_directories
-    from .outputs import is_inside
-
     if num_beams > 1:
         raise UsageError("--profile marks streamed tokens: it works with --num-beams 1 only")
-    for what, directory in protected_directories(specs, hub):
-        if directory and os.path.exists(directory) and is_inside(path, directory):
-            raise UsageError(f"--profile {path}: inside the {what} directory {directory}")
+    inputs.check(path, "--profile")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

@@ -283,29 +283,39 @@ def cmd_endpoint(args: Any) -> int:
     signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; finished requests written,
     ``"interrupted": true``). Runs under the :class:`~streambench.errors.SignalPolicy` in force,
     or installs one."""
-    from .. import report, terminal
-    from ..driver import Driver
+    from ..output_lock import holding_outputs
 
     with signal_policy():
         specs = specs_from_args(args)
         outputs = _checked_outputs(args, specs)
-        sweep = EndpointSweep(args, specs)
-        doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
-        resumed = _resumed(args, outputs, sweep)
-        out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
-        err = terminal.console(stderr=True)
-        driver = Driver(doc, outputs, sweep, out, err, args.plot, resumed=resumed)
-        sweep.announce(out)
-        code = driver.run(sweep)
-        if sweep.search is None:
-            return code
-        return finish_search(sweep.search, driver, out, code)
+        with holding_outputs(outputs, args.plot):  # a second writer is refused (exit 2)
+            return _run_sweep(args, specs, outputs)
 
 
-def _resumed(args: Any, outputs: list[str], sweep: EndpointSweep) -> dict[str, Any]:
-    """``--resume``: the ``ok`` configurations of the first ``-o`` JSON/JSONL file, by id
+def _run_sweep(args: Any, specs: list[EndpointSpec], outputs: list[str]) -> int:
+    """The endpoint sweep, its outputs checked and locked."""
+    from .. import report, terminal
+    from ..driver import Driver
+
+    sweep = EndpointSweep(args, specs)
+    doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+    resumed = _resumed(args, outputs, sweep, doc["environment"])
+    out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
+    err = terminal.console(stderr=True)
+    driver = Driver(doc, outputs, sweep, out, err, args.plot, resumed=resumed)
+    sweep.announce(out)
+    code = driver.run(sweep)
+    if sweep.search is None:
+        return code
+    return finish_search(sweep.search, driver, out, code)
+
+
+def _resumed(
+    args: Any, outputs: list[str], sweep: EndpointSweep, env: dict[str, Any]
+) -> dict[str, Any]:
+    """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, by id
     (:func:`streambench.driver.load_resume`: written with the same settings, apart from the
-    sweep's axes)."""
+    sweep's axes, from this machine with the same versions)."""
     if not getattr(args, "resume", False):
         return {}
     from ..driver import load_resume
@@ -318,17 +328,25 @@ def _resumed(args: Any, outputs: list[str], sweep: EndpointSweep) -> dict[str, A
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], sweep.settings)
+    return load_resume(sources[0], sweep.settings, env)
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
     """The ``--output`` paths, after checking them and the ``--plot`` target (writable, a known
-    format, not the tokenizer's folder) before anything is sent."""
+    format, none of the run's inputs: the tokenizer, the prompts file, the CA bundle) before
+    anything is sent."""
     from .. import report
-    from ..outputs import check_output_targets
+    from ..outputs import RunInputs, check_output_targets
 
     outputs = [str(o) for o in (args.output or [])]
-    protected = [("tokenizer", specs[0].tokenizer)] if specs[0].tokenizer else []
+    workload = specs[0].workload
+    protected = RunInputs(
+        [
+            ("tokenizer", specs[0].tokenizer),
+            ("prompts file", workload.prompts if workload is not None else None),
+            ("CA bundle", getattr(args, "ca_bundle", None)),
+        ]
+    )
     check_output_targets(
         outputs, option="--output", formats=tuple(report.OUTPUT_FORMATS), protected=protected
     )

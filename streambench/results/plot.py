@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,16 +304,13 @@ def _power_panel(f: _Figure, ax: Any) -> None:
 
 
 def _save(fig: Any, target: Path) -> Path:
-    """Save atomically: a temporary file beside the target, then ``os.replace``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Save through :func:`streambench.outputs.atomic_write`, like the JSON and CSV writers:
+    atomic, a symlinked target written through, an existing file's permission bits kept, a new
+    file ``0666 & ~umask``."""
+    from ..outputs import atomic_write
+
+    fmt = target.suffix.lower().lstrip(".") or "png"
+    atomic_write(target, lambda f: fig.savefig(f, format=fmt, dpi=110))
     return target
 
 
