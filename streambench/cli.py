@@ -426,7 +426,7 @@ def _resume(args: argparse.Namespace, outputs: list[str], settings: dict[str, An
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings)
+    return load_resume(sources[0], settings, command="run")
 
 
 def _sweep(

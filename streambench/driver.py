@@ -205,12 +205,13 @@ def _status(entry: Any) -> Any:
     return entry.status
 
 
-def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:
+def load_resume(path: str, settings: dict[str, Any], command: str | None = None) -> dict[str, Any]:
     """The ``ok`` configurations of an earlier results file, by id, for ``--resume``.
 
-    The file must have been written by the same command with the same settings, apart from the
-    sweep's axes (models, input/output pairs, batch sizes): :class:`UsageError` otherwise. A file
-    that does not exist yet resumes nothing."""
+    The file must have been written by the same command (``command``: ``"run"``,
+    ``"endpoint"``) with the same settings, apart from the sweep's axes (models, input/output
+    pairs, batch sizes): :class:`UsageError` otherwise. A file that does not exist yet resumes
+    nothing."""
     from . import report
 
     if not os.path.exists(path):
@@ -219,6 +220,12 @@ def load_resume(path: str, settings: dict[str, Any]) -> dict[str, Any]:
         old = report.load_document(path)
     except ValueError as exc:
         raise UsageError(f"--resume: {exc}") from None
+    wrote = old.get("command") or "run"
+    if command is not None and wrote != command:  # said first: every setting would differ
+        raise UsageError(
+            f"--resume: {path} holds results of 'streambench {wrote}', not of 'streambench "
+            f"{command}'; resume it with 'streambench {wrote}', or write to another file"
+        )
     old_settings = old.get("settings") or {}
     for key in sorted(set(old_settings) | set(settings)):
         if key in AXIS_SETTINGS:

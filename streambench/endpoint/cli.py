@@ -315,7 +315,7 @@ def _resumed(args: Any, outputs: list[str], sweep: EndpointSweep) -> dict[str, A
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], sweep.settings)
+    return load_resume(sources[0], sweep.settings, command="endpoint")
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
