@@ -7,6 +7,7 @@ with ``--verbose``. Against the capacity stub of ``test_endpoint_load`` (its own
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from test_endpoint_load import cli, stub, url  # noqa: F401 - stub is a fixture
@@ -104,3 +105,7 @@ def test_the_expected_duration_counts_what_the_load_sets():
         f"about 5 s plus 1 point(s) as fast as the server answers; at most {bound:g} s "
         "(every request cut at --timeout 60 s)"
     )
+    search = SimpleNamespace(settings=SimpleNamespace(max_points=12))  # a capacity search
+    assert duration_text([rate], search, False) == ""  # each point's rate is not known yet
+    assert duration_text([timed], search, False) == "about 35 s per point"
+    assert duration_text([rate], search, True).startswith(f"at most {12 * rate.max_duration_s:g} s")

@@ -400,11 +400,11 @@ class EndpointSweep:
                 str(c) for c in dict.fromkeys(s.max_in_flight for s in self.specs)
             )
             load += f", {','.join(shown)} requests/s" if shown else ""
+        when = duration_text(self.specs, self.search, bool(self.args.verbose))
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {self._measured_text(first)}) against "
-            f"{self.settings['endpoint']}, {load}; "
-            + duration_text(self.specs, self.search, bool(self.args.verbose)),
+            f"{self.settings['endpoint']}, {load}" + (f"; {when}" if when else ""),
             markup=True,
         )
 
