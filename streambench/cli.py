@@ -449,7 +449,7 @@ def _resume(
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings, report.environment(device))
+    return load_resume(sources[0], settings, report.environment(device), command="run")
 
 
 def _sweep(

@@ -253,16 +253,20 @@ RESUME_ENVIRONMENT = (
 
 
 def load_resume(
-    path: str, settings: dict[str, Any], environment: dict[str, Any] | None = None
+    path: str,
+    settings: dict[str, Any],
+    environment: dict[str, Any] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """The configurations of an earlier results file, by id, for ``--resume``: the ``ok`` ones
     are kept instead of measured again, the others measured again where the sweep plans them,
     and those it does not plan are kept as they are.
 
-    The file must have been written by the same command with the same settings, apart from the
-    sweep's axes (models, input/output pairs, batch sizes), and, when ``environment`` is given,
-    on the same machine with the same versions (:data:`RESUME_ENVIRONMENT`):
-    :class:`UsageError` naming what differs otherwise. A file that does not exist yet resumes
+    The file must have been written by the same command (``command``: ``"run"``,
+    ``"endpoint"``) with the same settings, apart from the sweep's axes (models, input/output
+    pairs, batch sizes), and, when ``environment`` is given, on the same machine with the same
+    versions (:data:`RESUME_ENVIRONMENT`): :class:`UsageError` naming what differs otherwise.
+    A file that does not exist yet resumes
     nothing."""
     from . import report
 
@@ -272,6 +276,12 @@ def load_resume(
         old = report.load_document(path)
     except ValueError as exc:
         raise UsageError(f"--resume: {exc}") from None
+    wrote = old.get("command") or "run"
+    if command is not None and wrote != command:  # said first: every setting would differ
+        raise UsageError(
+            f"--resume: {path} holds results of 'streambench {wrote}', not of 'streambench "
+            f"{command}'; resume it with 'streambench {wrote}', or write to another file"
+        )
     old_settings = old.get("settings") or {}
     for key in sorted(set(old_settings) | set(settings)):
         if key in AXIS_SETTINGS:

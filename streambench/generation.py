@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -376,6 +376,25 @@ def generate_kwargs(variant: Mapping[str, Any], assistant: Any = None) -> dict[s
 def speculative(variant: Mapping[str, Any]) -> bool:
     """Assisted or prompt-lookup decoding (several tokens per step)."""
     return "assistant_model" in variant or "prompt_lookup" in variant
+
+
+def short_runs(runs: Sequence[Any], n_out: int | Sequence[int]) -> str | None:
+    """Why runs that produced fewer than their forced tokens (``n_out``, or one count per run)
+    make the configuration incomplete (``None`` when none did), whatever the cause:
+    ``max_time`` or ``stop_strings`` in ``--generate-kwargs``, an engine that stops at EOS.
+    Their numbers describe another workload than the configuration's: not recorded as ``ok``."""
+    forced = [n_out] * len(runs) if isinstance(n_out, int) else list(n_out)
+    short = [(r.new_tokens, n) for r, n in zip(runs, forced) if r.new_tokens < n]
+    if not short:
+        return None
+    fewest, of = min(short)
+    what = f"the {n_out} forced tokens" if isinstance(n_out, int) else "their forced tokens"
+    return (
+        f"incomplete: {len(short)} of {len(runs)} runs (warm-ups included) stopped before "
+        f"{what} (the shortest: {fewest} of {of}); something ended generate() early (max_time, "
+        "stop_strings or stopping_criteria in --generate-kwargs, or an engine that stops at "
+        "EOS): remove it, or lower the output length of --in-out"
+    )
 
 
 def explain_generate_error(exc: BaseException, variant: Mapping[str, Any]) -> str | None:

@@ -15,7 +15,8 @@ worker prints goes to stderr): ``loaded`` / ``load_failed``, ``run`` after each 
 ``line`` for ``--verbose`` text, and ``entry`` with each finished configuration. A worker that
 dies without an entry becomes a failed row whose error names the cause (``killed by SIGKILL (out
 of memory?)``, ``SIGSEGV``, the exit code); one that dies after this process got a signal is
-``interrupted``.
+``interrupted``. A worker dies with this process, quietly, however this process ends (SIGKILL
+included; :mod:`streambench.orphan`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class Worker:
     def __init__(self, job: dict[str, Any], debug: bool = False) -> None:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "streambench.worker"] + (["--debug"] if debug else [])
+        cmd = [sys.executable, "-m", "streambench.worker", "--parent", str(os.getpid())]
+        cmd += ["--debug"] if debug else []
         # Its own session: a Ctrl-C at the terminal reaches this process only, which passes it
         # on as SIGTERM (see pass_on) — a worker still starting has no handler for SIGINT yet,
         # and Python would print a traceback; SIGTERM ends it quietly.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError, describe_exception
-from .generation import compile_watch, record_compile
+from .generation import compile_watch, record_compile, short_runs
 from .loading.load import LoadedModel
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
@@ -448,6 +448,8 @@ def _record(
             f"{len(bad)} of {len(measured)} trials produced no timed token (beam search or a "
             "generate() that skipped the streamer)"
         )
+    if problem := short_runs(runs, entry["config"]["output_tokens"]):
+        raise ConfigurationError(problem)
     entry["actual_input_tokens"] = (
         int(input_ids.shape[-1]) if loaded.is_encoder_decoder else measured[-1].prompt_tokens
     )

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -120,8 +121,14 @@ class RunsSummary:
 def aggregate(runs: Sequence[RunResult], warmup: int = 0) -> RunsSummary:
     """Statistics over ``runs[warmup:]``, counting only complete runs that produced a token.
 
-    Raises ``ValueError`` when ``warmup`` is negative or leaves no run to measure.
+    Raises ``TypeError`` when ``warmup`` is not a whole number (an ``int``), ``ValueError``
+    when it is negative or leaves no run to measure.
     """
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral):
+        raise TypeError(
+            f"warmup is a number of runs to skip, a whole number >= 0 (an int); got {warmup!r}"
+        )
+    warmup = int(warmup)
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     measured = list(runs[warmup:])

@@ -63,6 +63,14 @@ PROBE_BUDGET = 1000.0
 PROBE_COST_S = {"cpu": 2e-6, "cuda": 2e-5, "xpu": 2e-5, "mps": 2e-5}
 
 
+#: the warning of a token put() with no run open (after end(), or before any prompt)
+STRAY_PUT = (
+    "TimingStreamer: put() of a token while no generate() is in progress (after end(), or "
+    "before any prompt): ignored. generate() puts the prompt [batch, prompt_len] first; a token "
+    "put after end() belongs to no run"
+)
+
+
 class TimingStreamer(BaseStreamer):
     """A streamer that records, per ``generate()`` call, the time and memory of every token.
 
@@ -212,6 +220,8 @@ class TimingStreamer(BaseStreamer):
         the prompt — is ignored, as transformers' own streamers add no text for it: it records no
         step and starts no run (so it never makes a run of batch 0). An empty ``[batch, 0]``
         prompt, which ``generate(inputs_embeds=...)`` puts, is still the prompt.
+        A token put (1-D) while no run is open — after ``end()``, or before any prompt — is
+        ignored with a ``RuntimeWarning``: it belongs to no ``generate()`` and starts no run.
 
         Raises :class:`~streambench.timing.InterleavedRunsError` when another thread's
         ``generate()`` is feeding this streamer at the same time (see the class docstring).
@@ -245,6 +255,10 @@ class TimingStreamer(BaseStreamer):
         run = self._run
         me = get_ident()
         empty = not value.numel()
+        if run is None and dim < 2:
+            if not empty:  # a token with no generate() in progress: part of no run
+                warnings.warn(STRAY_PUT, RuntimeWarning, stacklevel=3)
+            return
         if run is None or run.awaiting_prompt:
             if not (empty and (dim < 2 or not value.shape[0])):
                 self._start_run(value, dim, t, me)

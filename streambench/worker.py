@@ -5,6 +5,10 @@ each configuration and writes one JSON event per line to the protocol stream (th
 stdout; file descriptor 1 is pointed at stderr so that nothing else can mix into it). See
 :mod:`streambench.isolation` for the events. Exit code: 0, 1 when the model could not be loaded,
 128 + N when stopped by signal N (the partial entry is sent first).
+
+``--parent PID``: the process that started it; the worker ends with it, quietly
+(:func:`streambench.orphan.tie_to_parent`), and leaves quietly too when the protocol stream's
+reader has gone (a broken pipe).
 """
 
 from __future__ import annotations
@@ -97,13 +101,27 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     return EXIT_OK
 
 
+def _parent_arg() -> int | None:
+    if "--parent" in sys.argv[:-1]:
+        return int(sys.argv[sys.argv.index("--parent") + 1])
+    return None
+
+
 def main() -> int:
+    from .orphan import leave, tie_to_parent
+
+    parent = _parent_arg()
+    if parent is not None:  # first: a parent killed from here on takes this process with it
+        tie_to_parent(parent)
     try:
         with SignalPolicy():
             stream = _protocol_stream()
 
             def emit(event: dict[str, Any]) -> None:
-                stream.write(json.dumps(event) + "\n")
+                try:
+                    stream.write(json.dumps(event) + "\n")
+                except BrokenPipeError:  # nobody reads the results any more
+                    leave()
 
             guard_messages()  # this process writes to the parent's terminal too
             return run_job(json.loads(sys.stdin.read()), emit)

@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable
 
 from .errors import UsageError, describe_exception
+from .generation import short_runs
 from .local_run import ConfigurationError, SweepSettings, _aggregates, _pad_token_id
 from .workloads import (
     WorkloadSpec,
@@ -218,6 +219,8 @@ class _Batches:
             "padded_input_tokens": width,
             "requests": records,
         }
+        if not self.natural:  # a run with fewer tokens is incomplete (see _record)
+            run.extra["workload"]["forced_tokens"] = kwargs["min_new_tokens"]
 
 
 def run_workload_configuration(
@@ -292,6 +295,9 @@ def _record(entry: dict[str, Any], runs: list[Any], warmup: int, skipped: int) -
     bad = [r for r in measured if not r.complete or not r.has_tokens]
     if bad:
         raise ConfigurationError(f"{len(bad)} of {len(measured)} runs produced no timed token")
+    problem = short_runs(runs, [r.extra["workload"].get("forced_tokens", 0) for r in runs])
+    if problem:
+        raise ConfigurationError(problem)
     requests = [q for r in measured for q in r.extra["workload"]["requests"]]
     summary = workload_summary(requests, skipped)
     padded = [r.extra["workload"]["padded_input_tokens"] for r in measured]

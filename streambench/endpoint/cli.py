@@ -34,7 +34,7 @@ from .client import describe_error
 from .loadcli import add_load_arguments
 from .metrics import EndpointResult
 from .records import RequestRecord
-from .results import endpoint_table, environment, request_line, to_entry
+from .results import endpoint_table, environment, length_note, request_line, to_entry
 from .runner import EndpointBenchmark
 from .scrub import scrub_argv, scrub_text
 from .signals import signal_policy
@@ -46,7 +46,7 @@ from .spec import (
     EndpointSpec,
     parse_slo,
 )
-from .sweeps import finish_search, make_search, point_failed, sweep_settings
+from .sweeps import duration_text, finish_search, make_search, point_failed, sweep_settings
 from .tokens import load_tokenizer
 from .transport import header_values_in_argv
 from .workload import with_requests
@@ -87,14 +87,16 @@ def add_arguments(parser: Any) -> None:
         "--concurrency",
         default=None,
         metavar="N[,...]",
-        help="most requests in flight (default 1; 64 with --request-rate); a list is a sweep axis",
+        help="most requests in flight (default 1; 64 with --request-rate, inf included); a list "
+        "is a sweep axis",
     )
     parser.add_argument(
         "--request-rate",
         default=None,
         metavar="R[,...]",
-        help="arrivals at R requests/s (seeded; see --arrivals), inf: as fast as --concurrency "
-        "allows (the default); a list is a sweep axis",
+        help="arrivals at R requests/s (seeded; see --arrivals); inf: every request at once, "
+        "up to --concurrency (64 unless given); a list is a sweep axis. Without it: one "
+        "request after another, up to --concurrency (default 1)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of prompts and arrivals (default 0)"
@@ -141,7 +143,9 @@ def add_arguments(parser: Any) -> None:
         "--extra-body",
         default=None,
         metavar="JSON",
-        help="JSON object merged into every request (server-specific options)",
+        help="JSON object merged into every request (server-specific options; not the fields "
+        "streambench sets itself: model, stream, max_tokens, prompt/messages, ignore_eos, "
+        "min_tokens, stream_options)",
     )
     parser.add_argument(
         "--prompt", default=None, help="send this text instead of generated prompts"
@@ -328,7 +332,7 @@ def _resumed(
     sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
     if not sources:
         raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], sweep.settings, env)
+    return load_resume(sources[0], sweep.settings, env, command="endpoint")
 
 
 def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
@@ -383,6 +387,7 @@ class EndpointSweep:
         self.usage_failures = 0
         self.tolerant = loadcli.is_load_sweep(args)  # failed requests are results
         self._failed: set[int] = set()  # id() of entries with failed requests
+        self._length_noted = False
 
     # -- speaker -------------------------------------------------------------------------------
     def error(self, message: str) -> None:
@@ -400,26 +405,31 @@ class EndpointSweep:
 
     # -- runner --------------------------------------------------------------------------------
     def announce(self, out: Any) -> None:
-        """The first line: what is sent where, and the most it can take (seconds)."""
+        """The first line: what is sent where, and about how long it takes (the worst-case
+        bound with --verbose: :func:`~streambench.endpoint.sweeps.duration_text`)."""
         first = self.specs[0]
-        bound = sum(spec.max_duration_s for spec in self.specs)
         if self.search is not None:
             st = self.search.settings
             load = (
                 f"capacity search over {st.low:g}-{st.high:g} requests/s (at most "
                 f"{st.max_points} points), concurrency {first.max_in_flight}"
             )
-            bound = st.max_points * first.max_duration_s
         else:
             rates = sorted({s.request_rate for s in self.specs if s.request_rate is not None})
+            shown = [f"{r:g}" for r in rates]
+            if self.args.request_rate is not None and len(rates) < len(
+                {s.request_rate for s in self.specs}
+            ):
+                shown.append("inf")  # asked for: every request at once
             load = "concurrency " + ",".join(
                 str(c) for c in dict.fromkeys(s.max_in_flight for s in self.specs)
             )
-            load += f", {','.join(f'{r:g}' for r in rates)} requests/s" if rates else ""
+            load += f", {','.join(shown)} requests/s" if shown else ""
+        when = duration_text(self.specs, self.search, bool(self.args.verbose))
         out.print(
             f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
             f"({first.warmup} warm-up + {self._measured_text(first)}) against "
-            f"{inert_markup(self.settings['endpoint'])}, {load}; at most {bound:g} s",
+            f"{inert_markup(self.settings['endpoint'])}, {load}" + (f"; {when}" if when else ""),
             markup=True,
         )
 
@@ -474,6 +484,10 @@ class EndpointSweep:
         if result.interrupted and not any(not r.warmup for r in result.records):
             return None  # nothing measured: nothing to keep
         entry = to_entry(result)
+        note = None if self._length_noted else length_note(entry, result.spec)
+        if note:  # once per run: every point has the same cause and fix
+            self._length_noted = True
+            self.note(note)
         if point_failed(result, self.tolerant):
             self._failed.add(id(entry))
         if self.args.verbose:

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from .load import LoadError, LoadSettings, parse_counts, parse_percentiles, parse_rates
-from .spec import EndpointSpec, parse_duration
+from .spec import RATE_CONCURRENCY, EndpointSpec, parse_duration
 from .transport import Transport, parse_header
 
 
@@ -138,7 +138,9 @@ def transport(args: Any) -> Transport:
 
 
 def axes(args: Any) -> tuple[list[float | None], list[int | None]]:
-    """The request rates and concurrencies of the sweep (each ``[None]`` when not given)."""
+    """The request rates and concurrencies of the sweep (each ``[None]`` when not given; an
+    ``inf`` rate without ``--concurrency``: ``[RATE_CONCURRENCY]``, every request at once up to
+    the bound of the finite rates)."""
     rates = parse_rates(args.request_rate)
     concurrencies = parse_counts("--concurrency", args.concurrency)
     if args.find_max_rate and args.request_rate is not None:
@@ -152,6 +154,10 @@ def axes(args: Any) -> tuple[list[float | None], list[int | None]]:
         )
     if args.find_max_rate:
         rates = [1.0]  # a placeholder: the search sets each point's rate
+    elif args.request_rate is not None and None in rates and concurrencies == [None]:
+        # an ``inf`` asked for: every request at once, bounded as the finite rates are (not
+        # the one-at-a-time default of a run without --request-rate)
+        concurrencies = [RATE_CONCURRENCY]
     return rates, concurrencies
 
 

@@ -129,6 +129,32 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     }
 
 
+def length_note(entry: dict[str, Any], spec: EndpointSpec) -> str | None:
+    """Without ``--tokenizer``: the line saying that a length target was not met exactly and how
+    to fix it, or ``None``. The prompt is ``N`` common words, and the server's ``usage`` may count
+    other than ``N`` tokens; an output counted one token per chunk (no ``usage``) is a guess.
+    Only for generated prompts (not ``--prompt`` or a workload)."""
+    if spec.tokenizer or spec.prompt is not None:
+        return None
+    if spec.workload is not None and spec.workload.active:
+        return None
+    fix = "give --tokenizer DIR (the model's tokenizer folder) for exact lengths and counts"
+    got_in = entry.get("actual_input_tokens")
+    if got_in is not None and got_in != spec.prompt_tokens:
+        return (
+            f"prompts of {spec.prompt_tokens} words are {got_in} tokens for the server (the "
+            f"median of its usage), not the {spec.prompt_tokens} of --in-out: {fix}"
+        )
+    ep = (entry.get("aggregates") or {}).get("endpoint") or {}
+    got_out = entry.get("actual_output_tokens")
+    if "chunks" in (ep.get("token_count") or {}) and got_out != spec.output_tokens:
+        return (
+            f"output tokens were counted one per streamed chunk (the server reports no usage): "
+            f"{got_out} against the {spec.output_tokens} of --in-out; {fix}"
+        )
+    return None
+
+
 def _aggregates(runs: list[Any], s: EndpointSummary) -> dict[str, Any] | None:
     """:func:`streambench.stats.aggregate` over the successful measured requests (as runs), plus
     ``endpoint``: the :class:`EndpointSummary`; ``None`` when no request succeeded."""

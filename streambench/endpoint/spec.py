@@ -23,6 +23,19 @@ from .transport import Transport
 #: Request fields that force the output length; dropped when the server rejects them (``auto``).
 FORCE_FIELDS = ("ignore_eos", "min_tokens")
 SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+#: request fields streambench sets itself -> the option that sets them; ``--extra-body`` may not
+#: set them (``temperature``, 0 by default and without an option of its own, it may)
+OWNED_BODY = {
+    "model": "use --model",
+    "stream": "streambench always streams",
+    "max_tokens": "use --in-out",
+    "max_completion_tokens": "use --in-out",
+    "prompt": "use --prompt, --prompts or --in-out",
+    "messages": "use --prompt, --prompts or --in-out",
+    "ignore_eos": "use --force-output",
+    "min_tokens": "use --force-output",
+    "stream_options": "streambench asks for usage itself; see --force-output",
+}
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 # Bounds of the inputs (options) and of what a server may send. A value outside them is an error
@@ -30,6 +43,8 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 MAX_REQUESTS = 1_000_000
 MAX_WARMUP = 1_000
 MAX_CONCURRENCY = 4_096
+#: the most requests in flight with a request rate (``inf`` included) without --concurrency
+RATE_CONCURRENCY = 64
 #: each side of --in-out; also the largest max_tokens used to size the bounds below
 MAX_TOKENS = 1_048_576
 MAX_REQUEST_RATE = 1_000_000.0
@@ -148,12 +163,7 @@ class EndpointSpec:
             raise EndpointError(f"temperature {self.temperature}: expected a finite number")
         if self.force not in ("auto", "on", "off"):
             raise EndpointError(f"--force-output must be auto, on or off, got {self.force!r}")
-        if not isinstance(self.extra_body, dict):
-            raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
-        try:
-            json.dumps(self.extra_body, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise EndpointError(f"--extra-body is not strict JSON: {exc}") from None
+        check_extra_body(self.extra_body)
         bad = set(self.slo) - set(SLO_KEYS)
         if bad:
             raise EndpointError(f"unknown SLO key(s) {sorted(bad)}: use {', '.join(SLO_KEYS)}")
@@ -183,7 +193,7 @@ class EndpointSpec:
     def max_in_flight(self) -> int:
         if self.concurrency is not None:
             return self.concurrency
-        return 64 if self.request_rate is not None else 1
+        return RATE_CONCURRENCY if self.request_rate is not None else 1
 
     @property
     def max_probes(self) -> int:
@@ -206,6 +216,19 @@ class EndpointSpec:
             measured = -(-self.requests // self.max_in_flight)
         ramp = self.load.ramp_up_s + (self.timeout_s if self.load.ramp_up_s else 0.0)
         return (self.max_probes + self.warmup + measured) * self.timeout_s + ramp
+
+    @property
+    def expected_duration_s(self) -> float | None:
+        """About how long the measured phase takes when that does not depend on the server:
+        ``ramp_up_s + duration_s`` with ``--duration``, ``ramp_up_s + requests / request_rate``
+        (the arrivals' span) with a rate; ``None`` when the server's speed sets it (no rate).
+        The last requests' own latency and the warm-up come on top; :attr:`max_duration_s` is
+        the bound."""
+        if self.load.duration_s is not None:
+            return self.load.ramp_up_s + self.load.duration_s
+        if self.request_rate is not None:
+            return self.load.ramp_up_s + self.requests / self.request_rate
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe configuration; the API key is never included (only whether one was set),
@@ -245,6 +268,23 @@ class EndpointSpec:
         except (ValueError, AttributeError):
             pass
         return tuple(s for s in out if s)
+
+
+def check_extra_body(extra: Any) -> None:
+    """``--extra-body``: a strict JSON object that sets none of the fields streambench sends
+    itself (:data:`OWNED_BODY`) — an override would change what was measured while the
+    configuration's identity (model, in-out, …) stays the same. Raises :class:`EndpointError`
+    naming every such field and the option that sets it."""
+    if not isinstance(extra, dict):
+        raise EndpointError("--extra-body must be a JSON object, e.g. '{\"top_k\": 1}'")
+    try:
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EndpointError(f"--extra-body is not strict JSON: {exc}") from None
+    owned = [key for key in extra if key in OWNED_BODY]
+    if owned:
+        uses = "; ".join(f"{key!r}: {OWNED_BODY[key]}" for key in owned)
+        raise EndpointError(f"--extra-body may not set fields streambench sends itself ({uses})")
 
 
 def _whole(value: Any) -> bool:

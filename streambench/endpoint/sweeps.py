@@ -54,6 +54,31 @@ def sweep_settings(
     return out
 
 
+def duration_text(specs: list[EndpointSpec], search: Any, verbose: bool) -> str:
+    """The opening line's time: about how long the points take where the load sets it (a rate,
+    ``--duration``; :attr:`EndpointSpec.expected_duration_s`), how many points the server's speed
+    paces; the worst-case bound (every request cut at ``--timeout``) only with ``--verbose``."""
+    first = specs[0]
+    if search is not None:
+        per_point = first.expected_duration_s if first.load.duration_s is not None else None
+        text = f"about {per_point:.3g} s per point" if per_point is not None else ""
+        bound = search.settings.max_points * first.max_duration_s
+    else:
+        expected = [s.expected_duration_s for s in specs]
+        known = sum(e for e in expected if e is not None)
+        paced = sum(e is None for e in expected)
+        server = f"{paced} point(s) as fast as the server answers"
+        if paced == len(specs):
+            text = "as fast as the server answers"
+        else:
+            text = f"about {known:.3g} s" + (f" plus {server}" if paced else "")
+        bound = sum(spec.max_duration_s for spec in specs)
+    if verbose:
+        limit = f"at most {bound:g} s (every request cut at --timeout {first.timeout_s:g} s)"
+        text = f"{text}; {limit}" if text else limit
+    return text
+
+
 def point_failed(result: EndpointResult, tolerant: bool) -> bool:
     """Whether a point fails the run (exit 1). A single load point: any failed request. In a load
     sweep or a search (``tolerant``): failed requests are results; only a point stopped by

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from .compare import COMPARE_METRICS, CompareRow
-from .values import is_number
+from .values import fmt, is_number
 from .writers import md_text
 
 __all__ = ["compare_markdown"]
@@ -60,4 +60,4 @@ def compare_markdown(
 def _cell(value: float | None) -> str:
     if value is None or not is_number(value) or math.isnan(value):
         return ""
-    return f"{value:.3f}"
+    return fmt(value, 3)

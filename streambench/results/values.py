@@ -4,6 +4,7 @@ not a number, a description of a value for one-line messages, and number formatt
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 #: bytes in a GiB (the reports' "GB", as ipex-llm's all-in-one benchmark labels it)
@@ -46,9 +47,34 @@ def kind(value: Any) -> str:
     return type(value).__name__
 
 
+#: from this magnitude on, :func:`fmt` writes numbers in scientific notation (``1.00e+15``):
+#: fixed-point would be a cell of hundreds of digits (a float goes up to 1.8e308)
+SCIENTIFIC_FROM = 1e15
+
+
+class Overflowed(float):
+    """A finite value whose scaling (:func:`scaled`: seconds to ms, ...) is beyond a float: it
+    computes and compares as the infinity the product became, but :func:`fmt` shows the true
+    number (``exact``, a :class:`decimal.Decimal`), never ``inf``."""
+
+    exact: Decimal
+
+    def __new__(cls, value: float, scale: float) -> Overflowed:
+        exact = Decimal(value) * Decimal(scale)
+        out = super().__new__(cls, math.copysign(math.inf, exact))
+        out.exact = exact
+        return out
+
+
 def scaled(value: Any, scale: float) -> float | None:
-    """``value * scale`` for a number (NaN and infinities kept, to be shown), else ``None``."""
-    return float(value) * scale if is_number(value) else None
+    """``value * scale`` for a number (NaN and infinities kept, to be shown), else ``None``; a
+    finite value whose product overflows is an :class:`Overflowed` (shown as the true number)."""
+    if not is_number(value):
+        return None
+    out = float(value) * scale
+    if math.isinf(out) and math.isfinite(value):
+        return Overflowed(float(value), scale)
+    return out
 
 
 def ms(value: Any) -> float | None:
@@ -57,12 +83,22 @@ def ms(value: Any) -> float | None:
 
 
 def fmt(value: Any, digits: int = 2) -> str:
-    """A cell: ``""`` for ``None`` and NaN, floats with ``digits`` decimals, others as ``str``."""
+    """A cell: ``""`` for ``None`` and NaN, floats with ``digits`` decimals — in scientific
+    notation from :data:`SCIENTIFIC_FROM` on, and the true number of an :class:`Overflowed` —
+    others as ``str``.
+
+    >>> fmt(12.3456, 2), fmt(1e308, 2), fmt(scaled(1e308, 1e3), 2), fmt(float("inf"))
+    ('12.35', '1.00e+308', '1.00e+311', 'inf')
+    """
     if value is None:
         return ""
+    if isinstance(value, Overflowed):
+        return f"{value.exact:.{digits}e}"
     if isinstance(value, float):
         if math.isnan(value):
             return ""
+        if math.isfinite(value) and abs(value) >= SCIENTIFIC_FROM:
+            return f"{value:.{digits}e}"
         return f"{value:.{digits}f}"
     return str(value)
 
