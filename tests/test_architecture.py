@@ -27,6 +27,8 @@ KNOWN_CYCLES: set[tuple[str, ...]] = set()
 CORE_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "units": set(),
+    "numtext": set(),
+    "reading": {"errors"},
     "stats": set(),
     "devices": set(),
     "ranks": set(),
