@@ -286,7 +286,8 @@ def _csv_rows(path: str, text: str) -> tuple[list[str], list[dict[str, Any]]]:
         fields = list(reader.fieldnames or [])
         rows = list(reader)
     except csv.Error as exc:
-        at = f"line {reader.line_num}" if reader.line_num else ""
+        line = reader.reader.line_num  # the line being read (DictReader's lags a row behind)
+        at = f"line {line}" if line else ""
         if "field larger than field limit" in str(exc):
             raise _fail(
                 path,
