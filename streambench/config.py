@@ -208,8 +208,10 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
+        except RecursionError:
+            raise UsageError(f"{where}: not valid JSON (nested too deeply)") from None
         except ValueError as exc:
-            reason = getattr(exc, "msg", str(exc))
+            reason = getattr(exc, "msg", None) or "a number of more than 4,300 digits"
             raise UsageError(
                 f"{where}: not valid JSON ({reason}); write an object, e.g. "
                 "'{\"repetition_penalty\": 1.1}'"
@@ -218,7 +220,7 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
         raise UsageError(f"{where}: {_show(value)} is not a JSON object of name: value")
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise UsageError(f"{where}: values must be JSON (text, numbers, booleans, lists)") from None
 
 

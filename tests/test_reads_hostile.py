@@ -271,6 +271,8 @@ def test_a_jsonl_line_with_u2028_parses_and_line_numbers_hold(tmp_path):
         (["run", "--max-prompts", "٣", "--prompts", "p.txt"], ["--max-prompts", "digits 0-9"]),
         (["run", "--output-len", NINES, "--prompts", "p.txt"], ["--output-len", "too long"]),
         (["run", "--length-spread", "٠.٥"], ["--length-spread"]),
+        (["run", "--generate-kwargs", f'{{"a": {NINES}}}'], ["--generate-kwargs", "4,300 digits"]),
+        (["run", "--generate-kwargs", "[" * 100_000], ["--generate-kwargs", "nested too deeply"]),
         (["compare", "a.json", "b.json", "--threshold", "٥"], ["--threshold", "digits 0-9"]),
         (["endpoint", "http://127.0.0.1:9", "--model", "m", "--requests", "٣"], ["--requests"]),
         (["endpoint", "http://127.0.0.1:9", "--model", "m", "--seed", NINES], ["--seed"]),
