@@ -524,13 +524,14 @@ def parse_threshold(text: str) -> float:
     """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
     :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
     from .errors import UsageError
+    from .numtext import real
     from .report import MAX_THRESHOLD
 
     raw = str(text).strip().removesuffix("%").strip()
     try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"--threshold {text!r}: write a percentage, e.g. 5%") from None
+        value = real(raw)
+    except ValueError as exc:
+        raise UsageError(f"--threshold: {exc}; write a percentage, e.g. 5%") from None
     if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
         raise UsageError(
             f"--threshold {text!r}: must be a finite percentage from 0% to "

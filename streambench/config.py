@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .errors import UsageError
+from .numtext import int_text, real, whole
 from .workloads.options import DESTS as _WORKLOAD_DESTS
 from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 
@@ -69,20 +70,26 @@ ENGINES = ("transformers", "openvino", "openvino-genai")
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, int):  # YAML 0xfff...: repr() refuses more than 4,300 digits
+        return int_text(value)
     # reprlib: bounded even for a YAML alias bomb (nested lists that share references)
     return reprlib.Repr().repr(value) if not isinstance(value, str) else repr(value[:60])
 
 
 def _whole(value: Any, where: str, low: int, high: int) -> int:
-    """An int in ``[low, high]`` from an int, an integral float, or a string of decimal digits."""
+    """An int in ``[low, high]`` from an int, an integral float, or a string of the digits 0-9
+    (:func:`streambench.numtext.whole`: not ``'²'`` or ``'٣'``, at most 100 characters)."""
     expected = f"expected {low} to {high}"
     number: int | None = None
     if isinstance(value, bool):
         pass
     elif isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        number = int(value.strip())
+    elif isinstance(value, str):
+        try:
+            number = whole(value)
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc} ({expected})") from None
     elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
         number = int(value)
     if number is None:
@@ -114,12 +121,16 @@ def parse_in_out_text(value: Any, where: str = "--in-out") -> list[tuple[int, in
         if not item:
             continue
         parts = item.split("-")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        try:
+            if len(parts) != 2 or not all(p.strip()[:1].isdigit() for p in parts):
+                raise ValueError("")
+            n_in, n_out = whole(parts[0]), whole(parts[1])
+        except ValueError as exc:
+            why = f" ({exc})" if str(exc) and not str(exc).endswith("whole number") else ""
             raise UsageError(
-                f"malformed input/output pair {item!r} in {where}: write INPUT-OUTPUT token "
-                "counts, e.g. --in-out 32-32,1024-128"
-            )
-        n_in, n_out = int(parts[0]), int(parts[1])
+                f"malformed input/output pair {item[:40]!r} in {where}{why}: write INPUT-OUTPUT "
+                "token counts, e.g. --in-out 32-32,1024-128"
+            ) from None
         if n_in < 1 or n_out < 1:
             raise UsageError(f"input/output pair {item!r}: both token counts must be >= 1")
         if n_in > hi_in or n_out > hi_out:
@@ -182,12 +193,15 @@ def _real(name: str) -> Callable[[Any, str], float]:
         expected = f"expected a number > {low:g} and <= {high:g}"
         number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # a YAML int too large for a float
+                number = math.inf
         elif isinstance(value, str):
             try:
-                number = float(value.strip())
-            except ValueError:
-                pass
+                number = real(value)
+            except ValueError as exc:
+                raise UsageError(f"{where}: {exc} ({expected})") from None
         if number is None or not math.isfinite(number):
             raise UsageError(f"{where}: {_show(value)} is not a number ({expected})")
         if not low < number <= high:
@@ -202,8 +216,10 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
+        except RecursionError:
+            raise UsageError(f"{where}: not valid JSON (nested too deeply)") from None
         except ValueError as exc:
-            reason = getattr(exc, "msg", str(exc))
+            reason = getattr(exc, "msg", None) or "a number of more than 4,300 digits"
             raise UsageError(
                 f"{where}: not valid JSON ({reason}); write an object, e.g. "
                 "'{\"repetition_penalty\": 1.1}'"
@@ -212,7 +228,7 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
         raise UsageError(f"{where}: {_show(value)} is not a JSON object of name: value")
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise UsageError(f"{where}: values must be JSON (text, numbers, booleans, lists)") from None
 
 

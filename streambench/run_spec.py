@@ -46,17 +46,20 @@ def load_yaml(path: str) -> dict[str, Any]:
         import yaml
     except ImportError:
         raise UsageError("--config needs PyYAML: pip install pyyaml") from None
+    from .reading import read_bounded
+
+    raw = read_bounded(path, "config", "config")  # a regular file, at most 16 MiB
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"config {path} is not UTF-8 text: write it as a YAML file") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
         raise UsageError(f"config {path} is not valid YAML{at}") from None
+    except ValueError as exc:  # a number over int()'s 4,300 digits, a date like 2024-13-45
+        reason = str(exc).split(";")[0][:120]
+        raise UsageError(f"config {path}: a value YAML cannot read ({reason}); fix it") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

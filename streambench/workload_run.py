@@ -60,6 +60,8 @@ def preflight(settings: SweepSettings, note: Callable[[str], None]) -> None:
     if w is None or not w.uses_file:
         return
     file = read_prompt_file(str(w.prompts))
+    for line in file.notes:  # once per sweep: workers read the file again, quietly
+        note(line)
     w.prompts, w.prompts_sha256 = file.path, file.sha256
     w.output_len = resolve_output_len(w, file)
     for spec in settings.models:

@@ -28,6 +28,8 @@ CORE_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "terminal": set(),
     "units": set(),
+    "numtext": set(),
+    "reading": {"errors"},
     "stats": set(),
     "devices": set(),
     "ranks": set(),

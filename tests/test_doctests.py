@@ -21,6 +21,8 @@ MODULES = [
     "streambench.isolation",
     "streambench.ranks",
     "streambench.units",
+    "streambench.numtext",
+    "streambench.reading",
     "streambench.loading.placement",
     "streambench.workloads.files",
     "streambench.workloads.spec",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..numtext import real
 from .load import LoadError
 from .metrics import EndpointResult
 from .spec import MAX_REQUEST_RATE, EndpointSpec
@@ -73,7 +74,7 @@ def parse_rate_range(text: str | None) -> tuple[float, float]:
         return SearchSettings.low, SearchSettings.high
     lo, _, hi = str(text).partition(",")
     try:
-        return float(lo), float(hi)
+        return real(lo), real(hi)
     except ValueError:
         raise LoadError(f"--rate-range {text!r}: write LO,HI in requests/s, e.g. 1,64") from None
 

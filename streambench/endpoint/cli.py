@@ -26,6 +26,7 @@ from ..errors import (
     interrupted_exit_code,
     signal_name,
 )
+from ..numtext import whole_arg
 from ..terminal import inert, inert_markup
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
@@ -70,7 +71,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--requests",
-        type=int,
+        type=whole_arg,
         default=None,
         metavar="N",
         help="measured requests per point (default 10; with --prompts: every selected prompt "
@@ -78,7 +79,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=whole_arg,
         default=1,
         metavar="N",
         help="warm-up requests, sent one at a time, not measured (default 1)",
@@ -99,7 +100,7 @@ def add_arguments(parser: Any) -> None:
         "request after another, up to --concurrency (default 1)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of prompts and arrivals (default 0)"
+        "--seed", type=whole_arg, default=0, help="seed of prompts and arrivals (default 0)"
     )
     parser.add_argument(
         "--timeout",

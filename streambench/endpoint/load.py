@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from ..numtext import real, whole
 from ..stats import describe, percentile
 
 ARRIVALS = ("poisson", "constant", "gamma")
@@ -208,9 +209,9 @@ def parse_rates(text: str | None) -> list[float | None]:
             out.append(None)
             continue
         try:
-            value = float(part)
-        except ValueError:
-            raise LoadError(f"--request-rate {part!r}: expected requests/s or inf") from None
+            value = real(part)
+        except ValueError as exc:
+            raise LoadError(f"--request-rate: {exc}; expected requests/s or inf") from None
         if not math.isfinite(value) or value <= 0:
             raise LoadError(f"--request-rate {part!r}: expected a finite rate above 0, or inf")
         out.append(value)
@@ -224,9 +225,9 @@ def parse_counts(option: str, text: str | None) -> list[int | None]:
     out: list[int | None] = []
     for part in str(text).split(","):
         try:
-            out.append(int(part.strip()))
-        except ValueError:
-            raise LoadError(f"{option} {part.strip()!r}: expected a whole number") from None
+            out.append(whole(part))
+        except ValueError as exc:
+            raise LoadError(f"{option}: {exc} (expected a whole number)") from None
     return _axis(option, out)
 
 
@@ -245,11 +246,9 @@ def parse_percentiles(text: str | None) -> tuple[float, ...]:
     out = []
     for part in str(text).split(","):
         try:
-            out.append(float(part.strip().lstrip("pP")))
-        except ValueError:
-            raise LoadError(
-                f"--percentiles {part.strip()!r}: expected a number, e.g. 99.9"
-            ) from None
+            out.append(real(part.strip().lstrip("pP")))
+        except ValueError as exc:
+            raise LoadError(f"--percentiles: {exc}; expected a number, e.g. 99.9") from None
     return tuple(sorted(set(out)))
 
 

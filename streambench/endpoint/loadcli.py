@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..numtext import real_arg, whole_arg
 from .load import LoadError, LoadSettings, parse_counts, parse_percentiles, parse_rates
 from .spec import RATE_CONCURRENCY, EndpointSpec, parse_duration
 from .transport import Transport, parse_header
@@ -24,7 +25,7 @@ def add_load_arguments(parser: Any) -> None:
     )
     add(
         "--burstiness",
-        type=float,
+        type=real_arg,
         default=1.0,
         metavar="B",
         help="gamma shape with --arrivals gamma: <1 burstier, >1 more even, 1 = Poisson",
@@ -43,7 +44,7 @@ def add_load_arguments(parser: Any) -> None:
     )
     add(
         "--max-error-rate",
-        type=float,
+        type=real_arg,
         default=None,
         metavar="F",
         help="stop a point once more than this fraction of its requests failed (>= 10 done); "
@@ -51,7 +52,7 @@ def add_load_arguments(parser: Any) -> None:
     )
     add(
         "--workers",
-        type=int,
+        type=whole_arg,
         default=1,
         metavar="N",
         help="spread each point's measured requests over N client processes (default 1; at "
@@ -79,7 +80,7 @@ def add_load_arguments(parser: Any) -> None:
     )
     add(
         "--slo-attainment",
-        type=float,
+        type=real_arg,
         default=0.95,
         metavar="F",
         help="fraction of requests that must meet every SLO (default 0.95)",
@@ -92,14 +93,14 @@ def add_load_arguments(parser: Any) -> None:
     )
     add(
         "--rate-tolerance",
-        type=float,
+        type=real_arg,
         default=0.1,
         metavar="F",
         help="stop bisecting when (fail - pass) / pass <= F (default 0.1)",
     )
     add(
         "--max-points",
-        type=int,
+        type=whole_arg,
         default=12,
         metavar="N",
         help="most load points the search measures (default 12)",

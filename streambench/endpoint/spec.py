@@ -357,7 +357,9 @@ def request_url(url: str, chat: bool = False) -> str:
     return out
 
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|µs|ms|s|min|m|h)?\s*$", re.I)
+_DURATION = re.compile(
+    r"^\s*([0-9]{0,40}\.?[0-9]{1,40}(?:e[-+]?[0-9]{1,4})?)\s*(us|µs|ms|s|min|m|h)?\s*$", re.I
+)
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 
 

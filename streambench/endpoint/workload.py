@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from typing import Any
 
 from ..workloads import (
@@ -51,6 +52,8 @@ def with_requests(spec: EndpointSpec, requests_given: int | None) -> EndpointSpe
     if w.skip_invalid and tokenizer is None:
         raise EndpointError("--skip-invalid needs --tokenizer DIR to count each prompt's tokens")
     file = read_prompt_file(str(w.prompts))
+    for line in file.notes:
+        print(f"streambench: {line}", file=sys.stderr)
     w = dataclasses.replace(w, prompts=file.path, prompts_sha256=file.sha256)
     w.output_len = resolve_output_len(w, file)
     if w.output_len == "from-data" and tokenizer is None and file.format == "sharegpt":

@@ -192,9 +192,12 @@ def _random_config(spec: ModelSpec, settings: LoadOptions) -> tuple[Any, Any]:
 
     if spec.kind == "preset":
         return load_preset(spec.source or spec.name, **_overrides(settings)), None
+    from ..reading import read_bounded
+
+    raw = read_bounded(spec.source or "", "config", "model config")
     try:
-        data = json.loads(Path(spec.source or "").read_text())
-    except (OSError, ValueError) as exc:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"cannot read model config {spec.source}: {exc}") from None
     try:
         config = config_from_dict(data, **_overrides(settings))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..reading import read_bounded
 from .schema import AGGREGATE_STATISTICS, SCHEMA, SCHEMA_PREFIX, ResultsDocument
 from .values import is_int, is_number, kind
 
@@ -40,10 +41,7 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     check it (:func:`validate_document`) and return it in the results/2 form. Raises
     :class:`~streambench.errors.UsageError` with one line naming the file and what is wrong."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = read_bounded(p, "results")  # a regular file (not /dev/zero, not a FIFO), at most 1 GiB
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -100,6 +98,9 @@ def _parse_json(text: str, where: str, what: str) -> Any:
     except RecursionError:
         raise UsageError(f"{where} {what}: nested too deeply; {_HINT}") from None
     except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):  # int()'s limit, not a syntax error
+            msg = f"{where} {what}: a number of more than 4,300 digits; {_DAMAGED}"
+            raise UsageError(msg) from None
         more = ""
         if str(exc).startswith("Extra data"):
             more = " (one JSON value per line? name the file .jsonl)"

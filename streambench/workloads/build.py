@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from .files import PromptFile, PromptItem
+from .files import CHARS_PER_TOKEN, MAX_PROMPT_CHARS, PromptFile, PromptItem
 from .spec import DEFAULT_FORCED_OUTPUT, WorkloadSpec
 
 __all__ = [
     "WORDS",
     "Request",
     "build_requests",
+    "char_limit",
     "fit_text",
     "resolve_output_len",
     "select_items",
@@ -125,18 +126,57 @@ def _template(tokenizer: Any, messages: Any, file: str, where: str) -> str:
             f"--prompts {file} ({where}): chat messages need a tokenizer with a chat template "
             "(the model's, or --tokenizer DIR; endpoint: or --chat to send them as they are)"
         )
-    return str(
-        tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-    )
+    try:
+        text = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=False
+        )
+    except Exception as exc:  # noqa: BLE001 - a chat template is the model's own Jinja code:
+        # what it raises (TemplateError "roles must alternate", TypeError ...) refuses the messages
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UsageError(
+            f"--prompts {file} ({where}): the chat template refused these messages ({reason}); "
+            "fix them, or --skip-invalid skips such prompts"
+        ) from None
+    return str(text)
+
+
+def char_limit(context: int | None) -> int:
+    """The most characters a prompt may have for a model of ``context`` tokens (``None``:
+    unknown): :data:`~streambench.workloads.files.CHARS_PER_TOKEN` per token, at most
+    :data:`~streambench.workloads.files.MAX_PROMPT_CHARS`. Longer text cannot fit whatever the
+    tokenizer, and is refused before it is tokenized (a 44 MB line once took 67 s and 8.8 GB)."""
+    if context is None or context <= 0:
+        return MAX_PROMPT_CHARS
+    return min(context * CHARS_PER_TOKEN, MAX_PROMPT_CHARS)
+
+
+def _check_chars(item: PromptItem, limit: int, path: str) -> None:
+    if item.messages is not None:
+        n = sum(len(m["content"]) for m in item.messages)
+    else:
+        n = len(item.text or "")
+    if n > limit:
+        raise UsageError(
+            f"--prompts {path} ({item.where}): {n} characters, more than the {limit} that can fit "
+            f"the model's context ({CHARS_PER_TOKEN} characters per token at most); shorten it, "
+            "or --skip-invalid skips such prompts"
+        )
 
 
 class _Builder:
     """Turns selected prompt items into :class:`Request` objects (see :func:`build_requests`)."""
 
     def __init__(
-        self, spec: WorkloadSpec, file: PromptFile, tokenizer: Any, seed: int, vocab: int
+        self,
+        spec: WorkloadSpec,
+        file: PromptFile,
+        tokenizer: Any,
+        seed: int,
+        vocab: int,
+        chars: int = MAX_PROMPT_CHARS,
     ) -> None:
         self.spec, self.file, self.tok, self.seed = spec, file, tokenizer, seed
+        self.chars = chars
         self.output = resolve_output_len(spec, file)
         self.prefix_ids: list[int] = []
         self.prefix_text = ""
@@ -164,6 +204,12 @@ class _Builder:
             raise UsageError(
                 "--output-len from-data on a ShareGPT file counts the reference "
                 "outputs in tokens: give --tokenizer DIR"
+            )
+        if len(item.reference_text) > self.chars:
+            raise UsageError(
+                f"--prompts {self.file.path} ({item.where}): the reference output has "
+                f"{len(item.reference_text)} characters, more than the {self.chars} that can fit "
+                "the model's context; give --output-len N, or --skip-invalid"
             )
         return max(1, _count(self.tok, item.reference_text))
 
@@ -227,11 +273,13 @@ def build_requests(
     that does not fit ``context`` (input + output tokens; natural outputs count
     ``max_output_len``) is a :class:`UsageError` naming the file and line, or with
     ``skip_invalid`` skipped (``skipped`` says where and why)."""
-    builder = _Builder(spec, file, tokenizer, seed, vocab)
+    limit = char_limit(context)
+    builder = _Builder(spec, file, tokenizer, seed, vocab, limit)
     out: list[Request] = []
     skipped: list[str] = []
     for item in select_items(file, spec, seed):
         try:
+            _check_chars(item, limit, file.path)  # before any tokenizing
             req = builder.for_run(item) if for_run else builder.for_endpoint(item, chat)
             _check_context(req, spec, context, file.path)
         except UsageError as exc:

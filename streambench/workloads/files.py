@@ -29,16 +29,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..numtext import whole
+from ..reading import LIMITS, read_bounded
 
 __all__ = ["FORMATS", "MAX_FILE_BYTES", "PromptFile", "PromptItem", "read_prompt_file"]
 
 #: extension -> format
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "sharegpt", ".csv": "csv"}
 #: the largest prompt file read (the ShareGPT V3 file is about 670 MB)
-MAX_FILE_BYTES = 4 << 30
+MAX_FILE_BYTES = LIMITS["prompts"]
+#: the most characters a prompt may have whatever the model: :data:`CHARS_PER_TOKEN` times the
+#: longest context a setting allows (1,048,576 tokens); also the CSV cell limit
+MAX_PROMPT_CHARS = 32 * 1_048_576
+#: a generous bound of characters per token: a prompt longer than this many characters per
+#: context token cannot fit, and is refused before it is tokenized
+CHARS_PER_TOKEN = 32
 #: the largest reference output length taken from a file
 MAX_REFERENCE_TOKENS = 1_048_576
 _ROLES = ("system", "user", "assistant", "tool", "developer")
+#: the keys read from a JSON Lines prompt; others are named once in :attr:`PromptFile.notes`
+JSONL_KEYS = frozenset({"prompt", "messages", "output_tokens"})
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,28 @@ class PromptItem:
 @dataclass(frozen=True)
 class PromptFile:
     """A prompt file read: ``path``, ``format`` (``txt``, ``jsonl``, ``sharegpt``, ``csv``), its
-    ``sha256`` (of the bytes read) and its ``items`` in file order."""
+    ``sha256`` (of the bytes read), its ``items`` in file order, and ``unknown_keys``: the JSON
+    Lines keys that are not read (``(key, first line)`` pairs, sorted), said once in
+    :attr:`notes`."""
 
     path: str
     format: str
     sha256: str
     items: tuple[PromptItem, ...]
+    unknown_keys: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def notes(self) -> list[str]:
+        """One-line warnings about the file (unknown JSON Lines keys), to print once."""
+        if not self.unknown_keys:
+            return []
+        shown = ", ".join(f"{k[:40]!r} ({where})" for k, where in self.unknown_keys[:8])
+        more = len(self.unknown_keys) - 8
+        shown += f" and {more} more" if more > 0 else ""
+        return [
+            f"--prompts {self.path}: unknown key(s) ignored: {shown}; a line is read from "
+            '"prompt" or "messages", and "output_tokens"'
+        ]
 
     @property
     def name(self) -> str:
@@ -96,30 +122,41 @@ def read_prompt_file(path: str) -> PromptFile:
             f"unknown format {ext or '(no extension)'!r}: use .txt (a prompt "
             "per line), .jsonl, .json (ShareGPT) or .csv (a prompt column)",
         )
-    try:
-        if os.path.isdir(path):
-            raise _fail(path, "", "is a directory, not a prompt file")
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise _fail(path, "", f"larger than {MAX_FILE_BYTES >> 30} GiB")
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise _fail(path, "", f"cannot read it ({exc.strerror or exc})") from None
+    raw = read_bounded(path, "prompts", "--prompts", MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise _fail(path, f"line {line}", "not UTF-8 text") from None
-    reader = {"txt": _txt, "jsonl": _jsonl, "sharegpt": _sharegpt, "csv": _csv}[fmt]
-    items = reader(path, text)
+    unknown: dict[str, str] = {}
+    if fmt == "jsonl":
+        items = _jsonl(path, text, unknown)
+    else:
+        items = {"txt": _txt, "sharegpt": _sharegpt, "csv": _csv}[fmt](path, text)
     if not items:
         raise _fail(path, "", "no prompts in it (empty file)")
-    return PromptFile(os.path.abspath(path), fmt, hashlib.sha256(raw).hexdigest(), tuple(items))
+    digest = hashlib.sha256(raw).hexdigest()
+    keys = tuple(sorted(unknown.items()))
+    return PromptFile(os.path.abspath(path), fmt, digest, tuple(items), keys)
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of ``text``, split on ``\\n`` and ``\\r\\n`` only: ``str.splitlines()`` would
+    also split on U+2028, U+2029, U+0085, form feeds, vertical tabs and ``\\x1c``-``\\x1e``, which
+    are text inside a prompt (and valid inside a JSON string).
+
+    >>> lines_of("a\\u2028b\\r\\nc\\fd\\n")
+    ['a\\u2028b', 'c\\x0cd']
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _txt(path: str, text: str) -> list[PromptItem]:
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines_of(text), 1):
         if line.strip():
             out.append(PromptItem(len(out), f"line {n}", text=line))
     return out
@@ -128,17 +165,21 @@ def _txt(path: str, text: str) -> list[PromptItem]:
 def _reference(path: str, where: str, value: Any) -> int | None:
     if value is None:
         return None
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(value, str) and value.strip().isdigit():
-        value, ok = int(value.strip()), True
-    if not ok or not 1 <= value <= MAX_REFERENCE_TOKENS:
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    reason = ""
+    if isinstance(value, str):
+        try:
+            number = whole(value)
+        except ValueError as exc:  # '²', '٣', 5,000 digits: said as such
+            reason = f" ({exc})"
+    if number is None or not 1 <= number <= MAX_REFERENCE_TOKENS:
         raise _fail(
             path,
             where,
-            f"output_tokens {str(value)[:40]!r} is not a whole number from 1 "
-            f"to {MAX_REFERENCE_TOKENS}",
+            f"output_tokens {str(value)[:40]!r} is not a whole number from 1 to "
+            f"{MAX_REFERENCE_TOKENS}{reason}",
         )
-    return int(value)
+    return number
 
 
 def _messages(path: str, where: str, value: Any) -> tuple[dict[str, str], ...]:
@@ -161,20 +202,33 @@ def _messages(path: str, where: str, value: Any) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
-def _jsonl(path: str, text: str) -> list[PromptItem]:
+def _json_problem(exc: Exception) -> str:
+    """What is wrong with a text that ``json.loads`` refused."""
+    if isinstance(exc, RecursionError):
+        return "not valid JSON (nested too deeply)"
+    if not isinstance(exc, json.JSONDecodeError):  # int()'s limit of 4,300 digits
+        return "not valid JSON (a number of more than 4,300 digits)"
+    return "not valid JSON"
+
+
+def _jsonl(path: str, text: str, unknown: dict[str, str]) -> list[PromptItem]:
+    """The prompts of a JSON Lines file; ``unknown`` collects each key that is not read, with the
+    first line that has it."""
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines_of(text), 1):
         if not line.strip():
             continue
         where = f"line {n}"
         try:
             obj = json.loads(line)
-        except (ValueError, RecursionError):
-            raise _fail(path, where, "not valid JSON") from None
+        except (ValueError, RecursionError) as exc:
+            raise _fail(path, where, _json_problem(exc)) from None
         if not isinstance(obj, dict):
             raise _fail(
                 path, where, 'not a JSON object (expected {"prompt": ...} or {"messages": [...]})'
             )
+        for key in obj.keys() - JSONL_KEYS:
+            unknown.setdefault(key, where)
         ref = _reference(path, where, obj.get("output_tokens"))
         if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
             out.append(PromptItem(len(out), where, text=obj["prompt"], reference_tokens=ref))
@@ -198,7 +252,7 @@ def _sharegpt(path: str, text: str) -> list[PromptItem]:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         line = getattr(exc, "lineno", None)
-        raise _fail(path, f"line {line}" if line else "", "not valid JSON") from None
+        raise _fail(path, f"line {line}" if line else "", _json_problem(exc)) from None
     if not isinstance(data, list):
         raise _fail(
             path, "", 'not the ShareGPT layout: expected a list of {"conversations": [...]} items'
@@ -223,12 +277,32 @@ def _sharegpt(path: str, text: str) -> list[PromptItem]:
     return out
 
 
-def _csv(path: str, text: str) -> list[PromptItem]:
+def _csv_rows(path: str, text: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """(column names, rows) of a CSV text; a cell may hold :data:`MAX_PROMPT_CHARS` characters
+    (the csv module's default limit is 131,072)."""
+    old = csv.field_size_limit(MAX_PROMPT_CHARS)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-        fields = csv.DictReader(io.StringIO(text, newline="")).fieldnames or []
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
     except csv.Error as exc:
-        raise _fail(path, "", f"not valid CSV ({exc})") from None
+        line = reader.reader.line_num  # the line being read (DictReader's lags a row behind)
+        at = f"line {line}" if line else ""
+        if "field larger than field limit" in str(exc):
+            raise _fail(
+                path,
+                at,
+                f"a cell longer than {MAX_PROMPT_CHARS} characters, the most a prompt "
+                "may have; shorten it",
+            ) from None
+        raise _fail(path, at, f"not valid CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(old)
+    return fields, rows
+
+
+def _csv(path: str, text: str) -> list[PromptItem]:
+    fields, rows = _csv_rows(path, text)
     names = [f.strip().lower() if isinstance(f, str) else f for f in fields]
     if "prompt" not in names:
         raise _fail(path, "line 1", f"no 'prompt' column (columns: {', '.join(map(str, fields))})")

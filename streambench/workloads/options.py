@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
+from ..numtext import int_text, whole
 from .spec import (
     DEFAULT_MAX_OUTPUT_LEN,
     MAX_PROMPTS,
@@ -94,12 +95,18 @@ def add_arguments(parser: Any, command: str) -> None:
 
 
 def _whole(value: Any, where: str, low: int, high: int) -> int:
-    text = (
-        str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    )
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise UsageError(f"{where}: {str(value)[:40]!r} is not a whole number from {low} to {high}")
-    return int(text)
+    number, why = None, ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = whole(value)
+        except ValueError as exc:  # '²', '٣', 5,000 digits: said as such
+            why = f" ({exc})"
+    if number is None or not low <= number <= high:
+        shown = int_text(value) if isinstance(value, int) else str(value)[:40]
+        raise UsageError(f"{where}: {shown!r} is not a whole number from {low} to {high}{why}")
+    return number
 
 
 def _flag(value: Any, where: str) -> bool:

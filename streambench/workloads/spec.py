@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Union
 
 from ..errors import UsageError
+from ..numtext import int_text, real, whole
 
 __all__ = [
     "DEFAULT_FORCED_OUTPUT",
@@ -43,23 +44,33 @@ def parse_output_len(value: Any, where: str) -> int | str:
     """``--output-len``: a whole number of forced tokens, ``from-data`` or ``natural``."""
     if isinstance(value, str) and value.strip().lower() in OUTPUT_MODES:
         return value.strip().lower()
-    text = str(value).strip() if isinstance(value, (str, int)) else ""
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_TOKENS:
+    number, why = None, ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = whole(value)
+        except ValueError as exc:
+            why = f" ({exc})"
+    if number is None or not 1 <= number <= MAX_TOKENS:
+        shown = int_text(value) if isinstance(value, int) else str(value)[:40]
         raise UsageError(
-            f"{where}: {str(value)[:40]!r} is not a token count from 1 to {MAX_TOKENS}, "
-            "'from-data' or 'natural'"
+            f"{where}: {shown!r} is not a token count from 1 to {MAX_TOKENS}, "
+            f"'from-data' or 'natural'{why}"
         )
-    return int(text)
+    return number
 
 
 def parse_spread(value: Any, where: str) -> float:
     """``--length-spread``: a fraction from 0 to 0.99 (``0.25``: lengths within ±25 %); ``25%``
     is read as 0.25."""
-    text = str(value).strip() if not isinstance(value, bool) else ""
+    text = str(value).strip() if isinstance(value, (str, float)) else ""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 64:
+        text = str(value)
     percent = text.endswith("%")
     try:
-        number = float(text.rstrip("%")) / (100.0 if percent else 1.0)
-    except ValueError:
+        number = real(text.rstrip("%")) / (100.0 if percent else 1.0)
+    except ValueError:  # '٠.٢', 'abc', 5,000 digits
         number = math.nan
     if not 0.0 <= number <= MAX_SPREAD:  # NaN fails too
         raise UsageError(
