@@ -203,15 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="compare two results files; non-zero exit when NEW is slower",
         description=(
-            "Ratios NEW/OLD of the first-token and rest-token medians per configuration. Exit 1 "
-            "when NEW is slower than --threshold on any of them, or a configuration is missing "
-            "or failed in NEW."
+            "Ratios NEW/OLD of the first-token and rest-token medians per configuration, each "
+            "with a 95%% interval over the trials and a verdict: slower, faster, same or "
+            "unclear. Exit 1 when NEW is slower (the whole interval beyond --threshold), a "
+            "configuration is missing or failed in NEW, or anything cannot be compared; "
+            "unclear passes with a warning (exit 1 with --strict)."
         ),
     )
     compare.add_argument("old", metavar="OLD.json")
     compare.add_argument("new", metavar="NEW.json")
     compare.add_argument(
         "--threshold", default="5%", help="allowed slow-down in percent (default 5%%)"
+    )
+    compare.add_argument(
+        "--ignore",
+        metavar="SETTING[,SETTING...]",
+        default="",
+        help="pair configurations that differ only in these settings (an A/B: "
+        "attn_implementation, dtype, engine, ...); each row names what differs",
+    )
+    compare.add_argument(
+        "--strict", action="store_true", help="fail on an unclear verdict too (exit 1)"
     )
     compare.add_argument(
         "-o",
@@ -524,55 +536,11 @@ def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
-    (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
-    from rich.console import Console
-    from rich.markup import escape
+    """``streambench compare`` (:mod:`streambench.compare_cli`): exit 0 when NEW is not slower;
+    1 on a regression, anything not comparable or (``--strict``) an unclear verdict; 2 bad input."""
+    from .compare_cli import run_compare
 
-    from . import report
-
-    threshold = parse_threshold(args.threshold)
-    if args.output:
-        _check_output(args.output, "-o", (".md", ".html"))
-    old = report.load_document(args.old)  # UsageError (exit 2) naming the file
-    new = report.load_document(args.new)
-    rows, failed = report.compare_documents(old, new, threshold)
-    console = Console(highlight=False)
-    console.print(report.compare_table(rows, threshold))
-    if args.output:
-        _write_comparison(args, rows, failed, threshold)
-        console.print(f"comparison written to {args.output}")
-    if failed:
-        slower = [escape(r.label) for r in rows if r.regressed]
-        unsure = [escape(r.label) for r in rows if r.fails and not r.regressed]
-        if slower:
-            console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
-        if unsure:
-            console.print(
-                f"[bold red]could not compare[/bold red] (the gate fails closed): "
-                f"{', '.join(unsure)}"
-            )
-        return EXIT_FAILED
-    console.print(f"[green]no regression beyond {threshold:.1%}[/green]")
-    return EXIT_OK
-
-
-def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, threshold: float) -> None:
-    from .outputs import atomic_write_text
-    from .results import load_results
-    from .results.compare_markdown import compare_markdown
-
-    if args.output.lower().endswith(".html"):
-        from .results.html import render_report
-
-        docs = [load_results(args.old), load_results(args.new)]
-        text = render_report(docs, _names([args.old, args.new]), threshold, args.output)
-    else:
-        text = compare_markdown(rows, failed, threshold, args.old, args.new)
-    try:
-        atomic_write_text(args.output, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+    return run_compare(args)
 
 
 def _names(paths: list[str]) -> list[str]:

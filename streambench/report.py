@@ -236,13 +236,19 @@ def plot_figures(doc: Document, path: str | os.PathLike[str]) -> list[Path]:
 
 
 def compare_documents(
-    old: Document, new: Document, threshold: float
+    old: Document,
+    new: Document,
+    threshold: float,
+    ignore: Sequence[str] = (),
+    strict: bool = False,
 ) -> tuple[list[CompareRow], bool]:
     """Compare the configurations of two results documents (see
     :func:`streambench.results.compare.compare_documents`). ``ValueError`` for a threshold that
     is not finite in ``[0, MAX_THRESHOLD]`` or a document without a list of configurations."""
     check_threshold(threshold)
-    return _compare.compare_documents(_doc(old, "OLD"), _doc(new, "NEW"), threshold)
+    return _compare.compare_documents(
+        _doc(old, "OLD"), _doc(new, "NEW"), threshold, frozenset(ignore), strict
+    )
 
 
 #: doctest examples of the functions re-exported here

@@ -338,29 +338,36 @@
       var oldName = DATA.documents[cmp.old].name, newName = DATA.documents[cmp.new].name;
       var s = section("Comparison: " + newName + " against " + oldName, "comparison-" + i);
       s.appendChild(el("p", { cls: cmp.failed ? "verdict fail" : "verdict pass",
-        text: (cmp.failed ? "Regression or not comparable" : "No regression") + " at a threshold of " + (cmp.threshold * 100).toFixed(1) + "% (ratio NEW/OLD; lower is better for every metric)." }));
+        text: (cmp.failed ? "Regression or not comparable" : "No regression") + " at a threshold of " + (cmp.threshold * 100).toFixed(1) + "% (ratio NEW/OLD of the medians with its 95% interval over the trials; lower is better for every metric; slower = the whole interval above the threshold, unclear = it straddles)." + (cmp.ignore && cmp.ignore.length ? " Ignoring " + cmp.ignore.join(", ") + "." : "") }));
       var metrics = [];
       cmp.rows.forEach(function (r) { r.metrics.forEach(function (m) { if (metrics.indexOf(m.name) < 0) metrics.push(m.name); }); });
-      var head = ["configuration"];
-      metrics.forEach(function (m) { head.push(m + " OLD", "NEW", "ratio"); });
-      head.push("problem");
+      var head = ["configuration", "trials OLD/NEW"];
+      metrics.forEach(function (m) { head.push(m + " OLD", "NEW", "ratio", "interval"); });
+      head.push("verdict");
       var table = el("table", { cls: "compare", "data-comparison": String(i) });
       table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
       var body = el("tbody");
       cmp.rows.forEach(function (r) {
         var tr = el("tr", { cls: r.fails ? "fails" : "" });
-        tr.appendChild(el("td", { text: r.label }));
+        tr.appendChild(el("td", { text: r.label + (r.differs && r.differs.length ? " (" + r.differs.join("; ") + ")" : "") }));
+        tr.appendChild(el("td", { cls: "num", text: r.n ? r.n[0] + "/" + r.n[1] : "" }));
         metrics.forEach(function (name) {
           var m = r.metrics.filter(function (x) { return x.name === name; })[0];
-          if (!m) { tr.appendChild(cell(null)); tr.appendChild(cell(null)); tr.appendChild(cell(null)); return; }
+          if (!m) { for (var k = 0; k < 4; k++) tr.appendChild(cell(null)); return; }
           tr.appendChild(cell(m.old, 3));
           tr.appendChild(cell(m.new, 3));
           var rc = cell(m.ratio, 3, "ratio." + name);
           if (m.regressed) rc.className += " regressed";
-          else if (m.ratio !== null && m.ratio < 1 - cmp.threshold) rc.className += " improved";
+          else if (m.verdict === "faster") rc.className += " improved";
           tr.appendChild(rc);
+          var text = m.low === null || m.low === undefined ? (m.verdict ? "none (too few trials)" : "") : "[" + fmt(m.low, 3) + ", " + fmt(m.high, 3) + "]" + (m.coverage !== null && m.coverage < 0.9495 ? " " + Math.round(m.coverage * 100) + "%" : "");
+          var ic = el("td", { cls: "num interval", text: text });
+          ic.setAttribute("data-key", "interval." + name);
+          if (m.verdict) ic.setAttribute("data-verdict", m.verdict);
+          tr.appendChild(ic);
         });
-        tr.appendChild(el("td", { cls: "problem", text: r.problem || "" }));
+        var vc = el("td", { cls: "problem verdict-" + (r.verdict || "none").replace(/ /g, "-"), text: r.verdict_text || r.problem || "" });
+        tr.appendChild(vc);
         body.appendChild(tr);
       });
       table.appendChild(body);

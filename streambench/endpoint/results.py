@@ -103,6 +103,8 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     ]
     status, error = _status_and_error(result)
     aggregates = _aggregates(runs, s)
+    if aggregates is not None:
+        _request_intervals(aggregates["endpoint"], result.records)
     if aggregates is not None and result.spec.workload is not None:
         aggregates["workload"] = summary_of(result.spec, result.records)
     return {
@@ -142,6 +144,20 @@ def _aggregates(runs: list[Any], s: EndpointSummary) -> dict[str, Any] | None:
     aggregates["memory_kind"] = None
     aggregates["endpoint"] = _finite(s.to_dict())
     return aggregates
+
+
+def _request_intervals(summary: dict[str, Any], records: Any) -> None:
+    """``ci95`` of the per-request medians of ``aggregates.endpoint`` (TTFT, TPOT, E2E: one value
+    per successful measured request, the unit of replication here); ITL is pooled over tokens,
+    so it gets no interval, and says why."""
+    from ..results.trial_intervals import POOLED_NOTE, add_interval
+
+    good = [r for r in records if not r.warmup and r.ok]
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        values = [getattr(r, key) for r in good]
+        add_interval(summary.get(key), [v for v in values if v is not None and math.isfinite(v)])
+    if isinstance(summary.get("itl_s"), dict):
+        summary["itl_s"].update(ci95=None, ci95_note=POOLED_NOTE)
 
 
 def _status_and_error(result: EndpointResult) -> tuple[str, str | None]:

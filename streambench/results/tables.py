@@ -11,7 +11,13 @@ from .schema import ConfigurationResult
 from .values import GiB, fmt, is_number, scaled
 from .writers import actual_tokens
 
-__all__ = ["compare_table", "configuration_table", "progress_bar"]
+__all__ = [
+    "compare_table",
+    "configuration_table",
+    "interval_text",
+    "progress_bar",
+    "verdict_text",
+]
 
 
 def progress_bar(console: Any) -> Any:
@@ -134,30 +140,59 @@ def _compile_parts(compiled: Any) -> list[str]:
     return parts
 
 
-def compare_table(rows: list[CompareRow], threshold: float) -> Any:
-    """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows (labels
-    and reasons escaped: a file's text is never read as rich markup)."""
+def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) -> Any:
+    """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows: per
+    metric OLD → NEW, the ratio NEW/OLD of the medians with its interval, trials per side, the
+    verdict; the settings ``ignore``d in the title and what differs under each label (labels and
+    reasons escaped: a file's text is never read as rich markup)."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(
-        title=f"NEW / OLD (lower is faster; regression when > {1 + threshold:.3g}×)",
-        title_justify="left",
+    title = (
+        f"NEW / OLD of the medians [95 % interval] (lower is faster; slower when the whole "
+        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.3g})"
     )
+    if ignore:
+        title += f"; ignoring {escape(', '.join(sorted(ignore)))}"
+    table = Table(title=title, title_justify="left")
     table.add_column("configuration")
+    table.add_column("trials\nold/new", justify="right")
     metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
     units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
-    units["peak memory"] = "GB"
+    units["peak memory"] = "GiB"
     for m in metrics:
         table.add_column(f"{m}\nold → new ({units[m]})", justify="right")
-        table.add_column("ratio", justify="right")
+        table.add_column("ratio [interval]" if m != "peak memory" else "ratio", justify="right")
     table.add_column("verdict")
     for row in rows:
         cells = []
         for m in metrics:
             cells += _metric_cells(row, m)
-        table.add_row(escape(row.label), *cells, _verdict(row, escape))
+        label = escape(row.label)
+        if row.differs:
+            label += "\n[dim]" + escape("; ".join(row.differs)) + "[/dim]"
+        trials = f"{row.n[0]}/{row.n[1]}" if row.n else ""
+        table.add_row(label, trials, *cells, _verdict(row, escape))
     return table
+
+
+_STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
+
+
+def interval_text(row: CompareRow, metric: str) -> str:
+    """``"1.032× [0.981, 1.090]"`` (the coverage added when below 95 %, e.g. ``90%`` with 3
+    trials per side), ``"1.032× [no interval]"`` with too few trials, ``""`` without a ratio."""
+    r = row.ratio(metric)
+    if r is None:
+        return ""
+    text = f"{r:.3f}×"
+    iv = row.intervals.get(metric)
+    if iv is None:
+        return text
+    if iv.low is None or iv.high is None:
+        return f"{text} [no interval]"
+    cover = f" {iv.coverage:.0%}" if iv.coverage is not None and iv.coverage < 0.9495 else ""
+    return f"{text} [{iv.low:.3f}, {iv.high:.3f}]{cover}"
 
 
 def _metric_cells(row: CompareRow, metric: str) -> list[str]:
@@ -165,19 +200,37 @@ def _metric_cells(row: CompareRow, metric: str) -> list[str]:
         return ["", ""]
     old, new = row.values[metric]
     digits = 3 if metric != "first token median" else 2
-    r = row.ratio(metric)
-    text = "" if r is None else f"{r:.3f}×"
-    if metric in row.regressed:
-        text = f"[bold red]{text or 'slower'}[/bold red]"
+    from rich.markup import escape
+
+    text = escape(interval_text(row, metric))  # "[no interval]" is not markup
+    iv = row.intervals.get(metric)
+    style = _STYLE.get(iv.verdict, "") if iv is not None else ""
+    if style and text:
+        text = f"[{style}]{text}[/{style}]"
     return [f"{_cell_number(old, digits)} → {_cell_number(new, digits)}", text]
 
 
-def _verdict(row: CompareRow, escape: Any) -> str:
+def verdict_text(row: CompareRow) -> str:
+    """The row's verdict in words: ``slower``, ``faster``, ``same``, ``unclear (~12 trials per
+    side would settle it)``, or the problem; plain text (Markdown and the terminal)."""
+    verdict = row.verdict
+    if verdict == "unclear":
+        settle = row.settle
+        verdict += f" (~{settle} trials per side would settle it)" if settle else ""
+        if row.noisy:
+            verdict += f"; {row.noisy}"
     if row.problem:
-        color = "bold red" if row.fails else "yellow"
-        verdict = f"[{color}]{escape(row.problem)}[/{color}]"
-        return f"[bold red]slower;[/bold red] {verdict}" if row.regressed else verdict
-    return "[bold red]slower[/bold red]" if row.regressed else "[green]ok[/green]"
+        return f"{verdict}; {row.problem}" if verdict not in ("", "not comparable") else row.problem
+    return verdict
+
+
+def _verdict(row: CompareRow, escape: Any) -> str:
+    verdict = row.verdict
+    text = escape(verdict_text(row))
+    if row.fails:
+        return f"[bold red]{text}[/bold red]"
+    style = _STYLE.get(verdict) or ("yellow" if row.problem else "green")
+    return f"[{style}]{text}[/{style}]"
 
 
 def _cell_number(value: float | None, digits: int) -> str:
