@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..intervals import why_no_interval
 from .compare import COMPARE_METRICS, CompareRow
 from .schema import ConfigurationResult
+from .trial_intervals import half_width
 from .values import GiB, fmt, is_number, scaled
 from .writers import actual_tokens
 
@@ -46,7 +48,8 @@ _TABLE_ROWS = [
 
 def configuration_table(entry: ConfigurationResult) -> Any:
     """A rich renderable for one configuration: a table of first token and rest tokens (mean,
-    median, p90, stdev over trials, ms) and decode tokens/s, then a line with peak memory (GiB),
+    median with the distance to the far end of its 95 % interval, p90, stdev over trials, ms) and
+    decode tokens/s, then a line with peak memory (GiB),
     the actual token counts and the model loading time (or the error of a failed one)."""
     from rich.console import Group
     from rich.table import Table
@@ -63,21 +66,42 @@ def configuration_table(entry: ConfigurationResult) -> Any:
         return Group(header, Text(f"{status}: {entry.error or ''}", style="red"), Text(""))
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
-    for name in ("mean", "median", "p90", "stdev"):
+    for name in ("mean", "median", "±95%", "p90", "stdev"):
         table.add_column(name, justify="right")
     agg = entry.aggregates
     for name, key, scale, digits in _TABLE_ROWS:
         stats = agg.statistic(key) if agg is not None else None
         if stats is None:
-            table.add_row(name, "-", "-", "-", "-")
+            table.add_row(name, "-", "-", "-", "-", "-")
             continue
-        values = (stats.mean, stats.median, stats.p90, stats.stdev)
-        table.add_row(name, *(fmt(scaled(v, scale), digits) for v in values))
+        h = half_width(stats)
+        pm = "-" if h is None else "±" + fmt(h * scale, digits)
+        mean, median, p90, stdev = (
+            scaled(v, scale) for v in (stats.mean, stats.median, stats.p90, stats.stdev)
+        )
+        table.add_row(
+            name, fmt(mean, digits), fmt(median, digits), pm, fmt(p90, digits), fmt(stdev, digits)
+        )
     lines = [Text(_summary_line(entry), style="dim")]
+    note = _interval_note(agg)
+    if note:
+        lines.append(Text(note, style="dim"))
     hardware = hardware_line(entry.extra)
     if hardware:
         lines.append(Text(hardware, style="dim"))
     return Group(header, table, *lines, Text(""))
+
+
+def _interval_note(agg: Any) -> str:
+    """What ``±95%`` is, or why it is missing (``"3 trials: no 95% interval ..."``)."""
+    stats = agg.statistic("first_token_s") if agg is not None else None
+    if stats is None:
+        return ""
+    if half_width(stats) is not None:
+        return "±95%: to the far end of the 95% interval of the median over trials"
+    n = stats.n if is_number(stats.n) else 0
+    why = why_no_interval(int(n))
+    return f"n<6: no interval ({why}; more --trials)" if why else ""
 
 
 def hardware_line(extra: dict[str, Any]) -> str:
@@ -87,9 +111,9 @@ def hardware_line(extra: dict[str, Any]) -> str:
     memory = extra.get("memory")
     if isinstance(memory, dict) and is_number(memory.get("peak_rss_bytes")):
         loaded = memory.get("rss_after_load_bytes")
-        text = f"RSS loaded {loaded / GiB:.3f} GB, " if is_number(loaded) else ""
+        text = f"RSS loaded {loaded / GiB:.3f} GiB, " if is_number(loaded) else ""
         exact = "exact" if str(memory.get("peak_source")).startswith("VmHWM after") else "sampled"
-        parts.append(f"{text}peak {memory['peak_rss_bytes'] / GiB:.3f} GB ({exact})")
+        parts.append(f"{text}peak {memory['peak_rss_bytes'] / GiB:.3f} GiB ({exact})")
     telemetry = extra.get("telemetry")
     if isinstance(telemetry, dict):
         for name, source in (telemetry.get("sources") or {}).items():
@@ -113,7 +137,7 @@ def _summary_line(entry: ConfigurationResult) -> str:
     if is_number(peak) and agg is not None:
         memory = agg.memory_kind or ""
         label = {"rss": "RSS", "peak_allocated": "allocated"}.get(memory, memory or "memory")
-        parts.append(f"peak {peak / GiB:.3f} GB {label}")
+        parts.append(f"peak {peak / GiB:.3f} GiB {label}")
     if actual_tokens(entry):
         parts.append(f"actual in/out {actual_tokens(entry, '/')} tokens")
     if is_number(entry.model_loading_time_s):
