@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
+from .compare_cli import _check_output, _names, parse_threshold
 from .errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -508,48 +509,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parse_threshold(text: str) -> float:
-    """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
-    :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
-    from .errors import UsageError
-    from .report import MAX_THRESHOLD
-
-    raw = str(text).strip().removesuffix("%").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"--threshold {text!r}: write a percentage, e.g. 5%") from None
-    if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
-        raise UsageError(
-            f"--threshold {text!r}: must be a finite percentage from 0% to "
-            f"{MAX_THRESHOLD * 100:g}%, e.g. 5%"
-        )
-    return value / 100.0
-
-
-def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
-    from .outputs import check_output_targets
-    from .results.html import check_html_outputs
-
-    check_output_targets([path], option, formats)
-    check_html_outputs([path], option)
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """``streambench compare`` (:mod:`streambench.compare_cli`): exit 0 when NEW is not slower;
     1 on a regression, anything not comparable or (``--strict``) an unclear verdict; 2 bad input."""
     from .compare_cli import run_compare
 
     return run_compare(args)
-
-
-def _names(paths: list[str]) -> list[str]:
-    """Short names of results files for the report: the file names, or the paths when two
-    share a name."""
-    import os
-
-    names = [os.path.basename(p) for p in paths]
-    return names if len(set(names)) == len(names) else list(paths)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

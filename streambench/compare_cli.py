@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
 
-__all__ = ["run_compare"]
+__all__ = ["parse_threshold", "run_compare"]
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -17,7 +17,6 @@ def run_compare(args: argparse.Namespace) -> int:
     gate fails closed) or, with ``--strict``, an unclear verdict; 2 for a bad file or option
     (UsageError, one line)."""
     from . import report
-    from .cli import _check_output, parse_threshold
 
     threshold = parse_threshold(args.threshold)
     if args.output:
@@ -61,7 +60,7 @@ def _print_comparison(
     from rich.markup import escape
 
     from . import report
-    from .results.tables import verdict_text
+    from .results.compare import verdict_text
 
     console = Console(highlight=False)
     console.print(report.compare_table(rows, threshold, ignore))
@@ -88,7 +87,6 @@ def _print_comparison(
 def _write_comparison(
     args: argparse.Namespace, rows: Any, failed: bool, threshold: float, ignore: Any = ()
 ) -> None:
-    from .cli import _names
     from .outputs import atomic_write_text
     from .results import load_results
     from .results.compare_markdown import compare_markdown
@@ -106,3 +104,39 @@ def _write_comparison(
         atomic_write_text(args.output, text)
     except OSError as exc:
         raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+
+
+def parse_threshold(text: str) -> float:
+    """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
+    :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
+    from .errors import UsageError
+    from .report import MAX_THRESHOLD
+
+    raw = str(text).strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"--threshold {text!r}: write a percentage, e.g. 5%") from None
+    if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
+        raise UsageError(
+            f"--threshold {text!r}: must be a finite percentage from 0% to "
+            f"{MAX_THRESHOLD * 100:g}%, e.g. 5%"
+        )
+    return value / 100.0
+
+
+def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
+    from .outputs import check_output_targets
+    from .results.html import check_html_outputs
+
+    check_output_targets([path], option, formats)
+    check_html_outputs([path], option)
+
+
+def _names(paths: list[str]) -> list[str]:
+    """Short names of results files for the report: the file names, or the paths when two
+    share a name."""
+    import os
+
+    names = [os.path.basename(p) for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)

@@ -37,7 +37,9 @@ __all__ = [
     "CompareRow",
     "check_threshold",
     "compare_documents",
+    "interval_text",
     "known_settings",
+    "verdict_text",
 ]
 
 #: how a configuration ran that changes its numbers: a pair that differs here is refused unless
@@ -381,3 +383,33 @@ def compare_documents(
         for row in rows:
             row.fails = row.fails or row.verdict == "unclear"
     return rows, any(row.fails for row in rows)
+
+
+def interval_text(row: CompareRow, metric: str) -> str:
+    """``"1.032× [0.981, 1.090]"`` (the coverage added when below 95 %, e.g. ``90%`` with 3
+    trials per side), ``"1.032× [no interval]"`` with too few trials, ``""`` without a ratio."""
+    r = row.ratio(metric)
+    if r is None:
+        return ""
+    text = f"{r:.3f}×"
+    iv = row.intervals.get(metric)
+    if iv is None:
+        return text
+    if iv.low is None or iv.high is None:
+        return f"{text} [no interval]"
+    cover = f" {iv.coverage:.0%}" if iv.coverage is not None and iv.coverage < 0.9495 else ""
+    return f"{text} [{iv.low:.3f}, {iv.high:.3f}]{cover}"
+
+
+def verdict_text(row: CompareRow) -> str:
+    """The row's verdict in words: ``slower``, ``faster``, ``same``, ``unclear (~12 trials per
+    side would settle it)``, or the problem; plain text (Markdown and the terminal)."""
+    verdict = row.verdict
+    if verdict == "unclear":
+        settle = row.settle
+        verdict += f" (~{settle} trials per side would settle it)" if settle else ""
+        if row.noisy:
+            verdict += f"; {row.noisy}"
+    if row.problem:
+        return f"{verdict}; {row.problem}" if verdict not in ("", "not comparable") else row.problem
+    return verdict

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .compare import COMPARE_METRICS, CompareRow
-from .tables import interval_text, verdict_text
+from .compare import COMPARE_METRICS, CompareRow, interval_text, verdict_text
 from .values import is_number
 from .writers import md_text
 

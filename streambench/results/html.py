@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import COMPARE_METRICS, compare_documents
+from .compare import COMPARE_METRICS, compare_documents, verdict_text
 from .load_plot import has_load, load_data
 from .schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from .values import GiB, finite, is_number
@@ -298,8 +298,6 @@ def comparison_data(
     """``streambench compare``'s rows (matched the same way, the same verdicts): per metric OLD,
     NEW, the ratio NEW/OLD with its interval (``low``, ``high``, ``coverage``) and verdict; per
     row the trials per side, what differs, and the verdict in words."""
-    from .tables import verdict_text
-
     rows, failed = compare_documents(old, new, threshold, frozenset(ignore), strict)
     units = {label: unit for _n, _s, label, _scale, unit in COMPARE_METRICS}
     units["peak memory"] = "GiB"

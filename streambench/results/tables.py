@@ -7,19 +7,13 @@ import math
 from typing import Any
 
 from ..intervals import why_no_interval
-from .compare import COMPARE_METRICS, CompareRow
+from .compare import COMPARE_METRICS, CompareRow, interval_text, verdict_text
 from .schema import ConfigurationResult
 from .trial_intervals import half_width
 from .values import GiB, fmt, is_number, scaled
 from .writers import actual_tokens
 
-__all__ = [
-    "compare_table",
-    "configuration_table",
-    "interval_text",
-    "progress_bar",
-    "verdict_text",
-]
+__all__ = ["compare_table", "configuration_table", "progress_bar"]
 
 
 def progress_bar(console: Any) -> Any:
@@ -203,22 +197,6 @@ def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) ->
 _STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
 
 
-def interval_text(row: CompareRow, metric: str) -> str:
-    """``"1.032× [0.981, 1.090]"`` (the coverage added when below 95 %, e.g. ``90%`` with 3
-    trials per side), ``"1.032× [no interval]"`` with too few trials, ``""`` without a ratio."""
-    r = row.ratio(metric)
-    if r is None:
-        return ""
-    text = f"{r:.3f}×"
-    iv = row.intervals.get(metric)
-    if iv is None:
-        return text
-    if iv.low is None or iv.high is None:
-        return f"{text} [no interval]"
-    cover = f" {iv.coverage:.0%}" if iv.coverage is not None and iv.coverage < 0.9495 else ""
-    return f"{text} [{iv.low:.3f}, {iv.high:.3f}]{cover}"
-
-
 def _metric_cells(row: CompareRow, metric: str) -> list[str]:
     if metric not in row.values:
         return ["", ""]
@@ -232,20 +210,6 @@ def _metric_cells(row: CompareRow, metric: str) -> list[str]:
     if style and text:
         text = f"[{style}]{text}[/{style}]"
     return [f"{_cell_number(old, digits)} → {_cell_number(new, digits)}", text]
-
-
-def verdict_text(row: CompareRow) -> str:
-    """The row's verdict in words: ``slower``, ``faster``, ``same``, ``unclear (~12 trials per
-    side would settle it)``, or the problem; plain text (Markdown and the terminal)."""
-    verdict = row.verdict
-    if verdict == "unclear":
-        settle = row.settle
-        verdict += f" (~{settle} trials per side would settle it)" if settle else ""
-        if row.noisy:
-            verdict += f"; {row.noisy}"
-    if row.problem:
-        return f"{verdict}; {row.problem}" if verdict not in ("", "not comparable") else row.problem
-    return verdict
 
 
 def _verdict(row: CompareRow, escape: Any) -> str:
