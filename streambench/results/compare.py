@@ -290,7 +290,8 @@ def _compare_pair(
         ):
             continue  # one generated token: nothing after the first to time, on both sides
         why = unusable(ov, "OLD") or unusable(nv, "NEW")
-        (to, why_o), (tn, why_n) = _trials_of(o, name, "OLD"), _trials_of(n, name, "NEW")
+        to, why_o = _trials_of(o, name, "OLD") if not why else ([], None)
+        tn, why_n = _trials_of(n, name, "NEW") if not why else ([], None)
         why = why or why_o or why_n
         if why:
             row.fail(f"cannot compare {label}: {why}")
