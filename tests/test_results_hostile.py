@@ -256,7 +256,7 @@ def test_a_file_with_duplicates_compared_with_itself_passes(capsys, real):
     assert code == EXIT_OK, out
     assert "missing in NEW" not in out and "new in NEW" not in out
     assert "regression:" not in out and "│ slower" not in out
-    table_rows = [line for line in out.splitlines() if "4-2 bs1" in line]
+    table_rows = [line for line in out.splitlines() if "4-2 bs1" in line and "│" in line]
     assert len(table_rows) == 3 and all(line.count("1.000×") == 3 for line in table_rows)
     assert "4-2 bs1 #2" in out and "4-2 bs1 #3" in out
 
