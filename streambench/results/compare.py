@@ -114,7 +114,7 @@ class CompareRow:
         comparable`` (it fails without a slower metric) or ``""`` (nothing compared, no fault)."""
         if self.regressed:
             return "slower"
-        if self.fails:
+        if self.fails and self.problem:
             return "not comparable"
         found = {iv.verdict for iv in self.intervals.values()}
         for name in ("unclear", "faster", "same"):
