@@ -179,15 +179,17 @@
   }
 
   // -- sweeps -------------------------------------------------------------------------------
-  function sweepLines(xKey, groupKeys, valueOf) {
+  function sweepLines(xKey, groupKeys, statName) {
     var groups = {}, order = [];
     each(function (d, c, name, di) {
       if (c.status !== "ok" || c.endpoint) return;
-      var s = c.settings, v = valueOf(c);
+      var s = c.settings, v = stat(c, statName, "median");
       if (v === null || v === undefined) return;
       var g = (MANY ? d.name + " · " : "") + groupKeys.map(function (k) { return k[1] + s[k[0]]; }).join(" ");
       if (!(g in groups)) { groups[g] = []; order.push(g); }
-      groups[g].push([s[xKey], v, c.name]);
+      // the 95% interval of the median over trials (none with fewer than 6 trials)
+      var lo = stat(c, statName, "ci95_low"), hi = stat(c, statName, "ci95_high");
+      groups[g].push([s[xKey], v, c.name, lo === null || lo === undefined ? null : v - lo, hi === null || hi === undefined ? null : hi - v]);
     });
     var xs = {};
     order.forEach(function (g) { groups[g].forEach(function (p) { xs[p[0]] = 1; }); });
@@ -195,19 +197,21 @@
     if (ticks.length < 2) return null;
     return { ticks: ticks, traces: order.map(function (g) {
       var pts = groups[g].sort(function (a, b) { return a[0] - b[0]; });
+      var bars = pts.some(function (p) { return p[4] !== null; });
       return { x: pts.map(function (p) { return p[0]; }), y: pts.map(function (p) { return p[1]; }),
         text: pts.map(function (p) { return label(p[2]); }), name: label(g), type: "scatter", mode: "lines+markers",
+        error_y: bars ? { type: "data", symmetric: false, array: pts.map(function (p) { return p[4]; }), arrayminus: pts.map(function (p) { return p[3]; }), visible: true } : { visible: false },
         hovertemplate: "%{text}<br>%{x}: %{y:.3f}<extra></extra>" };
     }) };
   }
   function sweeps() {
     var charts = [
       ["chart-ttft-input", "First token against input length", "input tokens", "first token median (ms)", "input_tokens",
-        [["model", ""], ["output_tokens", "out "], ["batch_size", "bs"]], function (c) { return stat(c, "first_token_ms", "median"); }],
+        [["model", ""], ["output_tokens", "out "], ["batch_size", "bs"]], "first_token_ms"],
       ["chart-ttft-batch", "First token against batch size", "batch size", "first token median (ms)", "batch_size",
-        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "first_token_ms", "median"); }],
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], "first_token_ms"],
       ["chart-decode-batch", "Decode throughput against batch size", "batch size", "decode tokens/s (all sequences, median)", "batch_size",
-        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "decode_throughput_tokens_per_s", "median"); }],
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], "decode_throughput_tokens_per_s"],
     ];
     var s = null;
     charts.forEach(function (ch) {

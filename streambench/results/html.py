@@ -113,6 +113,8 @@ def _stats(stats: Any, scale: float) -> dict[str, Any] | None:
     out["p90"] = _num(stats.percentile(90), scale)
     out["p99"] = _num(stats.percentile(99), scale)
     out["n"] = stats.n if is_number(stats.n) else None
+    ci = stats.ci95 if isinstance(stats.ci95, list) and len(stats.ci95) == 2 else [None, None]
+    out["ci95_low"], out["ci95_high"] = (_num(v, scale) for v in ci)
     return out
 
 
