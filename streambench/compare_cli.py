@@ -61,9 +61,14 @@ def _print_comparison(
 
     from . import report
     from .results.compare import verdict_text
+    from .results.tables import compare_fits, compare_text
 
     console = Console(highlight=False)
-    console.print(report.compare_table(rows, threshold, ignore))
+    table = report.compare_table(rows, threshold, ignore)
+    if compare_fits(console, table):
+        console.print(table)
+    else:  # a narrow terminal, a file or a CI log: wrapped lines, no cell cut short
+        console.print(compare_text(rows, threshold, ignore, console.width), markup=False)
     if written:
         console.print(f"comparison written to {escape(written)}")
     slower = [escape(r.label) for r in rows if r.regressed]

@@ -99,7 +99,7 @@ def _table_width(rows: list[list[str]]) -> int:
     return sum(widths) + 3 * len(widths) + 1  # rich's borders and padding
 
 
-def _wrap_pairs(pairs: list[str], width: int) -> list[str]:
+def wrap_pairs(pairs: list[str], width: int) -> list[str]:
     """``pairs`` joined by ``" · "`` on lines of at most ``width`` (indented by 2), a pair never
     split (a pair longer than a line gets a line of its own)."""
     lines: list[str] = []
@@ -122,7 +122,7 @@ def summary_text(entries: Sequence[ConfigurationResult], width: int) -> str:
     for row in summary_rows(entries):
         lines.append(row[0])
         pairs = [f"{c}: {v}" for c, v in zip(SUMMARY_COLUMNS[1:], row[1:]) if v]
-        lines += _wrap_pairs(pairs, max(width, 40))
+        lines += wrap_pairs(pairs, max(width, 40))
     lines += textwrap.wrap(_FOOTNOTE, width=max(width, 40))
     return "\n".join(lines)
 

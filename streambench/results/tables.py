@@ -13,7 +13,14 @@ from .trial_intervals import half_width
 from .values import GiB, fmt, is_number, scaled
 from .writers import actual_tokens
 
-__all__ = ["compare_table", "configuration_table", "progress_bar"]
+__all__ = [
+    "compare_fits",
+    "compare_table",
+    "compare_text",
+    "compare_title",
+    "configuration_table",
+    "progress_bar",
+]
 
 
 def progress_bar(console: Any) -> Any:
@@ -166,13 +173,7 @@ def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) ->
     from rich.markup import escape
     from rich.table import Table
 
-    title = (
-        f"NEW / OLD of the medians [95 % interval] (lower is faster; slower when the whole "
-        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.3g})"
-    )
-    if ignore:
-        title += f"; ignoring {escape(', '.join(sorted(ignore)))}"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(compare_title(threshold, ignore)), title_justify="left")
     table.add_column("configuration")
     table.add_column("trials\nold/new", justify="right")
     metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
@@ -192,6 +193,48 @@ def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) ->
         trials = f"{row.n[0]}/{row.n[1]}" if row.n else ""
         table.add_row(label, trials, *cells, _verdict(row, escape))
     return table
+
+
+def compare_title(threshold: float, ignore: Any = ()) -> str:
+    """The title of the comparison (plain text)."""
+    title = (
+        f"NEW / OLD of the medians [95 % interval] (lower is faster; slower when the whole "
+        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.3g})"
+    )
+    return title + (f"; ignoring {', '.join(sorted(ignore))}" if ignore else "")
+
+
+def compare_text(rows: list[CompareRow], threshold: float, ignore: Any, width: int) -> str:
+    """The comparison as plain lines wrapped to ``width`` (for a console too narrow for
+    :func:`compare_table`, or not a terminal): per configuration its label (and what differs),
+    then ``trials``, each metric ``old → new`` with the ratio and its interval, and the verdict;
+    nothing cut short. Plain text: print it with ``markup=False``."""
+    import textwrap
+
+    from .summary import wrap_pairs
+
+    units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
+    units["peak memory"] = "GiB"
+    lines = textwrap.wrap(compare_title(threshold, ignore), width=max(width, 40))
+    for row in rows:
+        lines.append(row.label + (f" ({'; '.join(row.differs)})" if row.differs else ""))
+        pairs = [f"trials {row.n[0]}/{row.n[1]}"] if row.n else []
+        for m, (old, new) in row.values.items():
+            digits = 3 if m != "first token median" else 2
+            ratio = interval_text(row, m)
+            pairs.append(
+                f"{m} {_cell_number(old, digits)} → {_cell_number(new, digits)} {units.get(m, '')}"
+                + (f" {ratio}" if ratio else "")
+            )
+        pairs.append(f"verdict: {verdict_text(row)}")
+        lines += wrap_pairs(pairs, max(width, 40))
+    return "\n".join(lines)
+
+
+def compare_fits(console: Any, table: Any) -> bool:
+    """Whether ``table`` fits ``console`` (its width: the terminal's, else ``COLUMNS`` or 80)
+    without wrapping a cell."""
+    return bool(console.measure(table).maximum <= console.width)
 
 
 _STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
