@@ -284,3 +284,17 @@ def test_markdown_carries_the_same_verdicts(capsys, tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| m 8-4 bs1"))
     assert "| 3/3 |" in row and "**1.500× [1.471, 1.530] 90% slower**" in row
     assert row.rstrip(" |").endswith("slower")
+
+
+def test_compare_at_80_columns_wraps_lines_and_cuts_no_number(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    model = "a-model-with-a-rather-long-name/and-a-long-path"
+    old = synthetic_entry(BASE, model=model)
+    new = synthetic_entry([v * 1.5 for v in BASE], model=model)
+    code, out, _ = sb(capsys, "compare", *files(tmp_path, old, new))
+    assert code == EXIT_FAILED
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), out
+    assert any("first token median 10.10 → 15.15 ms 1.500× [1.471, 1.530] 90%" in x for x in lines)
+    assert "a-model-with-a-rather-long-name/and-a-long-path 8-4 bs1" in lines
+    assert "  verdict: slower" in lines and "…" not in out

@@ -226,15 +226,21 @@ def compare_text(rows: list[CompareRow], threshold: float, ignore: Any, width: i
                 f"{m} {_cell_number(old, digits)} → {_cell_number(new, digits)} {units.get(m, '')}"
                 + (f" {ratio}" if ratio else "")
             )
-        pairs.append(f"verdict: {verdict_text(row)}")
         lines += wrap_pairs(pairs, max(width, 40))
+        lines += textwrap.wrap(
+            f"verdict: {verdict_text(row)}", max(width, 40), initial_indent="  ",
+            subsequent_indent="    ",
+        )  # fmt: skip
     return "\n".join(lines)
 
 
 def compare_fits(console: Any, table: Any) -> bool:
     """Whether ``table`` fits ``console`` (its width: the terminal's, else ``COLUMNS`` or 80)
     without wrapping a cell."""
-    return bool(console.measure(table).maximum <= console.width)
+    from rich.measure import Measurement
+
+    wide = console.options.update(max_width=100_000)  # the table's natural width, unclamped
+    return bool(Measurement.get(console, wide, table).maximum <= console.width)
 
 
 _STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
