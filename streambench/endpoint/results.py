@@ -329,7 +329,7 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     qs = next((list(v) for v in pct.values() if v), None) or ["median", "p90", "p99"]
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
-    for name in ("mean", *qs, "stdev", "n"):
+    for name in ("mean", *qs, "±95%", "stdev", "n"):
         table.add_column(name, justify="right")
     for name, key in (
         ("TTFT (ms)", "ttft_s"),
@@ -339,15 +339,26 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     ):
         st = ep.get(key)
         if not st:
-            table.add_row(name, *["-"] * (len(qs) + 3))
+            table.add_row(name, *["-"] * (len(qs) + 4))
             continue
         values = {**st, **(pct.get(key) or {})}
         table.add_row(
             name,
-            *(_ms(values.get(k)) for k in ("mean", *qs, "stdev")),
+            *(_ms(values.get(k)) for k in ("mean", *qs)),
+            _pm_ms(st),
+            _ms(values.get("stdev")),
             str(st["n"]),
         )
     return table
+
+
+def _pm_ms(stats: dict[str, Any]) -> str:
+    """``±h`` (ms): the far end of the median's 95 % interval over requests; ``-`` without one."""
+    from ..results.percentiles import Statistics
+    from ..results.trial_intervals import half_width
+
+    h = half_width(Statistics.from_dict(stats))
+    return "-" if h is None else "±" + _ms(h)
 
 
 def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, Any]) -> list[Any]:
