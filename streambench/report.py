@@ -10,7 +10,8 @@ from a file), converts it once (:meth:`ResultsDocument.from_dict`) and hands it 
 (``docs/results-schema.md``); :func:`load_document` still returns a plain dict (results/2 form).
 
 Units: the JSON keeps the core's units (seconds, bytes); the CSV, the Markdown table and the console
-tables show milliseconds and GiB ("GB", as the ipex-llm all-in-one benchmark wrote).
+tables show milliseconds and GiB (2**30 bytes; the CSV's column names say "GB", as the ipex-llm
+all-in-one benchmark wrote; the console and Markdown say GiB).
 """
 
 from __future__ import annotations
