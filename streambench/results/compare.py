@@ -408,7 +408,10 @@ def verdict_text(row: CompareRow) -> str:
     verdict = row.verdict
     if verdict == "unclear":
         settle = row.settle
-        verdict += f" (~{settle} trials per side would settle it)" if settle else ""
+        if settle is not None and settle > 1000:
+            verdict += " (over 1000 trials per side: too noisy to settle; quiet the machine)"
+        elif settle is not None:
+            verdict += f" (~{settle} trials per side would settle it)"
         if row.noisy:
             verdict += f"; {row.noisy}"
     if row.problem:
