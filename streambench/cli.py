@@ -21,7 +21,6 @@ from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
-from .compare_cli import _check_output, _names, parse_threshold
 from .errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -509,12 +508,82 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    """``streambench compare`` (:mod:`streambench.compare_cli`): exit 0 when NEW is not slower;
-    1 on a regression, anything not comparable or (``--strict``) an unclear verdict; 2 bad input."""
-    from .compare_cli import run_compare
+def parse_threshold(text: str) -> float:
+    """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
+    :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
+    from .errors import UsageError
+    from .report import MAX_THRESHOLD
 
-    return run_compare(args)
+    raw = str(text).strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"--threshold {text!r}: write a percentage, e.g. 5%") from None
+    if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
+        raise UsageError(
+            f"--threshold {text!r}: must be a finite percentage from 0% to "
+            f"{MAX_THRESHOLD * 100:g}%, e.g. 5%"
+        )
+    return value / 100.0
+
+
+def _check_output(path: str, option: str, formats: tuple[str, ...]) -> None:
+    from .outputs import check_output_targets
+    from .results.html import check_html_outputs
+
+    check_output_targets([path], option, formats)
+    check_html_outputs([path], option)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when NEW is not slower; 1 on a regression, anything that could not be compared (the
+    gate fails closed) or, with ``--strict``, an unclear verdict; 2 for a bad file or option
+    (UsageError, one line). The verdicts: :mod:`streambench.results.compare`."""
+    from . import report
+    from .compare_cli import parse_ignore, print_comparison
+
+    threshold = parse_threshold(args.threshold)
+    if args.output:
+        _check_output(args.output, "-o", (".md", ".html"))
+    old = report.load_document(args.old)  # UsageError (exit 2) naming the file
+    new = report.load_document(args.new)
+    ignore = parse_ignore(args.ignore, old, new)
+    rows, failed = report.compare_documents(old, new, threshold, ignore, args.strict)
+    if args.output:
+        _write_comparison(args, rows, failed, threshold, ignore)
+    print_comparison(rows, failed, threshold, ignore, args.strict, args.output)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_comparison(
+    args: argparse.Namespace, rows: Any, failed: bool, threshold: float, ignore: Any = ()
+) -> None:
+    from .outputs import atomic_write_text
+    from .results import load_results
+    from .results.compare_markdown import compare_markdown
+
+    if args.output.lower().endswith(".html"):
+        from .results.html import render_report
+
+        docs = [load_results(args.old), load_results(args.new)]
+        text = render_report(
+            docs, _names([args.old, args.new]), threshold, args.output, ignore, args.strict
+        )
+    else:
+        text = compare_markdown(rows, failed, threshold, args.old, args.new, ignore)
+    try:
+        atomic_write_text(args.output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write -o {args.output}: {exc.strerror or exc}") from None
+
+
+def _names(paths: list[str]) -> list[str]:
+    """Short names of results files for the report: the file names, or the paths when two
+    share a name."""
+    import os
+
+    names = [os.path.basename(p) for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

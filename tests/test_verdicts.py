@@ -188,7 +188,7 @@ def test_verdict_and_exit_code(capsys, tmp_path, factor, expected, code):
 
 def test_unclear_passes_with_a_warning_and_fails_with_strict(capsys, tmp_path):
     old = synthetic_entry([0.010, 0.011, 0.012])
-    new = synthetic_entry([0.0105, 0.0115, 0.0125])  # +4.5 %, trials spread 10 %
+    new = synthetic_entry([0.0102, 0.0112, 0.0122])  # +2 %, trials spread 10 %
     paths = files(tmp_path, old, new)
     code, out, _ = sb(capsys, "compare", *paths)
     assert code == EXIT_OK, out

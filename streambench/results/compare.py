@@ -409,7 +409,10 @@ def verdict_text(row: CompareRow) -> str:
     if verdict == "unclear":
         settle = row.settle
         if settle is not None and settle > 1000:
-            verdict += " (over 1000 trials per side: too noisy to settle; quiet the machine)"
+            verdict += (
+                " (over 1000 trials per side would be needed: the ratio is too close to the "
+                "threshold for the spread of the trials)"
+            )
         elif settle is not None:
             verdict += f" (~{settle} trials per side would settle it)"
         if row.noisy:
