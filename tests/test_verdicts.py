@@ -298,3 +298,16 @@ def test_compare_at_80_columns_wraps_lines_and_cuts_no_number(capsys, tmp_path, 
     assert any("first token median 10.10 → 15.15 ms 1.500× [1.471, 1.530] 90%" in x for x in lines)
     assert "a-model-with-a-rather-long-name/and-a-long-path 8-4 bs1" in lines
     assert "  verdict: slower" in lines and "…" not in out
+
+
+def test_trials_that_vary_wildly_are_never_judged_slower():
+    """Trials 6 to 102 ms apart (a busy machine) on OLD: NEW 5x slower is unclear, named."""
+    old = synthetic_entry([0.006, 0.030, 0.102])
+    new = synthetic_entry([0.470, 0.472, 0.485])
+    rows, failed = report.compare_documents(synthetic_doc(old), synthetic_doc(new), 0.05)
+    assert not failed and rows[0].verdict == "unclear"
+    assert "OLD's first token median trials vary from 6 to 102 ms" in rows[0].noisy
+    rows, failed = report.compare_documents(
+        synthetic_doc(old), synthetic_doc(new), 0.05, strict=True
+    )
+    assert failed

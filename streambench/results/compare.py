@@ -28,7 +28,7 @@ from ..stats import percentile
 from .schema import SETTINGS_KEYS, ConfigurationResult, ResultsDocument
 from .trial_intervals import trial_values
 from .values import GiB, is_number, kind, one_line, scaled
-from .verdicts import RatioInterval, compare_trials
+from .verdicts import MAX_SPREAD, RatioInterval, compare_trials, spread
 
 __all__ = [
     "COMPARE_METRICS",
@@ -297,16 +297,34 @@ def _compare_pair(
             row.fail(f"cannot compare {label}: {why}")
             continue
         row.compared = True
-        iv = compare_trials(to, tn, nv / ov, threshold)
+        busy += _unstable(label, scale, _unit, (("OLD", to), ("NEW", tn)))
+        row.intervals[label] = compare_trials(to, tn, nv / ov, threshold)
+    for label, iv in list(row.intervals.items()):
         if busy and iv.verdict in ("slower", "faster"):
-            row.noisy = f"{iv.verdict} only beside other load ({'; '.join(busy)})"
-            iv = dataclasses.replace(iv, verdict="unclear", settle=None)
-        row.intervals[label] = iv
+            more = f"; {len(busy) - 2} more" if len(busy) > 2 else ""
+            row.noisy = f"{iv.verdict} only beside other load ({'; '.join(busy[:2])}{more})"
+            iv = row.intervals[label] = dataclasses.replace(iv, verdict="unclear", settle=None)
         if iv.verdict == "slower":
             row.regressed.append(label)
             row.fails = True
     po, pn = o.aggregates.peak_memory_bytes, n.aggregates.peak_memory_bytes  # type: ignore[union-attr]
     row.values["peak memory"] = (scaled(po, 1 / GiB), scaled(pn, 1 / GiB))
+
+
+def _unstable(label: str, scale: float, unit: str, sides: Any) -> list[str]:
+    """Why a side's trials of a metric look measured beside other load: they vary by more than
+    :data:`~.verdicts.MAX_SPREAD` of their median (e.g. ``"OLD's first token median trials vary
+    from 6.0 to 101.7 ms"``)."""
+    out = []
+    for side, values in sides:
+        s = spread(values)
+        if s is not None and s > MAX_SPREAD:
+            low, high = min(values) * scale, max(values) * scale
+            out.append(
+                f"{side}'s {label} trials vary from {low:.3g} to {high:.3g} {unit} "
+                f"({s:.0%} of the median)"
+            )
+    return out
 
 
 def _differing(entry: ConfigurationResult, other: ResultsDocument, with_model: bool) -> str:

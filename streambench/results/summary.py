@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .schema import ConfigurationResult
-from .trial_intervals import half_width
+from .trial_intervals import half_width, trial_values
 from .values import GiB, fmt, is_number
+from .verdicts import MAX_SPREAD, spread
 
 __all__ = ["SUMMARY_COLUMNS", "print_summary", "summary_rows", "summary_text"]
 
@@ -60,8 +61,17 @@ def _trials(entry: ConfigurationResult) -> str:
 
 
 def _noisy(entry: ConfigurationResult) -> str:
+    """``"noisy"`` when the configuration has warnings (a busy machine, …) or its first-token or
+    later-token trials vary by more than :data:`~.verdicts.MAX_SPREAD` of their median."""
     warnings = entry.extra.get("warnings")
-    return "noisy" if isinstance(warnings, list) and warnings else ""
+    if isinstance(warnings, list) and warnings:
+        return "noisy"
+    for key in ("first_token_s", "rest_token_mean_s"):
+        values = [v for v in trial_values(entry.trials, key) if is_number(v) and v > 0]
+        s = spread(values)
+        if s is not None and s > MAX_SPREAD:
+            return "noisy"
+    return ""
 
 
 def summary_rows(entries: Sequence[ConfigurationResult]) -> list[list[str]]:
@@ -90,7 +100,7 @@ def summary_rows(entries: Sequence[ConfigurationResult]) -> list[list[str]]:
 
 _FOOTNOTE = (
     "median over trials; ±: to the far end of its 95 % interval (none with fewer than 6 "
-    "trials); noisy: see the configuration's warnings"
+    "trials); noisy: the configuration's warnings, or trials that vary by over 50 % of the median"
 )
 
 

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 __all__ = [
     "EXACT_LIMIT",
     "LEVEL",
+    "MAX_SPREAD",
     "METHOD",
     "MIN_COVERAGE",
     "RatioInterval",
     "compare_trials",
     "ratio_interval",
+    "spread",
     "trials_to_settle",
     "verdict",
 ]
@@ -45,6 +47,11 @@ LEVEL = 0.95
 MIN_COVERAGE = 0.90
 #: pairs (``n_old * n_new``) up to which the Mann–Whitney distribution is counted exactly
 EXACT_LIMIT = 40_000
+#: trials that vary more than this (``(max - min) / median``) were measured beside other load:
+#: a quiet machine repeats a ``generate()`` within a few percent; such a configuration is never
+#: judged slower or faster (its runs as a whole may have been slowed too, which no interval over
+#: its trials can see)
+MAX_SPREAD = 0.5
 #: what the interval is, for docs and reports
 METHOD = (
     "Hodges-Lehmann/Moses distribution-free interval for the ratio NEW/OLD (pairwise ratios of "
@@ -124,6 +131,18 @@ def ratio_interval(old: Sequence[float], new: Sequence[float]) -> tuple[float, f
     diffs = (b - a for a in lo_old for b in lo_new)
     high = heapq.nlargest(k, diffs)[-1]
     return math.exp(low), math.exp(high), coverage
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """``(max - min) / median`` of positive per-trial values (``None`` for fewer than 2).
+
+    >>> spread([10.0, 11.0, 12.0])
+    0.18181818181818182
+    """
+    if len(values) < 2:
+        return None
+    median = statistics.median(values)
+    return (max(values) - min(values)) / median if median > 0 else None
 
 
 def verdict(low: float | None, high: float | None, threshold: float) -> str:
