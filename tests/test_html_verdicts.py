@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import INSTALL_HINT, Browser, find_chromium
-from verdict_docs import synthetic_doc, synthetic_entry
+from verdict_docs import stats_of, synthetic_doc, synthetic_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -81,3 +81,27 @@ def test_error_bars_and_verdicts_in_the_report(browser, tmp_path):
         "td.textContent)"
     )
     assert verdicts == ["slower", "slower"]
+
+
+def test_configuration_table_shows_the_interval(browser, tmp_path):
+    doc = _sweep(1.0)
+    doc["configurations"][1]["trials"] = doc["configurations"][1]["trials"][:3]  # too few
+    doc["configurations"][1]["aggregates"] = {
+        **doc["configurations"][1]["aggregates"],
+        "first_token_s": stats_of([v * 2 for v in SIX[:3]]),
+        "rest_token_mean_s": stats_of([v / 5 for v in SIX[:3]]),
+    }
+    src, page = tmp_path / "r.json", tmp_path / "r.html"
+    src.write_text(json.dumps(doc))
+    proc = subprocess.run(
+        [sys.executable, "-m", "streambench", "report", str(src), "-o", str(page)],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    browser.open(page)
+    browser.settle(0.5)
+    cells = browser.evaluate(
+        "Array.from(document.querySelectorAll('td[data-key=\"first_token_ms.ci95\"]'))"
+        ".map(td => td.textContent)"
+    )
+    assert cells == ["[10.000, 15.000]", "n<6: none"]

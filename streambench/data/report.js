@@ -100,12 +100,22 @@
   }
   var COLUMNS = [
     ["first token median (ms)", "first_token_ms", "median", 3],
+    ["95% interval", "first_token_ms", "ci95", 3],
     ["first token p90 (ms)", "first_token_ms", "p90", 3],
     ["rest median (ms/token)", "rest_token_ms", "median", 3],
+    ["95% interval", "rest_token_ms", "ci95", 3],
     ["rest p90 (ms/token)", "rest_token_ms", "p90", 3],
     ["decode tokens/s", "decode_tokens_per_s", "median", 1],
     ["decode × batch tokens/s", "decode_throughput_tokens_per_s", "median", 1],
   ];
+  function intervalCell(c, name, digits) { // the 95% interval of the median over trials
+    var lo = stat(c, name, "ci95_low"), hi = stat(c, name, "ci95_high"), n = stat(c, name, "n");
+    var none = lo === null || lo === undefined || hi === null || hi === undefined;
+    var td = el("td", { cls: none ? "num none" : "num interval",
+      text: none ? (n !== null && n !== undefined && n < 6 ? "n<6: none" : "—") : "[" + fmt(lo, digits) + ", " + fmt(hi, digits) + "]" });
+    td.setAttribute("data-key", name + ".ci95");
+    return td;
+  }
   function configurationTable(doc, parent, di) {
     var beams = doc.configurations.some(function (c) { return c.settings.num_beams !== 1; });
     var conc = doc.configurations.some(function (c) { return c.settings.concurrency !== undefined; });
@@ -133,6 +143,7 @@
       tr.appendChild(el("td", { text: String(c.config.dtype) }));
       tr.appendChild(el("td", { text: String(c.trials) }));
       COLUMNS.forEach(function (col) {
+        if (col[2] === "ci95") { tr.appendChild(intervalCell(c, col[1], col[3])); return; }
         tr.appendChild(cell(stat(c, col[1], col[2]), col[3], col[1] + "." + col[2]));
       });
       tr.appendChild(cell(c.peak_memory_gib, 3, "peak_memory_gib"));
