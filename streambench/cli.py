@@ -32,7 +32,7 @@ from .errors import (
 )
 from .outputs import WriteFailed, write_error
 from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
-from .terminal import inert, inert_markup, inert_traceback
+from .terminal import inert, inert_traceback
 
 
 class UsageFailure(Exception):
@@ -205,15 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="compare two results files; non-zero exit when NEW is slower",
         description=(
-            "Ratios NEW/OLD of the first-token and rest-token medians per configuration. Exit 1 "
-            "when NEW is slower than --threshold on any of them, or a configuration is missing "
-            "or failed in NEW."
+            "Ratios NEW/OLD of the first-token and rest-token medians per configuration, each "
+            "with a 95%% interval over the trials and a verdict: slower, faster, same or "
+            "unclear. Exit 1 when NEW is slower (the whole interval beyond --threshold), a "
+            "configuration is missing or failed in NEW, or anything cannot be compared; "
+            "unclear passes with a warning (exit 1 with --strict)."
         ),
     )
     compare.add_argument("old", metavar="OLD.json")
     compare.add_argument("new", metavar="NEW.json")
     compare.add_argument(
         "--threshold", default="5%", help="allowed slow-down in percent (default 5%%)"
+    )
+    compare.add_argument(
+        "--ignore",
+        metavar="SETTING[,SETTING...]",
+        default="",
+        help="pair configurations that differ only in these settings (an A/B: "
+        "attn_implementation, dtype, engine, ...); each row names what differs",
+    )
+    compare.add_argument(
+        "--strict", action="store_true", help="fail on an unclear verdict too (exit 1)"
     )
     compare.add_argument(
         "-o",
@@ -552,37 +564,28 @@ def _check_output(
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
-    (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
+    """Exit 0 when NEW is not slower; 1 on a regression, anything that could not be compared (the
+    gate fails closed) or, with ``--strict``, an unclear verdict; 2 for a bad file or option
+    (UsageError, one line). The verdicts: :mod:`streambench.results.compare`."""
     from . import report
+    from .compare_cli import parse_ignore, print_comparison
 
     threshold = parse_threshold(args.threshold)
     if args.output:
         _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
-    rows, failed = report.compare_documents(old, new, threshold)
-    console = terminal.console(highlight=False)
-    console.print(report.compare_table(rows, threshold))
+    ignore = parse_ignore(args.ignore, old, new)
+    rows, failed = report.compare_documents(old, new, threshold, ignore, args.strict)
     if args.output:
-        _write_comparison(args, rows, failed, threshold)
-        console.print(f"comparison written to {inert_markup(args.output)}")
-    if failed:
-        slower = [inert_markup(r.label) for r in rows if r.regressed]
-        unsure = [inert_markup(r.label) for r in rows if r.fails and not r.regressed]
-        if slower:
-            console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
-        if unsure:
-            console.print(
-                f"[bold red]could not compare[/bold red] (the gate fails closed): "
-                f"{', '.join(unsure)}"
-            )
-        return EXIT_FAILED
-    console.print(f"[green]no regression beyond {threshold:.1%}[/green]")
-    return EXIT_OK
+        _write_comparison(args, rows, failed, threshold, ignore)
+    print_comparison(rows, failed, threshold, ignore, args.strict, args.output)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, threshold: float) -> None:
+def _write_comparison(
+    args: argparse.Namespace, rows: Any, failed: bool, threshold: float, ignore: Any = ()
+) -> None:
     from .outputs import atomic_write_text
     from .results import load_results
     from .results.compare_markdown import compare_markdown
@@ -591,9 +594,11 @@ def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, thresho
         from .results.html import render_report
 
         docs = [load_results(args.old), load_results(args.new)]
-        text = render_report(docs, _names([args.old, args.new]), threshold, args.output)
+        text = render_report(
+            docs, _names([args.old, args.new]), threshold, args.output, ignore, args.strict
+        )
     else:
-        text = compare_markdown(rows, failed, threshold, args.old, args.new)
+        text = compare_markdown(rows, failed, threshold, args.old, args.new, ignore)
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:

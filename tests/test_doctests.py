@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "streambench.stats",
     "streambench.intervals",
+    "streambench.results.verdicts",
     "streambench.devices",
     "streambench.tiny",
     "streambench.streamer",

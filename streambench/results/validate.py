@@ -247,6 +247,10 @@ def _check_v1_stats(c: _Checker, stats: dict[str, Any], where: str) -> None:
 
 def _check_v2_stats(c: _Checker, stats: dict[str, Any], where: str) -> None:
     c.fields(stats, ("n", "mean", "median", "stdev", "min", "max"), where, "number")
+    c.field(stats, "ci95_note", where, "string")
+    ci = c.field(stats, "ci95", where, "numbers")
+    if ci is not None and (len(ci) != 2 or None in ci or ci[0] > ci[1]):
+        c.fail(f"{where}.ci95", ci, "[low, high] with low <= high, or null")
     pct = c.field(stats, "percentiles", where, "object")
     for key in pct or {}:
         try:
