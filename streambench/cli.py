@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--trials",
-        metavar="N",
-        help=f"measured runs per configuration (default {DEFAULT_TRIALS})",
+        metavar="N|auto",
+        help=f"measured runs per configuration (default {DEFAULT_TRIALS}); auto: until the 95%% "
+        "intervals are narrow (--target-ci), at most --max-trials / --max-time",
     )
     run.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|cuda:N|xpu|mps (default auto)")
     run.add_argument(
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "launched with several ranks",
     )
     _add_generation_options(run)
+    from .trial_loop import add_arguments as add_trial_arguments
+
+    add_trial_arguments(run)
     run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
     run.add_argument(
         "-o",
