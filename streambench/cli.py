@@ -416,6 +416,13 @@ def _isolation(settings: Any, world_size: int) -> str:
                 "use --isolate none"
             )
         return "none"
+    if getattr(settings, "interleave", False):  # rotation needs every configuration here
+        if asked in ("config", "model"):
+            raise UsageError(
+                f"--interleave runs every configuration in this process and does not combine "
+                f"with --isolate {asked} (a worker per configuration or model) yet: drop one"
+            )
+        return "none"
     if asked is not None:
         return str(asked)
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
@@ -456,6 +463,7 @@ def _sweep(
     out = Console(quiet=not rank.is_writer, highlight=False)
     err = Console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
+    runner.skip = set(resumed)  # --interleave rotates the configurations not kept from --resume
     doc = report.new_document(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
