@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  streambench compare local.json served.json"
         ),
     )
+    from .system_check import add_parser as add_system_parser
+
+    add_system_parser(sub, common)
     from .endpoint import add_arguments as add_endpoint_arguments
 
     add_endpoint_arguments(endpoint)
@@ -468,6 +471,10 @@ def _sweep(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
     runner.on_environment = doc["environment"].update
+    if rank.is_writer:
+        from .system_check import summary_line
+
+        speaker.note(summary_line())  # what on this machine makes timings move (~0.15 s)
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "

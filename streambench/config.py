@@ -328,7 +328,7 @@ KEYS: dict[str, KeySpec] = {
     "warmup": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
     "num_trials": KeySpec("trials", _trials, "measured runs"),
     "trials": KeySpec("trials", _trials, "measured runs (or auto)"),
-    "target_ci": KeySpec("target_ci", _percent(0, 100), "--trials auto: target interval"),
+    "target_ci": KeySpec("target_ci", _percent(0, 1000), "--trials auto: target interval"),
     "max_trials": KeySpec("max_trials", _bounded("trials"), "--trials auto: most trials"),
     "max_time": KeySpec("max_time", _seconds, "--trials auto: most seconds per configuration"),
     "busy_threshold": KeySpec("busy_threshold", _percent(0, 100), "busy-machine warning"),

@@ -188,7 +188,9 @@ class TrialLoad:
 
 
 def robust_z(values: list[float]) -> list[float]:
-    """``0.6745 (x - median) / MAD`` per value (all 0 when the MAD is 0 or too few values).
+    """``0.6745 (x - median) / MAD`` per value; where more than half the values are equal
+    (MAD 0), ``(x - median) / (1.2533 x mean absolute deviation)`` instead; all 0 when every
+    value is the median or there are fewer than 3.
 
     >>> [round(z, 1) for z in robust_z([10.0, 11.0, 10.5, 10.2, 30.0])]
     [-0.5, 1.0, 0.3, 0.0, 26.6]
@@ -196,10 +198,14 @@ def robust_z(values: list[float]) -> list[float]:
     if len(values) < 3:
         return [0.0] * len(values)
     med = _median(values)
-    mad = _median([abs(v - med) for v in values])
-    if mad == 0 or not math.isfinite(mad):
+    deviations = [abs(v - med) for v in values]
+    mad = _median(deviations)
+    if mad > 0 and math.isfinite(mad):
+        return [0.6745 * (v - med) / mad for v in values]
+    mean_ad = sum(deviations) / len(deviations)
+    if mean_ad == 0 or not math.isfinite(mean_ad):
         return [0.0] * len(values)
-    return [0.6745 * (v - med) / mad for v in values]
+    return [(v - med) / (1.2533 * mean_ad) for v in values]
 
 
 def _median(values: list[float]) -> float:
