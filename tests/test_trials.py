@@ -273,3 +273,20 @@ def test_every_run_starts_with_the_system_line(tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert err.startswith("streambench: system: ") and "streambench system check" in err
+
+
+def test_results_with_the_new_keys_validate_and_damage_is_named(tmp_path):
+    from streambench.errors import UsageError
+    from streambench.results.validate import validate_document
+
+    code, doc = _run(tmp_path, "--trials", "auto", "--max-trials", "6", "--target-ci", "1000%")
+    assert code == 0
+    validate_document(json.loads(json.dumps(doc)), "r.json")
+    entry = doc["configurations"][0]
+    entry["warnings"] = ["fine", 3]
+    with pytest.raises(UsageError, match=r"configurations\[0\]\.warnings\[1\] is"):
+        validate_document(doc, "r.json")
+    entry["warnings"] = []
+    entry["interference"]["trials"][0]["other_cpu_share"] = "busy"
+    with pytest.raises(UsageError, match=r"interference\.trials\[0\]\.other_cpu_share"):
+        validate_document(doc, "r.json")
