@@ -478,7 +478,7 @@ def _sweep(
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "
+        f"({settings.warmup} warm-up + {_trials_text(settings)}) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
     try:
@@ -486,6 +486,15 @@ def _sweep(
             return driver.run(runner)
     finally:
         runner.close()
+
+
+def _trials_text(settings: Any) -> str:
+    """``"3 trials"``, or with ``--trials auto`` ``"auto: 6-30 trials"``."""
+    if not getattr(settings, "trials_auto", False):
+        return f"{settings.trials} trials"
+    from .intervals import min_trials
+
+    return f"auto: {min_trials()}–{settings.trials} trials"
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:

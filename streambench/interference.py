@@ -250,8 +250,8 @@ def assess(
             f"the machine was busy: other processes used {_median(shares) * 100:.0f} % of the CPU "
             f"during {len(busy)} of {len(loads)} trials"
         )
-        if any(loads[i].steal_share for i in busy):
-            text += " (steal included)"
+        if any((loads[i].steal_share or 0.0) >= 0.01 for i in busy):
+            text += " (hypervisor steal included)"
         if any(loads[i].nr_throttled for i in busy):
             text += "; the cgroup's CPU quota throttled this process"
         warnings.append(text + " — `streambench system check` says what to close or change")

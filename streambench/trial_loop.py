@@ -17,6 +17,7 @@ checked; the configuration stops once both are within ±``target_ci`` of their m
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ def record_load(entry: dict[str, Any], settings: Any, log: TrialLog) -> list[str
         return []
     threshold = getattr(settings, "busy_threshold", DEFAULT_BUSY_THRESHOLD)
     record, warnings = assess(loads, entry.get("trials") or [], threshold)
+    if warnings and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and record["busy_trials"]:
+        # under torchrun / deepspeed the other ranks are other processes of this machine
+        warnings[0] += " (the other ranks of this launch count as other processes)"
     record["trial_started_at"] = [round(t, 6) for t in starts]
     entry["interference"] = record
     if warnings:

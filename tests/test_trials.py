@@ -176,14 +176,20 @@ def test_warnings_follow_the_threshold(tmp_path):
 
 
 # -- --trials auto ------------------------------------------------------------------------------
-def test_trials_auto_stops_at_the_target(tmp_path):
-    code, doc = _run(tmp_path, "--trials", "auto", "--max-trials", "9", "--target-ci", "1000%")
+def test_trials_auto_stops_at_the_target_also_interleaved(tmp_path, capsys):
+    code, doc = _run(
+        tmp_path,
+        *("--trials", "auto", "--max-trials", "9", "--target-ci", "1000%", "--interleave"),
+        *("--in-out", "8-4,12-4"),
+    )
     assert code == 0
-    entry = doc["configurations"][0]
-    assert entry["stopped"] == "target" and len(entry["trials"]) == 6
-    assert entry["config"]["trials"] == 6
-    assert entry["adaptive"]["trials_run"] == 6 and entry["adaptive"]["target_ci"] == 10.0
+    for entry in doc["configurations"]:
+        assert entry["stopped"] == "target" and len(entry["trials"]) == 6
+        assert entry["config"]["trials"] == 6
+        assert entry["adaptive"]["trials_run"] == 6 and entry["adaptive"]["target_ci"] == 10.0
     assert doc["settings"]["trials"] == "auto"
+    out = capsys.readouterr().out
+    assert "auto: 6–9 trials" in out and "auto: ±1000 % reached" in out
 
 
 def test_trials_auto_stops_at_max_trials_or_max_time(tmp_path):
