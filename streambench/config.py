@@ -249,10 +249,8 @@ def _trials(value: Any, where: str) -> int | str:
     low, high = BOUNDS["trials"]
     try:
         return _whole(value, where, low, high)
-    except UsageError:
-        raise UsageError(
-            f"{where}: {_show(value)} is neither auto nor a whole number from {low} to {high}"
-        ) from None
+    except UsageError as exc:  # the usual message, and that auto is the other choice
+        raise UsageError(f"{exc}; or auto") from None
 
 
 def _percent(low: float, high: float) -> Callable[[Any, str], float]:

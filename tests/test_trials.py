@@ -206,7 +206,7 @@ def test_trials_auto_stops_at_max_trials_or_max_time(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--trials", "many"], "neither auto nor a whole number"),
+        (["--trials", "many"], "is not a whole number (expected 1 to 100000); or auto"),
         (["--target-ci", "5%"], "--target-ci works with --trials auto only"),
         (["--trials", "auto", "--max-trials", "3"], "needs at least 6"),
         (["--trials", "auto", "--target-ci", "-1"], "not a percentage"),
