@@ -26,6 +26,7 @@ MODULES = [
     "streambench.workloads.spec",
     "streambench.workloads.outputs",
     "streambench.workload_run",
+    "streambench.interference",
 ]
 
 
