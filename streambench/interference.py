@@ -193,7 +193,7 @@ def robust_z(values: list[float]) -> list[float]:
     value is the median or there are fewer than 3.
 
     >>> [round(z, 1) for z in robust_z([10.0, 11.0, 10.5, 10.2, 30.0])]
-    [-0.5, 1.0, 0.3, 0.0, 26.6]
+    [-0.7, 0.7, 0.0, -0.4, 26.3]
     """
     if len(values) < 3:
         return [0.0] * len(values)
