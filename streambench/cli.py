@@ -419,13 +419,11 @@ def _isolation(settings: Any, world_size: int) -> str:
                 "use --isolate none"
             )
         return "none"
-    if getattr(settings, "interleave", False):  # rotation needs every configuration here
-        if asked in ("config", "model"):
-            raise UsageError(
-                f"--interleave runs every configuration in this process and does not combine "
-                f"with --isolate {asked} (a worker per configuration or model) yet: drop one"
-            )
-        return "none"
+    from .trial_loop import check_isolation
+
+    interleaved = check_isolation(settings, asked)  # --interleave: "none", or UsageError
+    if interleaved is not None:
+        return interleaved
     if asked is not None:
         return str(asked)
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
@@ -459,6 +457,7 @@ def _sweep(
     from .driver import Driver
     from .local_run import RankContext, quiet_transformers
     from .local_runner import LocalRunner
+    from .trial_loop import trials_text
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device, tp=settings.tp)  # the placement, resolved once
@@ -478,7 +477,7 @@ def _sweep(
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {_trials_text(settings)}) on {device} "
+        f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
     try:
@@ -486,15 +485,6 @@ def _sweep(
             return driver.run(runner)
     finally:
         runner.close()
-
-
-def _trials_text(settings: Any) -> str:
-    """``"3 trials"``, or with ``--trials auto`` ``"auto: 6-30 trials"``."""
-    if not getattr(settings, "trials_auto", False):
-        return f"{settings.trials} trials"
-    from .intervals import min_trials
-
-    return f"auto: {min_trials()}–{settings.trials} trials"
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from .observers import Observers
 from .profiling import profile_configuration
 from .prompts import PROMPT_TEXT, _pad_token_id, build_prompt
 from .ranks import RankFacts, init_distributed
-from .trial_loop import TrialLog, record_load, run_trials
+from .trial_loop import TrialLog, record_load, run_trials, trial_settings
 from .workloads.spec import WorkloadSpec
 
 __all__ = [
@@ -127,8 +127,7 @@ class SweepSettings:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
     export_dir: str | None = None
-    #: ``--trials auto``: ``trials`` is then the most (``--max-trials``); see
-    #: :class:`streambench.trial_loop.TrialRule`
+    #: ``--trials auto`` (``trials`` is then ``--max-trials``): :class:`~.trial_loop.TrialRule`
     trials_auto: bool = False
     target_ci: float = 0.05
     max_time_s: float | None = None
@@ -168,17 +167,8 @@ class SweepSettings:
             "tp": self.tp,
             "telemetry": self.telemetry,
             **({"variants": self.variants} if self.variants != [{}] else {}),
-            "busy_threshold": self.busy_threshold,
+            **trial_settings(self),  # --trials auto, --interleave, --busy-threshold
         }
-        if self.trials_auto:
-            out["trials"] = "auto"
-            out["trials_auto"] = {
-                "target_ci": self.target_ci,
-                "max_trials": self.trials,
-                "max_time_s": self.max_time_s,
-            }
-        if self.interleave:
-            out["interleave"] = True
         if self.workload is not None and self.workload.active:
             out["workload"] = self.workload.to_dict()
         return out

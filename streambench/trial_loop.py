@@ -209,6 +209,40 @@ def record_load(entry: dict[str, Any], settings: Any, log: TrialLog) -> list[str
     return warnings
 
 
+def trial_settings(settings: Any) -> dict[str, Any]:
+    """What the results' ``settings`` record of the trials: ``busy_threshold``; with ``--trials
+    auto`` ``trials: "auto"`` and ``trials_auto``; with ``--interleave`` ``interleave: true``."""
+    out: dict[str, Any] = {"busy_threshold": settings.busy_threshold}
+    if settings.trials_auto:
+        out["trials"] = "auto"
+        out["trials_auto"] = TrialRule.of(settings).to_dict()
+    if settings.interleave:
+        out["interleave"] = True
+    return out
+
+
+def trials_text(settings: Any) -> str:
+    """``"3 trials"``, or with ``--trials auto`` ``"auto: 6–30 trials"`` (the run's header)."""
+    if not getattr(settings, "trials_auto", False):
+        return f"{settings.trials} trials"
+    return f"auto: {min_trials()}–{settings.trials} trials"
+
+
+def check_isolation(settings: Any, asked: Any) -> str | None:
+    """``"none"`` with ``--interleave`` (the rotation needs every configuration in this process;
+    :class:`~streambench.errors.UsageError` with ``--isolate config|model``), else ``None``."""
+    from .errors import UsageError
+
+    if not getattr(settings, "interleave", False):
+        return None
+    if asked in ("config", "model"):
+        raise UsageError(
+            f"--interleave runs every configuration in this process and does not combine "
+            f"with --isolate {asked} (a worker per configuration or model) yet: drop one"
+        )
+    return "none"
+
+
 def add_arguments(run: Any) -> None:
     """``streambench run``'s options on how many trials and how they are ordered (every default
     ``None``: not given, so ``--config`` values and the checks can tell)."""
