@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--trials",
-        metavar="N",
-        help=f"measured runs per configuration (default {DEFAULT_TRIALS})",
+        metavar="N|auto",
+        help=f"measured runs per configuration (default {DEFAULT_TRIALS}); auto: until the 95%% "
+        "intervals are narrow (--target-ci), at most --max-trials / --max-time",
     )
     run.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|cuda:N|xpu|mps (default auto)")
     run.add_argument(
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         "launched with several ranks",
     )
     _add_generation_options(run)
+    from .trial_loop import add_arguments as add_trial_arguments
+
+    add_trial_arguments(run)
     run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
     run.add_argument(
         "-o",
@@ -272,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  streambench compare local.json served.json"
         ),
     )
+    from .system_check import add_parser as add_system_parser
+
+    add_system_parser(sub, common)
     from .endpoint import add_arguments as add_endpoint_arguments
 
     add_endpoint_arguments(endpoint)
@@ -443,6 +450,11 @@ def _isolation(settings: Any, world_size: int) -> str:
                 "use --isolate none"
             )
         return "none"
+    from .trial_loop import check_isolation
+
+    interleaved = check_isolation(settings, asked)  # --interleave: "none", or UsageError
+    if interleaved is not None:
+        return interleaved
     if asked is not None:
         return str(asked)
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
@@ -478,6 +490,7 @@ def _sweep(
     from .driver import Driver
     from .local_run import RankContext, quiet_transformers
     from .local_runner import LocalRunner
+    from .trial_loop import trials_text
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device, tp=settings.tp)  # the placement, resolved once
@@ -485,14 +498,19 @@ def _sweep(
     out = terminal.console(quiet=not rank.is_writer, highlight=False)
     err = terminal.console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
+    runner.skip = set(resumed)  # --interleave rotates the configurations not kept from --resume
     doc = report.new_document(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
     runner.on_environment = doc["environment"].update
+    if rank.is_writer:
+        from .system_check import summary_line
+
+        speaker.note(summary_line())  # what on this machine makes timings move (~0.15 s)
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "
+        f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
     try:

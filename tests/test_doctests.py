@@ -31,6 +31,7 @@ MODULES = [
     "streambench.workload_run",
     "streambench.terminal",
     "streambench.results.html",
+    "streambench.interference",
 ]
 
 

@@ -48,6 +48,22 @@ _TABLE_ROWS = [
 ]
 
 
+def stopped_text(extra: dict[str, Any]) -> str:
+    """``--trials auto``: which rule stopped the trials, e.g. ``"  ·  auto: ±5 % reached"``."""
+    auto, stopped = extra.get("adaptive"), extra.get("stopped")
+    if not isinstance(auto, dict):
+        return ""
+    target = auto.get("target_ci")
+    reached = f"±{target * 100:g} % reached" if isinstance(target, (int, float)) else "target"
+    text = {
+        "target": reached,
+        "max_trials": f"stopped at --max-trials {auto.get('max_trials')} before ±"
+        + (f"{target * 100:g} %" if isinstance(target, (int, float)) else "the target"),
+        "max_time": f"stopped at --max-time {auto.get('max_time_s')} s",
+    }.get(str(stopped), str(stopped))
+    return f"  ·  auto: {text}"
+
+
 def configuration_table(entry: ConfigurationResult) -> Any:
     """A rich renderable for one configuration: a table of first token and rest tokens (mean,
     median with the distance to the far end of its 95 % interval, p90, stdev over trials, ms) and
@@ -62,6 +78,7 @@ def configuration_table(entry: ConfigurationResult) -> Any:
     warmup = entry.config.warmup
     if warmup:
         title += f" after {warmup} warm-up{'s' * (warmup != 1)}"
+    title += stopped_text(entry.extra)
     header = Text(title, style="bold")
     if entry.status != "ok":
         status = entry.status or "failed"

@@ -213,6 +213,21 @@ def _check_entry(c: _Checker, entry: dict[str, Any], where: str, identity: str) 
     c.field(entry, "encoder_decoder", where, "bool")
     c.field(entry, "csv_extra", where, "object")
     c.field(entry, "ranks", where, "object")
+    for i, warning in enumerate(c.field(entry, "warnings", where, "list") or []):
+        if not isinstance(warning, str):
+            c.fail(f"{where}.warnings[{i}]", warning, "a string")
+    c.field(entry, "stopped", where, "string")
+    c.field(entry, "adaptive", where, "object")
+    interference = c.field(entry, "interference", where, "object")
+    if interference is not None:
+        place = f"{where}.interference"
+        c.field(interference, "busy_threshold", place, "number")
+        c.field(interference, "trial_started_at", place, "numbers")
+        for j, load in enumerate(c.field(interference, "trials", place, "list") or []):
+            if not isinstance(load, dict):
+                c.fail(f"{place}.trials[{j}]", load, "an object")
+            for key in ("wall_s", "other_cpu_share", "steal_share", "own_cpu_share"):
+                c.field(load, key, f"{place}.trials[{j}]", "number")
 
 
 def _check_aggregates(c: _Checker, agg: dict[str, Any], where: str, stat_check: Any) -> None:
