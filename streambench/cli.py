@@ -32,7 +32,7 @@ from .errors import (
 )
 from .outputs import WriteFailed, write_error
 from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
-from .terminal import inert, inert_markup, inert_traceback
+from .terminal import inert, inert_traceback
 
 
 class UsageFailure(Exception):
@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--trials",
-        metavar="N",
-        help=f"measured runs per configuration (default {DEFAULT_TRIALS})",
+        metavar="N|auto",
+        help=f"measured runs per configuration (default {DEFAULT_TRIALS}); auto: until the 95%% "
+        "intervals are narrow (--target-ci), at most --max-trials / --max-time",
     )
     run.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|cuda:N|xpu|mps (default auto)")
     run.add_argument(
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         "launched with several ranks",
     )
     _add_generation_options(run)
+    from .trial_loop import add_arguments as add_trial_arguments
+
+    add_trial_arguments(run)
     run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
     run.add_argument(
         "-o",
@@ -205,15 +209,27 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="compare two results files; non-zero exit when NEW is slower",
         description=(
-            "Ratios NEW/OLD of the first-token and rest-token medians per configuration. Exit 1 "
-            "when NEW is slower than --threshold on any of them, or a configuration is missing "
-            "or failed in NEW."
+            "Ratios NEW/OLD of the first-token and rest-token medians per configuration, each "
+            "with a 95%% interval over the trials and a verdict: slower, faster, same or "
+            "unclear. Exit 1 when NEW is slower (the whole interval beyond --threshold), a "
+            "configuration is missing or failed in NEW, or anything cannot be compared; "
+            "unclear passes with a warning (exit 1 with --strict)."
         ),
     )
     compare.add_argument("old", metavar="OLD.json")
     compare.add_argument("new", metavar="NEW.json")
     compare.add_argument(
         "--threshold", default="5%", help="allowed slow-down in percent (default 5%%)"
+    )
+    compare.add_argument(
+        "--ignore",
+        metavar="SETTING[,SETTING...]",
+        default="",
+        help="pair configurations that differ only in these settings (an A/B: "
+        "attn_implementation, dtype, engine, ...); each row names what differs",
+    )
+    compare.add_argument(
+        "--strict", action="store_true", help="fail on an unclear verdict too (exit 1)"
     )
     compare.add_argument(
         "-o",
@@ -260,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  streambench compare local.json served.json"
         ),
     )
+    from .system_check import add_parser as add_system_parser
+
+    add_system_parser(sub, common)
     from .endpoint import add_arguments as add_endpoint_arguments
 
     add_endpoint_arguments(endpoint)
@@ -431,6 +450,11 @@ def _isolation(settings: Any, world_size: int) -> str:
                 "use --isolate none"
             )
         return "none"
+    from .trial_loop import check_isolation
+
+    interleaved = check_isolation(settings, asked)  # --interleave: "none", or UsageError
+    if interleaved is not None:
+        return interleaved
     if asked is not None:
         return str(asked)
     return "config" if len(list(iter_plan(settings))) > 1 else "none"
@@ -466,6 +490,7 @@ def _sweep(
     from .driver import Driver
     from .local_run import RankContext, quiet_transformers
     from .local_runner import LocalRunner
+    from .trial_loop import trials_text
 
     # Distributed runs: every rank measures, the writer (rank 0) prints and writes.
     rank = RankContext.from_env(device, tp=settings.tp)  # the placement, resolved once
@@ -473,14 +498,19 @@ def _sweep(
     out = terminal.console(quiet=not rank.is_writer, highlight=False)
     err = terminal.console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
+    runner.skip = set(resumed)  # --interleave rotates the configurations not kept from --resume
     doc = report.new_document(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
     runner.on_environment = doc["environment"].update
+    if rank.is_writer:
+        from .system_check import summary_line
+
+        speaker.note(summary_line())  # what on this machine makes timings move (~0.15 s)
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {settings.trials} trials) on {device} "
+        f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
     try:
@@ -552,37 +582,28 @@ def _check_output(
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Exit 0 when NEW is not slower; 1 on a regression or anything that could not be compared
-    (the gate fails closed); 2 for a bad file or option (UsageError, one line)."""
+    """Exit 0 when NEW is not slower; 1 on a regression, anything that could not be compared (the
+    gate fails closed) or, with ``--strict``, an unclear verdict; 2 for a bad file or option
+    (UsageError, one line). The verdicts: :mod:`streambench.results.compare`."""
     from . import report
+    from .compare_cli import parse_ignore, print_comparison
 
     threshold = parse_threshold(args.threshold)
     if args.output:
         _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
     old = report.load_document(args.old)  # UsageError (exit 2) naming the file
     new = report.load_document(args.new)
-    rows, failed = report.compare_documents(old, new, threshold)
-    console = terminal.console(highlight=False)
-    console.print(report.compare_table(rows, threshold))
+    ignore = parse_ignore(args.ignore, old, new)
+    rows, failed = report.compare_documents(old, new, threshold, ignore, args.strict)
     if args.output:
-        _write_comparison(args, rows, failed, threshold)
-        console.print(f"comparison written to {inert_markup(args.output)}")
-    if failed:
-        slower = [inert_markup(r.label) for r in rows if r.regressed]
-        unsure = [inert_markup(r.label) for r in rows if r.fails and not r.regressed]
-        if slower:
-            console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
-        if unsure:
-            console.print(
-                f"[bold red]could not compare[/bold red] (the gate fails closed): "
-                f"{', '.join(unsure)}"
-            )
-        return EXIT_FAILED
-    console.print(f"[green]no regression beyond {threshold:.1%}[/green]")
-    return EXIT_OK
+        _write_comparison(args, rows, failed, threshold, ignore)
+    print_comparison(rows, failed, threshold, ignore, args.strict, args.output)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, threshold: float) -> None:
+def _write_comparison(
+    args: argparse.Namespace, rows: Any, failed: bool, threshold: float, ignore: Any = ()
+) -> None:
     from .outputs import atomic_write_text
     from .results import load_results
     from .results.compare_markdown import compare_markdown
@@ -591,9 +612,11 @@ def _write_comparison(args: argparse.Namespace, rows: Any, failed: bool, thresho
         from .results.html import render_report
 
         docs = [load_results(args.old), load_results(args.new)]
-        text = render_report(docs, _names([args.old, args.new]), threshold, args.output)
+        text = render_report(
+            docs, _names([args.old, args.new]), threshold, args.output, ignore, args.strict
+        )
     else:
-        text = compare_markdown(rows, failed, threshold, args.old, args.new)
+        text = compare_markdown(rows, failed, threshold, args.old, args.new, ignore)
     try:
         atomic_write_text(args.output, text)
     except OSError as exc:

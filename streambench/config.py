@@ -266,6 +266,47 @@ def _bounded(name: str) -> Callable[[Any, str], int]:
     return lambda v, where: _whole(v, where, low, high)
 
 
+def _trials(value: Any, where: str) -> int | str:
+    """``auto`` (``--trials auto``: until the answer is clear) or a bounded whole number."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    low, high = BOUNDS["trials"]
+    try:
+        return _whole(value, where, low, high)
+    except UsageError as exc:  # the usual message, and that auto is the other choice
+        raise UsageError(f"{exc}; or auto") from None
+
+
+def _percent(low: float, high: float) -> Callable[[Any, str], float]:
+    """``"5%"``, ``"5"`` or ``5`` -> ``0.05``: a percentage in ``(low, high]`` as a fraction."""
+
+    def parse(value: Any, where: str) -> float:
+        raw = str(value).strip().removesuffix("%").strip() if not isinstance(value, bool) else ""
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not low < number <= high:  # NaN fails too
+            raise UsageError(
+                f"{where}: {_show(value)} is not a percentage above {low:g}% and at most "
+                f"{high:g}% (e.g. 5%)"
+            )
+        return number / 100.0
+
+    return parse
+
+
+def _seconds(value: Any, where: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise UsageError(f"{where}: {_show(value)} is not a positive number of seconds")
+    return number
+
+
 def _axis(name: str) -> Callable[[Any, str], list[int]]:
     low, high = BOUNDS[name]
     return lambda v, where: parse_int_axis(v, where, low, high)
@@ -307,8 +348,13 @@ KEYS: dict[str, KeySpec] = {
     "local_model_hub": KeySpec("local_model_hub", _hub, "directory holding the models"),
     "warm_up": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
     "warmup": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
-    "num_trials": KeySpec("trials", _bounded("trials"), "measured runs"),
-    "trials": KeySpec("trials", _bounded("trials"), "measured runs"),
+    "num_trials": KeySpec("trials", _trials, "measured runs"),
+    "trials": KeySpec("trials", _trials, "measured runs (or auto)"),
+    "target_ci": KeySpec("target_ci", _percent(0, 1000), "--trials auto: target interval"),
+    "max_trials": KeySpec("max_trials", _bounded("trials"), "--trials auto: most trials"),
+    "max_time": KeySpec("max_time", _seconds, "--trials auto: most seconds per configuration"),
+    "busy_threshold": KeySpec("busy_threshold", _percent(0, 100), "busy-machine warning"),
+    "interleave": KeySpec("interleave", _bool, "trials of the configurations in rotation"),
     "in_out_pairs": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
     "in_out": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
     "batch_size": KeySpec("batch_size", _axis("batch_size"), "batch sizes"),

@@ -14,7 +14,8 @@ served model); the driver does everything around it, the same way for both:
   exit code 1; the previous file stays as it was;
 - interrupts (Ctrl-C, SIGTERM, SIGHUP): the partial configuration is kept, the file says
   ``"interrupted": true``, and the exit code is ``128 + signal``;
-- the per-configuration table, the plot at the end, and the exit-code policy of
+- the per-configuration table, the summary of all of them at the end (:mod:`.results.summary`),
+  the plot, and the exit-code policy of
   :mod:`streambench.errors` (1 when a configuration failed, 2 when every configuration failed on
   bad input such as a missing model).
 """
@@ -180,6 +181,7 @@ class Driver:
             return interrupted_exit_code(exc)
         if not known and self._carry(seen, keep):
             self.save()
+        self._summary()
         failures += self._plot()
         self._final_note()
         if measured and runner.usage_failures == measured:
@@ -200,6 +202,15 @@ class Driver:
                 f"sweep does not measure: {names}{more}"
             )
         return len(carried)
+
+    def _summary(self) -> None:
+        """One table of every configuration after the last one (only with two or more: a
+        single configuration's own table says it all)."""
+        from .results.summary import print_summary
+
+        entries = self.doc["configurations"]
+        if self.writer and len(entries) > 1:
+            print_summary(self.out, entries)
 
     def _plot(self) -> int:
         from . import report

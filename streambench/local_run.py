@@ -32,6 +32,7 @@ from .observers import Observers
 from .profiling import profile_configuration
 from .prompts import PROMPT_TEXT, _pad_token_id, build_prompt
 from .ranks import RankFacts, init_distributed
+from .trial_loop import TrialLog, record_load, run_trials, trial_settings
 from .workloads.spec import WorkloadSpec
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "build_prompt",
     "configuration_id",
     "configuration_label",
+    "configuration_steps",
     "iter_configurations",
     "iter_plan",
     "new_entry",
@@ -125,6 +127,14 @@ class SweepSettings:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
     export_dir: str | None = None
+    #: ``--trials auto`` (``trials`` is then ``--max-trials``): :class:`~.trial_loop.TrialRule`
+    trials_auto: bool = False
+    target_ci: float = 0.05
+    max_time_s: float | None = None
+    #: warn when other processes took this share of all CPUs during a trial
+    busy_threshold: float = 0.20
+    #: ``--interleave``: the configurations' trials in rotation (:class:`LocalRunner`)
+    interleave: bool = False
 
     def __post_init__(self) -> None:
         # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
@@ -157,6 +167,7 @@ class SweepSettings:
             "tp": self.tp,
             "telemetry": self.telemetry,
             **({"variants": self.variants} if self.variants != [{}] else {}),
+            **trial_settings(self),  # --trials auto, --interleave, --busy-threshold
         }
         if self.workload is not None and self.workload.active:
             out["workload"] = self.workload.to_dict()
@@ -382,38 +393,6 @@ def _timed_generate(
     return run, streamer
 
 
-def _run_all(
-    run: Callable[[], Any],
-    entry: dict[str, Any],
-    settings: SweepSettings,
-    on_run: Callable[[int, bool], None] | None,
-    print_fn: Callable[[str], None],
-    before_trials: Callable[[], None] = lambda: None,
-    watch: Any = None,
-) -> None:
-    """The warm-ups, then ``before_trials()``, then the trials; ``on_run(i, is_warmup)`` after
-    each; ``watch``: a :class:`~streambench.generation.CompileWatch` told about each run."""
-    import torch
-
-    with torch.inference_mode():
-        for i in range(settings.warmup + settings.trials):
-            warm = i < settings.warmup
-            if i == settings.warmup:
-                before_trials()
-            if settings.verbose:
-                kind = "warm-up" if warm else "trial"
-                n = i + 1 if warm else i + 1 - settings.warmup
-                of = settings.warmup if warm else settings.trials
-                print_fn(f"-- {entry['label']}: {kind} {n}/{of}")
-            if watch is not None:
-                watch.before()
-            run()
-            if watch is not None:
-                watch.after(warm, i - settings.warmup)
-            if on_run is not None:
-                on_run(i, warm)
-
-
 def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
     """``entry["aggregates"]``: statistics over the measured runs (seconds, tokens/s, bytes)."""
     from .stats import aggregate, describe
@@ -480,6 +459,22 @@ def run_configuration(
     :class:`ConfigurationError` when the configuration cannot run (the entry then says why);
     any exception of ``generate()`` propagates after the entry was marked ``"failed"``.
     """
+    for _ in configuration_steps(loaded, entry, settings, on_run, print_fn, variant):
+        pass
+    return entry
+
+
+def configuration_steps(
+    loaded: LoadedModel,
+    entry: dict[str, Any],
+    settings: SweepSettings,
+    on_run: Callable[[int, bool], None] | None = None,
+    print_fn: Callable[[str], None] = print,
+    variant: dict[str, Any] | None = None,
+) -> Iterator[None]:
+    """:func:`run_configuration` one trial at a time: yields after each trial (the warm-ups run
+    before the first), fills ``entry`` when exhausted (``--interleave`` advances several of
+    these in rotation)."""
     import datetime
 
     cfg = entry["config"]
@@ -495,10 +490,15 @@ def run_configuration(
         input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
         run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn, variant)
         watch = compile_watch(variant or {})
+        log = TrialLog()
         with Observers(settings, loaded) as observers:
-            _run_all(run, entry, settings, on_run, print_fn, observers.before_trials, watch)
+            yield from run_trials(
+                run, timer, entry, settings, on_run, print_fn, observers.before_trials, watch, log
+            )
         _record(entry, loaded, timer.runs, settings.warmup, input_ids)
+        entry["config"]["trials"] = len(timer.runs) - settings.warmup
         observers.record(entry, timer.runs[settings.warmup :])
+        record_load(entry, settings, log)
         if watch is not None:
             record_compile(entry, watch)
         if settings.profile:
@@ -524,7 +524,6 @@ def run_configuration(
         raise
     finally:
         entry["duration_s"] = time.perf_counter() - t0
-    return entry
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:

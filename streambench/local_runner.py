@@ -44,6 +44,10 @@ class LocalRunner:
         self.failed_loads: dict[tuple[int, str], tuple[str, bool]] = {}
         self._plan: list[Planned] = []
         self.bad_input = False
+        #: ids the driver keeps from a resumed file (``--interleave`` leaves them out)
+        self.skip: set[str] = set()
+        #: ``--interleave``: id -> (entry, progress steps already advanced), once rotated
+        self.rotated: dict[str, tuple[dict[str, Any], int]] | None = None
 
     def plan(self) -> Sequence[Planned]:
         from .local_run import configuration_id, configuration_label, iter_plan
@@ -101,6 +105,8 @@ class LocalRunner:
         from .workload_run import measure_function
 
         run_configuration = measure_function(self.settings)
+        if getattr(self.settings, "interleave", False):
+            return self._measure_interleaved(planned, advance, keep)
         if self.isolate != "none":
             return self._measure_isolated(planned, advance, keep)
         spec, n_in, n_out, batch, vi = planned.item
@@ -140,11 +146,92 @@ class LocalRunner:
         return self.rank.gather(entry)
 
     def _telemetry_warnings(self, entry: dict[str, Any]) -> None:
-        """Say what telemetry saw that makes a number suspect (e.g. another process on the
-        GPU during the run)."""
+        """Say what makes a number suspect: what telemetry saw (e.g. another process on the
+        GPU during the run) and the entry's warnings (a busy machine, outlier trials)."""
         telemetry = entry.get("telemetry")
-        for warning in (telemetry or {}).get("warnings") or []:
+        for warning in [*((telemetry or {}).get("warnings") or []), *(entry.get("warnings") or [])]:
             self.speaker.note(f"{entry['label']}: {warning}")
+
+    # -- --interleave: the trials of every configuration in rotation, in this process ---------
+    def _measure_interleaved(
+        self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
+    ) -> Any:
+        if self.rotated is None:
+            self.rotated = self._rotate(advance, keep)
+        entry, done = self.rotated.pop(planned.id)
+        advance(planned.steps - done)
+        if entry["status"] != "ok" and not entry.get("load_failed"):
+            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        entry.pop("load_failed", None)
+        self._telemetry_warnings(entry)
+        return self.rank.gather(entry)
+
+    def _rotate(
+        self, advance: Callable[[int], None], keep: Callable[[Any], None]
+    ) -> dict[str, tuple[dict[str, Any], int]]:
+        """Load every model of the sweep (each load once, all held at once), then run one trial
+        of each configuration in turn — A1 B1 C1 A2 B2 C2 … — until each has its trials."""
+        from .local_run import configuration_steps, new_entry
+
+        loads: dict[Any, tuple[Any, str | None, bool]] = {}
+        steps: dict[str, list[int]] = {}
+        out: dict[str, tuple[dict[str, Any], int]] = {}
+        active: list[tuple[Planned, dict[str, Any], Any]] = []
+        for p in (p for p in self._plan if p.id not in self.skip):
+            spec, n_in, n_out, batch, vi = p.item
+            variant, key = self.settings.variants[vi], self._load_key(p)
+            if key not in loads:
+                self._load(spec, variant, key)
+                loads[key] = (self.loaded, self.load_error, self.bad_input)
+            loaded, error, usage = loads[key]
+            entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
+            counter = steps.setdefault(p.id, [0])
+            if loaded is None:
+                entry.update(status="failed", error=error, load_failed=True)
+                self.usage_failures += int(usage)
+                out[p.id] = (entry, 0)
+                continue
+
+            def on_run(i: int, warm: bool, counter: list[int] = counter) -> None:
+                counter[0] += 1
+                advance(1)
+
+            gen = configuration_steps(loaded, entry, self.settings, on_run, self._plain, variant)
+            active.append((p, entry, gen))
+        self.loaded = None  # the loads stay referenced by the generators until they finish
+        order = list(active)
+        try:
+            while active:
+                for item in list(active):
+                    try:
+                        next(item[2])
+                    except StopIteration:
+                        active.remove(item)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception:  # noqa: BLE001 - recorded in the entry, the others go on
+                        if self.debug:
+                            traceback.print_exc()
+                        active.remove(item)
+        except KeyboardInterrupt:
+            for _p, entry, gen in order:
+                gen.close()  # a configuration not finished stays "pending": say so
+                if entry["status"] == "pending":
+                    entry["status"] = "interrupted"
+                    entry["error"] = "interrupted before this configuration finished"
+            started = {p.id: entry for p, entry, _gen in order}
+            for p in self._plan:  # what exists so far, in the sweep's order
+                entry = started.get(p.id) or (out.get(p.id) or (None, 0))[0]
+                if entry is not None:
+                    entry.pop("load_failed", None)
+                    keep(self.rank.gather(entry))
+            raise
+        for p, entry, _gen in order:
+            out[p.id] = (entry, steps[p.id][0])
+        return out
+
+    def _plain(self, line: str) -> None:  # per-token lines of --verbose: no rich markup
+        self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def failed(self, entry: Any) -> bool:
         """Not ``ok``, or ``--profile`` asked for a trace that could not be written."""

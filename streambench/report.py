@@ -10,7 +10,8 @@ from a file), converts it once (:meth:`ResultsDocument.from_dict`) and hands it 
 (``docs/results-schema.md``); :func:`load_document` still returns a plain dict (results/2 form).
 
 Units: the JSON keeps the core's units (seconds, bytes); the CSV, the Markdown table and the console
-tables show milliseconds and GiB ("GB", as the ipex-llm all-in-one benchmark wrote).
+tables show milliseconds and GiB (2**30 bytes; the CSV's column names say "GB", as the ipex-llm
+all-in-one benchmark wrote; the console and Markdown say GiB).
 """
 
 from __future__ import annotations
@@ -236,13 +237,19 @@ def plot_figures(doc: Document, path: str | os.PathLike[str]) -> list[Path]:
 
 
 def compare_documents(
-    old: Document, new: Document, threshold: float
+    old: Document,
+    new: Document,
+    threshold: float,
+    ignore: Sequence[str] = (),
+    strict: bool = False,
 ) -> tuple[list[CompareRow], bool]:
     """Compare the configurations of two results documents (see
     :func:`streambench.results.compare.compare_documents`). ``ValueError`` for a threshold that
     is not finite in ``[0, MAX_THRESHOLD]`` or a document without a list of configurations."""
     check_threshold(threshold)
-    return _compare.compare_documents(_doc(old, "OLD"), _doc(new, "NEW"), threshold)
+    return _compare.compare_documents(
+        _doc(old, "OLD"), _doc(new, "NEW"), threshold, frozenset(ignore), strict
+    )
 
 
 #: doctest examples of the functions re-exported here

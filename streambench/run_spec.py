@@ -141,7 +141,7 @@ def build_run_settings(
         in_out=in_out,
         batch_sizes=batch,
         warmup=m.get("warmup", DEFAULT_WARMUP),
-        trials=m.get("trials", DEFAULT_TRIALS),
+        trials=m.get("trials", DEFAULT_TRIALS) if m.get("trials") != "auto" else 0,
         device=device,
         dtype=dtype,
         num_beams=m.get("num_beams", 1),
@@ -160,6 +160,9 @@ def build_run_settings(
     settings.telemetry = m.get("telemetry", True)
     settings.export_dir = m.get("export_dir")
     settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
+    from .trial_loop import settings_from
+
+    settings_from(m, settings)  # --trials auto, --interleave, --busy-threshold
     if settings.workload is not None and settings.workload.active and variants != [{}]:
         raise UsageError(
             "--prompts and the other workload options do not combine with generation settings "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["GiB", "MiB"]
 
-#: bytes in a gibibyte (2**30); tables label it "GB" as the ipex-llm benchmark did
+#: bytes in a gibibyte (2**30); the console says GiB, CSV columns and do_print lines "GB"
 GiB = 1024**3
 #: bytes in a mebibyte (2**20)
 MiB = 1024**2

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from .errors import UsageError, describe_exception
 from .generation import short_runs
 from .local_run import ConfigurationError, SweepSettings, _aggregates, _pad_token_id
+from .trial_loop import TrialLog, record_load
 from .workloads import (
     WorkloadSpec,
     build_requests,
@@ -252,9 +253,12 @@ def run_workload_configuration(
         assert w is not None
         reqs, skipped, runs = _requests(loaded, w, settings, cfg)
         batches = _Batches(loaded, w, settings, print_fn)
-        _run_all(batches, reqs, runs, entry, settings, on_run, print_fn)
+        log = TrialLog()
+        _run_all(batches, reqs, runs, entry, settings, on_run, print_fn, log)
         _record(entry, batches.streamer.runs, settings.warmup, skipped)
         entry["encoder_decoder"] = loaded.is_encoder_decoder
+        entry["stopped"] = "trials"
+        record_load(entry, settings, log)
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -279,15 +283,27 @@ def _run_all(
     settings: SweepSettings,
     on_run: Any,
     print_fn: Any,
+    log: TrialLog,
 ) -> None:
+    """Every run; ``log`` gets each trial's machine load (a trial: one or more batches)."""
     import torch
 
+    from .interference import Snapshot, TrialLoad
+
+    before = None
     with torch.inference_mode():
         for i, (warm, trial, idx) in enumerate(runs):
             if settings.verbose:
                 kind = "warm-up" if warm else f"trial {trial + 1}/{settings.trials}"
                 print_fn(f"-- {entry['label']}: {kind}, {len(idx)} request(s)")
+            if not warm and before is None:
+                log.starts.append(time.time())
+                before = Snapshot.take()
             batches.run([reqs[j] for j in idx], warm, trial)
+            last = i + 1 == len(runs) or runs[i + 1][1] != trial
+            if before is not None and last:
+                log.loads.append(TrialLoad.between(before, Snapshot.take()))
+                before = None
             if on_run is not None:
                 on_run(i, warm)
 

@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "streambench.stats",
     "streambench.intervals",
+    "streambench.results.verdicts",
     "streambench.devices",
     "streambench.tiny",
     "streambench.streamer",
@@ -30,6 +31,7 @@ MODULES = [
     "streambench.workload_run",
     "streambench.terminal",
     "streambench.results.html",
+    "streambench.interference",
 ]
 
 

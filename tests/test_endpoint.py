@@ -781,6 +781,11 @@ def test_cli_outputs_plot_and_compare(stub, tmp_path):
     assert agg["first_token_s"]["n"] == 3 and agg["endpoint"]["tpot_s"]["n"] == 3
     # the first token statistics are the TTFT statistics
     assert agg["first_token_s"]["median"] == agg["endpoint"]["ttft_s"]["median"]
+    # the unit of replication is the request: 3 are too few for a 95 % interval, and ITL, pooled
+    # over tokens, never has one
+    for stats in (agg["first_token_s"], agg["endpoint"]["ttft_s"], agg["endpoint"]["e2e_s"]):
+        assert stats["ci95"] is None and "needs at least 6" in stats["ci95_note"]
+    assert "pooled over tokens" in agg["endpoint"]["itl_s"]["ci95_note"]
     rows = open(ep[1]).read().splitlines()
     assert rows[0].startswith("model,1st token avg latency (ms)") and "TPOT mean" in rows[0]
     assert len(rows) == 2 and rows[1].startswith("stub,")

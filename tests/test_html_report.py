@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from browser import INSTALL_HINT, Browser, find_chromium
+from verdict_docs import scale_trials
 
 from streambench.errors import UsageError
 from streambench.results import ResultsDocument, load_results
@@ -105,8 +106,7 @@ def _slower(path: Path, out: Path, factor: float) -> Path:
     data = json.loads(path.read_text())
     for entry in data["configurations"]:
         if entry["status"] == "ok":
-            for key in ("median", "mean"):
-                entry["aggregates"]["first_token_s"][key] *= factor
+            scale_trials(entry, "first_token_s", factor)
     out.write_text(json.dumps(data))
     return out
 
@@ -114,13 +114,14 @@ def _slower(path: Path, out: Path, factor: float) -> Path:
 def test_compare_writes_markdown(run_files, tmp_path):
     new = _slower(run_files / "run.json", tmp_path / "new.json", 2.0)
     res = streambench(
-        "compare", str(run_files / "run.json"), str(new), "-o", str(tmp_path / "d.md")
+        "compare", str(run_files / "run.json"), str(new), "-o", str(tmp_path / "d.md"), "--strict"
     )
-    assert res.returncode == 1  # slower, and the failed configurations have no baseline
+    assert res.returncode == 1  # 2 trials per side: no interval, unclear, which --strict fails
     md = (tmp_path / "d.md").read_text()
     assert md.startswith("### streambench compare:") and "**Regression" in md
     rows = [line for line in md.splitlines() if line.startswith("| streambench/tiny-llama 8-4 bs1")]
-    assert len(rows) == 1 and "**2.000 slower**" in rows[0]
+    assert len(rows) == 1 and "2.000× [no interval]" in rows[0] and "| 2/2 |" in rows[0]
+    assert "unclear" in rows[0]  # the verdicts with an interval: tests/test_html_verdicts.py
 
 
 def _hostile_copy(path: Path, out: Path) -> Path:

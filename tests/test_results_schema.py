@@ -140,7 +140,10 @@ def test_a_fresh_run_writes_valid_results_2(fresh):
                                  "output_tokens": 4, "batch_size": 2, "num_beams": 1}  # fmt: skip
     assert entry["id"] == "streambench/tiny-llama|16-4|bs2"
     stats = entry["aggregates"]["first_token_s"]
-    assert set(stats) == {"n", "mean", "median", "stdev", "min", "max", "percentiles"}
+    assert set(stats) == {"n", "mean", "median", "stdev", "min", "max", "percentiles", "ci95",
+                          "ci95_note"}  # fmt: skip
+    n = len(entry["trials"])
+    assert stats["ci95"] is None and stats["ci95_note"].startswith(f"{n} trial(s)")  # < 6 trials
     assert set(stats["percentiles"]) == {"50", "90", "99"}
     assert entry["trials"][0]["rest_token_stats_s"]["percentiles"]["90"] > 0
     lines = (fresh / "new.jsonl").read_text().splitlines()

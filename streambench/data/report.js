@@ -101,8 +101,10 @@
   }
   var COLUMNS = [
     ["first token median (ms)", "first_token_ms", "median", 3],
+    ["95% interval", "first_token_ms", "ci95", 3],
     ["first token p90 (ms)", "first_token_ms", "p90", 3],
     ["rest median (ms/token)", "rest_token_ms", "median", 3],
+    ["95% interval", "rest_token_ms", "ci95", 3],
     ["rest p90 (ms/token)", "rest_token_ms", "p90", 3],
     ["decode tokens/s", "decode_tokens_per_s", "median", 1],
     ["decode × batch tokens/s", "decode_throughput_tokens_per_s", "median", 1],
@@ -119,6 +121,13 @@
       text: p ? (p.passed ? "pass" : "fail") : "—" }));
     tr.appendChild(cell(p ? p.slo_attained : null, 3, "slo_attained"));
     tr.appendChild(el("td", { cls: "num", text: p ? String(p.order) : "—" }));
+  function intervalCell(c, name, digits) { // the 95% interval of the median over trials
+    var lo = stat(c, name, "ci95_low"), hi = stat(c, name, "ci95_high"), n = stat(c, name, "n");
+    var none = lo === null || lo === undefined || hi === null || hi === undefined;
+    var td = el("td", { cls: none ? "num none" : "num interval",
+      text: none ? (n !== null && n !== undefined && n < 6 ? "n<6: none" : "—") : "[" + fmt(lo, digits) + ", " + fmt(hi, digits) + "]" });
+    td.setAttribute("data-key", name + ".ci95");
+    return td;
   }
   function configurationTable(doc, parent, di) {
     var beams = doc.configurations.some(function (c) { return c.settings.num_beams !== 1; });
@@ -153,6 +162,7 @@
       tr.appendChild(el("td", { cls: "dtype", text: text(c.config.dtype) }));
       tr.appendChild(el("td", { text: String(c.trials) }));
       COLUMNS.forEach(function (col) {
+        if (col[2] === "ci95") { tr.appendChild(intervalCell(c, col[1], col[3])); return; }
         tr.appendChild(cell(stat(c, col[1], col[2]), col[3], col[1] + "." + col[2]));
       });
       tr.appendChild(cell(c.peak_memory_gib, 3, "peak_memory_gib"));
@@ -201,15 +211,17 @@
   }
 
   // -- sweeps -------------------------------------------------------------------------------
-  function sweepLines(xKey, groupKeys, valueOf) {
+  function sweepLines(xKey, groupKeys, statName) {
     var groups = {}, order = [];
     each(function (d, c, name, di) {
       if (c.status !== "ok" || c.endpoint) return;
-      var s = c.settings, v = valueOf(c);
+      var s = c.settings, v = stat(c, statName, "median");
       if (v === null || v === undefined) return;
       var g = (MANY ? d.name + " · " : "") + groupKeys.map(function (k) { return k[1] + s[k[0]]; }).join(" ");
       if (!(g in groups)) { groups[g] = []; order.push(g); }
-      groups[g].push([s[xKey], v, c.name, s.output_tokens]);
+      // the 95% interval of the median over trials (none with fewer than 6 trials)
+      var lo = stat(c, statName, "ci95_low"), hi = stat(c, statName, "ci95_high");
+      groups[g].push([s[xKey], v, c.name, lo === null || lo === undefined ? null : v - lo, hi === null || hi === undefined ? null : hi - v, s.output_tokens]);
     });
     var xs = {};
     order.forEach(function (g) { groups[g].forEach(function (p) { xs[p[0]] = 1; }); });
@@ -217,9 +229,11 @@
     if (ticks.length < 2) return null;
     return { ticks: ticks, traces: order.map(function (g) {
       // by x, then output length: every configuration of the series on one line
-      var pts = groups[g].sort(function (a, b) { return a[0] - b[0] || a[3] - b[3]; });
+      var pts = groups[g].sort(function (a, b) { return a[0] - b[0] || a[5] - b[5]; });
+      var bars = pts.some(function (p) { return p[4] !== null; });
       return { x: pts.map(function (p) { return p[0]; }), y: pts.map(function (p) { return p[1]; }),
         text: pts.map(function (p) { return label(p[2]); }), name: label(g), type: "scatter", mode: "lines+markers",
+        error_y: bars ? { type: "data", symmetric: false, array: pts.map(function (p) { return p[4]; }), arrayminus: pts.map(function (p) { return p[3]; }), visible: true } : { visible: false },
         hovertemplate: "%{text}<br>%{x}: %{y:.3f}<extra></extra>" };
     }) };
   }
@@ -228,11 +242,11 @@
       // one line per model and batch size: the output length does not change the first token,
       // and grouping by it left one point per line with the usual in-out pairs (32-32, 256-64)
       ["chart-ttft-input", "First token against input length", "input tokens", "first token median (ms)", "input_tokens",
-        [["model", ""], ["batch_size", "bs"]], function (c) { return stat(c, "first_token_ms", "median"); }],
+        [["model", ""], ["batch_size", "bs"]], "first_token_ms"],
       ["chart-ttft-batch", "First token against batch size", "batch size", "first token median (ms)", "batch_size",
-        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "first_token_ms", "median"); }],
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], "first_token_ms"],
       ["chart-decode-batch", "Decode throughput against batch size", "batch size", "decode tokens/s (all sequences, median)", "batch_size",
-        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], function (c) { return stat(c, "decode_throughput_tokens_per_s", "median"); }],
+        [["model", ""], ["input_tokens", "in "], ["output_tokens", "out "]], "decode_throughput_tokens_per_s"],
     ];
     var s = null;
     charts.forEach(function (ch) {
@@ -392,29 +406,36 @@
       var oldName = DATA.documents[cmp.old].name, newName = DATA.documents[cmp.new].name;
       var s = section("Comparison: " + newName + " against " + oldName, "comparison-" + i);
       s.appendChild(el("p", { cls: cmp.failed ? "verdict fail" : "verdict pass",
-        text: (cmp.failed ? "Regression or not comparable" : "No regression") + " at a threshold of " + (cmp.threshold * 100).toFixed(1) + "% (ratio NEW/OLD; lower is better for every metric)." }));
+        text: (cmp.failed ? "Regression or not comparable" : "No regression") + " at a threshold of " + (cmp.threshold * 100).toFixed(1) + "% (ratio NEW/OLD of the medians with its 95% interval over the trials; lower is better for every metric; slower = the whole interval above the threshold, unclear = it straddles)." + (cmp.ignore && cmp.ignore.length ? " Ignoring " + cmp.ignore.join(", ") + "." : "") }));
       var metrics = [];
       cmp.rows.forEach(function (r) { r.metrics.forEach(function (m) { if (metrics.indexOf(m.name) < 0) metrics.push(m.name); }); });
-      var head = ["configuration"];
-      metrics.forEach(function (m) { head.push(m + " OLD", "NEW", "ratio"); });
-      head.push("problem");
+      var head = ["configuration", "trials OLD/NEW"];
+      metrics.forEach(function (m) { head.push(m + " OLD", "NEW", "ratio", "interval"); });
+      head.push("verdict");
       var table = el("table", { cls: "compare", "data-comparison": String(i) });
       table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
       var body = el("tbody");
       cmp.rows.forEach(function (r) {
         var tr = el("tr", { cls: r.fails ? "fails" : "" });
-        tr.appendChild(el("td", { text: r.label }));
+        tr.appendChild(el("td", { text: r.label + (r.differs && r.differs.length ? " (" + r.differs.join("; ") + ")" : "") }));
+        tr.appendChild(el("td", { cls: "num", text: r.n ? r.n[0] + "/" + r.n[1] : "" }));
         metrics.forEach(function (name) {
           var m = r.metrics.filter(function (x) { return x.name === name; })[0];
-          if (!m) { tr.appendChild(cell(null)); tr.appendChild(cell(null)); tr.appendChild(cell(null)); return; }
+          if (!m) { for (var k = 0; k < 4; k++) tr.appendChild(cell(null)); return; }
           tr.appendChild(cell(m.old, 3));
           tr.appendChild(cell(m.new, 3));
           var rc = cell(m.ratio, 3, "ratio." + name);
           if (m.regressed) rc.className += " regressed";
-          else if (m.ratio !== null && m.ratio < 1 - cmp.threshold) rc.className += " improved";
+          else if (m.verdict === "faster") rc.className += " improved";
           tr.appendChild(rc);
+          var text = m.low === null || m.low === undefined ? (m.verdict ? "none (too few trials)" : "") : "[" + fmt(m.low, 3) + ", " + fmt(m.high, 3) + "]" + (m.coverage !== null && m.coverage < 0.9495 ? " " + Math.round(m.coverage * 100) + "%" : "");
+          var ic = el("td", { cls: "num interval", text: text });
+          ic.setAttribute("data-key", "interval." + name);
+          if (m.verdict) ic.setAttribute("data-verdict", m.verdict);
+          tr.appendChild(ic);
         });
-        tr.appendChild(el("td", { cls: "problem", text: r.problem || "" }));
+        var vc = el("td", { cls: "problem verdict-" + (r.verdict || "none").replace(/ /g, "-"), text: r.verdict_text || r.problem || "" });
+        tr.appendChild(vc);
         body.appendChild(tr);
       });
       table.appendChild(body);

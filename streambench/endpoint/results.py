@@ -103,6 +103,8 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     ]
     status, error = _status_and_error(result)
     aggregates = _aggregates(runs, s)
+    if aggregates is not None:
+        _request_intervals(aggregates["endpoint"], result.records)
     if aggregates is not None and result.spec.workload is not None:
         aggregates["workload"] = summary_of(result.spec, result.records)
     return {
@@ -168,6 +170,20 @@ def _aggregates(runs: list[Any], s: EndpointSummary) -> dict[str, Any] | None:
     aggregates["memory_kind"] = None
     aggregates["endpoint"] = _finite(s.to_dict())
     return aggregates
+
+
+def _request_intervals(summary: dict[str, Any], records: Any) -> None:
+    """``ci95`` of the per-request medians of ``aggregates.endpoint`` (TTFT, TPOT, E2E: one value
+    per successful measured request, the unit of replication here); ITL is pooled over tokens,
+    so it gets no interval, and says why."""
+    from ..results.trial_intervals import POOLED_NOTE, add_interval
+
+    good = [r for r in records if not r.warmup and r.ok]
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        values = [getattr(r, key) for r in good]
+        add_interval(summary.get(key), [v for v in values if v is not None and math.isfinite(v)])
+    if isinstance(summary.get("itl_s"), dict):
+        summary["itl_s"].update(ci95=None, ci95_note=POOLED_NOTE)
 
 
 def _status_and_error(result: EndpointResult) -> tuple[str, str | None]:
@@ -343,7 +359,7 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     qs = next((list(v) for v in pct.values() if v), None) or ["median", "p90", "p99"]
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
-    for name in ("mean", *qs, "stdev", "n"):
+    for name in ("mean", *qs, "±95%", "stdev", "n"):
         table.add_column(name, justify="right")
     for name, key in (
         ("TTFT (ms)", "ttft_s"),
@@ -353,15 +369,26 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     ):
         st = ep.get(key)
         if not st:
-            table.add_row(name, *["-"] * (len(qs) + 3))
+            table.add_row(name, *["-"] * (len(qs) + 4))
             continue
         values = {**st, **(pct.get(key) or {})}
         table.add_row(
             name,
-            *(_ms(values.get(k)) for k in ("mean", *qs, "stdev")),
+            *(_ms(values.get(k)) for k in ("mean", *qs)),
+            _pm_ms(st),
+            _ms(values.get("stdev")),
             str(st["n"]),
         )
     return table
+
+
+def _pm_ms(stats: dict[str, Any]) -> str:
+    """``±h`` (ms): the far end of the median's 95 % interval over requests; ``-`` without one."""
+    from ..results.percentiles import Statistics
+    from ..results.trial_intervals import half_width
+
+    h = half_width(Statistics.from_dict(stats))
+    return "-" if h is None else "±" + _ms(h)
 
 
 def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, Any]) -> list[Any]:

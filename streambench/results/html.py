@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import COMPARE_METRICS, compare_documents
+from .compare import COMPARE_METRICS, compare_documents, verdict_text
 from .load_plot import has_load, load_data
 from .schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from .values import GiB, finite, is_number
@@ -122,6 +122,8 @@ def _stats(stats: Any, scale: float) -> dict[str, Any] | None:
     out["p90"] = _num(stats.percentile(90), scale)
     out["p99"] = _num(stats.percentile(99), scale)
     out["n"] = stats.n if is_number(stats.n) else None
+    ci = stats.ci95 if isinstance(stats.ci95, list) and len(stats.ci95) == 2 else [None, None]
+    out["ci95_low"], out["ci95_high"] = (_num(v, scale) for v in ci)
     return out
 
 
@@ -363,15 +365,24 @@ def _ratio(old: float | None, new: float | None) -> float | None:
     return new / old
 
 
-def comparison_data(old: ResultsDocument, new: ResultsDocument, threshold: float) -> dict[str, Any]:
-    """``streambench compare``'s rows (matched the same way), ratios NEW/OLD per metric."""
-    rows, failed = compare_documents(old, new, threshold)
+def comparison_data(
+    old: ResultsDocument,
+    new: ResultsDocument,
+    threshold: float,
+    ignore: Sequence[str] = (),
+    strict: bool = False,
+) -> dict[str, Any]:
+    """``streambench compare``'s rows (matched the same way, the same verdicts): per metric OLD,
+    NEW, the ratio NEW/OLD with its interval (``low``, ``high``, ``coverage``) and verdict; per
+    row the trials per side, what differs, and the verdict in words."""
+    rows, failed = compare_documents(old, new, threshold, frozenset(ignore), strict)
     units = {label: unit for _n, _s, label, _scale, unit in COMPARE_METRICS}
     units["peak memory"] = "GiB"
     out = []
     for row in rows:
         metrics = []
         for label, (o, n) in row.values.items():
+            iv = row.intervals.get(label)
             metrics.append(
                 {
                     "name": label,
@@ -379,13 +390,26 @@ def comparison_data(old: ResultsDocument, new: ResultsDocument, threshold: float
                     "old": _num(o),
                     "new": _num(n),
                     "ratio": _ratio(_num(o), _num(n)),
+                    "low": _num(iv.low) if iv is not None else None,
+                    "high": _num(iv.high) if iv is not None else None,
+                    "coverage": _num(iv.coverage) if iv is not None else None,
+                    "verdict": iv.verdict if iv is not None else None,
                     "regressed": label in row.regressed,
                 }
             )
         out.append(
-            {"label": row.label, "problem": row.problem, "fails": row.fails, "metrics": metrics}
+            {
+                "label": row.label,
+                "problem": row.problem,
+                "fails": row.fails,
+                "verdict": row.verdict,
+                "verdict_text": verdict_text(row),
+                "n": list(row.n) if row.n else None,
+                "differs": list(row.differs),
+                "metrics": metrics,
+            }
         )
-    return {"threshold": threshold, "failed": failed, "rows": out}
+    return {"threshold": threshold, "failed": failed, "ignore": sorted(ignore), "rows": out}
 
 
 def report_payload(
@@ -393,9 +417,12 @@ def report_payload(
     names: Sequence[str],
     threshold: float = 0.05,
     where: str | None = None,
+    ignore: Sequence[str] = (),
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Everything the page shows: the documents and, given several, each compared with the
-    first (the baseline); ``where``: the page's file (links to traces are relative to it)."""
+    first (the baseline; ``ignore``, ``strict`` as for ``compare``); ``where``: the page's file
+    (links to traces are relative to it)."""
     from .. import __version__
 
     return finite(
@@ -404,7 +431,7 @@ def report_payload(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "documents": [document_data(d, n, where) for d, n in zip(docs, names)],
             "comparisons": [
-                {"old": 0, "new": i, **comparison_data(docs[0], d, threshold)}
+                {"old": 0, "new": i, **comparison_data(docs[0], d, threshold, ignore, strict)}
                 for i, d in enumerate(docs[1:], 1)
             ],
         }
@@ -458,11 +485,14 @@ def render_report(
     names: Sequence[str],
     threshold: float = 0.05,
     where: str | None = None,
+    ignore: Sequence[str] = (),
+    strict: bool = False,
 ) -> str:
     """The HTML page of one or several documents (the first is the baseline of the
-    comparison); ``RuntimeError`` when plotly is not installed."""
+    comparison; ``ignore``, ``strict`` as for ``compare``); ``RuntimeError`` when plotly is not
+    installed."""
     title = "streambench report: " + (names[0] if len(names) == 1 else " vs ".join(names))
-    return _page(title, report_payload(docs, names, threshold, where))
+    return _page(title, report_payload(docs, names, threshold, where, ignore, strict))
 
 
 def render_html(doc: ResultsDocument, where: str | None = None) -> str:

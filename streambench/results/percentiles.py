@@ -31,7 +31,11 @@ class Statistics:
     """Statistics of one series (in the series' unit: seconds for latencies, tokens/s for
     speeds): ``n`` values, ``mean``, ``median`` (= the 50th percentile), sample ``stdev`` (0 for
     one value), ``min``, ``max``, and ``percentiles``: percent (a string, ``"90"``) -> value,
-    linearly interpolated. Values are as read (a file is checked by ``load_document``)."""
+    linearly interpolated. Values are as read (a file is checked by ``load_document``).
+
+    Over trials (``aggregates``), ``ci95`` is a 95 % interval ``[low, high]`` for the median
+    (:mod:`streambench.intervals`), ``None`` with the reason in ``ci95_note`` when there is none
+    (too few trials); both stay ``None`` (and are not written) for other series."""
 
     n: int | None = None
     mean: float | None = None
@@ -40,6 +44,13 @@ class Statistics:
     min: float | None = None
     max: float | None = None
     percentiles: dict[str, float | None] = field(default_factory=dict)
+    ci95: list[float] | None = None
+    ci95_note: str | None = None
+
+    @property
+    def has_interval_fields(self) -> bool:
+        """``ci95``/``ci95_note`` are recorded (a statistic over trials)."""
+        return self.ci95 is not None or self.ci95_note is not None
 
     def percentile(self, q: float | str) -> float | None:
         """The ``q``-th percentile (``None`` when not recorded); 50 is the median."""
@@ -61,7 +72,7 @@ class Statistics:
         pct = dict(self.percentiles)
         pct.setdefault("50", self.median)
         ordered = sorted(pct.items(), key=lambda kv: _percent_order(kv[0]))
-        return {
+        out = {
             "n": self.n,
             "mean": self.mean,
             "median": self.median,
@@ -70,6 +81,10 @@ class Statistics:
             "max": self.max,
             "percentiles": dict(ordered),
         }
+        if self.has_interval_fields:
+            out["ci95"] = list(self.ci95) if isinstance(self.ci95, list) else self.ci95
+            out["ci95_note"] = self.ci95_note
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Statistics | None:
@@ -96,6 +111,8 @@ class Statistics:
             min=data.get("min"),
             max=data.get("max"),
             percentiles=pct,
+            ci95=data.get("ci95"),
+            ci95_note=data.get("ci95_note"),
         )
 
     @classmethod

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .percentiles import Statistics, statistics_tree
+from .trial_intervals import fill_intervals
 
 __all__ = [
     "AGGREGATE_STATISTICS",
@@ -462,15 +463,18 @@ class ConfigurationResult:
             cfg = {k: v for k, v in cfg.items() if k not in (*SETTINGS_KEYS, "further")}
         csv_extra = data.get("csv_extra")
         known = {*_ENTRY_KEYS, "trials", "csv_extra", "environment", "schema", "command"}
+        aggregates = Aggregates.from_dict(data.get("aggregates"))
+        trials = _runs(data.get("trials"))
+        fill_intervals(aggregates, trials)  # ci95 from the trials where the file has none
         return cls(
             settings=settings,
             id=data.get("id"),
             label=data.get("label"),
             config=RunSetup.from_dict(cfg),
             **{k: data.get(k) for k in _SCALARS},
-            aggregates=Aggregates.from_dict(data.get("aggregates")),
+            aggregates=aggregates,
             warmup_runs=_runs(data.get("warmup_runs")),
-            trials=_runs(data.get("trials")),
+            trials=trials,
             csv_extra=dict(csv_extra) if isinstance(csv_extra, Mapping) else {},
             extra={k: statistics_tree(v) for k, v in data.items() if k not in known},
         )

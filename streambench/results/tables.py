@@ -6,13 +6,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..intervals import why_no_interval
 from ..terminal import inert
-from .compare import COMPARE_METRICS, CompareRow
+from .compare import COMPARE_METRICS, CompareRow, interval_text, verdict_text
 from .schema import ConfigurationResult
+from .trial_intervals import half_width
 from .values import GiB, fmt, is_number, scaled
 from .writers import actual_tokens
 
-__all__ = ["compare_table", "configuration_table", "progress_bar"]
+__all__ = [
+    "compare_fits",
+    "compare_table",
+    "compare_text",
+    "compare_title",
+    "configuration_table",
+    "progress_bar",
+]
 
 
 def progress_bar(console: Any) -> Any:
@@ -39,9 +48,26 @@ _TABLE_ROWS = [
 ]
 
 
+def stopped_text(extra: dict[str, Any]) -> str:
+    """``--trials auto``: which rule stopped the trials, e.g. ``"  ·  auto: ±5 % reached"``."""
+    auto, stopped = extra.get("adaptive"), extra.get("stopped")
+    if not isinstance(auto, dict):
+        return ""
+    target = auto.get("target_ci")
+    reached = f"±{target * 100:g} % reached" if isinstance(target, (int, float)) else "target"
+    text = {
+        "target": reached,
+        "max_trials": f"stopped at --max-trials {auto.get('max_trials')} before ±"
+        + (f"{target * 100:g} %" if isinstance(target, (int, float)) else "the target"),
+        "max_time": f"stopped at --max-time {auto.get('max_time_s')} s",
+    }.get(str(stopped), str(stopped))
+    return f"  ·  auto: {text}"
+
+
 def configuration_table(entry: ConfigurationResult) -> Any:
     """A rich renderable for one configuration: a table of first token and rest tokens (mean,
-    median, p90, stdev over trials, ms) and decode tokens/s, then a line with peak memory (GiB),
+    median with the distance to the far end of its 95 % interval, p90, stdev over trials, ms) and
+    decode tokens/s, then a line with peak memory (GiB),
     the actual token counts and the model loading time (or the error of a failed one)."""
     from rich.console import Group
     from rich.table import Table
@@ -52,27 +78,49 @@ def configuration_table(entry: ConfigurationResult) -> Any:
     warmup = entry.config.warmup
     if warmup:
         title += f" after {warmup} warm-up{'s' * (warmup != 1)}"
+    title += stopped_text(entry.extra)
     header = Text(title, style="bold")
     if entry.status != "ok":
         status = entry.status or "failed"
         return Group(header, Text(inert(f"{status}: {entry.error or ''}"), style="red"), Text(""))
     table = Table(min_width=60)
     table.add_column("metric", style="bold")
-    for name in ("mean", "median", "p90", "stdev"):
+    for name in ("mean", "median", "±95%", "p90", "stdev"):
         table.add_column(name, justify="right")
     agg = entry.aggregates
     for name, key, scale, digits in _TABLE_ROWS:
         stats = agg.statistic(key) if agg is not None else None
         if stats is None:
-            table.add_row(name, "-", "-", "-", "-")
+            table.add_row(name, "-", "-", "-", "-", "-")
             continue
-        values = (stats.mean, stats.median, stats.p90, stats.stdev)
-        table.add_row(name, *(fmt(scaled(v, scale), digits) for v in values))
+        h = half_width(stats)
+        pm = "-" if h is None else "±" + fmt(h * scale, digits)
+        mean, median, p90, stdev = (
+            scaled(v, scale) for v in (stats.mean, stats.median, stats.p90, stats.stdev)
+        )
+        table.add_row(
+            name, fmt(mean, digits), fmt(median, digits), pm, fmt(p90, digits), fmt(stdev, digits)
+        )
     lines = [Text(_summary_line(entry), style="dim")]
+    note = _interval_note(agg)
+    if note:
+        lines.append(Text(note, style="dim"))
     hardware = hardware_line(entry.extra)
     if hardware:
         lines.append(Text(hardware, style="dim"))
     return Group(header, table, *lines, Text(""))
+
+
+def _interval_note(agg: Any) -> str:
+    """What ``±95%`` is, or why it is missing (``"3 trials: no 95% interval ..."``)."""
+    stats = agg.statistic("first_token_s") if agg is not None else None
+    if stats is None:
+        return ""
+    if half_width(stats) is not None:
+        return "±95%: to the far end of the 95% interval of the median over trials"
+    n = stats.n if is_number(stats.n) else 0
+    why = why_no_interval(int(n))
+    return f"n<6: no interval ({why}; more --trials)" if why else ""
 
 
 def hardware_line(extra: dict[str, Any]) -> str:
@@ -82,9 +130,9 @@ def hardware_line(extra: dict[str, Any]) -> str:
     memory = extra.get("memory")
     if isinstance(memory, dict) and is_number(memory.get("peak_rss_bytes")):
         loaded = memory.get("rss_after_load_bytes")
-        text = f"RSS loaded {loaded / GiB:.3f} GB, " if is_number(loaded) else ""
+        text = f"RSS loaded {loaded / GiB:.3f} GiB, " if is_number(loaded) else ""
         exact = "exact" if str(memory.get("peak_source")).startswith("VmHWM after") else "sampled"
-        parts.append(f"{text}peak {memory['peak_rss_bytes'] / GiB:.3f} GB ({exact})")
+        parts.append(f"{text}peak {memory['peak_rss_bytes'] / GiB:.3f} GiB ({exact})")
     telemetry = extra.get("telemetry")
     if isinstance(telemetry, dict):
         for name, source in (telemetry.get("sources") or {}).items():
@@ -108,7 +156,7 @@ def _summary_line(entry: ConfigurationResult) -> str:
     if is_number(peak) and agg is not None:
         memory = agg.memory_kind or ""
         label = {"rss": "RSS", "peak_allocated": "allocated"}.get(memory, memory or "memory")
-        parts.append(f"peak {peak / GiB:.3f} GB {label}")
+        parts.append(f"peak {peak / GiB:.3f} GiB {label}")
     if actual_tokens(entry):
         parts.append(f"actual in/out {actual_tokens(entry, '/')} tokens")
     if is_number(entry.model_loading_time_s):
@@ -135,31 +183,86 @@ def _compile_parts(compiled: Any) -> list[str]:
     return parts
 
 
-def compare_table(rows: list[CompareRow], threshold: float) -> Any:
-    """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows (labels
-    and reasons escaped: a file's text is never read as rich markup)."""
+def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) -> Any:
+    """A rich ``Table`` of :func:`~streambench.results.compare.compare_documents` rows: per
+    metric OLD → NEW, the ratio NEW/OLD of the medians with its interval, trials per side, the
+    verdict; the settings ``ignore``d in the title and what differs under each label (labels and
+    reasons escaped: a file's text is never read as rich markup)."""
     from rich.table import Table
 
     from ..terminal import inert_markup as escape  # control characters too
 
-    table = Table(
-        title=f"NEW / OLD (lower is faster; regression when > {1 + threshold:.3g}×)",
-        title_justify="left",
-    )
+    table = Table(title=escape(compare_title(threshold, ignore)), title_justify="left")
     table.add_column("configuration")
+    table.add_column("trials\nold/new", justify="right")
     metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
     units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
-    units["peak memory"] = "GB"
+    units["peak memory"] = "GiB"
     for m in metrics:
         table.add_column(f"{m}\nold → new ({units[m]})", justify="right")
-        table.add_column("ratio", justify="right")
+        table.add_column("ratio [interval]" if m != "peak memory" else "ratio", justify="right")
     table.add_column("verdict")
     for row in rows:
         cells = []
         for m in metrics:
             cells += _metric_cells(row, m)
-        table.add_row(escape(row.label), *cells, _verdict(row, escape))
+        label = escape(row.label)
+        if row.differs:
+            label += "\n[dim]" + escape("; ".join(row.differs)) + "[/dim]"
+        trials = f"{row.n[0]}/{row.n[1]}" if row.n else ""
+        table.add_row(label, trials, *cells, _verdict(row, escape))
     return table
+
+
+def compare_title(threshold: float, ignore: Any = ()) -> str:
+    """The title of the comparison (plain text)."""
+    title = (
+        f"NEW / OLD of the medians [95 % interval] (lower is faster; slower when the whole "
+        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.3g})"
+    )
+    return title + (f"; ignoring {', '.join(sorted(ignore))}" if ignore else "")
+
+
+def compare_text(rows: list[CompareRow], threshold: float, ignore: Any, width: int) -> str:
+    """The comparison as plain lines wrapped to ``width`` (for a console too narrow for
+    :func:`compare_table`, or not a terminal): per configuration its label (and what differs),
+    then ``trials``, each metric ``old → new`` with the ratio and its interval, and the verdict;
+    nothing cut short. Plain text: print it with ``markup=False``."""
+    import textwrap
+
+    from .summary import wrap_pairs
+
+    units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
+    units["peak memory"] = "GiB"
+    lines = textwrap.wrap(compare_title(threshold, ignore), width=max(width, 40))
+    for row in rows:
+        lines.append(row.label + (f" ({'; '.join(row.differs)})" if row.differs else ""))
+        pairs = [f"trials {row.n[0]}/{row.n[1]}"] if row.n else []
+        for m, (old, new) in row.values.items():
+            digits = 3 if m != "first token median" else 2
+            ratio = interval_text(row, m)
+            pairs.append(
+                f"{m} {_cell_number(old, digits)} → {_cell_number(new, digits)} {units.get(m, '')}"
+                + (f" {ratio}" if ratio else "")
+            )
+        lines += wrap_pairs(pairs, max(width, 40))
+        lines += textwrap.wrap(
+            f"verdict: {verdict_text(row)}", max(width, 40), initial_indent="  ",
+            subsequent_indent="    ",
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
+def compare_fits(console: Any, table: Any) -> bool:
+    """Whether ``table`` fits ``console`` (its width: the terminal's, else ``COLUMNS`` or 80)
+    without wrapping a cell."""
+    from rich.measure import Measurement
+
+    wide = console.options.update(max_width=100_000)  # the table's natural width, unclamped
+    return bool(Measurement.get(console, wide, table).maximum <= console.width)
+
+
+_STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
 
 
 def _metric_cells(row: CompareRow, metric: str) -> list[str]:
@@ -167,19 +270,23 @@ def _metric_cells(row: CompareRow, metric: str) -> list[str]:
         return ["", ""]
     old, new = row.values[metric]
     digits = 3 if metric != "first token median" else 2
-    r = row.ratio(metric)
-    text = "" if r is None else f"{r:.3f}×"
-    if metric in row.regressed:
-        text = f"[bold red]{text or 'slower'}[/bold red]"
+    from rich.markup import escape
+
+    text = escape(interval_text(row, metric))  # "[no interval]" is not markup
+    iv = row.intervals.get(metric)
+    style = _STYLE.get(iv.verdict, "") if iv is not None else ""
+    if style and text:
+        text = f"[{style}]{text}[/{style}]"
     return [f"{_cell_number(old, digits)} → {_cell_number(new, digits)}", text]
 
 
 def _verdict(row: CompareRow, escape: Any) -> str:
-    if row.problem:
-        color = "bold red" if row.fails else "yellow"
-        verdict = f"[{color}]{escape(row.problem)}[/{color}]"
-        return f"[bold red]slower;[/bold red] {verdict}" if row.regressed else verdict
-    return "[bold red]slower[/bold red]" if row.regressed else "[green]ok[/green]"
+    verdict = row.verdict
+    text = escape(verdict_text(row))
+    if row.fails:
+        return f"[bold red]{text}[/bold red]"
+    style = _STYLE.get(verdict) or ("yellow" if row.problem else "green")
+    return f"[{style}]{text}[/{style}]"
 
 
 def _cell_number(value: float | None, digits: int) -> str:

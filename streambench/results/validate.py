@@ -213,6 +213,21 @@ def _check_entry(c: _Checker, entry: dict[str, Any], where: str, identity: str) 
     c.field(entry, "encoder_decoder", where, "bool")
     c.field(entry, "csv_extra", where, "object")
     c.field(entry, "ranks", where, "object")
+    for i, warning in enumerate(c.field(entry, "warnings", where, "list") or []):
+        if not isinstance(warning, str):
+            c.fail(f"{where}.warnings[{i}]", warning, "a string")
+    c.field(entry, "stopped", where, "string")
+    c.field(entry, "adaptive", where, "object")
+    interference = c.field(entry, "interference", where, "object")
+    if interference is not None:
+        place = f"{where}.interference"
+        c.field(interference, "busy_threshold", place, "number")
+        c.field(interference, "trial_started_at", place, "numbers")
+        for j, load in enumerate(c.field(interference, "trials", place, "list") or []):
+            if not isinstance(load, dict):
+                c.fail(f"{place}.trials[{j}]", load, "an object")
+            for key in ("wall_s", "other_cpu_share", "steal_share", "own_cpu_share"):
+                c.field(load, key, f"{place}.trials[{j}]", "number")
 
 
 def _check_aggregates(c: _Checker, agg: dict[str, Any], where: str, stat_check: Any) -> None:
@@ -247,6 +262,10 @@ def _check_v1_stats(c: _Checker, stats: dict[str, Any], where: str) -> None:
 
 def _check_v2_stats(c: _Checker, stats: dict[str, Any], where: str) -> None:
     c.fields(stats, ("n", "mean", "median", "stdev", "min", "max"), where, "number")
+    c.field(stats, "ci95_note", where, "string")
+    ci = c.field(stats, "ci95", where, "numbers")
+    if ci is not None and (len(ci) != 2 or None in ci or ci[0] > ci[1]):
+        c.fail(f"{where}.ci95", ci, "[low, high] with low <= high, or null")
     pct = c.field(stats, "percentiles", where, "object")
     for key in pct or {}:
         try:

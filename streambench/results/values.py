@@ -7,7 +7,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
-#: bytes in a GiB (the reports' "GB", as ipex-llm's all-in-one benchmark labels it)
+#: bytes in a GiB (the console and Markdown say GiB; the CSV's column names and the ipex-llm
+#: ``do_print`` lines keep all-in-one's "GB" for compatibility)
 GiB = 1024**3
 
 

@@ -2,7 +2,8 @@
 Markdown, chosen by file extension (:data:`OUTPUT_FORMATS`), each written atomically.
 
 The JSON keeps the core's units (seconds, bytes); the CSV and the Markdown table show
-milliseconds and GiB ("GB", as the ipex-llm all-in-one benchmark wrote). CSV columns come in a
+milliseconds and GiB (the CSV's columns say "GB", as the ipex-llm all-in-one benchmark wrote; the
+Markdown says GiB). CSV columns come in a
 fixed order: :data:`ALL_IN_ONE_COLUMNS`, then :data:`EXTRA_COLUMNS`, then a command's own
 (``csv_extra``); a new column is only ever appended.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..outputs import atomic_write_text
 from .schema import ConfigurationResult, ResultsDocument
+from .trial_intervals import half_width
 from .values import GiB, finite, fmt, is_number, ms
 
 __all__ = [
@@ -93,6 +95,14 @@ EXTRA_COLUMNS = [
     "compile time (s)",
     "inductor cache",
     "recompiled trials",
+    *(
+        CI_COLUMNS := [
+            "1st token median ci95 low (ms)",
+            "1st token median ci95 high (ms)",
+            "2+ median ci95 low (ms/token)",
+            "2+ median ci95 high (ms/token)",
+        ]
+    ),
 ]
 
 #: every fixed CSV column, in order
@@ -168,6 +178,7 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
         "memory kind": (entry.aggregates.memory_kind if entry.aggregates else None) or "",
     }
     row.update(_setting_cells(entry))
+    row.update(_ci_cells(entry))
     row.update(entry.csv_extra)  # command-specific columns
     row.update(hardware_columns(entry.extra))  # appended last, only where measured
     return row
@@ -210,6 +221,19 @@ def hardware_columns(extra: dict[str, Any]) -> dict[str, Any]:
         "decode energy (J/token)": fmt(first.get("decode_energy_j_per_token"), 4),
         "telemetry": described,
     }
+
+
+def _ci_cells(entry: ConfigurationResult) -> dict[str, Any]:
+    """:data:`CI_COLUMNS`: the 95 % interval of the first-token and later-token medians over
+    trials (ms; empty with fewer than 6 trials: ``ci95_note`` in the JSON says why)."""
+    cells: dict[str, Any] = {}
+    for name, columns in (("first_token_s", CI_COLUMNS[:2]), ("rest_token_mean_s", CI_COLUMNS[2:])):
+        stats = entry.aggregates.statistic(name) if entry.aggregates is not None else None
+        ci = stats.ci95 if stats is not None and isinstance(stats.ci95, list) else [None, None]
+        ends = ci if len(ci) == 2 else [None, None]
+        for column, value in zip(columns, ends):
+            cells[column] = fmt(ms(value if is_number(value) else None), 3)
+    return cells
 
 
 def _setting_cells(entry: ConfigurationResult) -> dict[str, Any]:
@@ -275,16 +299,27 @@ def md_text(value: Any) -> str:
     return text.replace("\n", "<br>")
 
 
-#: the Markdown table: column name and cell of a configuration
+def _median_pm(entry: ConfigurationResult, name: str, digits: int) -> str:
+    """``"12.34 ±0.56"`` (ms): the median over trials and the distance to the far end of its 95 %
+    interval; the median alone with fewer than 6 trials."""
+    median = ms(_stat(entry, name, "median"))
+    stats = entry.aggregates.statistic(name) if entry.aggregates is not None else None
+    h = half_width(stats)
+    return fmt(median, digits) + (f" ±{fmt(h * 1e3, digits)}" if h is not None else "")
+
+
+#: the Markdown table: column name and cell of a configuration (medians over trials, as the
+#: terminal and ``compare``)
 MD_COLUMNS: list[tuple[str, Callable[[ConfigurationResult], Any]]] = [
     ("configuration", lambda e: e.name),
     ("status", lambda e: e.status or ""),
-    ("1st token mean (ms)", lambda e: fmt(ms(_stat(e, "first_token_s")))),
+    ("1st token median ±95% (ms)", lambda e: _median_pm(e, "first_token_s", 2)),
     ("1st token p90 (ms)", lambda e: fmt(ms(_stat(e, "first_token_s", "p90")))),
-    ("2+ mean (ms/token)", lambda e: fmt(ms(_stat(e, "rest_token_mean_s")), 3)),
+    ("2+ median ±95% (ms/token)", lambda e: _median_pm(e, "rest_token_mean_s", 3)),
     ("2+ p90 (ms/token)", lambda e: fmt(ms(_stat(e, "rest_token_mean_s", "p90")), 3)),
-    ("decode tokens/s", lambda e: fmt(_stat(e, "decode_tokens_per_s"), 1)),
-    ("peak mem (GB)", lambda e: fmt(_peak_gib(e), 3)),
+    ("decode tokens/s (median)", lambda e: fmt(_stat(e, "decode_tokens_per_s", "median"), 1)),
+    ("trials", lambda e: len(e.trials)),
+    ("peak mem (GiB)", lambda e: fmt(_peak_gib(e), 3)),
     ("actual in/out", lambda e: actual_tokens(e)),
 ]
 
