@@ -308,7 +308,11 @@ def test_signal_before_the_first_configuration_keeps_the_old_file(tmp_path):
          "--trials", "50", "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path,
     )  # fmt: skip
-    time.sleep(6)
+    # the opening line comes once the signal policy is in force, before the model is loaded: a
+    # fixed sleep raced the start-up on a loaded machine
+    opening = proc.stdout.readline()
+    assert opening.startswith("streambench run:"), opening
+    time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err

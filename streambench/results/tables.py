@@ -218,7 +218,7 @@ def compare_title(threshold: float, ignore: Any = ()) -> str:
     """The title of the comparison (plain text)."""
     title = (
         f"NEW / OLD of the medians [95 % interval] (lower is faster; slower when the whole "
-        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.3g})"
+        f"interval is above {1 + threshold:.3g}×, same when within ±{threshold:.1%})"
     )
     return title + (f"; ignoring {', '.join(sorted(ignore))}" if ignore else "")
 
