@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/streambench run --in-out 32-32,256-64 --batch-size 1,4
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 matrix: $(STAMP)
 	$(BIN)/nox -s matrix

@@ -80,8 +80,8 @@ def test_search_load_figure_marks_pass_fail_and_the_max_rate(stub, tmp_path):  #
     out = tmp_path / "cap.json"
     res = cli(
         url(stub, "plot=cap;slots=2;service=0.04"), "--model", "m", "--in-out", "4-2",
-        "--requests", "8", "--warmup", "0", "--arrivals", "constant", "--find-max-rate",
-        "--slo", "ttft=70ms", "--rate-range", "20,160", "--max-points", "3",
+        "--requests", "8", "--warmup", "1", "--arrivals", "constant", "--find-max-rate",
+        "--slo", "ttft=150ms", "--rate-range", "20,160", "--max-points", "3",
         "--force-output", "off", "-o", str(out),
     )  # fmt: skip
     assert res.returncode in (0, 1), res.stderr
