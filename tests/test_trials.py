@@ -308,6 +308,6 @@ def test_help_shows_the_trial_options(capsys):
         main(["run", "--help"])
     assert done.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
-    expected = ("--trials N|auto", "--target-ci PCT", "(default 5%)", "--interleave", "(default 20%)")
-    for words in expected:
+    for words in ("--trials N|auto", "--target-ci PCT", "(default 5%)", "(default 20%)"):
         assert words in out, words
+    assert "--interleave" in out
