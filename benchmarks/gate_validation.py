@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--max-trials", type=int, default=30, help="--trials auto's limit")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run")
     ap.add_argument("--no-hog", action="store_true", help="skip the A/A series with a CPU hog")
-    ap.add_argument("--quick", action="store_true", help="smoke test: K=3, 1 rep of 10 and 50 %")
+    ap.add_argument("--quick", action="store_true", help="smoke test: K=3, 1 rep of 10 and 50 %%")
     ap.add_argument("--out", help="results folder (default benchmarks/results)")
     args = ap.parse_args()
     if args.quick:

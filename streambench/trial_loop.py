@@ -252,7 +252,7 @@ def add_arguments(run: Any) -> None:
         "--target-ci",
         metavar="PCT",
         help=f"--trials auto: stop once the 95%% intervals of the median first token and ms/token "
-        f"are within ±PCT of the median (default {DEFAULT_TARGET_CI:.0%})",
+        f"are within ±PCT of the median (default {DEFAULT_TARGET_CI * 100:g}%%)",
     )
     add(
         "--max-trials",

@@ -301,3 +301,13 @@ def test_results_with_the_new_keys_validate_and_damage_is_named(tmp_path):
     entry["interference"]["trials"][0]["other_cpu_share"] = "busy"
     with pytest.raises(UsageError, match=r"interference\.trials\[0\]\.other_cpu_share"):
         validate_document(doc, "r.json")
+
+
+def test_help_shows_the_trial_options(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for words in ("--trials N|auto", "--target-ci PCT", "(default 5%)", "(default 20%)"):
+        assert words in out, words
+    assert "--interleave" in out
