@@ -121,6 +121,7 @@
       text: p ? (p.passed ? "pass" : "fail") : "—" }));
     tr.appendChild(cell(p ? p.slo_attained : null, 3, "slo_attained"));
     tr.appendChild(el("td", { cls: "num", text: p ? String(p.order) : "—" }));
+  }
   function intervalCell(c, name, digits) { // the 95% interval of the median over trials
     var lo = stat(c, name, "ci95_low"), hi = stat(c, name, "ci95_high"), n = stat(c, name, "n");
     var none = lo === null || lo === undefined || hi === null || hi === undefined;
