@@ -502,16 +502,16 @@ def _sweep(
         "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
     runner.on_environment = doc["environment"].update
-    if rank.is_writer:
-        from .system_check import summary_line
-
-        speaker.note(summary_line())  # what on this machine makes timings move (~0.15 s)
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
     out.print(
         f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
         f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
         f"({doc['environment'].get('device_name')})"
     )
+    if rank.is_writer:  # what on this machine makes timings move (~0.15 s); stdout: stderr is
+        from .system_check import summary_line  # kept for errors, one line each
+
+        out.print(summary_line(), markup=False, soft_wrap=True)  # names shown inert
     try:
         with quiet_transformers(settings.verbose):
             return driver.run(runner)

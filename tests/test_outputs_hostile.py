@@ -305,10 +305,10 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
     (tmp_path / "link.json").symlink_to(tmp_path / "r.json")
     first = subprocess.Popen(
         [sys.executable, "-m", "streambench", "run", "--in-out", "64-32", "--warmup", "0",
-         "--trials", "3", "--batch-size", "1,2,3,4,5,6,7,8", "--isolate", "none", "-o", "r.json"],
+         "--trials", "500", "--batch-size", "1,2,3,4,5,6,7,8", "--isolate", "none", "-o", "r.json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path,
     )  # fmt: skip
-    try:
+    try:  # 500 trials: still running while the second writer starts (it is SIGKILLed below)
         sidecar = tmp_path / ".r.json.lock"
         deadline = time.monotonic() + 120
         while not sidecar.exists() and time.monotonic() < deadline and first.poll() is None:

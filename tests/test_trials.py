@@ -282,8 +282,9 @@ def test_system_check_names_a_busy_process_and_says_what_it_cannot_read(capsys):
 def test_every_run_starts_with_the_system_line(tmp_path, capsys):
     code, _ = _run(tmp_path, "--trials", "1")
     assert code == 0
-    err = capsys.readouterr().err
-    assert err.startswith("streambench: system: ") and "streambench system check" in err
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("streambench run: ")  # the opening line, then the system line
+    assert lines[1].startswith("system: ") and "streambench system check" in lines[1]
 
 
 def test_results_with_the_new_keys_validate_and_damage_is_named(tmp_path):
