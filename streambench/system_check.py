@@ -206,16 +206,17 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_system(args: argparse.Namespace) -> int:
     """Print every check (a plain layout that reads at any width and in CI logs); exit 0: the
     findings are advice, not failures."""
-    from rich.console import Console
-    from rich.markup import escape
+    from .terminal import console as inert_console
+    from .terminal import inert_markup as escape  # process names come from /proc: shown inert
 
-    console = Console(highlight=False)
+    # no hard wrap: a CI log or a pipe gets whole lines, the terminal wraps them itself
+    console = inert_console(highlight=False, soft_wrap=True)
     marks = {"ok": "[green]ok  [/green]", "warn": "[yellow]warn[/yellow]", "unknown": "?   "}
     found = checks()
     console.print("[bold]streambench system check[/bold]")
     for c in found:
         console.print(f"{marks[c.state]}  [bold]{c.name}[/bold]: {escape(c.value)}")
-        console.print(f"      what it does: {escape(c.effect)}", soft_wrap=False)
+        console.print(f"      what it does: {escape(c.effect)}")
         if c.state != "ok" and c.fix != "-":
             console.print(f"      fix: {escape(c.fix)}")
     console.print(summary_line(found))

@@ -15,6 +15,7 @@ Pure text processing; rich is imported only by :func:`console` and :func:`inert_
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -97,13 +98,13 @@ def console(**kwargs: Any) -> Any:
     """A ``rich.console.Console(**kwargs)`` whose text segments all pass through :func:`inert`
     and carry no hyperlink: whatever a caller forgot, no control sequence from a text reaches
     the terminal (the segments rich makes itself for colours and cursor moves are kept)."""
-    global _InertConsole
-    if _InertConsole is None:
-        _InertConsole = _make_console_class()
-    return _InertConsole(**kwargs)
+    return _console_class()(**kwargs)
 
 
-_InertConsole: Any = None
+@functools.cache
+def _console_class() -> Any:
+    """The console class, made once on first use (rich is imported only then)."""
+    return _make_console_class()
 
 
 def _make_console_class() -> type:
