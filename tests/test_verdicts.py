@@ -311,3 +311,18 @@ def test_trials_that_vary_wildly_are_never_judged_slower():
         synthetic_doc(old), synthetic_doc(new), 0.05, strict=True
     )
     assert failed
+
+
+def test_an_outlier_trial_alone_does_not_silence_the_gate():
+    """A warning that names an outlier trial (no trial ran beside other load) leaves a clear
+    slowdown *slower*; a busy-machine warning makes it *unclear*."""
+    old = synthetic_entry([0.0100, 0.0101, 0.0102])
+    new = synthetic_entry([0.0200, 0.0201, 0.0202])
+    new["warnings"] = ["trial 3 is an outlier: first token 20.2 ms against a median of 20.1 ms"]
+    new["interference"] = {"busy_threshold": 0.2, "busy_trials": []}
+    rows, failed = report.compare_documents(synthetic_doc(old), synthetic_doc(new), 0.05)
+    assert failed and rows[0].regressed and rows[0].noisy is None
+    new["warnings"] = ["the machine was busy: other processes used 60 % of the CPU during 1 of 3"]
+    new["interference"] = {"busy_threshold": 0.2, "busy_trials": [2]}
+    rows, failed = report.compare_documents(synthetic_doc(old), synthetic_doc(new), 0.05)
+    assert not failed and rows[0].verdict == "unclear" and "busy" in rows[0].noisy

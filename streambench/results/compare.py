@@ -226,11 +226,21 @@ def _pair_settings(
 
 
 def _warning(entry: ConfigurationResult) -> str | None:
-    """The first of the configuration's ``warnings`` (a busy machine, …), if any."""
+    """The configuration's busy-machine warning, if its trials ran beside other load: the first
+    of its ``warnings`` when ``interference.busy_trials`` names any trial, or, in a file
+    without ``interference``, the first warning. An outlier trial alone is no reason: the
+    distribution-free interval already allows for it (with 3 trials a robust z-score names one
+    in most runs, and the gate would never say *slower*)."""
     warnings = entry.extra.get("warnings")
-    if isinstance(warnings, list) and warnings:
-        return one_line(warnings[0], 120)
-    return None
+    if not (isinstance(warnings, list) and warnings):
+        return None
+    record = entry.extra.get("interference")
+    if isinstance(record, dict):
+        if not record.get("busy_trials"):
+            return None
+        busy = [w for w in warnings if isinstance(w, str) and "busy" in w]
+        return one_line((busy or warnings)[0], 120)
+    return one_line(warnings[0], 120)
 
 
 def _value(entry: ConfigurationResult, name: str, stat: str) -> Any:
@@ -278,6 +288,7 @@ def _compare_pair(
         return
     row.n = (len(o.trials), len(n.trials))
     busy = [f"{side}: {w}" for side, w in (("OLD", _warning(o)), ("NEW", _warning(n))) if w]
+    unstable: dict[str, list[str]] = {}
     for name, stat, label, scale, _unit in COMPARE_METRICS:
         ov, nv = _value(o, name, stat), _value(n, name, stat)
         row.values[label] = (scaled(ov, scale), scaled(nv, scale))
@@ -297,12 +308,14 @@ def _compare_pair(
             row.fail(f"cannot compare {label}: {why}")
             continue
         row.compared = True
-        busy += _unstable(label, scale, _unit, (("OLD", to), ("NEW", tn)))
+        unstable[label] = _unstable(label, scale, _unit, (("OLD", to), ("NEW", tn)))
         row.intervals[label] = compare_trials(to, tn, nv / ov, threshold)
     for label, iv in list(row.intervals.items()):
-        if busy and iv.verdict in ("slower", "faster"):
-            more = f"; {len(busy) - 2} more" if len(busy) > 2 else ""
-            row.noisy = f"{iv.verdict} only beside other load ({'; '.join(busy[:2])}{more})"
+        why = busy + unstable.get(label, [])  # a metric's own spread spoils only that metric
+        if why and iv.verdict in ("slower", "faster"):
+            more = f"; {len(why) - 2} more" if len(why) > 2 else ""
+            note = f"{iv.verdict} only beside other load ({'; '.join(why[:2])}{more})"
+            row.noisy = f"{row.noisy}; {note}" if row.noisy else note
             iv = row.intervals[label] = dataclasses.replace(iv, verdict="unclear", settle=None)
         if iv.verdict == "slower":
             row.regressed.append(label)
