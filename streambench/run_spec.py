@@ -25,7 +25,7 @@ __all__ = [
 DEFAULT_IN_OUT = "32-32"
 DEFAULT_BATCH = "1"
 DEFAULT_WARMUP = 1
-DEFAULT_TRIALS = 3
+DEFAULT_TRIALS = 6
 
 #: all-in-one config keys that make no sense here; reported, then ignored
 IGNORED_CONFIG_KEYS = {
