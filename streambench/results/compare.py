@@ -325,9 +325,9 @@ def _compare_pair(
 
 
 def _unstable(label: str, scale: float, unit: str, sides: Any) -> list[str]:
-    """Why a side's trials of a metric look measured beside other load: they vary by more than
-    :data:`~.verdicts.MAX_SPREAD` of their median (e.g. ``"OLD's first token median trials vary
-    from 6.0 to 101.7 ms"``)."""
+    """Why a side's trials of a metric look measured beside other load: their interquartile range
+    is over :data:`~.verdicts.MAX_SPREAD` of their median (e.g. ``"OLD's first token median
+    trials vary from 6.0 to 101.7 ms"``)."""
     out = []
     for side, values in sides:
         s = spread(values)
@@ -335,7 +335,7 @@ def _unstable(label: str, scale: float, unit: str, sides: Any) -> list[str]:
             low, high = min(values) * scale, max(values) * scale
             out.append(
                 f"{side}'s {label} trials vary from {low:.3g} to {high:.3g} {unit} "
-                f"({s:.0%} of the median)"
+                f"(interquartile range {s:.0%} of the median)"
             )
     return out
 
