@@ -100,7 +100,8 @@ def summary_rows(entries: Sequence[ConfigurationResult]) -> list[list[str]]:
 
 _FOOTNOTE = (
     "median over trials; ±: to the far end of its 95 % interval (none with fewer than 6 "
-    "trials); noisy: the configuration's warnings, or trials whose interquartile range is over 50 % of the median"
+    "trials); noisy: the configuration's warnings, or trials whose interquartile range is "
+    "over 50 % of the median"
 )
 
 
