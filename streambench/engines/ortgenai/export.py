@@ -174,11 +174,13 @@ def _build(spec: Any, settings: Any, prec: str, provider: str, work: Path) -> No
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder"]
     cmd += ["-i", source] if Path(source).is_dir() else ["-m", source]
     cmd += ["-o", str(out), "-p", prec, "-e", provider, "-c", str(work / "cache")]
-    if settings.trust_remote_code is True:
-        cmd += ["--extra_options", "hf_remote=true"]
+    extra = ["hf_remote=true"] if settings.trust_remote_code is True else []
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if Path(source).is_dir():
         env["HF_HUB_OFFLINE"] = "1"  # everything is on disk: never reach for the hub
+        extra.append("hf_token=false")  # its default (token=True) fails offline without a login
+    if extra:
+        cmd += ["--extra_options", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
     if proc.returncode != 0 or not is_genai_directory(str(out)):
         lines = [x.strip() for x in (proc.stderr or proc.stdout or "").splitlines() if x.strip()]
