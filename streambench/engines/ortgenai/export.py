@@ -205,8 +205,10 @@ def _source(spec: Any, settings: Any, work: Path) -> tuple[str, bool]:
     again after the build, so the run still feeds random token ids as transformers does."""
     if spec.kind == "pretrained":
         local = spec.local_directory
-        if not local or _has_tokenizer(Path(local)):
-            return str(local or spec.source or spec.name), True
+        if not local:
+            return str(spec.source or spec.name), True  # a hub id: the builder downloads it
+        if _has_tokenizer(Path(local)):
+            return str(Path(local).resolve()), True  # absolute: the builder runs in work/
         staged = work / "_source"
         staged.mkdir()
         for item in Path(local).iterdir():
