@@ -83,7 +83,7 @@ def sweep(tmp_path_factory):
 @needs_og
 def test_end_to_end_exact_tokens_and_per_token_latencies(sweep):
     work, proc, entries = sweep
-    assert [e["config"]["batch_size"] for e in entries] == [1, 2]
+    assert [e["settings"]["batch_size"] for e in entries] == [1, 2]
     for entry in entries:
         assert entry["status"] == "ok", entry.get("error")
         assert entry["actual_output_tokens"] == N_OUT
