@@ -204,7 +204,8 @@ def resolve_model_spec(
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"model path {model!r} is not a directory")
-        if not (path / "config.json").is_file():
+        # genai_config.json: an ONNX Runtime GenAI model (--engine onnxruntime-genai)
+        if not any((path / f).is_file() for f in ("config.json", "genai_config.json")):
             raise UsageError(f"model directory {model!r} has no config.json")
         return ModelSpec(path.name, "pretrained", str(path))
     if _looks_like_path(model):
