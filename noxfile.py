@@ -106,6 +106,38 @@ def openvino(session: nox.Session) -> None:
     )
 
 
+#: the ONNX Runtime GenAI engine's stack (``streambench[ortgenai]``), pinned: onnxruntime-genai
+#: 0.18's model builder converts the tiny Llama with transformers 5.24 (the newest stack here)
+ORTGENAI_STACK = [
+    "transformers==5.24.0",
+    "onnxruntime-genai==0.18.0",
+    "onnx-ir==1.1.0",
+    "onnx==1.23.2",
+    "tqdm",
+]
+ORTGENAI_TESTS = ["tests/test_ortgenai.py"]
+
+
+@nox.session
+def ortgenai(session: nox.Session) -> None:
+    """The ONNX Runtime GenAI engine against transformers, on CPU."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*ORTGENAI_STACK, TORCH, "pytest", "packaging")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *(session.posargs or ORTGENAI_TESTS),
+    )
+
+
 def _installed(session: nox.Session) -> bool:
     try:
         session.run("python", "-c", "import streambench, torch, transformers", silent=True)
