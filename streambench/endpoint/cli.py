@@ -52,6 +52,9 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--model",), dict(required=True, help="model name sent in each request")),
     (("--chat",), dict(action="store_true", help="stream /chat/completions (default "
         "/completions)")),
+    (("--backend",), dict(default="openai", metavar="NAME", help="served backend: how requests "
+        "are built and streams read (default openai: OpenAI-compatible servers; others from "
+        "installed packages, entry-point group streambench.backends)")),
     (("--in-out",), dict(default=None, metavar="IN-OUT[,...]", help="prompt tokens-forced output "
         "tokens pairs, e.g. 32-32,512-128 (default 32-32)")),
     (("--requests",), dict(type=whole_arg, default=None, metavar="N", help="measured requests per "
@@ -112,6 +115,10 @@ def add_arguments(parser: Any) -> None:
 def specs_from_args(args: Any) -> list[EndpointSpec]:
     """One validated :class:`EndpointSpec` per ``--in-out`` pair (:class:`EndpointError`, one
     line naming the option, for anything out of bounds)."""
+    from .backends import get_backend
+
+    backend = getattr(args, "backend", None) or "openai"
+    get_backend(backend)  # an unknown --backend first: the other options are sent through it
     extra = _extra_body(args.extra_body)
     slo = parse_slo(args.slo)
     api_key, key_env = _api_key(args)
@@ -155,6 +162,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             workload=workload,
             load=load,
             transport=loadcli.transport(args),
+            backend=backend,
         ).validate()
         for n_in, n_out in pairs
     ]
