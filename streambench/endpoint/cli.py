@@ -217,7 +217,7 @@ def cmd_endpoint(args: Any) -> int:
     each (atomically), ``--plot`` at the end.
 
     Every input is checked before anything is sent: options (bounds), the URL, the key variable,
-    the ``--output`` and ``--plot`` targets (:func:`streambench.outputs.check_output_targets`).
+    the ``--output`` and ``--plot`` targets (:func:`streambench.run_io.check_result_targets`).
     An existing results file is replaced only once there is something to write.
 
     Exit codes: 0 every measured request succeeded; 1 some failed, or an output could not be
