@@ -120,6 +120,10 @@ def test_entry_point_backend_runs_against_the_stub(stub, plugin_path, tmp_path):
     entry = doc["configurations"][0]
     assert entry["status"] == "ok" and entry["config"]["backend"] == "thatone"
     assert list(entry["config"])[-2:] == ["transport", "backend"]  # appended
+    assert "through --backend thatone against http://127.0.0.1:" in " ".join(proc.stdout.split())
+    # what another backend measured is not resumed under the default one
+    proc = _endpoint([*args, "-o", str(out), "--resume", "--backend", "openai"], plugin_path)
+    assert proc.returncode == 2 and "written with other settings (backend:" in proc.stderr
 
 
 def test_default_backend_sends_no_tag(stub, plugin_path):

@@ -154,6 +154,8 @@ class EndpointSweep:
             load += f", {','.join(shown)} requests/s" if shown else ""
         when = duration_text(self.specs, self.search, bool(self.args.verbose))
         where = f"against {inert_markup(self.settings['endpoint'])}, {load}"
+        if first.backend != "openai":  # the default is not named: its line stays as it was
+            where = f"through --backend {inert_markup(first.backend)} {where}"
         where += f"; {when}" if when else ""
         line = opening_line(
             "endpoint", len(self.specs), first.warmup, self._measured_text(first), where, "x"
