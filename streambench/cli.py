@@ -463,16 +463,13 @@ def _resume(
     args: argparse.Namespace, outputs: list[str], settings: dict[str, Any], device: Any
 ) -> dict:
     """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, measured with the
-    same settings on this machine (:func:`streambench.driver.load_resume`)."""
+    same settings on this machine (:func:`streambench.run_io.load_resumed`)."""
     if not getattr(args, "resume", False):
         return {}
     from . import report
-    from .driver import load_resume
+    from .run_io import load_resumed
 
-    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
-    if not sources:
-        raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings, report.environment(device), command="run")
+    return load_resumed(outputs, settings, report.environment(device), "run")
 
 
 def _sweep(
@@ -503,11 +500,11 @@ def _sweep(
     )
     runner.on_environment = doc["environment"].update
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
-    out.print(
-        f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
-        f"({doc['environment'].get('device_name')})"
-    )
+    from .run_io import opening_line
+
+    where = f"on {device} ({doc['environment'].get('device_name')})"
+    planned = len(runner.plan())
+    out.print(opening_line("run", planned, settings.warmup, trials_text(settings), where))
     if rank.is_writer:  # what on this machine makes timings move (~0.15 s); stdout: stderr is
         from .system_check import summary_line  # kept for errors, one line each
 
