@@ -222,3 +222,20 @@ def test_refused_before_anything_loads(tmp_path, args, message):
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one line, no traceback
     assert not list(tmp_path.iterdir())  # nothing built, nothing written
+
+
+@needs_og
+def test_what_the_model_cannot_run_is_refused_before_it_runs(sweep):
+    import torch
+
+    from streambench.engines.ortgenai.model import OrtGenAIModel, OrtGenAIRefused
+
+    model = OrtGenAIModel(_onnx_dir(sweep))
+    assert model.config.max_position_embeddings == 4096 and model.config.vocab_size == 259
+    ids = torch.ones(1, 4090, dtype=torch.long)
+    with pytest.raises(OrtGenAIRefused, match="exceed the model's context of 4096 tokens"):
+        model.generate(ids, max_new_tokens=8)
+    with pytest.raises(OrtGenAIRefused, match="does not take repetition_penalty"):
+        model.generate(ids[:, :4], max_new_tokens=2, repetition_penalty=1.1)
+    with pytest.raises(OrtGenAIRefused, match="use --num-beams 1"):
+        model.generate(ids[:, :4], max_new_tokens=2, num_beams=2)
