@@ -154,7 +154,9 @@ class OrtGenAIModel:
             pad = pad[0] if pad else None
         return int(pad) if isinstance(pad, int) else 0
 
-    def _search_options(self, kwargs: dict[str, Any], batch: int, prompt_len: int) -> dict:
+    def _search_options(
+        self, kwargs: dict[str, Any], batch: int, prompt_len: int
+    ) -> dict[str, Any]:
         """``GeneratorParams.set_search_options`` of one call (lengths count the prompt)."""
         unknown = sorted(set(kwargs) - _TAKEN)
         if unknown:
