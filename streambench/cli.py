@@ -400,7 +400,6 @@ def _run_checked(
 ) -> int:
     """``run`` after its settings were checked and its outputs locked: preflight, then the
     sweep."""
-    from .devices import DeviceNotAvailableError, resolve_device
     from .loading.load import check_ipex_available
     from .loading.spec import check_hub_models
     from .local_run import beam_wrapper_class
@@ -411,12 +410,7 @@ def _run_checked(
         beam_wrapper_class()
     from .engines import check_all
 
-    device = check_all(settings)  # every engine checked; the host when all of them time there
-    if device is None:
-        try:
-            device = resolve_device(settings.device)
-        except (ValueError, DeviceNotAvailableError) as exc:
-            raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
+    device = check_all(settings)  # every engine checked; the torch device the sweep times on
     if settings.ipex:
         check_ipex_available()
     check_hub_models(settings.models)

@@ -122,16 +122,13 @@ def engines_of(variants: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 def check_all(settings: Any) -> Any:
     """Before anything loads: every engine of the sweep checked (:meth:`Engine.check`). Returns
-    the timing device, ``torch.device("cpu")``, when every engine times on the host, else
-    ``None`` (``--device`` is then also a torch device, resolved by the caller)."""
+    the torch device the sweep times on: the host's CPU when every engine times there, else
+    ``--device`` (:meth:`Engine.timing_device`)."""
     engines = [(get_engine(name), mine) for name, mine in engines_of(settings.variants).items()]
     for engine, mine in engines:
         engine.check(settings, mine)
-    if engines and all(engine.timed_on_host for engine, _ in engines):
-        import torch
-
-        return torch.device("cpu")
-    return None
+    on_device = [engine for engine, _ in engines if not engine.timed_on_host]
+    return (on_device or [engine for engine, _ in engines])[0].timing_device(settings)
 
 
 def engine_help() -> str:

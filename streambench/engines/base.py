@@ -58,13 +58,29 @@ class Engine:
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Before any model loads (``variants``: those of the sweep that run on this engine):
-        installed, beams, ``--low-bit``; a one-line :class:`UsageError` naming the option."""
+        installed, device, beams, ``--low-bit``; a one-line :class:`UsageError` naming the
+        option."""
         self.check_installed()
+        self.timing_device(settings)
         if settings.num_beams > 1 and not self.beams:
             raise UsageError(
                 f"--engine {self.name} streams greedy or sampled decoding only: use --num-beams 1"
             )
         self.check_low_bit(settings.low_bit)
+
+    def timing_device(self, settings: Any) -> Any:
+        """The torch device its streamer times on: the host's CPU when :attr:`timed_on_host`,
+        else ``--device`` (:class:`UsageError` when this machine has none)."""
+        import torch
+
+        from ..devices import DeviceNotAvailableError, resolve_device
+
+        if self.timed_on_host:
+            return torch.device("cpu")
+        try:
+            return resolve_device(settings.device)
+        except (ValueError, DeviceNotAvailableError) as exc:
+            raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
 
     def check_installed(self, note: str = "") -> None:
         """Every module of :attr:`requires` importable, else the pip command (and ``note``)."""

@@ -25,10 +25,12 @@ class TransformersEngine(Engine):
     description = "the model's own generate()"
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
-        """``--low-bit`` of every variant (a ``test_api`` may imply one) known and installed."""
+        """``--device`` present, ``--low-bit`` of every variant (a ``test_api`` may imply one)
+        known and installed."""
         from ..loading.quantization import check_low_bit_available
         from ..variant_load import load_settings
 
+        self.timing_device(settings)
         local = any(m.kind != "pretrained" for m in settings.models)
         for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in variants}):
             if low_bit:
