@@ -62,6 +62,12 @@ class Engine:
         option."""
         self.check_installed()
         self.timing_device(settings)
+        sizes = list(getattr(settings, "batch_sizes", None) or [1])
+        if not self.batch and min(sizes) > 1:  # nothing could run; a mix fails per configuration
+            raise UsageError(
+                f"--batch-size {','.join(map(str, sizes))}: --engine {self.name} runs batch 1 "
+                "only; use --batch-size 1"
+            )
         if settings.num_beams > 1 and not self.beams:
             raise UsageError(
                 f"--engine {self.name} streams greedy or sampled decoding only: use --num-beams 1"
