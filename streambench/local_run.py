@@ -532,16 +532,10 @@ def _stats_dict(stats: Any) -> dict[str, Any] | None:
 
 def _check_variant(variant: dict[str, Any], batch: int) -> None:
     from .engines import engine_of, get_engine
-    from .generation import speculative
 
     problem = get_engine(engine_of(variant)).configuration_problem(variant, batch)
     if problem is not None:
         raise ConfigurationError(problem)
-    if speculative(variant) and batch > 1:
-        raise ConfigurationError(
-            f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "
-            f"refuses batch {batch}): use --batch-size 1 for this variant"
-        )
 
 
 def iter_plan(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int, int]]:

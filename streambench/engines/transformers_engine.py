@@ -43,6 +43,17 @@ class TransformersEngine(Engine):
         if low_bit is not None:
             check_low_bit_kind(low_bit)
 
+    def configuration_problem(self, variant: dict[str, Any], batch: int) -> str | None:
+        """Assisted and prompt-lookup decoding: batch 1 only (transformers refuses more)."""
+        from ..generation import speculative
+
+        if speculative(variant) and batch > 1:
+            return (
+                f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "
+                f"refuses batch {batch}): use --batch-size 1 for this variant"
+            )
+        return None
+
     def load(
         self, spec: ModelSpec, settings: Any, device: Any, variant: dict[str, Any]
     ) -> LoadedModel:
