@@ -130,7 +130,8 @@ class Engine:
 
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:
         """The configuration's ``engine`` object of the results (``None``: none), after its
-        ``trials`` measured runs: by default what the load said (``loaded.engine``)."""
+        ``trials`` measured runs: by default what the load said (``loaded.engine``). Called when
+        :meth:`load` set ``loaded.engine`` (a dict naming the engine: ``{"name": ...}``)."""
         return dict(loaded.engine) if loaded.engine is not None else None
 
 
