@@ -57,7 +57,8 @@ def toy(tmp_path: Path) -> Path:
     info = pkg / "toyengine-0.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyengine\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text("[streambench.engines]\ntoy = toy_engine:ToyEngine\n")
+    points = "toy = toy_engine:ToyEngine\nbroken = no_such_module:Engine\n"  # and a broken one
+    (info / "entry_points.txt").write_text(f"[streambench.engines]\n{points}")
     return pkg
 
 
@@ -100,6 +101,7 @@ def test_an_installed_engine_is_found_through_its_entry_point(toy, tmp_path):
     ("extra", "says"),
     [
         (["--engine", "onnx"], "onnx"),
+        (["--engine", "broken"], "its entry point no_such_module:Engine does not load"),
         (
             ["--engine", "toy", "--compile"],
             "--compile is a transformers setting, which --engine toy",
@@ -115,7 +117,7 @@ def test_what_an_engine_cannot_do_is_refused_in_one_line(toy, tmp_path, extra, s
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
     if extra[1] == "onnx":  # the unknown name: the registered ones listed, the plug-in too
-        assert "transformers, openvino, openvino-genai, toy" in lines[0]
+        assert "transformers, openvino, openvino-genai, broken, toy" in lines[0]
     assert not (tmp_path / "out.json").exists()
 
 

@@ -100,10 +100,9 @@ def get_engine(name: str | None) -> Engine:
             ) from None
         if not (isinstance(cls, type) and issubclass(cls, Engine)):
             raise UsageError(f"--engine {name}: {found.value} is not a streambench Engine")
-    engine = cls()
-    if not engine.name:
-        engine.name = name  # an entry point's name names a class that did not say
-    _INSTANCES[name] = engine
+    if cls.name != name:  # an entry point's name is what --engine says, whatever the class says
+        cls = type(cls.__name__, (cls,), {"name": name, "__module__": cls.__module__})
+    engine = _INSTANCES[name] = cls()
     return engine
 
 
