@@ -194,16 +194,12 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
 
 def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
     """``--low-bit`` checked for every engine of the sweep, before anything loads."""
-    from .engines import check_weight_format, engine_of
-    from .loading.quantization import check_low_bit_kind
+    from .engines import engines_of, get_engine
 
     if low_bit is None:
         return
-    for engine in sorted({engine_of(v) for v in variants}):
-        if engine == "transformers":
-            check_low_bit_kind(low_bit)
-        else:
-            check_weight_format(low_bit, engine)
+    for engine in engines_of(variants):
+        get_engine(engine).check_low_bit(low_bit)
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
