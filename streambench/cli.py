@@ -320,8 +320,9 @@ def _add_generation_options(run: argparse.ArgumentParser) -> None:
     add(
         "--export-dir",
         metavar="DIR",
-        help="where the OpenVINO engines cache models exported to OpenVINO IR (default "
-        "~/.cache/streambench/openvino; delete it to clear the cache)",
+        help="where the OpenVINO and ONNX Runtime GenAI engines cache converted models (default "
+        "~/.cache/streambench/openvino and ~/.cache/streambench/onnxruntime-genai; delete it to "
+        "clear the cache)",
     )
 
 

@@ -6,7 +6,9 @@ Built in:
 - ``openvino``: optimum-intel's ``OVModelForCausalLM`` (:mod:`.openvino_engines`), whose
   ``generate()`` is transformers' and takes the :class:`~streambench.TimingStreamer` unchanged;
 - ``openvino-genai``: OpenVINO GenAI's ``LLMPipeline`` (:mod:`.genai`), C++ generation whose
-  streamer callback feeds the same timing core token by token.
+  streamer callback feeds the same timing core token by token;
+- ``onnxruntime-genai``: ONNX Runtime GenAI's ``Generator`` loop (:mod:`.ortgenai`), timed around
+  each ``generate_next_token()``.
 
 Other engines come from installed packages, through the entry-point group ``streambench.engines``
 (``[project.entry-points."streambench.engines"] toy = "pkg.mod:ToyEngine"``), or from code,
@@ -43,6 +45,7 @@ BUILTIN: dict[str, str] = {
     DEFAULT_ENGINE: "streambench.engines.transformers_engine:TransformersEngine",
     "openvino": "streambench.engines.openvino_engines:OpenVINOEngine",
     "openvino-genai": "streambench.engines.openvino_engines:GenAIEngine",
+    "onnxruntime-genai": "streambench.engines.ortgenai.engine:OrtGenAIEngine",
 }
 #: engines registered by code (:func:`register`)
 _REGISTERED: dict[str, type[Engine]] = {}
