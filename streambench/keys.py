@@ -137,11 +137,6 @@ class Key:
         long = [f for f in self.flags if f.startswith("--")]
         return long[0] if long else self.flags[0].upper()
 
-    @property
-    def doc(self) -> str:
-        """One line on what it is (``config.KeySpec``'s ``doc``)."""
-        return (self.help or self.dest).split(";")[0]
-
     def coerce(self, value: Any, where: str) -> Any:
         """``value`` typed and checked; a :class:`~streambench.errors.UsageError` naming
         ``where`` otherwise."""
