@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError, describe_exception
+from .generate_call import TimedGenerate
 from .generation import compile_watch, record_compile, short_runs
 from .loading.load import LoadedModel
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
 from .observers import Observers
 from .profiling import profile_configuration
-from .prompts import PROMPT_TEXT, _pad_token_id, build_prompt
+from .prompt_sources import PromptSource, prompt_source
+from .prompts import PROMPT_TEXT, build_prompt
+from .prompts import _pad_token_id as _pad_token_id  # sweep.py re-exports it
 from .ranks import RankFacts, init_distributed
 from .trial_loop import TrialLog, record_load, run_trials, trial_settings
 from .workloads.spec import WorkloadSpec
@@ -323,76 +326,6 @@ def new_entry(
     return entry
 
 
-def _check_context(loaded: LoadedModel, n_in: int, n_out: int) -> None:
-    """:class:`ConfigurationError` when prompt + new tokens exceed the model's context."""
-    limit = loaded.context_length
-    if limit is not None and n_in + n_out > limit:
-        raise ConfigurationError(
-            f"prompt of {n_in} tokens + {n_out} new tokens = {n_in + n_out} exceeds the "
-            f"model's context of {limit} tokens (max_position_embeddings)"
-        )
-
-
-def _timed_generate(
-    loaded: LoadedModel,
-    settings: SweepSettings,
-    input_ids: Any,
-    n_out: int,
-    print_fn: Callable[[str], None],
-    variant: dict[str, Any] | None = None,
-) -> tuple[Callable[[], Any], Any]:
-    """``(run, timer)``: ``run()`` makes one timed ``generate()`` of exactly ``n_out`` new
-    tokens (greedy, beam search, or as the variant says); ``timer.runs`` collects the timings."""
-    import torch
-
-    from .generation import generate_kwargs
-    from .streamer import TimingStreamer
-
-    variant = variant or {}
-    gen_kwargs: dict[str, Any] = dict(
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=n_out,
-        min_new_tokens=n_out,
-        do_sample=False,
-        num_beams=settings.num_beams,
-        pad_token_id=_pad_token_id(loaded),
-    )
-    gen_kwargs.update(generate_kwargs(variant, getattr(loaded, "assistant", None)))
-    seed = settings.seed if variant.get("do_sample") else None
-
-    def reseed() -> None:  # sampling: every run draws the same tokens under --seed
-        if seed is not None:
-            torch.manual_seed(seed)
-
-    if settings.num_beams > 1:
-        # Beam search cannot be streamed: BenchmarkWrapper times it through a logits
-        # processor feeding the same timing core (and marks the start of each call).
-        wrapper = beam_wrapper_class()(
-            loaded.model,
-            device=loaded.device,
-            do_print=settings.verbose,
-            verbose=settings.verbose,
-            print_fn=print_fn,
-        )
-
-        def run_beams() -> Any:
-            reseed()
-            return wrapper.generate(input_ids, **gen_kwargs)
-
-        return run_beams, wrapper
-    streamer = TimingStreamer(
-        loaded.device, verbose=settings.verbose, do_print=settings.verbose, print_fn=print_fn
-    )
-    gen_kwargs["streamer"] = streamer
-
-    def run() -> Any:
-        reseed()
-        streamer.mark_start()
-        return loaded.model.generate(input_ids, **gen_kwargs)
-
-    return run, streamer
-
-
 def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
     """``entry["aggregates"]``: statistics over the measured runs (seconds, tokens/s, bytes)."""
     from .stats import aggregate, describe
@@ -417,9 +350,15 @@ def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
 
 
 def _record(
-    entry: dict[str, Any], loaded: LoadedModel, runs: list[Any], warmup: int, input_ids: Any
+    entry: dict[str, Any],
+    loaded: LoadedModel,
+    source: PromptSource,
+    runs: list[Any],
+    forced: list[int],
+    warmup: int,
 ) -> None:
-    """Fill ``entry`` from the runs (``ConfigurationError`` when a trial timed no token)."""
+    """Fill ``entry`` from the runs (``ConfigurationError`` when a trial timed no token, or a
+    run stopped before its ``forced`` new tokens)."""
     warm, measured = runs[:warmup], runs[warmup:]
     bad = [r for r in measured if not r.complete or not r.has_tokens]
     if bad:
@@ -427,14 +366,12 @@ def _record(
             f"{len(bad)} of {len(measured)} trials produced no timed token (beam search or a "
             "generate() that skipped the streamer)"
         )
-    if problem := short_runs(runs, entry["config"]["output_tokens"]):
+    if problem := short_runs(runs, forced):
         raise ConfigurationError(problem)
-    entry["actual_input_tokens"] = (
-        int(input_ids.shape[-1]) if loaded.is_encoder_decoder else measured[-1].prompt_tokens
-    )
-    entry["actual_output_tokens"] = measured[-1].new_tokens
+    entry["actual_input_tokens"], entry["actual_output_tokens"] = source.actual_tokens(measured)
     entry["encoder_decoder"] = loaded.is_encoder_decoder
     entry["aggregates"] = _aggregates(runs, warmup)
+    entry["aggregates"].update(source.aggregates_extra(measured))
     entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
     entry["trials"] = [r.to_dict() for r in measured]
     if loaded.engine is not None:
@@ -452,7 +389,8 @@ def run_configuration(
     print_fn: Callable[[str], None] = print,
     variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the warm-ups and trials of one configuration and fill ``entry`` in place.
+    """Run the warm-ups and trials of one configuration and fill ``entry`` in place: synthetic
+    prompts and workloads alike (:func:`streambench.prompt_sources.prompt_source`).
 
     ``on_run(i, is_warmup)`` is called after each ``generate()``; ``variant``: the generation
     settings (:mod:`streambench.generation`; ``loaded`` was loaded for them). Raises
@@ -462,6 +400,43 @@ def run_configuration(
     for _ in configuration_steps(loaded, entry, settings, on_run, print_fn, variant):
         pass
     return entry
+
+
+class _Passes:
+    """Runs a warm-up or a trial (:func:`~streambench.trial_loop.run_trials`' ``run_pass``):
+    each of its batches through the one timed ``generate()``, the compile watch around each
+    call, ``on_run`` after each; ``forced`` keeps every run's forced new tokens."""
+
+    def __init__(
+        self,
+        source: PromptSource,
+        call: TimedGenerate,
+        settings: SweepSettings,
+        on_run: Callable[[int, bool], None] | None,
+        watch: Any,
+    ) -> None:
+        self.source, self.call, self.settings = source, call, settings
+        self.on_run, self.watch = on_run, watch
+        self.forced: list[int] = []
+
+    def __call__(self, warm: bool, index: int) -> list[Any]:
+        batches = [self.source.warmup(index)] if warm else self.source.trial(index)
+        trial = index - self.settings.warmup if warm else index
+        runs = []
+        for batch in batches:
+            done = len(self.forced)  # runs so far, warm-ups included
+            if self.watch is not None:
+                self.watch.before()
+            output = self.call(batch)
+            run = self.call.timer.runs[-1]
+            self.source.after_run(run, batch, output, warm, trial)
+            self.forced.append(batch.forced)
+            runs.append(run)
+            if self.watch is not None:  # index: among the measured runs (< 0: a warm-up)
+                self.watch.after(warm, done - self.settings.warmup)
+            if self.on_run is not None:
+                self.on_run(done, warm)
+        return runs
 
 
 def configuration_steps(
@@ -483,30 +458,26 @@ def configuration_steps(
     entry["model_loading_time_s"] = loaded.load_time_s
     entry["config"]["dtype"] = str(loaded.dtype).replace("torch.", "")
     entry["config"]["device"] = str(loaded.device)
+    variant = variant or {}
     t0 = time.perf_counter()
     try:
-        _check_context(loaded, n_in, n_out)
-        _check_variant(variant or {}, batch)
-        input_ids = build_prompt(loaded, n_in, batch, seed=settings.seed).to(loaded.device)
-        run, timer = _timed_generate(loaded, settings, input_ids, n_out, print_fn, variant)
-        watch = compile_watch(variant or {})
+        _check_variant(variant, batch)
+        source = prompt_source(loaded, settings, n_in, n_out, batch)
+        call = TimedGenerate(loaded, settings, variant, print_fn)
+        watch = compile_watch(variant)
+        passes = _Passes(source, call, settings, on_run, watch)
         log = TrialLog()
         with Observers(settings, loaded) as observers:
-            yield from run_trials(
-                run, timer, entry, settings, on_run, print_fn, observers.before_trials, watch, log
-            )
-        _record(entry, loaded, timer.runs, settings.warmup, input_ids)
-        entry["config"]["trials"] = len(timer.runs) - settings.warmup
-        observers.record(entry, timer.runs[settings.warmup :])
+            yield from run_trials(passes, entry, settings, print_fn, observers.before_trials, log)
+        runs = call.runs
+        _record(entry, loaded, source, runs, passes.forced, settings.warmup)
+        entry["config"]["trials"] = len(log.loads)
+        observers.record(entry, runs[settings.warmup :])
         record_load(entry, settings, log)
         if watch is not None:
             record_compile(entry, watch)
         if settings.profile:
-            try:
-                entry["profile"] = profile_configuration(loaded, settings, entry, input_ids)
-            except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
-                entry["profile"] = {"trace": None, "error": describe_exception(exc)}
-                print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
+            _profile(entry, loaded, settings, variant, source, print_fn)
     except KeyboardInterrupt as exc:
         entry["status"] = "interrupted"
         entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
@@ -519,11 +490,30 @@ def configuration_steps(
         from .generation import explain_generate_error
 
         entry["status"] = "failed"
-        known = explain_generate_error(exc, variant or {})
+        known = explain_generate_error(exc, variant)
         entry["error"] = known or describe_exception(exc).splitlines()[0]
         raise
     finally:
         entry["duration_s"] = time.perf_counter() - t0
+
+
+def _profile(
+    entry: dict[str, Any],
+    loaded: LoadedModel,
+    settings: SweepSettings,
+    variant: dict[str, Any],
+    source: PromptSource,
+    print_fn: Callable[[str], None],
+) -> None:
+    """``entry["profile"]``: one extra profiled run after the trials, or why it failed (the
+    trials stand either way)."""
+    try:
+        entry["profile"] = profile_configuration(
+            loaded, settings, str(entry["id"]), source.profile_batch(), variant
+        )
+    except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
+        entry["profile"] = {"trace": None, "error": describe_exception(exc)}
+        print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """The runner behind ``streambench run``: loads each model once (in sweep order) and measures its
-configurations with :func:`streambench.sweep.run_configuration`, for the one driver
+configurations with :func:`streambench.local_run.run_configuration`, for the one driver
 (:mod:`streambench.driver`). A model that cannot be loaded fails its configurations, once
 reported; a configuration that fails is recorded and the sweep goes on.
 """
@@ -101,10 +101,8 @@ class LocalRunner:
     def measure(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
-        from .local_run import new_entry
-        from .workload_run import measure_function
+        from .local_run import new_entry, run_configuration
 
-        run_configuration = measure_function(self.settings)
         if getattr(self.settings, "interleave", False):
             return self._measure_interleaved(planned, advance, keep)
         if self.isolate != "none":

@@ -163,11 +163,6 @@ def build_run_settings(
     from .trial_loop import settings_from
 
     settings_from(m, settings)  # --trials auto, --interleave, --busy-threshold
-    if settings.workload is not None and settings.workload.active and variants != [{}]:
-        raise UsageError(
-            "--prompts and the other workload options do not combine with generation settings "
-            "(--attn-implementation, --compile, --do-sample ...) yet: run them separately"
-        )
     return settings, outputs, plot
 
 

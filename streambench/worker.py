@@ -48,10 +48,7 @@ def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
 def _measure(
     loaded: Any, settings: Any, spec: Any, config: list[int], emit: Callable[[dict], None]
 ) -> dict[str, Any]:
-    from .local_run import new_entry
-    from .workload_run import measure_function
-
-    run_configuration = measure_function(settings)
+    from .local_run import new_entry, run_configuration
 
     n_in, n_out, batch, vi = config
     entry = new_entry(settings, spec.name, n_in, n_out, batch, vi)
