@@ -1,16 +1,10 @@
-"""The local sweep behind ``streambench run``: for every (input/output length x batch size)
-configuration, build a prompt of exactly N tokens, run warm-ups and trials of
-``model.generate(streamer=TimingStreamer)`` and turn them into a result entry. Loading the model
-is :mod:`streambench.loading`; the cross-rank step under a launcher is
+"""The local sweep behind ``streambench run``: what to benchmark (:class:`SweepSettings`, the
+plan of configurations: model x generation variant x input/output pair x batch size), each
+configuration's identity (:func:`configuration_id`, :func:`configuration_label`) and its empty
+typed result (:func:`new_result`, a :class:`~streambench.results.schema.ConfigurationResult`
+that :func:`streambench.configuration_run.run_configuration` fills). Loading the model is
+:mod:`streambench.loading`; the cross-rank step under a launcher is
 :func:`streambench.cluster.gather_entry` (through :class:`RankContext`).
-
-Everything here works on plain data that :mod:`streambench.report` writes (see
-``docs/results-schema.md``): a *configuration entry* is a dict with ``config``, ``status``,
-``aggregates``, ``trials`` (one :meth:`RunResult.to_dict` per measured run) and friends.
-
-Timing reference: every run is marked with :meth:`TimingStreamer.mark_start` right before
-``generate()``, so ``first_token_s`` counts from the ``generate()`` call (input preparation and,
-for encoder-decoder models, the encoder included; that part alone is ``pre_prompt_s``).
 
 torch and transformers are imported inside the functions, so ``streambench --help`` stays fast.
 """
@@ -18,24 +12,20 @@ torch and transformers are imported inside the functions, so ``streambench --hel
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError, describe_exception
-from .generate_call import TimedGenerate
-from .generation import compile_watch, record_compile, short_runs
-from .loading.load import LoadedModel
+from .errors import UsageError
 from .loading.placement import Placement
 from .loading.spec import ModelSpec
-from .observers import Observers
-from .profiling import profile_configuration
-from .prompt_sources import PromptSource, prompt_source
 from .prompts import PROMPT_TEXT, build_prompt
 from .prompts import _pad_token_id as _pad_token_id  # sweep.py re-exports it
 from .ranks import RankFacts, init_distributed
-from .trial_loop import TrialLog, record_load, run_trials, trial_settings
+from .trial_loop import trial_settings
+
+if TYPE_CHECKING:
+    from .results.schema import ConfigurationResult
 from .workloads.spec import WorkloadSpec
 
 __all__ = [
@@ -47,10 +37,10 @@ __all__ = [
     "build_prompt",
     "configuration_id",
     "configuration_label",
-    "configuration_steps",
     "iter_configurations",
     "iter_plan",
     "new_entry",
+    "new_result",
     "parse_in_out",
     "parse_int_list",
     "quiet_transformers",
@@ -183,14 +173,16 @@ class RankContext:
     not distributed). Only the *writer* (rank 0) prints tables and writes result files.
 
     Multi-rank support (torchrun / deepspeed) plugs in here: :meth:`gather` receives this rank's
-    configuration entry and returns what the writer records (by default the entry itself).
+    configuration result and returns what the writer records (by default the result itself).
     ``placement``: this rank's :class:`~streambench.loading.Placement` when :meth:`from_env` was
     given a device (resolved there, once).
     """
 
     rank: int = 0
     world_size: int = 1
-    gather: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda entry: entry)
+    gather: Callable[[ConfigurationResult], ConfigurationResult] = field(
+        default=lambda result: result
+    )
     placement: Placement | None = None
 
     @property
@@ -281,239 +273,55 @@ def configuration_label(
     return f"{head} bs{batch}{beams}" + (f" {extra}" if extra else "")
 
 
-def new_entry(
-    settings: SweepSettings, model_name: str, n_in: int, n_out: int, batch: int, variant: int = 0
-) -> dict[str, Any]:
-    """An empty configuration entry (status ``"pending"``) for ``docs/results-schema.md``;
-    ``variant``: the index of its generation variant in ``settings.variants``."""
+def new_result(
+    settings: SweepSettings, model_name: str, n_in: Any, n_out: Any, batch: int, variant: int = 0
+) -> ConfigurationResult:
+    """An empty configuration (status ``"pending"``, ``docs/results-schema.md``) that the
+    runner fills; ``variant``: the index of its generation variant in ``settings.variants``."""
     from .generation import identity
+    from .results.schema import ConfigurationResult, ConfigurationSettings, RunSetup
     from .variant_load import load_settings
 
     w = settings.workload
     chosen = settings.variants[variant]
     setup = load_settings(settings, chosen)
     beams = settings.num_beams
-    entry = {
-        "id": configuration_id(model_name, n_in, n_out, batch, beams, w, chosen),
-        "label": configuration_label(settings, model_name, n_in, n_out, batch, chosen),
-        "config": {
-            "model": model_name,
-            "input_tokens": n_in,
-            "output_tokens": n_out,
-            "batch_size": batch,
-            "num_beams": settings.num_beams,
-            "low_bit": setup.low_bit,
-            "dtype": setup.dtype,
-            "device": settings.device,
-            "warmup": settings.warmup,
-            "trials": settings.trials,
-        },
-        "status": "pending",
-        "error": None,
-        "actual_input_tokens": None,
-        "actual_output_tokens": None,
-        "model_loading_time_s": None,
-        "started_at": None,
-        "duration_s": None,
-        "aggregates": None,
-        "warmup_runs": [],
-        "trials": [],
-    }
     further = dict(w.identity()) if w is not None and w.identity() else {}
     further.update(identity(chosen) if chosen else {})
-    if further:
-        entry["config"]["further"] = further
-    return entry
-
-
-def _aggregates(runs: list[Any], warmup: int) -> dict[str, Any]:
-    """``entry["aggregates"]``: statistics over the measured runs (seconds, tokens/s, bytes)."""
-    from .stats import aggregate, describe
-
-    measured = runs[warmup:]
-    aggregates = aggregate(runs, warmup=warmup).to_dict()
-    pre = describe(r.pre_prompt_s for r in measured if r.pre_prompt_s is not None)
-    aggregates["pre_prompt_s"] = pre.to_dict() if pre else None
-    aggregates["memory_kind"] = measured[0].memory_kind
-    aggregates["prefill_tokens_per_s"] = _stats_dict(
-        describe(r.prefill_tokens_per_s for r in measured if r.prefill_tokens_per_s)
+    return ConfigurationResult(
+        settings=ConfigurationSettings(
+            model=model_name,
+            input_tokens=n_in,
+            output_tokens=n_out,
+            batch_size=batch,
+            num_beams=beams,
+            further=further,
+        ),
+        id=configuration_id(model_name, n_in, n_out, batch, beams, w, chosen),
+        label=configuration_label(settings, model_name, n_in, n_out, batch, chosen),
+        config=RunSetup(
+            low_bit=setup.low_bit,
+            dtype=setup.dtype,
+            device=settings.device,
+            warmup=settings.warmup,
+            trials=settings.trials,
+        ),
+        status="pending",
     )
-    aggregates["tokens_per_step"] = _stats_dict(
-        describe(r.new_tokens / len(r.step_tokens) for r in measured if r.step_tokens)
-    )
-    aggregates["decode_throughput_tokens_per_s"] = _stats_dict(
-        describe(
-            r.decode_throughput_tokens_per_s for r in measured if r.decode_throughput_tokens_per_s
-        )
-    )
-    return aggregates
 
 
-def _record(
-    entry: dict[str, Any],
-    loaded: LoadedModel,
-    source: PromptSource,
-    runs: list[Any],
-    forced: list[int],
-    warmup: int,
-) -> None:
-    """Fill ``entry`` from the runs (``ConfigurationError`` when a trial timed no token, or a
-    run stopped before its ``forced`` new tokens)."""
-    warm, measured = runs[:warmup], runs[warmup:]
-    bad = [r for r in measured if not r.complete or not r.has_tokens]
-    if bad:
-        raise ConfigurationError(
-            f"{len(bad)} of {len(measured)} trials produced no timed token (beam search or a "
-            "generate() that skipped the streamer)"
-        )
-    if problem := short_runs(runs, forced):
-        raise ConfigurationError(problem)
-    entry["actual_input_tokens"], entry["actual_output_tokens"] = source.actual_tokens(measured)
-    entry["encoder_decoder"] = loaded.is_encoder_decoder
-    entry["aggregates"] = _aggregates(runs, warmup)
-    entry["aggregates"].update(source.aggregates_extra(measured))
-    entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
-    entry["trials"] = [r.to_dict() for r in measured]
-    if loaded.engine is not None:
-        from .engines import engine_record
-
-        entry["engine"] = engine_record(loaded, len(measured))
-    entry["status"] = "ok"
-
-
-def run_configuration(
-    loaded: LoadedModel,
-    entry: dict[str, Any],
-    settings: SweepSettings,
-    on_run: Callable[[int, bool], None] | None = None,
-    print_fn: Callable[[str], None] = print,
-    variant: dict[str, Any] | None = None,
+def new_entry(
+    settings: SweepSettings, model_name: str, n_in: Any, n_out: Any, batch: int, variant: int = 0
 ) -> dict[str, Any]:
-    """Run the warm-ups and trials of one configuration and fill ``entry`` in place: synthetic
-    prompts and workloads alike (:func:`streambench.prompt_sources.prompt_source`).
-
-    ``on_run(i, is_warmup)`` is called after each ``generate()``; ``variant``: the generation
-    settings (:mod:`streambench.generation`; ``loaded`` was loaded for them). Raises
-    :class:`ConfigurationError` when the configuration cannot run (the entry then says why);
-    any exception of ``generate()`` propagates after the entry was marked ``"failed"``.
-    """
-    for _ in configuration_steps(loaded, entry, settings, on_run, print_fn, variant):
-        pass
-    return entry
+    """:func:`new_result` as a results/2 dict (for code that imported it from here)."""
+    return new_result(settings, model_name, n_in, n_out, batch, variant).to_dict()
 
 
-class _Passes:
-    """Runs a warm-up or a trial (:func:`~streambench.trial_loop.run_trials`' ``run_pass``):
-    each of its batches through the one timed ``generate()``, the compile watch around each
-    call, ``on_run`` after each; ``forced`` keeps every run's forced new tokens."""
+def run_configuration(*args: Any, **kwargs: Any) -> ConfigurationResult:
+    """:func:`streambench.configuration_run.run_configuration` (kept here for old imports)."""
+    from .configuration_run import run_configuration as run
 
-    def __init__(
-        self,
-        source: PromptSource,
-        call: TimedGenerate,
-        settings: SweepSettings,
-        on_run: Callable[[int, bool], None] | None,
-        watch: Any,
-    ) -> None:
-        self.source, self.call, self.settings = source, call, settings
-        self.on_run, self.watch = on_run, watch
-        self.forced: list[int] = []
-
-    def __call__(self, warm: bool, index: int) -> list[Any]:
-        batches = [self.source.warmup(index)] if warm else self.source.trial(index)
-        trial = index - self.settings.warmup if warm else index
-        runs = []
-        for batch in batches:
-            done = len(self.forced)  # runs so far, warm-ups included
-            if self.watch is not None:
-                self.watch.before()
-            output = self.call(batch)
-            run = self.call.timer.runs[-1]
-            self.source.after_run(run, batch, output, warm, trial)
-            self.forced.append(batch.forced)
-            runs.append(run)
-            if self.watch is not None:  # index: among the measured runs (< 0: a warm-up)
-                self.watch.after(warm, done - self.settings.warmup)
-            if self.on_run is not None:
-                self.on_run(done, warm)
-        return runs
-
-
-def configuration_steps(
-    loaded: LoadedModel,
-    entry: dict[str, Any],
-    settings: SweepSettings,
-    on_run: Callable[[int, bool], None] | None = None,
-    print_fn: Callable[[str], None] = print,
-    variant: dict[str, Any] | None = None,
-) -> Iterator[None]:
-    """:func:`run_configuration` one trial at a time: yields after each trial (the warm-ups run
-    before the first), fills ``entry`` when exhausted (``--interleave`` advances several of
-    these in rotation)."""
-    import datetime
-
-    cfg = entry["config"]
-    n_in, n_out, batch = cfg["input_tokens"], cfg["output_tokens"], cfg["batch_size"]
-    entry["started_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    entry["model_loading_time_s"] = loaded.load_time_s
-    entry["config"]["dtype"] = str(loaded.dtype).replace("torch.", "")
-    entry["config"]["device"] = str(loaded.device)
-    variant = variant or {}
-    t0 = time.perf_counter()
-    try:
-        _check_variant(variant, batch)
-        source = prompt_source(loaded, settings, n_in, n_out, batch)
-        call = TimedGenerate(loaded, settings, variant, print_fn)
-        watch = compile_watch(variant)
-        passes = _Passes(source, call, settings, on_run, watch)
-        log = TrialLog()
-        with Observers(settings, loaded) as observers:
-            yield from run_trials(passes, entry, settings, print_fn, observers.before_trials, log)
-        runs = call.runs
-        _record(entry, loaded, source, runs, passes.forced, settings.warmup)
-        entry["config"]["trials"] = len(log.loads)
-        observers.record(entry, runs[settings.warmup :])
-        record_load(entry, settings, log)
-        if watch is not None:
-            record_compile(entry, watch)
-        if settings.profile:
-            _profile(entry, loaded, settings, variant, source, print_fn)
-    except KeyboardInterrupt as exc:
-        entry["status"] = "interrupted"
-        entry["error"] = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"
-        raise
-    except ConfigurationError as exc:
-        entry["status"] = "failed"
-        entry["error"] = str(exc)
-        raise
-    except Exception as exc:
-        from .generation import explain_generate_error
-
-        entry["status"] = "failed"
-        known = explain_generate_error(exc, variant)
-        entry["error"] = known or describe_exception(exc).splitlines()[0]
-        raise
-    finally:
-        entry["duration_s"] = time.perf_counter() - t0
-
-
-def _profile(
-    entry: dict[str, Any],
-    loaded: LoadedModel,
-    settings: SweepSettings,
-    variant: dict[str, Any],
-    source: PromptSource,
-    print_fn: Callable[[str], None],
-) -> None:
-    """``entry["profile"]``: one extra profiled run after the trials, or why it failed (the
-    trials stand either way)."""
-    try:
-        entry["profile"] = profile_configuration(
-            loaded, settings, str(entry["id"]), source.profile_batch(), variant
-        )
-    except Exception as exc:  # noqa: BLE001 - the trials stand; the trace is extra
-        entry["profile"] = {"trace": None, "error": describe_exception(exc)}
-        print_fn(f"{entry['label']}: --profile failed: {describe_exception(exc)}")
+    return run(*args, **kwargs)
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:

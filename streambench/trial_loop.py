@@ -143,7 +143,7 @@ class TrialMeans:
 
 def run_trials(
     run_pass: Callable[[bool, int], list[Any]],
-    entry: dict[str, Any],
+    result: Any,
     settings: Any,
     print_fn: Callable[[str], None],
     before_trials: Callable[[], None] = lambda: None,
@@ -151,9 +151,10 @@ def run_trials(
 ) -> Iterator[None]:
     """The warm-ups, ``before_trials()``, then the trials; ``run_pass(is_warmup, i)`` runs
     warm-up or trial ``i`` (from 0: one or more ``generate()`` calls) and returns its runs.
-    Yields after each trial. Records ``entry["stopped"]`` (and ``entry["adaptive"]`` with
-    ``--trials auto``); ``log`` collects each trial's machine load and start (written into the
-    entry by :func:`record_load`)."""
+    Yields after each trial. Records ``stopped`` (and ``adaptive`` with ``--trials auto``) in
+    ``result.extra`` (a :class:`~streambench.results.schema.ConfigurationResult`); ``log``
+    collects each trial's machine load and start (written into the result by
+    :func:`record_load`)."""
     import torch
 
     from .interference import Snapshot, TrialLoad
@@ -161,7 +162,7 @@ def run_trials(
     rule = TrialRule.of(settings)
     log = log if log is not None else TrialLog()
     loads: list[TrialLoad] = log.loads
-    label = str(entry["label"])
+    label = str(result.label)
     with torch.inference_mode():
         for i in range(settings.warmup):
             _say(settings, print_fn, label, f"warm-up {i + 1}/{settings.warmup}")
@@ -183,9 +184,9 @@ def run_trials(
         reason = stop_reason(rule, views, time.perf_counter() - t0)
         if reason is None:
             yield
-    entry["stopped"] = reason
+    result.extra["stopped"] = reason
     if rule.auto:
-        entry["adaptive"] = {
+        result.extra["adaptive"] = {
             **rule.to_dict(),
             "trials_run": len(views),
             "half_width_rel": {k: _round(v) for k, v in half_widths(views).items()},
@@ -202,23 +203,24 @@ def _say(settings: Any, print_fn: Callable[[str], None], label: str, what: str) 
         print_fn(f"-- {label}: {what}")
 
 
-def record_load(entry: dict[str, Any], settings: Any, log: TrialLog) -> list[str]:
-    """Move the trials' machine loads into ``entry["interference"]`` and add the warnings
-    (busy machine, outlier trials) to ``entry["warnings"]``; returns the new warnings."""
+def record_load(result: Any, settings: Any, log: TrialLog) -> list[str]:
+    """Move the trials' machine loads into ``interference`` of ``result.extra`` (a
+    :class:`~streambench.results.schema.ConfigurationResult`) and add the warnings (busy
+    machine, outlier trials) to its ``warnings``; returns the new warnings."""
     from .interference import DEFAULT_BUSY_THRESHOLD, assess
 
     loads, starts = log.loads, log.starts
-    if not loads or entry.get("status") != "ok":
+    if not loads or result.status != "ok":
         return []
     threshold = getattr(settings, "busy_threshold", DEFAULT_BUSY_THRESHOLD)
-    record, warnings = assess(loads, entry.get("trials") or [], threshold)
+    record, warnings = assess(loads, [t.to_dict() for t in result.trials], threshold)
     if warnings and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and record["busy_trials"]:
         # under torchrun / deepspeed the other ranks are other processes of this machine
         warnings[0] += " (the other ranks of this launch count as other processes)"
     record["trial_started_at"] = [round(t, 6) for t in starts]
-    entry["interference"] = record
+    result.extra["interference"] = record
     if warnings:
-        entry.setdefault("warnings", []).extend(warnings)
+        result.extra.setdefault("warnings", []).extend(warnings)
     return warnings
 
 
