@@ -29,11 +29,11 @@ from .generation import compile_watch, short_runs
 from .local_run import ConfigurationError, SweepSettings, _check_variant, _stats_dict
 from .observers import Observers
 from .profiling import profile_configuration
-from .prompt_sources import PromptSource, prompt_source
+from .prompt_sources import PromptSource, SyntheticPrompts
 from .results.schema import Aggregates, ConfigurationResult, RunRecord
 from .trial_loop import TrialLog, record_load, run_trials
 
-__all__ = ["configuration_steps", "put", "run_configuration"]
+__all__ = ["configuration_steps", "prompt_source", "put", "run_configuration"]
 
 
 def put(result: ConfigurationResult, key: str, value: Any) -> None:
@@ -118,6 +118,20 @@ def _record_compile(result: ConfigurationResult, watch: Any) -> None:
         )
 
 
+def prompt_source(loaded: Any, settings: Any, n_in: Any, n_out: Any, batch: int) -> PromptSource:
+    """The configuration's prompt batches: the workload's
+    (:class:`~streambench.workload_run.WorkloadPrompts`) when the sweep has one, else
+    :class:`~streambench.prompt_sources.SyntheticPrompts`. Raises
+    :class:`~streambench.local_run.ConfigurationError` when the prompts cannot run (too long
+    for the context, a prompt file that changed)."""
+    w = settings.workload
+    if w is not None and w.active:
+        from .workload_run import WorkloadPrompts
+
+        return WorkloadPrompts(loaded, settings, n_in, n_out, batch)
+    return SyntheticPrompts(loaded, settings, n_in, n_out, batch)
+
+
 def run_configuration(
     loaded: Any,
     result: ConfigurationResult,
@@ -127,7 +141,7 @@ def run_configuration(
     variant: dict[str, Any] | None = None,
 ) -> ConfigurationResult:
     """Run the warm-ups and trials of one configuration and fill ``result`` in place: synthetic
-    prompts and workloads alike (:func:`streambench.prompt_sources.prompt_source`).
+    prompts and workloads alike (:func:`prompt_source`).
 
     ``on_run(i, is_warmup)`` is called after each ``generate()``; ``variant``: the generation
     settings (:mod:`streambench.generation`; ``loaded`` was loaded for them). Raises

@@ -6,7 +6,7 @@ runs one :class:`PromptBatch` with a :class:`~streambench.streamer.TimingStreame
 
 Where the prompt batches come from (synthetic prompts of exactly N tokens, the user's prompt
 file, drawn lengths) is :mod:`streambench.prompt_sources`; what runs the warm-ups and trials is
-:func:`streambench.local_run.configuration_steps`.
+:func:`streambench.configuration_run.configuration_steps`.
 
 torch is imported inside the functions.
 """

@@ -44,7 +44,6 @@ __all__ = [
     "parse_in_out",
     "parse_int_list",
     "quiet_transformers",
-    "run_configuration",
 ]
 
 
@@ -315,13 +314,6 @@ def new_entry(
 ) -> dict[str, Any]:
     """:func:`new_result` as a results/2 dict (for code that imported it from here)."""
     return new_result(settings, model_name, n_in, n_out, batch, variant).to_dict()
-
-
-def run_configuration(*args: Any, **kwargs: Any) -> ConfigurationResult:
-    """:func:`streambench.configuration_run.run_configuration` (kept here for old imports)."""
-    from .configuration_run import run_configuration as run
-
-    return run(*args, **kwargs)
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """The runner behind ``streambench run``: loads each model once (in sweep order) and measures its
-configurations with :func:`streambench.local_run.run_configuration`, for the one driver
+configurations with :func:`streambench.configuration_run.run_configuration`, for the one driver
 (:mod:`streambench.driver`). A model that cannot be loaded fails its configurations, once
 reported; a configuration that fails is recorded and the sweep goes on.
 """

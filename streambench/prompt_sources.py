@@ -1,9 +1,11 @@
 """Where a configuration's prompt batches come from: the only thing that differs between a
-synthetic sweep (``--in-out``: a prompt of exactly N tokens) and a workload (``--prompts``,
-``--length-spread``, ``--shared-prefix``, ``--save-outputs``). The one configuration runner
-(:func:`streambench.local_run.configuration_steps`) asks a source for the batch of each warm-up
-and the batches of each trial, hands every run to :meth:`PromptSource.after_run` and lets the
-source record what only it knows (the real input/output lengths, the workload summary).
+synthetic sweep (``--in-out``: a prompt of exactly N tokens, :class:`SyntheticPrompts`) and a
+workload (``--prompts``, ``--length-spread``, ``--shared-prefix``, ``--save-outputs``:
+:class:`streambench.workload_run.WorkloadPrompts`). The one configuration runner
+(:func:`streambench.configuration_run.configuration_steps`) asks a source for the batch of each
+warm-up and the batches of each trial, hands every run to :meth:`PromptSource.after_run` and
+lets the source record what only it knows (the real input/output lengths, the workload
+summary).
 
 A *trial* is one pass: one ``generate()`` for a synthetic prompt or drawn lengths, every batch
 of the prompt file once for a prompt file (:attr:`PromptSource.runs_per_trial`).
@@ -15,7 +17,7 @@ from typing import Any
 
 from .generate_call import PromptBatch
 
-__all__ = ["PromptSource", "SyntheticPrompts", "prompt_source"]
+__all__ = ["PromptSource", "SyntheticPrompts"]
 
 
 class PromptSource:
@@ -81,16 +83,3 @@ class SyntheticPrompts(PromptSource):
         # an encoder-decoder's streamer sees the decoder's start token as its prompt
         n_in = self.batch.width if self.encoder_decoder else measured[-1].prompt_tokens
         return n_in, measured[-1].new_tokens
-
-
-def prompt_source(loaded: Any, settings: Any, n_in: Any, n_out: Any, batch: int) -> PromptSource:
-    """The configuration's source: the workload's (:mod:`streambench.workload_run`) when the
-    sweep has one, else :class:`SyntheticPrompts`. Raises
-    :class:`~streambench.local_run.ConfigurationError` when the prompts cannot run (too long
-    for the context, a prompt file that changed)."""
-    w = settings.workload
-    if w is not None and w.active:
-        from .workload_run import WorkloadPrompts
-
-        return WorkloadPrompts(loaded, settings, n_in, n_out, batch)
-    return SyntheticPrompts(loaded, settings, n_in, n_out, batch)
