@@ -509,3 +509,40 @@ def test_save_outputs_alone_keeps_the_usual_prompts(tmp_path, stub):
 
     sent = [s["body"]["prompt"] for s in stub.seen if s["body"]["max_tokens"] > 1]
     assert sent == make_prompts(2, 8)  # the prompts of a run without --save-outputs
+
+
+def test_one_runner_fills_a_typed_result_for_both_prompt_sources(tmp_path):
+    """In process: the one configuration runner fills a ConfigurationResult for a synthetic
+    prompt and for a prompt file alike; what the isolation worker sends (``to_dict``) reads
+    back (``from_dict``) as the same document."""
+    import torch
+
+    from streambench.configuration_run import run_configuration
+    from streambench.loading import ModelSpec
+    from streambench.local_run import SweepSettings, new_result
+    from streambench.results.schema import ConfigurationResult
+    from streambench.variant_load import prepare_model
+    from streambench.workload_run import preflight
+
+    files = write_files(tmp_path)
+    spec = ModelSpec("streambench/tiny-llama", "embedded")
+    plain = SweepSettings([spec], [(8, 4)], [1], warmup=1, trials=2, telemetry=False)
+    work = SweepSettings([spec], [(8, 4)], [2], warmup=1, trials=2, telemetry=False)
+    work.workload = WorkloadSpec(prompts=str(files["txt"]), output_len=4)
+    preflight(work, lambda _line: None)
+    loaded = prepare_model(spec, plain, {}, torch.device("cpu"))
+    runs = []
+    for settings, batch in ((plain, 1), (work, 2)):
+        n_in = None if settings is work else 8
+        result = new_result(settings, spec.name, n_in, 4, batch)
+        assert isinstance(result, ConfigurationResult) and result.status == "pending"
+        run_configuration(loaded, result, settings, on_run=lambda i, warm: runs.append(warm))
+        assert result.status == "ok", result.error
+        assert result.config.trials == 2 and result.extra["stopped"] == "trials"
+        assert result.aggregates is not None and result.aggregates.first_token_s is not None
+        assert all(len(t.token_latencies_s or []) == 4 for t in result.trials)
+        sent = result.to_dict()
+        assert ConfigurationResult.from_dict(sent).to_dict() == sent
+    # synthetic: 1 warm-up + 2 trials; the file: 1 warm-up + 2 passes of 2 batches (3 prompts)
+    assert runs == [True, False, False, True, False, False, False, False]
+    assert len(result.trials) == 4 and result.aggregates.extra["workload"]["requests"] == 6
