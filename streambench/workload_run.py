@@ -6,12 +6,13 @@ lengths or a shared prefix, measured with the model's own ``generate()``.
   missing chat template is exit 2 before anything is loaded or written;
 - :class:`WorkloadPrompts`: a configuration's prompt batches (model x batch size, or x
   ``--in-out`` pair for drawn lengths) for the one configuration runner
-  (:func:`streambench.configuration_run.configuration_steps`, see :mod:`streambench.prompt_sources`):
-  with a prompt file one trial runs every selected prompt once, in batches of the batch size,
-  left-padded with an attention mask; warm-ups run the first batch. With drawn lengths each run
-  is one batch of new draws. Each ``generate()`` is one run (one ``TimingStreamer`` run); its
-  ``extra.workload`` keeps the padded length ``generate()`` saw and per request the prompt
-  index, real input and output lengths and an MD5 of the text.
+  (:func:`streambench.configuration_run.configuration_steps`, see
+  :mod:`streambench.prompt_sources`): with a prompt file one trial runs every selected prompt
+  once, in batches of the batch size, left-padded with an attention mask; warm-ups run the
+  first batch. With drawn lengths each run is one batch of new draws. Each ``generate()`` is one
+  run (one ``TimingStreamer`` run); its ``extra.workload`` keeps the padded length
+  ``generate()`` saw and per request the prompt index, real input and output lengths and an MD5
+  of the text.
 """
 
 from __future__ import annotations
