@@ -152,7 +152,8 @@ class Driver:
             progress.advance(task, n)
 
         def keep(entry: Any) -> None:
-            # the one conversion: a runner's entry becomes the typed ConfigurationResult
+            # the local runner builds a ConfigurationResult itself (kept as it is); a dict (a
+            # resumed file's configuration, the endpoint runner's entry) is read here, once
             self.doc["configurations"].append(as_configuration(entry))
 
         seen: set[str] = set()

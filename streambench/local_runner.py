@@ -1,5 +1,5 @@
 """The runner behind ``streambench run``: loads each model once (in sweep order) and measures its
-configurations with :func:`streambench.sweep.run_configuration`, for the one driver
+configurations with :func:`streambench.configuration_run.run_configuration`, for the one driver
 (:mod:`streambench.driver`). A model that cannot be loaded fails its configurations, once
 reported; a configuration that fails is recorded and the sweep goes on.
 """
@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .driver import Planned
 from .errors import UsageError, describe_exception
+from .results.schema import ConfigurationResult
 
 __all__ = ["LocalRunner"]
 
@@ -46,8 +47,10 @@ class LocalRunner:
         self.bad_input = False
         #: ids the driver keeps from a resumed file (``--interleave`` leaves them out)
         self.skip: set[str] = set()
-        #: ``--interleave``: id -> (entry, progress steps already advanced), once rotated
-        self.rotated: dict[str, tuple[dict[str, Any], int]] | None = None
+        #: ``--interleave``: id -> (result, progress steps already advanced), once rotated
+        self.rotated: dict[str, tuple[ConfigurationResult, int]] | None = None
+        #: ``--interleave``: ids whose model failed to load (reported once, with the load)
+        self.load_failed: set[str] = set()
 
     def plan(self) -> Sequence[Planned]:
         from .local_run import configuration_id, configuration_label, iter_plan
@@ -101,21 +104,20 @@ class LocalRunner:
     def measure(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
-        from .local_run import new_entry
-        from .workload_run import measure_function
+        from .configuration_run import run_configuration
+        from .local_run import new_result
 
-        run_configuration = measure_function(self.settings)
         if getattr(self.settings, "interleave", False):
             return self._measure_interleaved(planned, advance, keep)
         if self.isolate != "none":
             return self._measure_isolated(planned, advance, keep)
         spec, n_in, n_out, batch, vi = planned.item
         variant = self.settings.variants[vi]
-        entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
+        entry = new_result(self.settings, spec.name, n_in, n_out, batch, vi)
         if self.current != self._load_key(planned):
             self._load(spec, variant, self._load_key(planned))
         if self.loaded is None:
-            entry["status"], entry["error"] = "failed", self.load_error
+            entry.status, entry.error = "failed", self.load_error
             advance(planned.steps)
             self.usage_failures += int(self.bad_input)
             return self.rank.gather(entry)
@@ -136,21 +138,22 @@ class LocalRunner:
         except KeyboardInterrupt:
             keep(self.rank.gather(entry))
             raise
-        except Exception:  # noqa: BLE001 - recorded in the entry, the sweep goes on
+        except Exception:  # noqa: BLE001 - recorded in the result, the sweep goes on
             if self.debug:
                 traceback.print_exc()
         advance(planned.steps - done)
-        if entry["status"] != "ok":
-            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        if entry.status != "ok":
+            self.speaker.error(f"configuration {entry.label} failed: {entry.error}")
         self._telemetry_warnings(entry)
         return self.rank.gather(entry)
 
-    def _telemetry_warnings(self, entry: dict[str, Any]) -> None:
+    def _telemetry_warnings(self, entry: ConfigurationResult) -> None:
         """Say what makes a number suspect: what telemetry saw (e.g. another process on the
-        GPU during the run) and the entry's warnings (a busy machine, outlier trials)."""
-        telemetry = entry.get("telemetry")
-        for warning in [*((telemetry or {}).get("warnings") or []), *(entry.get("warnings") or [])]:
-            self.speaker.note(f"{entry['label']}: {warning}")
+        GPU during the run) and the result's warnings (a busy machine, outlier trials)."""
+        telemetry = entry.extra.get("telemetry")
+        own = entry.extra.get("warnings") or []
+        for warning in [*((telemetry or {}).get("warnings") or []), *own]:
+            self.speaker.note(f"{entry.label}: {warning}")
 
     # -- --interleave: the trials of every configuration in rotation, in this process ---------
     def _measure_interleaved(
@@ -160,23 +163,23 @@ class LocalRunner:
             self.rotated = self._rotate(advance, keep)
         entry, done = self.rotated.pop(planned.id)
         advance(planned.steps - done)
-        if entry["status"] != "ok" and not entry.get("load_failed"):
-            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
-        entry.pop("load_failed", None)
+        if entry.status != "ok" and planned.id not in self.load_failed:
+            self.speaker.error(f"configuration {entry.label} failed: {entry.error}")
         self._telemetry_warnings(entry)
         return self.rank.gather(entry)
 
     def _rotate(
         self, advance: Callable[[int], None], keep: Callable[[Any], None]
-    ) -> dict[str, tuple[dict[str, Any], int]]:
+    ) -> dict[str, tuple[ConfigurationResult, int]]:
         """Load every model of the sweep (each load once, all held at once), then run one trial
         of each configuration in turn — A1 B1 C1 A2 B2 C2 … — until each has its trials."""
-        from .local_run import configuration_steps, new_entry
+        from .configuration_run import configuration_steps
+        from .local_run import new_result
 
         loads: dict[Any, tuple[Any, str | None, bool]] = {}
         steps: dict[str, list[int]] = {}
-        out: dict[str, tuple[dict[str, Any], int]] = {}
-        active: list[tuple[Planned, dict[str, Any], Any]] = []
+        out: dict[str, tuple[ConfigurationResult, int]] = {}
+        active: list[tuple[Planned, ConfigurationResult, Any]] = []
         for p in (p for p in self._plan if p.id not in self.skip):
             spec, n_in, n_out, batch, vi = p.item
             variant, key = self.settings.variants[vi], self._load_key(p)
@@ -184,10 +187,11 @@ class LocalRunner:
                 self._load(spec, variant, key)
                 loads[key] = (self.loaded, self.load_error, self.bad_input)
             loaded, error, usage = loads[key]
-            entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
+            entry = new_result(self.settings, spec.name, n_in, n_out, batch, vi)
             counter = steps.setdefault(p.id, [0])
             if loaded is None:
-                entry.update(status="failed", error=error, load_failed=True)
+                entry.status, entry.error = "failed", error
+                self.load_failed.add(p.id)
                 self.usage_failures += int(usage)
                 out[p.id] = (entry, 0)
                 continue
@@ -209,22 +213,21 @@ class LocalRunner:
                         active.remove(item)
                     except KeyboardInterrupt:
                         raise
-                    except Exception:  # noqa: BLE001 - recorded in the entry, the others go on
+                    except Exception:  # noqa: BLE001 - recorded in the result, the others go on
                         if self.debug:
                             traceback.print_exc()
                         active.remove(item)
         except KeyboardInterrupt:
             for _p, entry, gen in order:
                 gen.close()  # a configuration not finished stays "pending": say so
-                if entry["status"] == "pending":
-                    entry["status"] = "interrupted"
-                    entry["error"] = "interrupted before this configuration finished"
+                if entry.status == "pending":
+                    entry.status = "interrupted"
+                    entry.error = "interrupted before this configuration finished"
             started = {p.id: entry for p, entry, _gen in order}
             for p in self._plan:  # what exists so far, in the sweep's order
-                entry = started.get(p.id) or (out.get(p.id) or (None, 0))[0]
-                if entry is not None:
-                    entry.pop("load_failed", None)
-                    keep(self.rank.gather(entry))
+                found = started.get(p.id) or (out.get(p.id) or (None, 0))[0]
+                if found is not None:
+                    keep(self.rank.gather(found))
             raise
         for p, entry, _gen in order:
             out[p.id] = (entry, steps[p.id][0])
@@ -233,10 +236,10 @@ class LocalRunner:
     def _plain(self, line: str) -> None:  # per-token lines of --verbose: no rich markup
         self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def failed(self, entry: Any) -> bool:
+    def failed(self, entry: ConfigurationResult) -> bool:
         """Not ``ok``, or ``--profile`` asked for a trace that could not be written."""
-        profile = entry.get("profile")
-        return entry["status"] != "ok" or bool(isinstance(profile, dict) and profile.get("error"))
+        profile = entry.extra.get("profile")
+        return entry.status != "ok" or bool(isinstance(profile, dict) and profile.get("error"))
 
     def table(self, entry: Any) -> Any:
         from . import report
@@ -253,12 +256,12 @@ class LocalRunner:
         gc.collect()
 
     # -- isolation: each configuration (or model) in a worker process -------------------------
-    def _failed_entry(self, planned: Planned, status: str, error: str) -> dict[str, Any]:
-        from .local_run import new_entry
+    def _failed_entry(self, planned: Planned, status: str, error: str) -> ConfigurationResult:
+        from .local_run import new_result
 
         spec, n_in, n_out, batch, vi = planned.item
-        entry = new_entry(self.settings, spec.name, n_in, n_out, batch, vi)
-        entry["status"], entry["error"] = status, error
+        entry = new_result(self.settings, spec.name, n_in, n_out, batch, vi)
+        entry.status, entry.error = status, error
         return entry
 
     def _start_worker(self, planned: Planned) -> Any:
@@ -306,8 +309,8 @@ class LocalRunner:
                 elif kind == "load_failed":
                     self.failed_loads[key] = (str(event["error"]), bool(event.get("usage")))
                     self.speaker.error(str(event["error"]))
-                elif kind == "entry":
-                    entry = event["entry"]
+                elif kind == "entry":  # a results/2 configuration object, as JSON
+                    entry = ConfigurationResult.from_dict(event["entry"])
             except KeyboardInterrupt as exc:  # outside the read: pass it on, keep reading
                 worker.pass_on(exc)
         worker.pending -= 1
@@ -315,23 +318,23 @@ class LocalRunner:
         if entry is None:
             entry = self._worker_gone(planned, worker)
         if worker.interrupted_by is not None:
-            if entry["status"] != "ok":
+            if entry.status != "ok":
                 from .errors import signal_name
 
-                entry["status"] = "interrupted"
-                entry["error"] = (
+                entry.status = "interrupted"
+                entry.error = (
                     f"interrupted ({signal_name(worker.interrupted_by)}) before this "
                     "configuration finished"
                 )
             keep(entry)
             worker.stop()
             worker.raise_if_interrupted()
-        if entry["status"] != "ok" and key not in self.failed_loads:
-            self.speaker.error(f"configuration {entry['label']} failed: {entry['error']}")
+        if entry.status != "ok" and key not in self.failed_loads:
+            self.speaker.error(f"configuration {entry.label} failed: {entry.error}")
         self._telemetry_warnings(entry)
         return entry
 
-    def _worker_gone(self, planned: Planned, worker: Any) -> dict[str, Any]:
+    def _worker_gone(self, planned: Planned, worker: Any) -> ConfigurationResult:
         from .errors import signal_name
         from .isolation import death_cause
 

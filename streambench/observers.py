@@ -1,7 +1,7 @@
 """What is observed around a configuration's runs besides the streamer: hardware telemetry
 (:mod:`streambench.telemetry`, sampled off the hot path), the process's RSS before and after
 loading, and in streambench's own worker processes the kernel's exact peak RSS of the trials
-(:mod:`streambench.peak_memory`). Used by :func:`streambench.local_run.run_configuration`.
+(:mod:`streambench.peak_memory`). Used by :func:`streambench.configuration_run.run_configuration`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ class Observers:
             self.peak = PeakRSS()
             self.peak.reset()
 
-    def record(self, entry: dict[str, Any], measured: list[Any]) -> None:
-        """``entry["memory"]`` (CPU: RSS before loading, after loading, peak of the trials, and
-        where the peak comes from) and ``entry["telemetry"]`` (energy per phase, or why not)."""
+    def record(self, result: Any, measured: list[Any]) -> None:
+        """``memory`` (CPU: RSS before loading, after loading, peak of the trials, and where the
+        peak comes from) and ``telemetry`` (energy per phase, or why not) in ``result.extra``
+        (a :class:`~streambench.results.schema.ConfigurationResult`)."""
+        from .results.percentiles import statistics_tree
+
         loaded = self.loaded
         if self.rss_before_trials is not None:
             memory: dict[str, Any] = {
@@ -65,7 +68,7 @@ class Observers:
                 reading = self.peak.read()
                 memory["peak_rss_bytes"] = max([reading.peak_bytes, *peaks])
                 memory["peak_source"] = reading.source
-            entry["memory"] = memory
+            result.extra["memory"] = memory
         if self.sampler is not None:
             from .telemetry import Telemetry
 
@@ -73,7 +76,7 @@ class Observers:
             telemetry = Telemetry.from_sampler(self.sampler, phases).to_dict()
             if phases:
                 telemetry["power_trace"] = power_trace(self.sampler, phases[0][0])
-            entry["telemetry"] = telemetry
+            result.extra["telemetry"] = statistics_tree(telemetry)  # as a file reads back
 
 
 def power_trace(sampler: Any, origin: float, limit: int = 2000) -> dict[str, Any]:

@@ -202,30 +202,26 @@ def _not_written(path: Path, code: int | None) -> TraceWriteError:
 def profile_configuration(
     loaded: Any,
     settings: Any,
-    entry: dict[str, Any],
-    input_ids: Any,
+    configuration_id: str,
+    batch: Any,
+    variant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One extra ``generate()`` under ``torch.profiler`` after the trials (never in them), its
-    trace in ``settings.profile`` (:mod:`streambench.profiling`)."""
+    """One extra ``generate()`` of ``batch`` (a :class:`~streambench.generate_call.PromptBatch`)
+    under ``torch.profiler`` after the trials (never in them), with the very keywords of the
+    trials (:func:`~streambench.generate_call.generate_keywords`); its trace in
+    ``settings.profile`` (:mod:`streambench.profiling`)."""
     import torch
 
-    from .prompts import _pad_token_id
+    from .generate_call import generate_keywords
     from .streamer import TimingStreamer
 
-    n_out = entry["config"]["output_tokens"]
-    kwargs: dict[str, Any] = dict(
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=n_out,
-        min_new_tokens=n_out,
-        do_sample=False,
-        pad_token_id=_pad_token_id(loaded),
-    )
-    path = os.path.join(str(settings.profile), trace_name(entry["id"]))
+    kwargs = generate_keywords(loaded, settings, dict(variant or {}), batch)
+    path = os.path.join(str(settings.profile), trace_name(configuration_id))
     with torch.inference_mode():
         profile = profile_generate(
             lambda inner: TimingStreamer(loaded.device, inner=inner),
-            lambda streamer: loaded.model.generate(input_ids, streamer=streamer, **kwargs),
-            n_out,
+            lambda streamer: loaded.model.generate(batch.input_ids, streamer=streamer, **kwargs),
+            batch.new_tokens,
             loaded.device,
             path,
         )

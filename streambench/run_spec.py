@@ -256,11 +256,6 @@ def build_run_settings(
     }
     fields.update(settings_from(m, workload))  # --trials auto, --interleave, --busy-threshold
     settings = SweepSettings(**fields)
-    if settings.workload is not None and settings.workload.active and variants != [{}]:
-        raise UsageError(
-            "--prompts and the other workload options do not combine with generation settings "
-            "(--attn-implementation, --compile, --do-sample ...) yet: run them separately"
-        )
     return settings, outputs, plot
 
 

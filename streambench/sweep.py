@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .configuration_run import run_configuration
 from .errors import UsageError, describe_exception
 from .loading import load_model
 from .loading.load import (
@@ -71,7 +72,6 @@ from .local_run import (
     parse_in_out,
     parse_int_list,
     quiet_transformers,
-    run_configuration,
 )
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""The warm-ups and trials of one configuration of ``streambench run``, one ``generate()`` each:
-how many (a fixed count, or ``--trials auto`` until the answer is clear), what else used the
-machine around each trial (:mod:`streambench.interference`), and a pause after every trial so
-that ``--interleave`` can run the trials of a sweep's configurations in rotation.
+"""The warm-ups and trials of one configuration of ``streambench run`` (a trial: one
+``generate()``, or one pass over a prompt file): how many (a fixed count, or ``--trials auto``
+until the answer is clear), what else used the machine around each trial
+(:mod:`streambench.interference`), and a pause after every trial so that ``--interleave`` can
+run the trials of a sweep's configurations in rotation.
 
 :func:`run_trials` is a generator: it yields after each trial (and once after the warm-ups and
 the first trial). A caller that wants the configuration whole iterates it to the end; the
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_TRIALS",
     "DEFAULT_TARGET_CI",
     "TrialLog",
+    "TrialMeans",
     "TrialRule",
     "record_load",
     "run_trials",
@@ -116,21 +118,43 @@ def stop_reason(rule: TrialRule, runs: list[Any], elapsed_s: float) -> str | Non
     return None
 
 
+@dataclass(frozen=True)
+class TrialMeans:
+    """A trial of several ``generate()`` calls (one pass over a prompt file) as the stop rule
+    sees it: per :data:`AUTO_METRICS`, the mean over the trial's runs (s; ``None`` when a run
+    lacks it). Prompts differ in length within a pass but not between passes, so the spread
+    between trials is the measurement's own."""
+
+    first_token_s: float | None
+    rest_token_mean_s: float | None
+
+    @classmethod
+    def of(cls, runs: list[Any]) -> Any:
+        """The run itself for a trial of one run, else the means of its runs."""
+        if len(runs) == 1:
+            return runs[0]
+        means = []
+        for key in AUTO_METRICS:
+            values = [getattr(r, key) for r in runs]
+            ok = bool(values) and all(v is not None for v in values)
+            means.append(sum(values) / len(values) if ok else None)
+        return cls(*means)
+
+
 def run_trials(
-    run: Callable[[], Any],
-    timer: Any,
-    entry: dict[str, Any],
+    run_pass: Callable[[bool, int], list[Any]],
+    result: Any,
     settings: Any,
-    on_run: Callable[[int, bool], None] | None,
     print_fn: Callable[[str], None],
     before_trials: Callable[[], None] = lambda: None,
-    watch: Any = None,
     log: TrialLog | None = None,
 ) -> Iterator[None]:
-    """The warm-ups, ``before_trials()``, then the trials (``timer.runs`` collects them);
-    ``on_run(i, is_warmup)`` after each; yields after each trial. Records ``entry["stopped"]``
-    (and ``entry["adaptive"]`` with ``--trials auto``); ``log`` collects each trial's machine
-    load and start (written into the entry by :func:`record_load`)."""
+    """The warm-ups, ``before_trials()``, then the trials; ``run_pass(is_warmup, i)`` runs
+    warm-up or trial ``i`` (from 0: one or more ``generate()`` calls) and returns its runs.
+    Yields after each trial. Records ``stopped`` (and ``adaptive`` with ``--trials auto``) in
+    ``result.extra`` (a :class:`~streambench.results.schema.ConfigurationResult`); ``log``
+    collects each trial's machine load and start (written into the result by
+    :func:`record_load`)."""
     import torch
 
     from .interference import Snapshot, TrialLoad
@@ -138,36 +162,34 @@ def run_trials(
     rule = TrialRule.of(settings)
     log = log if log is not None else TrialLog()
     loads: list[TrialLoad] = log.loads
+    label = str(result.label)
     with torch.inference_mode():
         for i in range(settings.warmup):
-            _say(settings, print_fn, entry, f"warm-up {i + 1}/{settings.warmup}")
-            _one(run, watch, True, i - settings.warmup)
-            if on_run is not None:
-                on_run(i, True)
+            _say(settings, print_fn, label, f"warm-up {i + 1}/{settings.warmup}")
+            run_pass(True, i)
     before_trials()
     t0 = time.perf_counter()
+    views: list[Any] = []
     reason = None
     while reason is None:
         n = len(loads)
         of = f"{n + 1}/{settings.trials}" + (" (auto)" if rule.auto else "")
-        _say(settings, print_fn, entry, f"trial {of}")
+        _say(settings, print_fn, label, f"trial {of}")
         log.starts.append(time.time())
         with torch.inference_mode():
             before = Snapshot.take()
-            _one(run, watch, False, n)
+            runs = run_pass(False, n)
             loads.append(TrialLoad.between(before, Snapshot.take()))
-        if on_run is not None:
-            on_run(settings.warmup + n, False)
-        reason = stop_reason(rule, timer.runs[settings.warmup :], time.perf_counter() - t0)
+        views.append(TrialMeans.of(runs))
+        reason = stop_reason(rule, views, time.perf_counter() - t0)
         if reason is None:
             yield
-    entry["stopped"] = reason
+    result.extra["stopped"] = reason
     if rule.auto:
-        measured = timer.runs[settings.warmup :]
-        entry["adaptive"] = {
+        result.extra["adaptive"] = {
             **rule.to_dict(),
-            "trials_run": len(measured),
-            "half_width_rel": {k: _round(v) for k, v in half_widths(measured).items()},
+            "trials_run": len(views),
+            "half_width_rel": {k: _round(v) for k, v in half_widths(views).items()},
         }
     yield
 
@@ -176,36 +198,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 5)
 
 
-def _one(run: Callable[[], Any], watch: Any, warm: bool, i: int) -> None:
-    if watch is not None:
-        watch.before()
-    run()
-    if watch is not None:
-        watch.after(warm, i)
-
-
-def _say(settings: Any, print_fn: Callable[[str], None], entry: dict[str, Any], what: str) -> None:
+def _say(settings: Any, print_fn: Callable[[str], None], label: str, what: str) -> None:
     if settings.verbose:
-        print_fn(f"-- {entry['label']}: {what}")
+        print_fn(f"-- {label}: {what}")
 
 
-def record_load(entry: dict[str, Any], settings: Any, log: TrialLog) -> list[str]:
-    """Move the trials' machine loads into ``entry["interference"]`` and add the warnings
-    (busy machine, outlier trials) to ``entry["warnings"]``; returns the new warnings."""
+def record_load(result: Any, settings: Any, log: TrialLog) -> list[str]:
+    """Move the trials' machine loads into ``interference`` of ``result.extra`` (a
+    :class:`~streambench.results.schema.ConfigurationResult`) and add the warnings (busy
+    machine, outlier trials) to its ``warnings``; returns the new warnings."""
     from .interference import DEFAULT_BUSY_THRESHOLD, assess
 
     loads, starts = log.loads, log.starts
-    if not loads or entry.get("status") != "ok":
+    if not loads or result.status != "ok":
         return []
     threshold = getattr(settings, "busy_threshold", DEFAULT_BUSY_THRESHOLD)
-    record, warnings = assess(loads, entry.get("trials") or [], threshold)
+    record, warnings = assess(loads, [t.to_dict() for t in result.trials], threshold)
     if warnings and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and record["busy_trials"]:
         # under torchrun / deepspeed the other ranks are other processes of this machine
         warnings[0] += " (the other ranks of this launch count as other processes)"
     record["trial_started_at"] = [round(t, 6) for t in starts]
-    entry["interference"] = record
+    result.extra["interference"] = record
     if warnings:
-        entry.setdefault("warnings", []).extend(warnings)
+        result.extra.setdefault("warnings", []).extend(warnings)
     return warnings
 
 
@@ -271,10 +286,4 @@ def settings_from(m: dict[str, Any], workload: Any) -> dict[str, Any]:
     out["max_time_s"] = m.get("max_time")
     out["busy_threshold"] = m.get("busy_threshold", DEFAULT_BUSY_THRESHOLD)
     out["interleave"] = bool(m.get("interleave", False))
-    if (auto or out["interleave"]) and workload is not None and workload.active:
-        option = "--trials auto" if auto else "--interleave"
-        raise UsageError(
-            f"{option} does not combine with a workload (--prompts, --length-spread, "
-            "--shared-prefix, --save-outputs) yet: give a number of --trials, or run without"
-        )
     return out

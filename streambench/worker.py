@@ -49,13 +49,13 @@ def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
 def _measure(
     loaded: Any, settings: Any, spec: Any, config: list[int], emit: Callable[[dict], None]
 ) -> dict[str, Any]:
-    from .local_run import new_entry
-    from .workload_run import measure_function
-
-    run_configuration = measure_function(settings)
+    """One configuration, measured: its results/2 object (what the ``entry`` event carries to
+    the parent, which reads it back with ``ConfigurationResult.from_dict``)."""
+    from .configuration_run import run_configuration
+    from .local_run import new_result
 
     n_in, n_out, batch, vi = config
-    entry = new_entry(settings, spec.name, n_in, n_out, batch, vi)
+    entry = new_result(settings, spec.name, n_in, n_out, batch, vi)
     try:
         run_configuration(
             loaded,
@@ -66,12 +66,12 @@ def _measure(
             variant=settings.variants[vi],
         )
     except KeyboardInterrupt:
-        emit({"event": "entry", "entry": entry})
+        emit({"event": "entry", "entry": entry.to_dict()})
         raise
-    except Exception:  # noqa: BLE001 - recorded in the entry
+    except Exception:  # noqa: BLE001 - recorded in the result
         if "--debug" in sys.argv:
             inert_traceback()  # the terminal is shared with the parent
-    return entry
+    return entry.to_dict()
 
 
 def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:

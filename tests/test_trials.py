@@ -14,7 +14,7 @@ import pytest
 
 from streambench.cli import main
 from streambench.interference import Snapshot, TrialLoad, assess, outliers, robust_z
-from streambench.trial_loop import TrialRule, stop_reason
+from streambench.trial_loop import TrialMeans, TrialRule, stop_reason
 
 SPIN = "import time\nwhile True: pass\n"
 
@@ -25,6 +25,19 @@ def _runs(first, rest=None):
 
 
 # -- stop rules -----------------------------------------------------------------------------------
+def test_a_pass_over_a_prompt_file_is_one_trial_of_its_means():
+    """Several runs per trial (a prompt file): the rule sees each trial's means; one run is
+    itself; a run without a statistic leaves that mean out (None)."""
+    one = _runs([2.0])
+    assert TrialMeans.of(one) is one[0]
+    means = TrialMeans.of(_runs([1.0, 3.0], [0.1, 0.3]))
+    assert means.first_token_s == 2.0 and abs(means.rest_token_mean_s - 0.2) < 1e-12
+    assert TrialMeans.of(_runs([1.0, 3.0], [0.1, None])).rest_token_mean_s is None
+    # short and long prompts alternate within each pass: the passes agree, the target is met
+    passes = [TrialMeans.of(_runs([0.1, 0.9], [0.01, 0.03])) for _ in range(6)]
+    assert stop_reason(TrialRule(30, auto=True), passes, 1.0) == "target"
+
+
 def test_fixed_trials_stop_at_the_count():
     rule = TrialRule(3)
     assert stop_reason(rule, _runs([1.0, 1.0]), 0.0) is None

@@ -9,8 +9,10 @@
 - :class:`Statistics`: ``n``, ``mean``, ``median``, ``stdev``, ``min``, ``max`` and a map of
   percentiles (``{"50": ..., "90": ..., "99": ...}``).
 
-``from_dict`` reads both the results/2 form and the results/1 form (what the runners still build,
-and what old files hold); ``to_dict`` writes results/2. ``from_dict`` does not check types (values
+``from_dict`` reads both the results/2 form and the results/1 form (what old files hold, and
+what ``streambench endpoint``'s runner still builds; ``streambench run``'s runner builds a
+:class:`ConfigurationResult` directly, :mod:`streambench.configuration_run`); ``to_dict`` writes
+results/2. ``from_dict`` does not check types (values
 are kept as they are, so that ``compare`` can refuse them one by one); ``load_document`` checks a
 file before it gets here.
 
@@ -451,8 +453,10 @@ class ConfigurationResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfigurationResult:
         """THE conversion of a configuration entry: results/2 (with ``settings``), results/1
-        (identity inside ``config``: old files, and what ``sweep``/``endpoint``/``distributed``
-        build), or a partial one (missing keys stay ``None``). Values are not checked."""
+        (identity inside ``config``: old files, and what ``endpoint`` builds), or a partial one
+        (missing keys stay ``None``). Values are not checked. Also how the isolation worker's
+        results/2 objects are read back in the parent: ``from_dict(r.to_dict())`` gives ``r``'s
+        document again."""
         cfg = data.get("config")
         cfg = dict(cfg) if isinstance(cfg, Mapping) else {}
         given = data.get("settings")
