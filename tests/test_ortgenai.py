@@ -239,3 +239,24 @@ def test_what_the_model_cannot_run_is_refused_before_it_runs(sweep):
         model.generate(ids[:, :4], max_new_tokens=2, repetition_penalty=1.1)
     with pytest.raises(OrtGenAIRefused, match="use --num-beams 1"):
         model.generate(ids[:, :4], max_new_tokens=2, num_beams=2)
+
+
+@needs_og
+def test_a_prompt_file_in_left_padded_batches(sweep):
+    """--prompts: prompts of different lengths, batch 2 (left-padded), each request's own
+    output length from the file (a batch runs to its longest)."""
+    work = sweep[0]
+    lines = [{"prompt": "Hello there, how are you doing today?", "output_tokens": 5},
+             {"prompt": "Short.", "output_tokens": 7}]  # fmt: skip
+    (work / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    proc = sb("run", "hf", "--engine", ENGINE, "--prompts", "p.jsonl", "--output-len",
+              "from-data", "--batch-size", "2", "--warmup", "0", "--trials", "1",
+              "--export-dir", "cache", "-o", "w.json", cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads((work / "w.json").read_text())["configurations"]
+    assert entry["status"] == "ok", entry.get("error")
+    (trial,) = entry["trials"]
+    requests = trial["extra"]["workload"]["requests"]
+    assert sorted(q["output_tokens"] for q in requests) == [7, 7]
+    assert len({q["input_tokens"] for q in requests}) == 2  # really padded
+    assert len(trial["token_latencies_s"]) == 7
