@@ -8,7 +8,7 @@ Where things live now:
   rank's device (:func:`rank_device`): :mod:`streambench.ranks`;
 - the cross-rank view (:class:`RankSummary`, :class:`ClusterSummary`,
   :func:`gather_summaries`, :func:`gather_entry`): :mod:`streambench.cluster`;
-- tensor-parallel loading (``--tp``): :mod:`streambench.loading.tensor_parallel`.
+- tensor-parallel loading (``--tp``): :mod:`streambench.engines.transformers.tensor_parallel`.
 
 Nothing here imports torch at module import time.
 """
@@ -27,10 +27,10 @@ from .cluster import (
 )
 from .cluster.gather import _default_store, _group_ranks, _roll_call
 from .cluster.summary import _format_error, _median, _runs_of, _RunView
-from .loading import tensor_parallel as _tp
-from .loading.load import dtype_kwargs
-from .loading.placement import Placement
-from .loading.tensor_parallel import (
+from .engines.transformers import tensor_parallel as _tp
+from .engines.transformers.load import dtype_kwargs
+from .engines.transformers.placement import Placement
+from .engines.transformers.tensor_parallel import (
     TP_ENV,
     TP_MODES,
     _save_rank_local,
@@ -85,13 +85,16 @@ _REEXPORTED = (
 def load_model_tensor_parallel(
     spec: Any, settings: Any, device: Any, mode: str, load_plain: Callable[..., Any] | None = None
 ) -> Any:
-    """Old signature of :func:`streambench.loading.tensor_parallel.load_model_tensor_parallel`:
-    ``device`` and ``mode`` become one :class:`~streambench.loading.Placement`. ``load_plain``
-    is ignored: the whole-model loader is :func:`streambench.loading.load.load_on_device`."""
+    """Old signature of
+    :func:`streambench.engines.transformers.tensor_parallel.load_model_tensor_parallel`:
+    ``device`` and ``mode`` become one :class:`~streambench.engines.transformers.Placement`.
+    ``load_plain``
+    is ignored: the whole-model loader is
+    :func:`streambench.engines.transformers.load.load_on_device`."""
     return _tp.load_model_tensor_parallel(spec, settings, Placement.resolve(device, mode))
 
 
 def _accepts_dtype() -> bool:
     """Whether ``from_pretrained`` takes ``dtype=`` (transformers >= 4.56) rather than
-    ``torch_dtype=``; see :func:`streambench.loading.load.dtype_kwargs`."""
+    ``torch_dtype=``; see :func:`streambench.engines.transformers.load.dtype_kwargs`."""
     return "dtype" in dtype_kwargs(None)

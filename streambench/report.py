@@ -21,10 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .outputs import atomic_write_text
 from .results import compare as _compare
-from .results import plot as _plot
-from .results import tables as _tables
 from .results import writers as _writers
 from .results.compare import (
     COMPARE_METRICS,
@@ -35,9 +32,12 @@ from .results.compare import (
 from .results.compare import unusable as _unusable
 from .results.environment import dist_version as _dist_version
 from .results.environment import environment, library_versions
-from .results.plot import IQR_FROM_TRIALS
+from .results.outputs import atomic_write_text
+from .results.report import plot as _plot
+from .results.report import tables as _tables
+from .results.report.plot import IQR_FROM_TRIALS
+from .results.report.tables import compare_table, progress_bar
 from .results.schema import SCHEMA, ConfigurationResult, ResultsDocument, as_configuration
-from .results.tables import compare_table, progress_bar
 from .results.validate import (
     _HINT,
     SCHEMA_READERS,
@@ -211,21 +211,21 @@ def write_outputs(paths: Sequence[str], doc: Document) -> None:
 
 def configuration_table(entry: Entry) -> Any:
     """A rich renderable for one configuration (see
-    :func:`streambench.results.tables.configuration_table`)."""
+    :func:`streambench.results.report.tables.configuration_table`)."""
     return _tables.configuration_table(as_configuration(entry))
 
 
 def plot_document(doc: Document, path: str | os.PathLike[str]) -> Path:
     """Write a PNG of per-token latency and memory (see
-    :func:`streambench.results.plot.plot_document`)."""
+    :func:`streambench.results.report.plot.plot_document`)."""
     return _plot.plot_document(_doc(doc), path)
 
 
 def plot_figures(doc: Document, path: str | os.PathLike[str]) -> list[Path]:
     """:func:`plot_document` to ``path`` and, for an endpoint sweep or search with several load
     points, the load figure beside it (``NAME-load.EXT``,
-    :func:`streambench.results.load_plot.plot_load`); the files written."""
-    from .results import load_plot
+    :func:`streambench.results.report.load_plot.plot_load`); the files written."""
+    from .results.report import load_plot
 
     typed = _doc(doc)
     written = [_plot.plot_document(typed, path)]

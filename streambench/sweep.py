@@ -3,13 +3,14 @@
 
 Where things live now:
 
-- what ``MODEL`` means, hub checks: :mod:`streambench.loading.spec`;
-- ``--low-bit`` kinds and checks: :mod:`streambench.loading.quantization`;
+- what ``MODEL`` means, hub checks: :mod:`streambench.spec.models`;
+- ``--low-bit`` kinds and checks: :mod:`streambench.engines.transformers.quantization`;
 - loading a model (:func:`load_model`, :class:`LoadedModel`, dtypes, tokenizers, IPEX):
-  :mod:`streambench.loading` (:mod:`~streambench.loading.load`,
-  :mod:`~streambench.loading.tensor_parallel`, :mod:`~streambench.loading.placement`);
+  :mod:`streambench.engines.transformers` (:mod:`~streambench.engines.transformers.load`,
+  :mod:`~streambench.engines.transformers.tensor_parallel`,
+  :mod:`~streambench.engines.transformers.placement`);
 - the sweep itself (settings, prompts, entries, :func:`run_configuration`,
-  :class:`RankContext`): :mod:`streambench.local_run`;
+  :class:`RankContext`): :mod:`streambench.runners.local.plan`;
 - :class:`UsageError`: :mod:`streambench.errors`.
 """
 
@@ -17,10 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .configuration_run import run_configuration
-from .errors import UsageError, describe_exception
-from .loading import load_model
-from .loading.load import (
+from .engines.transformers import load_model
+from .engines.transformers.load import (
     DTYPES,
     LoadedModel,
     _apply_ipex,
@@ -30,9 +29,9 @@ from .loading.load import (
     check_ipex_available,
     resolve_dtype,
 )
-from .loading.load import dtype_kwargs as _dtype_kwargs
-from .loading.load import load_tokenizer as _load_tokenizer
-from .loading.quantization import (
+from .engines.transformers.load import dtype_kwargs as _dtype_kwargs
+from .engines.transformers.load import load_tokenizer as _load_tokenizer
+from .engines.transformers.quantization import (
     BNB_KINDS,
     IPEX_LLM_KINDS,
     TORCHAO_KINDS,
@@ -41,23 +40,13 @@ from .loading.quantization import (
     load_ipex_llm_model,
     low_bit_backend,
 )
-from .loading.quantization import low_bit_missing as _low_bit_missing
-from .loading.quantization import quantization_config as _quantization_config
-from .loading.quantization import quantized_weights as _quantized_weights
-from .loading.quantization import torchao_config as _torchao_config
-from .loading.spec import (
-    EMBEDDED_MODEL,
-    ModelSpec,
-    _hub_host,
-    _in_hub_cache,
-    _looks_like_path,
-    _offline_env,
-    check_hub_models,
-    hub_cache_directory,
-    protected_directories,
-    resolve_model_spec,
-)
-from .local_run import (
+from .engines.transformers.quantization import low_bit_missing as _low_bit_missing
+from .engines.transformers.quantization import quantization_config as _quantization_config
+from .engines.transformers.quantization import quantized_weights as _quantized_weights
+from .engines.transformers.quantization import torchao_config as _torchao_config
+from .errors import UsageError, describe_exception
+from .runners.local.configuration import run_configuration
+from .runners.local.plan import (
     PROMPT_TEXT,
     ConfigurationError,
     RankContext,
@@ -72,6 +61,18 @@ from .local_run import (
     parse_in_out,
     parse_int_list,
     quiet_transformers,
+)
+from .spec.models import (
+    EMBEDDED_MODEL,
+    ModelSpec,
+    _hub_host,
+    _in_hub_cache,
+    _looks_like_path,
+    _offline_env,
+    check_hub_models,
+    hub_cache_directory,
+    protected_directories,
+    resolve_model_spec,
 )
 
 __all__ = [
@@ -103,5 +104,5 @@ _REEXPORTED = (
 
 
 def _low_bit_model(spec: ModelSpec, low_bit: str, settings: Any, dtype: Any) -> Any:
-    """Old spelling of :func:`streambench.loading.quantization.load_ipex_llm_model`."""
+    """Old spelling of :func:`streambench.engines.transformers.quantization.load_ipex_llm_model`."""
     return load_ipex_llm_model(spec.source, low_bit, settings.trust_remote_code)

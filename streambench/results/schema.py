@@ -11,7 +11,8 @@
 
 ``from_dict`` reads both the results/2 form and the results/1 form (what old files hold, and
 what ``streambench endpoint``'s runner still builds; ``streambench run``'s runner builds a
-:class:`ConfigurationResult` directly, :mod:`streambench.configuration_run`); ``to_dict`` writes
+:class:`ConfigurationResult` directly, :mod:`streambench.runners.local.configuration`); ``to_dict``
+writes
 results/2. ``from_dict`` does not check types (values
 are kept as they are, so that ``compare`` can refuse them one by one); ``load_document`` checks a
 file before it gets here.
