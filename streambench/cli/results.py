@@ -46,14 +46,14 @@ def print_comparison(
     rows: Any, failed: bool, threshold: float, ignore: Any, strict: bool, written: str | None
 ) -> None:
     """Everything ``compare`` prints, in one place: the table, then one line per verdict."""
-    from .. import report, terminal
+    from .. import terminal
     from ..results.compare import verdict_text
-    from ..results.report.tables import compare_fits, compare_text
+    from ..results.report.tables import compare_fits, compare_table, compare_text
     from ..terminal import inert
     from ..terminal import inert_markup as escape  # a file's text is shown, never obeyed
 
     console = terminal.console(highlight=False)
-    table = report.compare_table(rows, threshold, ignore)
+    table = compare_table(rows, threshold, ignore)
     if compare_fits(console, table):
         console.print(table)
     else:  # a narrow terminal, a file or a CI log: wrapped lines, no cell cut short
@@ -79,17 +79,19 @@ def print_comparison(
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .. import report
     from ..errors import UsageError
+    from ..results.report.load_plot import plot_figures
+    from ..results.schema import ResultsDocument
+    from ..results.validate import load_document
 
     if not args.output.lower().endswith((".png", ".svg", ".pdf")):
         raise UsageError(f"-o {args.output}: use a .png (or .svg, .pdf) file name")
     from ..results.outputs import RunInputs
 
     RunInputs([("results file", args.results)]).check(args.output, "-o")
-    doc = report.load_document(args.results)  # UsageError (exit 2) naming the file
+    doc = load_document(args.results)  # UsageError (exit 2) naming the file
     try:
-        written = report.plot_figures(doc, args.output)
+        written = plot_figures(ResultsDocument.coerce(doc), args.output)
     except ValueError as exc:  # e.g. nothing to plot
         raise UsageError(f"{args.results}: {exc}") from None
     except RuntimeError as exc:  # matplotlib missing
@@ -105,7 +107,7 @@ def parse_threshold(text: str) -> float:
     :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
     from ..errors import UsageError
     from ..numtext import real
-    from ..report import MAX_THRESHOLD
+    from ..results.compare import MAX_THRESHOLD
 
     raw = str(text).strip().removesuffix("%").strip()
     try:
@@ -135,15 +137,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 0 when NEW is not slower; 1 on a regression, anything that could not be compared (the
     gate fails closed) or, with ``--strict``, an unclear verdict; 2 for a bad file or option
     (UsageError, one line). The verdicts: :mod:`streambench.results.compare`."""
-    from .. import report
+    from ..results.compare import check_threshold, compare_documents
+    from ..results.schema import ResultsDocument
+    from ..results.validate import load_document
 
     threshold = parse_threshold(args.threshold)
     if args.output:
         _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
-    old = report.load_document(args.old)  # UsageError (exit 2) naming the file
-    new = report.load_document(args.new)
+    old = load_document(args.old)  # UsageError (exit 2) naming the file
+    new = load_document(args.new)
     ignore = parse_ignore(args.ignore, old, new)
-    rows, failed = report.compare_documents(old, new, threshold, ignore, args.strict)
+    check_threshold(threshold)
+    rows, failed = compare_documents(
+        ResultsDocument.coerce(old, "OLD"),
+        ResultsDocument.coerce(new, "NEW"),
+        threshold,
+        frozenset(ignore),
+        args.strict,
+    )
     if args.output:
         _write_comparison(args, rows, failed, threshold, ignore)
     print_comparison(rows, failed, threshold, ignore, args.strict, args.output)

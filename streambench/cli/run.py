@@ -315,10 +315,10 @@ def _resume(
     same settings on this machine (:func:`streambench.runners.run_io.load_resumed`)."""
     if not getattr(args, "resume", False):
         return {}
-    from .. import report
+    from ..results.environment import environment
     from ..runners.run_io import load_resumed
 
-    return load_resumed(outputs, settings, report.environment(device), "run")
+    return load_resumed(outputs, settings, environment(device), "run")
 
 
 def _sweep(
@@ -331,7 +331,8 @@ def _sweep(
     resumed: dict[str, Any],
     isolate: str,
 ) -> int:
-    from .. import report
+    from ..results.environment import environment
+    from ..results.schema import new_document
     from ..runners.driver import Driver
     from ..runners.local.plan import RankContext, quiet_transformers
     from ..runners.local.runner import LocalRunner
@@ -344,8 +345,8 @@ def _sweep(
     err = terminal.console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
     runner.skip = set(resumed)  # --interleave rotates the configurations not kept from --resume
-    doc = report.new_document(
-        "run", report.environment(device), {**settings.to_dict(), "isolate": runner.isolate}
+    doc = new_document(
+        "run", environment(device), {**settings.to_dict(), "isolate": runner.isolate}
     )
     runner.on_environment = doc["environment"].update
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)

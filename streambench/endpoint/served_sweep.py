@@ -40,11 +40,12 @@ def run_sweep(args: Any, specs: list[EndpointSpec]) -> int:
 
 def _drive(args: Any, specs: list[EndpointSpec], outputs: list[str]) -> int:
     """The endpoint sweep, its outputs checked and locked."""
-    from .. import report, terminal
+    from .. import terminal
+    from ..results.schema import new_document
     from ..runners.driver import Driver
 
     sweep = EndpointSweep(args, specs)
-    doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+    doc = new_document("endpoint", environment(specs[0]), sweep.settings)
     resumed = resumed_configurations(args, outputs, sweep, doc["environment"])
     out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
     err = terminal.console(stderr=True)

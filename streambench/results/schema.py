@@ -577,3 +577,18 @@ def as_configuration(entry: ConfigurationResult | Mapping[str, Any]) -> Configur
     if isinstance(entry, ConfigurationResult):
         return entry
     return ConfigurationResult.from_dict(entry)
+
+
+def new_document(
+    command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An empty results document in its file form (``configurations`` are appended as they
+    finish; the writers read it with :meth:`ResultsDocument.coerce`)."""
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "environment": env,
+        "settings": settings or {},
+        "configurations": [],
+        "interrupted": False,
+    }

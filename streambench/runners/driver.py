@@ -103,7 +103,8 @@ class Driver:
     # -- results files ------------------------------------------------------------------------
     def save(self) -> None:
         """Write every output; an existing file only once a configuration finished."""
-        from .. import report
+        from ..results.schema import ResultsDocument
+        from ..results.writers import write_outputs
 
         configurations = self.doc["configurations"]
         if not self.writer or not configurations:
@@ -113,7 +114,7 @@ class Driver:
             if not (finished or path in self.written or not os.path.lexists(path)):
                 continue
             try:
-                report.write_outputs([path], self.doc)
+                write_outputs([path], ResultsDocument.coerce(self.doc))
             except OSError as exc:  # reported once; the other outputs and the sweep go on
                 message = f"cannot write --output {path}: {describe_write_error(exc, path)}"
                 if message not in self.write_failures:
@@ -139,11 +140,11 @@ class Driver:
     # -- the loop -----------------------------------------------------------------------------
     def run(self, runner: Runner) -> int:
         """Measure (or resume) every configuration; returns the exit code."""
-        from .. import report
+        from ..results.report.tables import progress_bar
 
         plan = runner.plan()  # a list, or a lazy plan (an adaptive search) of unknown length
         known = isinstance(plan, Sequence)
-        progress = report.progress_bar(self.err)
+        progress = progress_bar(self.err)
         task = progress.add_task("sweep", total=sum(p.steps for p in plan) if known else None)
         measured = 0  # configurations planned so far (resumed ones included)
         failures = 0
@@ -214,12 +215,13 @@ class Driver:
             print_summary(self.out, entries)
 
     def _plot(self) -> int:
-        from .. import report
+        from ..results.report.load_plot import plot_figures
+        from ..results.schema import ResultsDocument
 
         if not self.plot or not self.writer:
             return 0
         try:
-            written = report.plot_figures(self.doc, self.plot)
+            written = plot_figures(ResultsDocument.coerce(self.doc), self.plot)
         except OSError as exc:
             self.speaker.error(f"--plot {self.plot}: {describe_write_error(exc, self.plot)}")
             return 1
@@ -280,12 +282,12 @@ def load_resume(
     versions (:data:`RESUME_ENVIRONMENT`): :class:`UsageError` naming what differs otherwise.
     A file that does not exist yet resumes
     nothing."""
-    from .. import report
+    from ..results.validate import load_document
 
     if not os.path.exists(path):
         return {}
     try:
-        old = report.load_document(path)
+        old = load_document(path)
     except ValueError as exc:
         raise UsageError(f"--resume: {exc}") from None
     wrote = old.get("command") or "run"

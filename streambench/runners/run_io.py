@@ -38,9 +38,9 @@ def check_result_targets(
     both
     options. ``plot_library``: also refuse ``--plot`` when matplotlib is not installed (``run``
     says so up front; ``endpoint`` reports it when it plots, as it always has)."""
-    from ..report import OUTPUT_FORMATS
     from ..results.outputs import RunInputs, check_output_targets
     from ..results.report.html import check_html_outputs
+    from ..results.writers import OUTPUT_FORMATS
 
     # one RunInputs for both checks: a generator of pairs would be spent by the first one
     inputs = protected if isinstance(protected, RunInputs) else RunInputs(protected)

@@ -293,3 +293,17 @@ def _search_panel(ax: Any, data: LoadData) -> None:
     ax.set_title("capacity search: points in the order tried", loc="left", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def plot_figures(doc: ResultsDocument, path: str | os.PathLike[str]) -> list[Path]:
+    """The per-token figure to ``path`` (:func:`.plot.plot_document`) and, for an endpoint sweep or
+    search with several load points, the load figure beside it (``NAME-load.EXT``,
+    :func:`plot_load`); the files written."""
+    from .plot import plot_document
+
+    written = [plot_document(doc, path)]
+    if has_load(doc):
+        target = load_path(path)
+        plot_load(doc, target)
+        written.append(target)
+    return written

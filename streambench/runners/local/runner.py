@@ -79,8 +79,8 @@ class LocalRunner:
     def _load(self, spec: Any, variant: dict[str, Any], key: Any) -> None:
         import gc
 
-        from ... import report
         from ...engines.variant_load import prepare_model
+        from ...results.environment import library_versions
 
         self.loaded = None
         gc.collect()
@@ -98,7 +98,7 @@ class LocalRunner:
             self.speaker.error(self.load_error)  # once per model, not once per configuration
             self.bad_input = isinstance(exc, UsageError)
             return
-        self.on_environment(report.library_versions())
+        self.on_environment(library_versions())
         for note in self.loaded.notes:
             self.speaker.note(f"{spec.name}: {note}")
 
@@ -243,9 +243,10 @@ class LocalRunner:
         return entry.status != "ok" or bool(isinstance(profile, dict) and profile.get("error"))
 
     def table(self, entry: Any) -> Any:
-        from ... import report
+        from ...results.report.tables import configuration_table
+        from ...results.schema import as_configuration
 
-        return report.configuration_table(entry)
+        return configuration_table(as_configuration(entry))
 
     def close(self) -> None:
         import gc

@@ -79,9 +79,9 @@ def _measure(
 
 def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     """Load the job's model and measure its configurations; returns the exit code."""
-    from ... import report
     from ...devices import resolve_device
     from ...engines.variant_load import prepare_model
+    from ...results.environment import library_versions
     from .plan import quiet_transformers
 
     settings, spec = _settings(job["settings"], job["spec"])
@@ -96,9 +96,7 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
             error = str(exc) if usage else f"loading {spec.name} failed: {describe_exception(exc)}"
             emit({"event": "load_failed", "error": error, "usage": usage})
             return EXIT_FAILED
-        emit(
-            {"event": "loaded", "notes": list(loaded.notes), "versions": report.library_versions()}
-        )
+        emit({"event": "loaded", "notes": list(loaded.notes), "versions": library_versions()})
         for config in job["configurations"]:
             emit({"event": "entry", "entry": _measure(loaded, settings, spec, config, emit)})
     return EXIT_OK
