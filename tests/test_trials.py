@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from streambench.cli import main
-from streambench.interference import Snapshot, TrialLoad, assess, outliers, robust_z
-from streambench.trial_loop import TrialMeans, TrialRule, stop_reason
+from streambench.cli.run import main
+from streambench.runners.local.interference import Snapshot, TrialLoad, assess, outliers, robust_z
+from streambench.runners.local.trials import TrialMeans, TrialRule, stop_reason
 
 SPIN = "import time\nwhile True: pass\n"
 
@@ -273,7 +273,7 @@ def test_without_interleave_each_configuration_runs_whole(tmp_path):
 
 # -- system check -------------------------------------------------------------------------------
 def test_system_check_names_a_busy_process_and_says_what_it_cannot_read(capsys):
-    from streambench.system_check import _sample
+    from streambench.cli.system import _sample
 
     hog = _foreign_hog()
     try:

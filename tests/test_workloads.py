@@ -517,12 +517,12 @@ def test_one_runner_fills_a_typed_result_for_both_prompt_sources(tmp_path):
     back (``from_dict``) as the same document."""
     import torch
 
-    from streambench.configuration_run import run_configuration
-    from streambench.loading import ModelSpec
-    from streambench.local_run import SweepSettings, new_result
+    from streambench.engines.transformers import ModelSpec
+    from streambench.engines.variant_load import prepare_model
     from streambench.results.schema import ConfigurationResult
-    from streambench.variant_load import prepare_model
-    from streambench.workload_run import preflight
+    from streambench.runners.local.configuration import run_configuration
+    from streambench.runners.local.plan import SweepSettings, new_result
+    from streambench.runners.local.workload_prompts import preflight
 
     files = write_files(tmp_path)
     spec = ModelSpec("streambench/tiny-llama", "embedded")

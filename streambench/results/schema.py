@@ -11,7 +11,8 @@
 
 ``from_dict`` reads both the results/2 form and the results/1 form (what old files hold, and
 what ``streambench endpoint``'s runner still builds; ``streambench run``'s runner builds a
-:class:`ConfigurationResult` directly, :mod:`streambench.configuration_run`); ``to_dict`` writes
+:class:`ConfigurationResult` directly, :mod:`streambench.runners.local.configuration`); ``to_dict``
+writes
 results/2. ``from_dict`` does not check types (values
 are kept as they are, so that ``compare`` can refuse them one by one); ``load_document`` checks a
 file before it gets here.
@@ -576,3 +577,18 @@ def as_configuration(entry: ConfigurationResult | Mapping[str, Any]) -> Configur
     if isinstance(entry, ConfigurationResult):
         return entry
     return ConfigurationResult.from_dict(entry)
+
+
+def new_document(
+    command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An empty results document in its file form (``configurations`` are appended as they
+    finish; the writers read it with :meth:`ResultsDocument.coerce`)."""
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "environment": env,
+        "settings": settings or {},
+        "configurations": [],
+        "interrupted": False,
+    }

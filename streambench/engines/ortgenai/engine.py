@@ -15,8 +15,8 @@ from ...errors import UsageError
 from ..base import Engine
 
 if TYPE_CHECKING:
-    from ...loading.load import LoadedModel
-    from ...loading.spec import ModelSpec
+    from ...spec.models import ModelSpec
+    from ..transformers.load import LoadedModel
 
 __all__ = ["LOW_BIT", "OrtGenAIEngine", "check_device"]
 
@@ -72,7 +72,7 @@ class OrtGenAIEngine(Engine):
     ) -> LoadedModel:
         """The ORT GenAI directory of ``spec`` (given, cached or built now) on ``--device``'s
         provider; the streamer times on the host whatever ``device`` says."""
-        from ...variant_load import load_settings
+        from ..variant_load import load_settings
 
         return load_ortgenai(spec, load_settings(settings, variant), self.name)
 
@@ -103,8 +103,8 @@ def load_ortgenai(spec: ModelSpec, settings: Any, engine: str) -> LoadedModel:
     load alone; a build's own time is in the notes and ``export_time_s``."""
     import torch
 
-    from ...loading.load import LoadedModel, load_tokenizer
     from ...peak_memory import rss_bytes
+    from ..transformers.load import LoadedModel, load_tokenizer
     from .export import ensure_genai_dir, precision
     from .model import OrtGenAIModel
 

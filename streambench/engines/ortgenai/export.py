@@ -220,8 +220,8 @@ def _source(spec: Any, settings: Any, work: Path) -> tuple[str, bool]:
     # the embedded / random-weight model: built as for transformers, saved, then converted
     import dataclasses
 
-    from ...loading.load import load_on_device
-    from ...loading.placement import Placement
+    from ..transformers.load import load_on_device
+    from ..transformers.placement import Placement
 
     plain = dataclasses.replace(settings, dtype="float32", low_bit=None, ipex=False)
     loaded = load_on_device(spec, plain, Placement.resolve("cpu", "none"))
