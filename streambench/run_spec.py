@@ -194,16 +194,12 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
 
 def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
     """``--low-bit`` checked for every engine of the sweep, before anything loads."""
-    from .engines import check_weight_format, engine_of
-    from .loading.quantization import check_low_bit_kind
+    from .engines import engines_of, get_engine
 
     if low_bit is None:
         return
-    for engine in sorted({engine_of(v) for v in variants}):
-        if engine == "transformers":
-            check_low_bit_kind(low_bit)
-        else:
-            check_weight_format(low_bit, engine)
+    for engine in engines_of(variants):
+        get_engine(engine).check_low_bit(low_bit)
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
@@ -258,26 +254,11 @@ def run_inputs(
 
 def _check_targets(outputs: list[str], plot: str | None, protected: Any) -> None:
     """Every output path checked before any work: format, writable, not an input of the run
-    (``protected``: :func:`run_inputs`) nor inside one."""
-    from .outputs import check_output_targets
-    from .report import OUTPUT_FORMATS
+    (``protected``: :func:`run_inputs`) nor inside one; ``--plot`` needs matplotlib
+    (:func:`streambench.run_io.check_result_targets`, shared with ``endpoint``)."""
+    from .run_io import check_result_targets
 
-    check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
-    from .results.html import check_html_outputs
-
-    check_html_outputs(outputs, "--output")
-    if plot is not None:
-        check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
-        import importlib.util
-
-        from .extras import install_hint
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError(
-                f"--plot needs matplotlib, which is not installed: {install_hint('plot')}"
-            )
-        if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
-            raise UsageError(f"--plot {plot}: also named by --output; use another file name")
+    check_result_targets(outputs, plot, protected, plot_library=True)
 
 
 def _profile_dir(path: str | None, num_beams: int, inputs: Any) -> Any:
