@@ -25,8 +25,8 @@ from ...errors import UsageError
 from ..base import Engine
 
 if TYPE_CHECKING:
-    from ...loading.load import LoadedModel
-    from ...loading.spec import ModelSpec
+    from ...spec.models import ModelSpec
+    from ..transformers.load import LoadedModel
 
 __all__ = ["VllmEngine"]
 
@@ -80,8 +80,8 @@ class VllmEngine(Engine):
         import torch
         import vllm
 
-        from ...loading.load import LoadedModel, load_tokenizer
         from ...peak_memory import rss_bytes
+        from ..transformers.load import LoadedModel, load_tokenizer
         from .model import CPU_KV_CACHE_GIB, VllmModel
 
         before = rss_bytes()
