@@ -3,11 +3,12 @@
 :class:`LlamaCppModel` drives llama.cpp through llama-cpp-python's C API (``llama_decode`` on
 batches it fills itself), so it decodes exactly the token ids streambench hands it and batches
 several sequences in one ``llama_decode`` (one sequence id each, one KV cache shared by all).
-Its ``generate()`` follows transformers' convention as :class:`~streambench.engines.genai.GenAIModel`
-does: ``streamer.on_prompt(batch, prompt_tokens)`` just before the prompt's first
-``llama_decode``, ``streamer.on_step(1)`` once per step as soon as every sequence's next token
-is chosen (before the next ``llama_decode``: the last token needs none, as in transformers),
-``streamer.end()`` after the last; the same timing core as transformers, no timing code here.
+Its ``generate()`` follows transformers' convention as
+:class:`~streambench.engines.genai.GenAIModel` does: ``streamer.on_prompt(batch,
+prompt_tokens)`` just before the prompt's first ``llama_decode``, ``streamer.on_step(1)`` once
+per step as soon as every sequence's next token is chosen (before the next ``llama_decode``:
+the last token needs none, as in transformers), ``streamer.end()`` after the last; the same
+timing core as transformers, no timing code here.
 
 Tokens are chosen here, from llama.cpp's logits: the largest (greedy, the default) or drawn
 with ``temperature``/``top_k``/``top_p`` from torch's generator (which ``--seed`` seeds). EOS
@@ -186,7 +187,7 @@ class LlamaCppModel:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001, S110 - interpreter shutdown: nothing left to free
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to free
             pass
 
     # -- decoding -------------------------------------------------------------------------------
