@@ -217,6 +217,25 @@ class LlamaCppModel:
                     out.append(np.ctypeslib.as_array(view, shape=(self.n_vocab,)).copy())
         return out
 
+    def _clear(self) -> None:
+        """An empty KV cache and zeroed counters: every call starts from the prompt."""
+        ll = self._ll
+        if hasattr(ll, "llama_memory_clear"):
+            ll.llama_memory_clear(ll.llama_get_memory(self._ctx), True)
+        else:  # llama.cpp before its llama_memory API
+            ll.llama_kv_self_clear(self._ctx)
+        ll.llama_perf_context_reset(self._ctx)
+
+    def logits(self, token_ids: list[int]) -> Any:
+        """llama.cpp's logits after each of ``token_ids`` (one sequence, from an empty cache): a
+        ``[len, n_vocab]`` float32 array, to check a conversion against transformers."""
+        import numpy as np
+
+        n = len(token_ids)
+        self._context(1, n, n)
+        self._clear()
+        return np.stack(self._decode([(t, i, 0, True) for i, t in enumerate(token_ids)]))
+
     def take_perf(self, last: int) -> dict[str, float] | None:
         """The medians of :attr:`perf` over the ``last`` calls (``None`` if none), then forget
         them all: the next configuration starts afresh."""
@@ -255,8 +274,7 @@ class LlamaCppModel:
         batch = len(prompts)
         longest = max(len(p) for p in prompts)
         self._context(batch, batch * (longest + max_new), min(_MAX_CHUNK, batch * longest))
-        self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
-        self._ll.llama_perf_context_reset(self._ctx)
+        self._clear()
         choose = _chooser(kwargs)
         stops = self._stop_ids(kwargs)
         pad = _first(kwargs.get("pad_token_id"), self.generation_config.pad_token_id, 0)
