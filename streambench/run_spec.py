@@ -135,6 +135,7 @@ def build_run_settings(
     inputs = run_inputs(specs, m, args.config, workload, variants)
     _check_targets(outputs, plot, inputs)
     _check_low_bit(low_bit, variants)
+    _check_gguf(specs, variants, workload)
     device = _test_api_device(m, variants)
     settings = SweepSettings(
         models=specs,
@@ -204,6 +205,27 @@ def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
             check_low_bit_kind(low_bit)
         else:
             check_weight_format(low_bit, engine)
+
+
+def _check_gguf(specs: list[Any], variants: list[dict[str, Any]], workload: Any) -> None:
+    """A ``.gguf`` MODEL runs on ``--engine llama.cpp`` only, and has no tokenizer for
+    ``--prompts``."""
+    from .engines import engine_of
+
+    gguf = next((s for s in specs if s.kind == "gguf"), None)
+    if gguf is None:
+        return
+    others = sorted({engine_of(v) for v in variants} - {"llama.cpp"})
+    if others:
+        raise UsageError(
+            f"model {gguf.source} is a GGUF file, which --engine {others[0]} does not read: "
+            "use --engine llama.cpp, or give the transformers directory"
+        )
+    if workload is not None and workload.uses_file:
+        raise UsageError(
+            f"--prompts needs a tokenizer, and {gguf.name}.gguf has none: give the "
+            "transformers directory (converted for llama.cpp) instead"
+        )
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
