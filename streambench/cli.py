@@ -320,7 +320,8 @@ def _add_generation_options(run: argparse.ArgumentParser) -> None:
         "--export-dir",
         metavar="DIR",
         help="where the OpenVINO engines cache models exported to OpenVINO IR (default "
-        "~/.cache/streambench/openvino; delete it to clear the cache)",
+        "~/.cache/streambench/openvino) and --engine llama.cpp its GGUF conversions (default "
+        "~/.cache/streambench/llama.cpp); delete it to clear the cache",
     )
 
 

@@ -372,7 +372,7 @@ KEYS: dict[str, KeySpec] = {
     "seed": KeySpec("seed", _bounded("seed"), "seed"),
     "tp": KeySpec("tp", _text, "tensor parallelism"),
     "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
-    "export_dir": KeySpec("export_dir", _text, "OpenVINO export cache directory"),
+    "export_dir": KeySpec("export_dir", _text, "OpenVINO / llama.cpp export cache directory"),
     "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
     "variants": KeySpec("variants", lambda v, w: v, "list of generation settings (checked later)"),
     **{
