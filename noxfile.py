@@ -120,11 +120,12 @@ WHEEL_CACHE = os.path.expanduser(
     os.environ.get("STREAMBENCH_WHEELS", "~/.cache/streambench/wheels")
 )
 #: a portable x86-64 build: GGML_NATIVE=OFF (no -march=native: the wheel runs on any AVX2/FMA/F16C
-#: CPU, x86-64-v3, not only on the one that built it), AVX-512 off for the same reason, no BLAS
-#: and no curl (llama.cpp's model downloads): nothing the timing uses
+#: CPU, x86-64-v3, not only on the one that built it), AVX-512 off for the same reason; no BLAS,
+#: no curl (llama.cpp's model downloads) and no llava/mtmd (multimodal: half the compile, and
+#: llama-cpp-python imports it only for image chat): nothing the timing uses
 LLAMACPP_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-    "-DGGML_AVX512=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF"
+    "-DGGML_AVX512=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF"
 )
 
 
