@@ -154,14 +154,16 @@ def test_batch_padding_eos_and_the_streamer(tmp_path):
     assert run.batch_size == 2 and run.prompt_tokens == len(a) and run.new_tokens == 6
     perf = model.perf[-1]
     assert perf["prompt_eval_tokens"] == len(a) + len(b)  # the padding is not decoded
-    # every token EOS-worthy: EOS is masked until min_new_tokens, then ends the run
-    eos = int(model.generation_config.eos_token_id)
-    model.generation_config.eos_token_id = list(range(model.n_vocab))
+    # EOS masked until min_new_tokens, then it ends the run: make the 3rd greedy token the EOS
+    free = model.generate(torch.tensor([a]), max_new_tokens=5, min_new_tokens=5)[0, len(a) :]
+    free = free.tolist()
+    stop = free[2]
+    assert stop not in free[:2]  # (the tiny model's first tokens differ)
+    model.generation_config.eos_token_id = stop
     forced = model.generate(torch.tensor([a]), max_new_tokens=5, min_new_tokens=5)
-    assert forced.shape[-1] == len(a) + 5
+    assert forced.shape[-1] == len(a) + 5 and forced[0, len(a) + 2] != stop
     early = model.generate(torch.tensor([a]), max_new_tokens=5, min_new_tokens=2)
-    assert early.shape[-1] == len(a) + 3  # 2 forced, then the first EOS
-    model.generation_config.eos_token_id = eos
+    assert early[0, len(a) :].tolist() == free[:3]  # 2 forced, then the EOS, then the end
     with pytest.raises(LlamaCppRefused, match="--num-beams 1"):
         model.generate(torch.tensor([a]), num_beams=2)
     with pytest.raises(LlamaCppRefused, match="transformers only"):

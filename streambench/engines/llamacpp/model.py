@@ -86,7 +86,8 @@ class LlamaCppModel:
         import llama_cpp
         import torch
 
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its C log -> stderr
+        # llama.cpp's C log goes to this logger: its errors only (why a file does not load)
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         llama_cpp.llama_backend_init()
         self._ll = llama_cpp
         self.path = Path(path)
@@ -95,8 +96,8 @@ class LlamaCppModel:
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise UsageError(
-                f"model {self.path}: llama.cpp cannot load this GGUF file (rerun with --debug "
-                "for llama.cpp's log); pass a transformers directory to convert instead"
+                f"model {self.path}: llama.cpp cannot load this GGUF file (its reason is above); "
+                "pass a transformers directory to convert instead"
             )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
@@ -296,7 +297,7 @@ class LlamaCppModel:
                 logits = self._decode(last)
             for seq in range(batch):
                 token = pad if done[seq] else choose(logits[seq], stops if step < min_new else ())
-                done[seq] = done[seq] or token in stops
+                done[seq] = done[seq] or (step >= min_new and token in stops)
                 new[seq].append(token)
             if timer is not None:
                 timer.on_step(1)
