@@ -288,7 +288,7 @@ def _write_metadata(writer: Any, config: Any, arch: str, fmt: str) -> dict[str, 
 
     heads = int(config.num_attention_heads)
     head_dim = _head_dim(config)
-    writer.add_name(str(getattr(config, "_name_or_path", "") or arch) or arch)
+    writer.add_name(Path(str(getattr(config, "_name_or_path", "") or arch)).name or arch)
     writer.add_context_length(int(config.max_position_embeddings))
     writer.add_embedding_length(int(config.hidden_size))
     writer.add_block_count(int(config.num_hidden_layers))
