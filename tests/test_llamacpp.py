@@ -42,19 +42,27 @@ def test_engine_without_the_extra_names_the_pip_command(tmp_path):
 
 # -- the conversion against transformers --------------------------------------------------------
 def _tiny(path: Path, kind: str, **overrides) -> Path:
-    """A tiny random model of ``kind`` (llama, qwen2) with the tiny byte-level tokenizer."""
+    """A tiny random model of ``kind`` (llama, mistral, qwen2) with the tiny byte-level
+    tokenizer."""
+    import torch
+    from transformers import MistralConfig, Qwen2Config
+
     from streambench import tiny
 
     if kind == "llama":
         return tiny.save_tiny_model(path, seed=3, **overrides)
-    from transformers import Qwen2Config
 
     base = tiny.tiny_llama_config().to_dict()
     keep = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
             "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
             "rms_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id")  # fmt: skip
-    config = Qwen2Config(**{k: base[k] for k in keep}, **overrides)
+    cls = {"mistral": MistralConfig, "qwen2": Qwen2Config}[kind]
+    config = cls(**{k: base[k] for k in keep}, **overrides)
     model = tiny.build_model(config, seed=3)
+    with torch.no_grad():  # Qwen2's q/k/v biases start at zero: random ones are checked
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):
+                param.normal_(0.0, 0.5)
     model.generation_config.pad_token_id = 0
     model.save_pretrained(path)
     tiny.build_tokenizer().save_pretrained(path)
@@ -73,8 +81,8 @@ PROMPT = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 20
 @needs_llamacpp
 @pytest.mark.parametrize(
     "kind, overrides",
-    [("llama", {}), ("llama", {"tie_word_embeddings": True}), ("qwen2", {})],
-    ids=["llama", "llama-tied", "qwen2"],
+    [("llama", {}), ("llama", {"tie_word_embeddings": True}), ("mistral", {}), ("qwen2", {})],
+    ids=["llama", "llama-tied", "mistral", "qwen2"],
 )
 def test_f32_conversion_matches_transformers(tmp_path, kind, overrides):
     """The proof the conversion is right: llama.cpp's logits of every prompt position equal
@@ -87,9 +95,8 @@ def test_f32_conversion_matches_transformers(tmp_path, kind, overrides):
     src = _tiny(tmp_path / "hf", kind, **overrides)
     gguf = convert_directory(src, tmp_path / "m.gguf", "f32")
     ref = _transformers(src)
-    if kind == "qwen2":  # the biases are written (random, not the zeros they start as)
-        with torch.no_grad():
-            assert ref.model.layers[0].self_attn.q_proj.bias is not None
+    if kind == "qwen2":  # random biases, written and used
+        assert ref.model.layers[0].self_attn.q_proj.bias.abs().sum() > 1
     model = LlamaCppModel(gguf, n_threads=1)
     ids = torch.tensor([PROMPT])
     with torch.no_grad():
