@@ -151,13 +151,12 @@ def llamacpp(session: nox.Session) -> None:
 
 
 def _llamacpp_wheel(session: nox.Session) -> None:
-    """llama-cpp-python's wheel for this session's Python in :data:`WHEEL_CACHE`, built there
+    """llama-cpp-python's wheel in :data:`WHEEL_CACHE`, built there
     when missing (``pip wheel``: the sdist from the index, compiled with cmake)."""
-    tag = session.run(
-        "python", "-c", "import sys; print('cp%d%d' % sys.version_info[:2])", silent=True
-    ).strip()
     version = LLAMACPP.split("==")[1]
-    if glob.glob(os.path.join(WHEEL_CACHE, f"llama_cpp_python-{version}-{tag}-*.whl")):
+    # one wheel for every Python 3 (py3-none-linux_x86_64: llama-cpp-python loads llama.cpp
+    # through ctypes)
+    if glob.glob(os.path.join(WHEEL_CACHE, f"llama_cpp_python-{version}-*.whl")):
         return
     session.log(f"building {LLAMACPP} into {WHEEL_CACHE} (once: several minutes)")
     env = {"CMAKE_ARGS": LLAMACPP_CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count())}
