@@ -160,7 +160,9 @@ def test_batch_padding_eos_and_the_streamer(tmp_path):
     run = streamer.summary()
     assert run.batch_size == 2 and run.prompt_tokens == len(a) and run.new_tokens == 6
     perf = model.perf[-1]
-    assert perf["prompt_eval_tokens"] == len(a) + len(b)  # the padding is not decoded
+    # the prompts without their padding, then 5 steps of 2 tokens (llama.cpp counts a decode of
+    # more than one token as prompt evaluation)
+    assert perf["prompt_eval_tokens"] == len(a) + len(b) + 5 * 2 and perf["eval_runs"] == 1
     # EOS masked until min_new_tokens, then it ends the run: make the 3rd greedy token the EOS
     free = model.generate(torch.tensor([a]), max_new_tokens=5, min_new_tokens=5)[0, len(a) :]
     free = free.tolist()

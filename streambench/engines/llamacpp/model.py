@@ -29,7 +29,7 @@ step too), ``eval_ms`` and ``eval_runs`` (single-token decodes: the steps of bat
 from __future__ import annotations
 
 import ctypes
-import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,7 @@ class LlamaCppModel:
         import llama_cpp
         import torch
 
-        # llama.cpp's C log goes to this logger: its errors only (why a file does not load)
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        _quiet_log(llama_cpp)
         llama_cpp.llama_backend_init()
         self._ll = llama_cpp
         self.path = Path(path)
@@ -321,6 +320,27 @@ class LlamaCppModel:
             if 0 <= token < self.n_vocab:
                 ids.add(token)
         return frozenset(int(i) for i in ids)
+
+
+#: llama.cpp's log callback (kept referenced: llama.cpp calls it from C)
+_LOG_CALLBACK: Any = None
+#: ggml's ``GGML_LOG_LEVEL_ERROR`` (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
+_ERROR = 4
+
+
+def _quiet_log(llama_cpp: Any) -> None:
+    """llama.cpp's log on stderr: its errors only (why a file does not load). Its warnings
+    include one about the converter's minimal tokenizer (no newline token), harmless here."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+
+    def log(level: int, text: bytes, _: Any) -> None:
+        if level == _ERROR and text:
+            sys.stderr.write(text.decode(errors="replace"))
+
+    _LOG_CALLBACK = llama_cpp.llama_log_callback(log)
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
 def _first(*values: Any) -> int:
