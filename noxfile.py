@@ -160,7 +160,19 @@ def _llamacpp_wheel(session: nox.Session) -> None:
         return
     session.log(f"building {LLAMACPP} into {WHEEL_CACHE} (once: several minutes)")
     env = {"CMAKE_ARGS": LLAMACPP_CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count())}
-    session.run("python", "-m", "pip", "wheel", "--no-deps", LLAMACPP, "-w", WHEEL_CACHE, env=env)
+    # --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS (it could hand back another build)
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-cache-dir",
+        LLAMACPP,
+        "-w",
+        WHEEL_CACHE,
+        env=env,
+    )
 
 
 def _installed(session: nox.Session) -> bool:
