@@ -310,11 +310,12 @@ def _add_generation_options(run: argparse.ArgumentParser) -> None:
     add("--prompt-lookup", metavar="N[,...]", help="prompt-lookup decoding: N candidate tokens")
     add("--generate-kwargs", metavar="JSON", help="more generate() keywords, a JSON object")
     add("--model-kwargs", metavar="JSON", help="more from_pretrained() keywords, a JSON object")
+    from .engines import engine_help
+
     add(
         "--engine",
         metavar="NAME[,...]",
-        help="transformers (default), openvino (optimum-intel), openvino-genai (LLMPipeline); "
-        "the OpenVINO engines need the extra streambench[openvino] (see README, OpenVINO)",
+        help=engine_help(),  # the registry's engines and what they are
     )
     add(
         "--export-dir",
@@ -400,9 +401,7 @@ def _run_checked(
 ) -> int:
     """``run`` after its settings were checked and its outputs locked: preflight, then the
     sweep."""
-    from .devices import DeviceNotAvailableError, resolve_device
     from .loading.load import check_ipex_available
-    from .loading.quantization import check_low_bit_available, check_low_bit_kind
     from .loading.spec import check_hub_models
     from .local_run import beam_wrapper_class
     from .workload_run import preflight
@@ -410,22 +409,9 @@ def _run_checked(
     preflight(settings, speaker.note)  # the prompt file against every model: before any load
     if settings.num_beams > 1:
         beam_wrapper_class()
-    from .engines import check_engines
+    from .engines import check_all
 
-    device = check_engines(settings)  # the timing device of OpenVINO-only sweeps: the host
-    if device is None:
-        try:
-            device = resolve_device(settings.device)
-        except (ValueError, DeviceNotAvailableError) as exc:
-            raise UsageError(str(exc).replace("pass device='cpu'", "use --device cpu")) from None
-    from .engines import engine_of
-    from .variant_load import load_settings
-
-    plain = [v for v in settings.variants if engine_of(v) == "transformers"]
-    for low_bit in sorted({load_settings(settings, v).low_bit or "" for v in plain}):
-        if low_bit:
-            check_low_bit_kind(low_bit)
-            check_low_bit_available(low_bit, any(m.kind != "pretrained" for m in settings.models))
+    device = check_all(settings)  # every engine checked; the torch device the sweep times on
     if settings.ipex:
         check_ipex_available()
     check_hub_models(settings.models)
@@ -464,16 +450,13 @@ def _resume(
     args: argparse.Namespace, outputs: list[str], settings: dict[str, Any], device: Any
 ) -> dict:
     """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, measured with the
-    same settings on this machine (:func:`streambench.driver.load_resume`)."""
+    same settings on this machine (:func:`streambench.run_io.load_resumed`)."""
     if not getattr(args, "resume", False):
         return {}
     from . import report
-    from .driver import load_resume
+    from .run_io import load_resumed
 
-    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
-    if not sources:
-        raise UsageError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], settings, report.environment(device), command="run")
+    return load_resumed(outputs, settings, report.environment(device), "run")
 
 
 def _sweep(
@@ -504,11 +487,11 @@ def _sweep(
     )
     runner.on_environment = doc["environment"].update
     driver = Driver(doc, outputs, speaker, out, err, plot_path, rank.is_writer, resumed)
-    out.print(
-        f"[bold]streambench run[/bold]: {len(runner.plan())} configuration(s) × "
-        f"({settings.warmup} warm-up + {trials_text(settings)}) on {device} "
-        f"({doc['environment'].get('device_name')})"
-    )
+    from .run_io import opening_line
+
+    where = f"on {device} ({doc['environment'].get('device_name')})"
+    planned = len(runner.plan())
+    out.print(opening_line("run", planned, settings.warmup, trials_text(settings), where))
     if rank.is_writer:  # what on this machine makes timings move (~0.15 s); stdout: stderr is
         from .system_check import summary_line  # kept for errors, one line each
 

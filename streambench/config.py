@@ -40,7 +40,6 @@ from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 __all__ = [
     "BOUNDS",
     "COMPILE_MODES",
-    "ENGINES",
     "GENERATION_KEYS",
     "KEYS",
     "KeySpec",
@@ -65,8 +64,6 @@ BOUNDS: dict[str, tuple[int, int]] = {
 REAL_BOUNDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 100.0), "top_p": (0.0, 1.0)}
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: ``--engine`` (:mod:`streambench.engines`)
-ENGINES = ("transformers", "openvino", "openvino-genai")
 
 
 def _show(value: Any) -> str:
@@ -317,7 +314,10 @@ def _compile_mode(value: Any, where: str) -> str:
 
 
 def _engine(value: Any, where: str) -> str:
-    return _choice(value, where, ENGINES)
+    """An ``--engine`` name of the registry (:mod:`streambench.engines`: imported only here)."""
+    from .engines import engine_names
+
+    return _choice(value, where, engine_names())
 
 
 #: the generate() / from_pretrained() settings (:mod:`streambench.generation`): a list of values

@@ -176,32 +176,17 @@ def normalize_variant(variant: Mapping[str, Any], where: str, trust_remote_code:
     return {k: out[k] for k in SETTINGS if k in out}
 
 
-#: settings of transformers' own model and generate() that the OpenVINO engines do not have
-_TRANSFORMERS_ONLY = (
-    "attn_implementation",
-    "cache_implementation",
-    "compile",
-    "compile_mode",
-    "assistant_model",
-    "prompt_lookup",
-    "model_kwargs",
-    "test_api",
-)
-
-
 def _check_engine(variant: Mapping[str, Any], where: str) -> None:
-    """The OpenVINO engines take sampling settings; the rest is transformers' own."""
-    engine = variant.get("engine")
-    if engine in (None, "transformers"):
-        return
-    only = [k for k in _TRANSFORMERS_ONLY if k in variant]
-    if engine == "openvino-genai" and "generate_kwargs" in variant:
-        only.append("generate_kwargs")
+    """The settings the variant's engine does not have (:attr:`.engines.Engine.refuses`)."""
+    from .engines import engine_of, get_engine
+
+    engine = get_engine(engine_of(variant))
+    only = [k for k in SETTINGS if k in variant and k in engine.refuses]
     if only:
         raise UsageError(
             f"{where}: {SETTINGS[only[0]].option} is a transformers setting, which --engine "
-            f"{engine} does not have: run it as its own sweep, or list the combinations in the "
-            "config's `variants:` list"
+            f"{engine.name} does not have: run it as its own sweep, or list the combinations in "
+            "the config's `variants:` list"
         )
 
 

@@ -438,9 +438,9 @@ def _record(
     entry["warmup_runs"] = [r.to_dict(per_token=False) for r in warm]
     entry["trials"] = [r.to_dict() for r in measured]
     if loaded.engine is not None:
-        from .engines import engine_record
+        from .engines import get_engine
 
-        entry["engine"] = engine_record(loaded, len(measured))
+        entry["engine"] = get_engine(loaded.engine.get("name")).record(loaded, len(measured))
     entry["status"] = "ok"
 
 
@@ -531,18 +531,11 @@ def _stats_dict(stats: Any) -> dict[str, Any] | None:
 
 
 def _check_variant(variant: dict[str, Any], batch: int) -> None:
-    from .generation import speculative
+    from .engines import engine_of, get_engine
 
-    if variant.get("engine") == "openvino-genai" and batch > 1:
-        raise ConfigurationError(
-            f"OpenVINO GenAI streams batch 1 only (batch {batch} asked): use --batch-size 1 "
-            "with --engine openvino-genai"
-        )
-    if speculative(variant) and batch > 1:
-        raise ConfigurationError(
-            f"assisted and prompt-lookup decoding run with batch size 1 only (transformers "
-            f"refuses batch {batch}): use --batch-size 1 for this variant"
-        )
+    problem = get_engine(engine_of(variant)).configuration_problem(variant, batch)
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 def iter_plan(settings: SweepSettings) -> Iterator[tuple[ModelSpec, int, int, int, int]]:

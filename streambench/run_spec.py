@@ -135,7 +135,7 @@ def build_run_settings(
     inputs = run_inputs(specs, m, args.config, workload, variants)
     _check_targets(outputs, plot, inputs)
     _check_low_bit(low_bit, variants)
-    _check_gguf(specs, variants, workload)
+    _check_model_files(specs, variants, workload)
     device = _test_api_device(m, variants)
     settings = SweepSettings(
         models=specs,
@@ -195,37 +195,37 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
 
 def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
     """``--low-bit`` checked for every engine of the sweep, before anything loads."""
-    from .engines import check_weight_format, engine_of
-    from .loading.quantization import check_low_bit_kind
+    from .engines import engines_of, get_engine
 
     if low_bit is None:
         return
-    for engine in sorted({engine_of(v) for v in variants}):
-        if engine == "transformers":
-            check_low_bit_kind(low_bit)
-        else:
-            check_weight_format(low_bit, engine)
+    for engine in engines_of(variants):
+        get_engine(engine).check_low_bit(low_bit)
 
 
-def _check_gguf(specs: list[Any], variants: list[dict[str, Any]], workload: Any) -> None:
-    """A ``.gguf`` MODEL runs on ``--engine llama.cpp`` only, and has no tokenizer for
-    ``--prompts``."""
-    from .engines import engine_of
+def _check_model_files(specs: list[Any], variants: list[dict[str, Any]], workload: Any) -> None:
+    """A model file only some engines read (a ``.gguf``: their ``model_kinds``) runs on those
+    engines only, and has no tokenizer for ``--prompts``."""
+    from .engines import engine_names, engines_of, get_engine
 
-    gguf = next((s for s in specs if s.kind == "gguf"), None)
-    if gguf is None:
-        return
-    others = sorted({engine_of(v) for v in variants} - {"llama.cpp"})
-    if others:
-        raise UsageError(
-            f"model {gguf.source} is a GGUF file, which --engine {others[0]} does not read: "
-            "use --engine llama.cpp, or give the transformers directory"
-        )
-    if workload is not None and workload.uses_file:
-        raise UsageError(
-            f"--prompts needs a tokenizer, and {gguf.name}.gguf has none: give the "
-            "transformers directory (converted for llama.cpp) instead"
-        )
+    def reads(engine: str, kind: str) -> bool:
+        return kind in getattr(get_engine(engine), "model_kinds", ())
+
+    for spec in specs:
+        if spec.kind != "gguf":
+            continue
+        others = [name for name in engines_of(variants) if not reads(name, spec.kind)]
+        if others:
+            readers = [name for name in engine_names() if reads(name, spec.kind)]
+            raise UsageError(
+                f"model {spec.source} is a GGUF file, which --engine {others[0]} does not read: "
+                f"use --engine {' or '.join(readers)}, or give the transformers directory"
+            )
+        if workload is not None and workload.uses_file:
+            raise UsageError(
+                f"--prompts needs a tokenizer, and {spec.name}.gguf has none: give the "
+                "transformers directory instead"
+            )
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
@@ -280,26 +280,11 @@ def run_inputs(
 
 def _check_targets(outputs: list[str], plot: str | None, protected: Any) -> None:
     """Every output path checked before any work: format, writable, not an input of the run
-    (``protected``: :func:`run_inputs`) nor inside one."""
-    from .outputs import check_output_targets
-    from .report import OUTPUT_FORMATS
+    (``protected``: :func:`run_inputs`) nor inside one; ``--plot`` needs matplotlib
+    (:func:`streambench.run_io.check_result_targets`, shared with ``endpoint``)."""
+    from .run_io import check_result_targets
 
-    check_output_targets(outputs, "--output", OUTPUT_FORMATS, protected)
-    from .results.html import check_html_outputs
-
-    check_html_outputs(outputs, "--output")
-    if plot is not None:
-        check_output_targets([plot], "--plot", (".png", ".svg", ".pdf"), protected)
-        import importlib.util
-
-        from .extras import install_hint
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError(
-                f"--plot needs matplotlib, which is not installed: {install_hint('plot')}"
-            )
-        if any(os.path.realpath(plot) == os.path.realpath(o) for o in outputs):
-            raise UsageError(f"--plot {plot}: also named by --output; use another file name")
+    check_result_targets(outputs, plot, protected, plot_library=True)
 
 
 def _profile_dir(path: str | None, num_beams: int, inputs: Any) -> Any:

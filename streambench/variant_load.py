@@ -1,6 +1,6 @@
-"""Loading a model as a generation variant needs it (:mod:`streambench.generation`): what its
-ipex-llm ``test_api`` implies, its ``from_pretrained()`` keywords, ``torch.compile`` of the
-forward and the assistant model of assisted decoding.
+"""Loading a model as a generation variant needs it (:mod:`streambench.generation`): the settings
+it loads with (what its ipex-llm ``test_api`` implies, its ``from_pretrained()`` keywords), by
+its engine (:mod:`streambench.engines`: ``torch.compile``, the assistant model ...).
 """
 
 from __future__ import annotations
@@ -37,30 +37,8 @@ def load_settings(settings: Any, variant: dict[str, Any]) -> Any:
 def prepare_model(
     spec: ModelSpec, settings: Any, variant: dict[str, Any], device: Any
 ) -> LoadedModel:
-    """Load ``spec`` as ``variant`` needs it (:func:`load_settings`), compile its forward
-    (``--compile``) and load its assistant (``--assistant-model``, as ``loaded.assistant``)."""
-    from .generation import compile_model
-    from .loading import load_model
-    from .loading.spec import EMBEDDED_MODEL, resolve_model_spec
+    """Load ``spec`` as ``variant`` needs it, by its engine
+    (:meth:`streambench.engines.Engine.load`)."""
+    from .engines import engine_of, get_engine
 
-    setup = load_settings(settings, variant)
-    engine = variant.get("engine")
-    if engine and engine != "transformers":
-        from .engines import openvino_device
-        from .engines.openvino import load_openvino
-
-        return load_openvino(spec, setup, engine, openvino_device(settings.device))
-    loaded = load_model(spec, setup, device)
-    if variant.get("compile"):
-        compile_model(loaded.model, variant.get("compile_mode"))
-        loaded.notes.append(
-            f"torch.compile (mode {variant.get('compile_mode') or 'default'}) of the forward; "
-            "compiled during the warm-ups"
-        )
-    name = variant.get("assistant_model")
-    if name:
-        helper = resolve_model_spec(None if name == EMBEDDED_MODEL else name, False, None)
-        plain = load_settings(settings, {})
-        loaded.assistant = load_model(helper, plain, device).model
-        loaded.notes.append(f"assistant model {name} loaded")
-    return loaded
+    return get_engine(engine_of(variant)).load(spec, settings, device, variant)

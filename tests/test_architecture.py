@@ -182,7 +182,7 @@ def test_graph_sees_relative_absolute_and_function_level_imports():
     assert "streambench.stats" in graph["streambench.timing"]  # module level, relative
     assert "streambench.streamer" in graph["streambench.local_run"]  # inside a function
     assert "streambench.cli" in graph["streambench.__main__"]  # absolute
-    assert "streambench.report" in graph["streambench.endpoint.cli"]  # "from .. import report"
+    assert "streambench.report" in graph["streambench.endpoint.served_sweep"]  # "from .. import"
     assert "streambench.timing" not in graph["streambench.stats"]  # only under TYPE_CHECKING
 
 
@@ -262,3 +262,60 @@ def test_every_load_decides_remote_code_explicitly():
         "GenerationConfig.from_pretrained(p)\nC.from_pretrained(p, local_files_only=True)\n"
     )
     assert _loads_without_decision(sample, "s") == ["s:1", "s:4"]
+
+
+#: the built-in engines' names as text: only their plug-ins (``streambench/engines/``) say them;
+#: everything else asks the registry (``get_engine(name)``, ``engine_names()``)
+ENGINE_NAMES = ("openvino", "openvino-genai", "openvino_genai", "llama.cpp")
+#: the default engine's name, which code outside ``engines/`` must not compare an engine with
+#: (other uses, e.g. ``placement.tp == "transformers"``, are not about engines)
+DEFAULT_ENGINE = "transformers"
+
+
+def _operands(node: ast.expr) -> list[ast.expr]:
+    """``node``, or the items of a tuple/list/set literal (``x in ("a", "b")``)."""
+    return list(node.elts) if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+
+
+def _engine_names_in(source: str, name: str) -> list[str]:
+    """``name:line`` of every string constant that is an engine's name and of every comparison
+    of an engine (an operand whose code says ``engine``: ``engine``, ``v.get("engine")``,
+    ``engine_of(v)`` ...) with ``"transformers"`` in ``source``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source, name)):
+        if isinstance(node, ast.Constant) and node.value in ENGINE_NAMES:
+            found.append((node.lineno, f"{name}:{node.lineno} {node.value!r}"))
+        elif isinstance(node, ast.Compare):
+            sides = [x for side in (node.left, *node.comparators) for x in _operands(side)]
+            named = any(isinstance(x, ast.Constant) and x.value == DEFAULT_ENGINE for x in sides)
+            if named and any("engine" in ast.unparse(x).lower() for x in sides):
+                found.append(
+                    (node.lineno, f"{name}:{node.lineno} compares with {DEFAULT_ENGINE!r}")
+                )
+    return [text for _, text in sorted(found)]  # ast.walk is breadth-first: by line
+
+
+def test_engine_names_are_said_only_by_the_engines():
+    """An engine is a plug-in (issue #23): outside ``streambench/engines/`` no code says an
+    engine's name or compares with the default one; it asks the registry."""
+    engines = ROOT / "engines"
+    hits = [
+        hit
+        for path in sorted(ROOT.rglob("*.py"))
+        if engines not in path.parents
+        for hit in _engine_names_in(path.read_text(), str(path.relative_to(ROOT.parent)))
+    ]
+    assert not hits, f"engine names outside streambench/engines/: {hits}"
+    sample = (
+        'if e == "openvino-genai": pass\nif engine in (None, "transformers"): pass\n'
+        '"""mentions openvino in a docstring"""\nx = {"transformers": 1}\n'
+        'if "transformers" != engine_of(v): pass\nimportlib.util.find_spec("openvino_genai")\n'
+        'if tp == "transformers": pass\nif v.get("engine") == "transformers": pass\n'
+    )
+    assert _engine_names_in(sample, "s") == [
+        "s:1 'openvino-genai'",
+        "s:2 compares with 'transformers'",
+        "s:5 compares with 'transformers'",
+        "s:6 'openvino_genai'",
+        "s:8 compares with 'transformers'",
+    ]

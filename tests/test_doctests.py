@@ -32,6 +32,8 @@ MODULES = [
     "streambench.terminal",
     "streambench.results.html",
     "streambench.interference",
+    "streambench.engines.base",
+    "streambench.engines.openvino_engines",
 ]
 
 

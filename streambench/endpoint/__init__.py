@@ -63,7 +63,9 @@ Modules (every name is importable from ``streambench.endpoint``): :mod:`.spec` (
 bounds, SLO parsing), :mod:`.scrub` (secrets masked), :mod:`.client` (one streamed request,
 bounded), :mod:`.tokens` (tokens per chunk), :mod:`.prompts`, :mod:`.records` (one request),
 :mod:`.metrics` (the summary of a run), :mod:`.runner` (the load generator), :mod:`.results`
-(the results-document entry, the console table), :mod:`.cli` (the command line); load:
+(the results-document entry, the console table), :mod:`.cli` (the command line: options and
+the command), :mod:`.served_sweep` (the served sweep runner around the driver), :mod:`.backends`
+(the served backends behind ``--backend``: the contract, the registry, ``openai``); load:
 :mod:`.load` (arrivals, ramp-up, duration, error-rate stop, percentiles, the client's lag),
 :mod:`.loadgen` (the measured phase of a load point), :mod:`.workers` (``--workers``: that phase
 over several client processes), :mod:`.loadcli` (the load options, the sweep axes),
@@ -73,6 +75,7 @@ driver), :mod:`.transport` (``--header``, TLS).
 
 from __future__ import annotations
 
+from .backends import ServedBackend, backend_names, get_backend
 from .capacity import CapacitySearch, SearchSettings
 from .cli import add_arguments, cmd_endpoint, main, specs_from_args
 from .load import ClientLag, LoadSettings, arrival_offsets
@@ -131,16 +134,19 @@ __all__ = [
     "LoadSettings",
     "RequestRecord",
     "SearchSettings",
+    "ServedBackend",
     "Transport",
     "add_arguments",
     "apportion",
     "arrival_gaps",
     "arrival_offsets",
+    "backend_names",
     "cmd_endpoint",
     "configuration_id",
     "count_chunk_tokens",
     "endpoint_table",
     "environment",
+    "get_backend",
     "iter_prompts",
     "load_tokenizer",
     "main",

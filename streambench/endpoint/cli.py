@@ -17,26 +17,21 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..driver import Planned
+from ..config import parse_in_out_text
 from ..errors import (
     EXIT_FAILED,
     EXIT_USAGE,
-    Interrupted,
     UsageError,
     interrupted_exit_code,
     signal_name,
 )
 from ..numtext import whole_arg
-from ..terminal import inert, inert_markup
+from ..terminal import inert
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
 from . import loadcli
 from .client import describe_error
 from .loadcli import add_load_arguments
-from .metrics import EndpointResult
-from .records import RequestRecord
-from .results import endpoint_table, environment, length_note, request_line, to_entry
-from .runner import EndpointBenchmark
 from .scrub import scrub_argv, scrub_text
 from .signals import signal_policy
 from .spec import (
@@ -47,133 +42,72 @@ from .spec import (
     EndpointSpec,
     parse_slo,
 )
-from .sweeps import duration_text, finish_search, make_search, point_failed, sweep_settings
-from .tokens import load_tokenizer
 from .transport import header_values_in_argv
 from .workload import with_requests
+
+#: the ``endpoint`` options besides the load options (:mod:`.loadcli`) and the workload options
+#: (:mod:`streambench.workloads.options`), in ``--help`` order: ``(flags, add_argument keywords)``
+OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("url",), dict(metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")),
+    (("--model",), dict(required=True, help="model name sent in each request")),
+    (("--chat",), dict(action="store_true", help="stream /chat/completions (default "
+        "/completions)")),
+    (("--backend",), dict(default="openai", metavar="NAME", help="served backend: how requests "
+        "are built and streams read (default openai: OpenAI-compatible servers; others from "
+        "installed packages, entry-point group streambench.backends)")),
+    (("--in-out",), dict(default=None, metavar="IN-OUT[,...]", help="prompt tokens-forced output "
+        "tokens pairs, e.g. 32-32,512-128 (default 32-32)")),
+    (("--requests",), dict(type=whole_arg, default=None, metavar="N", help="measured requests per "
+        "point (default 10; with --prompts: every selected prompt once; with --duration only a "
+        "cap)")),
+    (("--warmup",), dict(type=whole_arg, default=1, metavar="N", help="warm-up requests, sent one "
+        "at a time, not measured (default 1)")),
+    (("--concurrency",), dict(default=None, metavar="N[,...]", help="most requests in flight "
+        "(default 1; 64 with --request-rate, inf included); a list is a sweep axis")),
+    (("--request-rate",), dict(default=None, metavar="R[,...]", help="arrivals at R requests/s "
+        "(seeded; see --arrivals); inf: every request at once, up to --concurrency (64 unless "
+        "given); a list is a sweep axis. Without it: one request after another, up to "
+        "--concurrency (default 1)")),
+    (("--seed",), dict(type=whole_arg, default=0, help="seed of prompts and arrivals (default 0)")),
+    (("--timeout",), dict(default="60", metavar="TIME", help="per request, connect to last byte "
+        "(default 60 s; a bare number is seconds)")),
+    (("--api-key",), dict(default=None, help="bearer token; default: the environment variable "
+        f"${DEFAULT_API_KEY_ENV} (prefer it: a key on the command line is visible to other "
+        "users)")),
+    (("--api-key-env",), dict(default=None, metavar="VAR", help="environment variable holding the "
+        f"key (default {DEFAULT_API_KEY_ENV}, used when set; a variable named here must be set "
+        "and not empty)")),
+    (("--tokenizer",), dict(default=None, metavar="DIR", help="local tokenizer directory: exact "
+        "prompt lengths and per-chunk token counts")),
+    (("--trust-remote-code",), dict(action="store_true", help="let the --tokenizer directory's own "
+        "Python code run (off by default: such a tokenizer is refused, never asked about)")),
+    (("--force-output",), dict(choices=("auto", "on", "off"), default="auto", help="send "
+        "ignore_eos and min_tokens to force the output length; auto (default) drops them when "
+        "the server refuses them")),
+    (("--extra-body",), dict(default=None, metavar="JSON", help="JSON object merged into every "
+        "request (server-specific options; not the fields streambench sets itself: model, "
+        "stream, max_tokens, prompt/messages, ignore_eos, min_tokens, stream_options)")),
+    (("--prompt",), dict(default=None, help="send this text instead of generated prompts")),
+    (("--slo",), dict(default=None, metavar="KEY=TIME,...", help="goodput thresholds: ttft, tpot, "
+        "itl, e2e, e.g. ttft=200ms,tpot=50ms")),
+    (("-o", "--output"), dict(action="append", metavar="FILE", help="write results; format by "
+        "extension: .csv .json .jsonl .md (repeatable)")),
+    (("--plot",), dict(metavar="FILE.png", help="plot per-token latency")),
+    (("-v", "--verbose"), dict(action="store_true", help="print one line per request")),
+    (("--resume",), dict(action="store_true", help="keep the load points already ok in the first "
+        "-o .json/.jsonl file (same settings; the rates, concurrencies and in-out pairs may "
+        "differ) and measure only the rest")),
+)  # fmt: skip
 
 
 def add_arguments(parser: Any) -> None:
     """Add the ``endpoint`` options to an ``argparse`` parser (``streambench endpoint`` and
-    ``python -m streambench.endpoint``)."""
-    parser.add_argument(
-        "url", metavar="URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
-    )
-    parser.add_argument("--model", required=True, help="model name sent in each request")
-    parser.add_argument(
-        "--chat", action="store_true", help="stream /chat/completions (default /completions)"
-    )
-    parser.add_argument(
-        "--in-out",
-        default=None,
-        metavar="IN-OUT[,...]",
-        help="prompt tokens-forced output tokens pairs, e.g. 32-32,512-128 (default 32-32)",
-    )
-    parser.add_argument(
-        "--requests",
-        type=whole_arg,
-        default=None,
-        metavar="N",
-        help="measured requests per point (default 10; with --prompts: every selected prompt "
-        "once; with --duration only a cap)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=whole_arg,
-        default=1,
-        metavar="N",
-        help="warm-up requests, sent one at a time, not measured (default 1)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        default=None,
-        metavar="N[,...]",
-        help="most requests in flight (default 1; 64 with --request-rate, inf included); a list "
-        "is a sweep axis",
-    )
-    parser.add_argument(
-        "--request-rate",
-        default=None,
-        metavar="R[,...]",
-        help="arrivals at R requests/s (seeded; see --arrivals); inf: every request at once, "
-        "up to --concurrency (64 unless given); a list is a sweep axis. Without it: one "
-        "request after another, up to --concurrency (default 1)",
-    )
-    parser.add_argument(
-        "--seed", type=whole_arg, default=0, help="seed of prompts and arrivals (default 0)"
-    )
-    parser.add_argument(
-        "--timeout",
-        default="60",
-        metavar="TIME",
-        help="per request, connect to last byte (default 60 s; a bare number is seconds)",
-    )
-    parser.add_argument(
-        "--api-key",
-        default=None,
-        help=f"bearer token; default: the environment variable ${DEFAULT_API_KEY_ENV} "
-        "(prefer it: a key on the command line is visible to other users)",
-    )
-    parser.add_argument(
-        "--api-key-env",
-        default=None,
-        metavar="VAR",
-        help=f"environment variable holding the key (default {DEFAULT_API_KEY_ENV}, used when "
-        "set; a variable named here must be set and not empty)",
-    )
-    parser.add_argument(
-        "--tokenizer",
-        default=None,
-        metavar="DIR",
-        help="local tokenizer directory: exact prompt lengths and per-chunk token counts",
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="let the --tokenizer directory's own Python code run (off by default: such a "
-        "tokenizer is refused, never asked about)",
-    )
-    parser.add_argument(
-        "--force-output",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="send ignore_eos and min_tokens to force the output length; auto (default) drops "
-        "them when the server refuses them",
-    )
-    parser.add_argument(
-        "--extra-body",
-        default=None,
-        metavar="JSON",
-        help="JSON object merged into every request (server-specific options; not the fields "
-        "streambench sets itself: model, stream, max_tokens, prompt/messages, ignore_eos, "
-        "min_tokens, stream_options)",
-    )
-    parser.add_argument(
-        "--prompt", default=None, help="send this text instead of generated prompts"
-    )
-    parser.add_argument(
-        "--slo",
-        default=None,
-        metavar="KEY=TIME,...",
-        help="goodput thresholds: ttft, tpot, itl, e2e, e.g. ttft=200ms,tpot=50ms",
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        action="append",
-        metavar="FILE",
-        help="write results; format by extension: .csv .json .jsonl .md (repeatable)",
-    )
-    parser.add_argument("--plot", metavar="FILE.png", help="plot per-token latency")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the load points already ok in the first -o .json/.jsonl file (same settings; "
-        "the rates, concurrencies and in-out pairs may differ) and measure only the rest",
-    )
+    ``python -m streambench.endpoint``): :data:`OPTIONS`, the workload options, then the load
+    options (:func:`~streambench.endpoint.loadcli.add_load_arguments`)."""
     from ..workloads.options import add_arguments as add_workload_arguments
 
+    for flags, keywords in OPTIONS:
+        parser.add_argument(*flags, **keywords)
     add_workload_arguments(parser, "endpoint")
     add_load_arguments(parser)
 
@@ -181,13 +115,15 @@ def add_arguments(parser: Any) -> None:
 def specs_from_args(args: Any) -> list[EndpointSpec]:
     """One validated :class:`EndpointSpec` per ``--in-out`` pair (:class:`EndpointError`, one
     line naming the option, for anything out of bounds)."""
-    from ..local_run import parse_in_out
+    from .backends import get_backend
 
+    backend = getattr(args, "backend", None) or "openai"
+    get_backend(backend)  # an unknown --backend first: the other options are sent through it
     extra = _extra_body(args.extra_body)
     slo = parse_slo(args.slo)
     api_key, key_env = _api_key(args)
     workload = workload_from(coerce_workload(args), in_out_given=args.in_out is not None)
-    pairs = parse_in_out(args.in_out or "32-32")
+    pairs = parse_in_out_text(args.in_out or "32-32")
     if len(pairs) > MAX_IN_OUT_PAIRS:
         raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
     for name in ("requests", "warmup"):
@@ -226,6 +162,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             workload=workload,
             load=load,
             transport=loadcli.transport(args),
+            backend=backend,
         ).validate()
         for n_in, n_out in pairs
     ]
@@ -280,7 +217,7 @@ def cmd_endpoint(args: Any) -> int:
     each (atomically), ``--plot`` at the end.
 
     Every input is checked before anything is sent: options (bounds), the URL, the key variable,
-    the ``--output`` and ``--plot`` targets (:func:`streambench.outputs.check_output_targets`).
+    the ``--output`` and ``--plot`` targets (:func:`streambench.run_io.check_result_targets`).
     An existing results file is replaced only once there is something to write.
 
     Exit codes: 0 every measured request succeeded; 1 some failed, or an output could not be
@@ -288,219 +225,10 @@ def cmd_endpoint(args: Any) -> int:
     signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; finished requests written,
     ``"interrupted": true``). Runs under the :class:`~streambench.errors.SignalPolicy` in force,
     or installs one."""
-    from ..output_lock import holding_outputs
+    from .served_sweep import run_sweep
 
     with signal_policy():
-        specs = specs_from_args(args)
-        outputs = _checked_outputs(args, specs)
-        with holding_outputs(outputs, args.plot):  # a second writer is refused (exit 2)
-            return _run_sweep(args, specs, outputs)
-
-
-def _run_sweep(args: Any, specs: list[EndpointSpec], outputs: list[str]) -> int:
-    """The endpoint sweep, its outputs checked and locked."""
-    from .. import report, terminal
-    from ..driver import Driver
-
-    sweep = EndpointSweep(args, specs)
-    doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
-    resumed = _resumed(args, outputs, sweep, doc["environment"])
-    out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
-    err = terminal.console(stderr=True)
-    driver = Driver(doc, outputs, sweep, out, err, args.plot, resumed=resumed)
-    sweep.announce(out)
-    code = driver.run(sweep)
-    if sweep.search is None:
-        return code
-    return finish_search(sweep.search, driver, out, code)
-
-
-def _resumed(
-    args: Any, outputs: list[str], sweep: EndpointSweep, env: dict[str, Any]
-) -> dict[str, Any]:
-    """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, by id
-    (:func:`streambench.driver.load_resume`: written with the same settings, apart from the
-    sweep's axes, from this machine with the same versions)."""
-    if not getattr(args, "resume", False):
-        return {}
-    from ..driver import load_resume
-
-    if sweep.search is not None:
-        raise EndpointError(
-            "--resume does not combine with --find-max-rate: each rate of a search depends on "
-            "the points before it; run the search again"
-        )
-    sources = [o for o in outputs if o.lower().endswith((".json", ".jsonl"))]
-    if not sources:
-        raise EndpointError("--resume needs an -o FILE.json or FILE.jsonl to resume from")
-    return load_resume(sources[0], sweep.settings, env, command="endpoint")
-
-
-def _checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
-    """The ``--output`` paths, after checking them and the ``--plot`` target (writable, a known
-    format, none of the run's inputs: the tokenizer, the prompts file, the CA bundle) before
-    anything is sent."""
-    from .. import report
-    from ..outputs import RunInputs, check_output_targets
-
-    outputs = [str(o) for o in (args.output or [])]
-    workload = specs[0].workload
-    protected = RunInputs(
-        [
-            ("tokenizer", specs[0].tokenizer),
-            ("prompts file", workload.prompts if workload is not None else None),
-            ("CA bundle", getattr(args, "ca_bundle", None)),
-        ]
-    )
-    check_output_targets(
-        outputs, option="--output", formats=tuple(report.OUTPUT_FORMATS), protected=protected
-    )
-    from ..results.html import check_html_outputs
-
-    check_html_outputs(outputs, "--output")
-    if args.plot:
-        check_output_targets(
-            [str(args.plot)], option="--plot", formats=(".png", ".svg", ".pdf"), protected=protected
-        )
-    return outputs
-
-
-class EndpointSweep:
-    """The :class:`streambench.driver.Runner` of ``streambench endpoint``: one configuration per
-    :class:`EndpointSpec`, measured by :class:`EndpointBenchmark`. It is also the driver's speaker:
-    every message is scrubbed of secrets."""
-
-    def __init__(self, args: Any, specs: list[EndpointSpec]) -> None:
-        self.args = args
-        self.specs = specs
-        self.tokenizer = load_tokenizer(specs[0].tokenizer, specs[0].trust_remote_code)
-        self.secrets = specs[0].secrets()
-        settings = specs[0].to_dict()
-        for key in ("prompt_tokens", "output_tokens"):
-            settings.pop(key)
-        if specs[0].workload is not None and specs[0].workload.uses_file:
-            settings["in_out"] = []
-        else:
-            settings["in_out"] = sorted({f"{s.prompt_tokens}-{s.output_tokens}" for s in specs})
-        self.search = make_search(args, specs[0])
-        settings.update(sweep_settings(args, specs, self.search))
-        self.settings = settings
-        self.usage_failures = 0
-        self.tolerant = loadcli.is_load_sweep(args)  # failed requests are results
-        self._failed: set[int] = set()  # id() of entries with failed requests
-        self._length_noted = False
-
-    # -- speaker -------------------------------------------------------------------------------
-    def error(self, message: str) -> None:
-        print(f"streambench: error: {inert(scrub_text(message, self.secrets))}", file=sys.stderr)
-
-    def note(self, message: str) -> None:
-        print(f"streambench: {inert(scrub_text(message, self.secrets))}", file=sys.stderr)
-
-    def kept_message(self, written: list[str], untouched: list[str], finished: int) -> str:
-        if written:
-            return f"finished requests kept in {', '.join(written)}"
-        if untouched:
-            return "before any request finished: nothing written"
-        return "finished requests kept"
-
-    # -- runner --------------------------------------------------------------------------------
-    def announce(self, out: Any) -> None:
-        """The first line: what is sent where, and about how long it takes (the worst-case
-        bound with --verbose: :func:`~streambench.endpoint.sweeps.duration_text`)."""
-        first = self.specs[0]
-        if self.search is not None:
-            st = self.search.settings
-            load = (
-                f"capacity search over {st.low:g}-{st.high:g} requests/s (at most "
-                f"{st.max_points} points), concurrency {first.max_in_flight}"
-            )
-        else:
-            rates = sorted({s.request_rate for s in self.specs if s.request_rate is not None})
-            shown = [f"{r:g}" for r in rates]
-            if self.args.request_rate is not None and len(rates) < len(
-                {s.request_rate for s in self.specs}
-            ):
-                shown.append("inf")  # asked for: every request at once
-            load = "concurrency " + ",".join(
-                str(c) for c in dict.fromkeys(s.max_in_flight for s in self.specs)
-            )
-            load += f", {','.join(shown)} requests/s" if shown else ""
-        when = duration_text(self.specs, self.search, bool(self.args.verbose))
-        out.print(
-            f"[bold]streambench endpoint[/bold]: {len(self.specs)} configuration(s) x "
-            f"({first.warmup} warm-up + {self._measured_text(first)}) against "
-            f"{inert_markup(self.settings['endpoint'])}, {load}" + (f"; {when}" if when else ""),
-            markup=True,
-        )
-
-    def _measured_text(self, spec: EndpointSpec) -> str:
-        """What each point measures: ``N requests``, or with ``--duration`` the time (and the
-        ``--requests`` cap only when given)."""
-        duration = spec.load.duration_s
-        if duration is None:
-            return f"{spec.requests} requests"
-        cap = f", at most {spec.requests} requests" if self.args.requests is not None else ""
-        return f"requests for {duration:g} s{cap}"
-
-    def plan(self) -> Any:
-        """The configurations: a list, or (a capacity search) a lazy plan, one rate at a time."""
-        from .capacity import search_plan
-        from .results import configuration_id
-
-        def planned(spec: EndpointSpec) -> Planned:
-            return Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
-
-        if self.search is not None:
-            return search_plan(self.search, planned)
-        return [planned(spec) for spec in self.specs]
-
-    def measure(self, planned: Planned, advance: Any, keep: Any) -> Any:
-        """Run one configuration; an interrupted one is kept (when a measured request finished)
-        and the interruption raised again."""
-        import signal
-
-        def on_request(rec: RequestRecord) -> None:
-            # Runs inside the event loop while other requests stream: keep it cheap.
-            if rec.index >= 0:
-                advance(1)
-
-        bench = EndpointBenchmark(planned.item, on_request=on_request, tokenizer=self.tokenizer)
-        try:
-            result = bench.run()
-        except KeyboardInterrupt as exc:  # a signal outside the event loop's own handling
-            bench.interrupted = True
-            bench.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
-            result = bench.result()
-        entry = self._entry(result)
-        if self.search is not None and not result.interrupted:
-            self.search.record(planned.id, result)
-        if result.interrupted:
-            if entry is not None:
-                keep(entry)
-            raise Interrupted(result.interrupt_signal or int(signal.SIGINT))
-        return entry
-
-    def _entry(self, result: EndpointResult) -> Any:
-        if result.interrupted and not any(not r.warmup for r in result.records):
-            return None  # nothing measured: nothing to keep
-        entry = to_entry(result)
-        note = None if self._length_noted else length_note(entry, result.spec)
-        if note:  # once per run: every point has the same cause and fix
-            self._length_noted = True
-            self.note(note)
-        if point_failed(result, self.tolerant):
-            self._failed.add(id(entry))
-        if self.args.verbose:
-            for rec in result.records:
-                print(inert(request_line(rec)))
-        return entry
-
-    def failed(self, entry: Any) -> bool:
-        return id(entry) in self._failed
-
-    def table(self, entry: Any) -> Any:
-        return endpoint_table(entry)
+        return run_sweep(args, specs_from_args(args))
 
 
 def _parser() -> Any:

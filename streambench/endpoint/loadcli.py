@@ -13,98 +13,48 @@ from .load import LoadError, LoadSettings, parse_counts, parse_percentiles, pars
 from .spec import RATE_CONCURRENCY, EndpointSpec, parse_duration
 from .transport import Transport, parse_header
 
+#: the load, request and capacity-search options, in ``--help`` order: ``(flags, add_argument
+#: keywords)``; see ``docs/endpoint.md``
+LOAD_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--arrivals",), dict(choices=("poisson", "constant", "gamma"), default="poisson",
+        help="arrival process with --request-rate (default poisson; seeded)")),
+    (("--burstiness",), dict(type=real_arg, default=1.0, metavar="B", help="gamma shape with "
+        "--arrivals gamma: <1 burstier, >1 more even, 1 = Poisson")),
+    (("--ramp-up",), dict(default=None, metavar="TIME", help="raise the rate linearly from 0 over "
+        "TIME first (those requests not measured)")),
+    (("--duration",), dict(default=None, metavar="TIME", help="send measured requests for TIME "
+        "(e.g. 60s); --requests is then only a cap")),
+    (("--max-error-rate",), dict(type=real_arg, default=None, metavar="F", help="stop a point "
+        "once more than this fraction of its requests failed (>= 10 done); in a sweep or search, "
+        "only such a point fails the run")),
+    (("--workers",), dict(type=whole_arg, default=1, metavar="N", help="spread each point's "
+        "measured requests over N client processes (default 1; at most 64 and the "
+        "concurrency)")),
+    (("--percentiles",), dict(default=None, metavar="Q,...", help="percentiles of every latency "
+        "metric (default 50,90,99)")),
+    (("--header",), dict(action="append", default=None, metavar="'NAME: VALUE'", help="extra "
+        "request header (repeatable); values are never printed or written")),
+    (("--insecure",), dict(action="store_true", help="do not verify the server's TLS "
+        "certificate")),
+    (("--ca-bundle",), dict(default=None, metavar="FILE", help="trust the certificates in this "
+        "PEM file")),
+    (("--find-max-rate",), dict(action="store_true", help="search the highest request rate at "
+        "which --slo-attainment of requests meet --slo")),
+    (("--slo-attainment",), dict(type=real_arg, default=0.95, metavar="F", help="fraction of "
+        "requests that must meet every SLO (default 0.95)")),
+    (("--rate-range",), dict(default=None, metavar="LO,HI", help="requests/s the search stays "
+        "within (default 0.5,256)")),
+    (("--rate-tolerance",), dict(type=real_arg, default=0.1, metavar="F", help="stop bisecting "
+        "when (fail - pass) / pass <= F (default 0.1)")),
+    (("--max-points",), dict(type=whole_arg, default=12, metavar="N", help="most load points the "
+        "search measures (default 12)")),
+)  # fmt: skip
+
 
 def add_load_arguments(parser: Any) -> None:
-    """The load, request and capacity-search options (see ``docs/endpoint.md``)."""
-    add = parser.add_argument
-    add(
-        "--arrivals",
-        choices=("poisson", "constant", "gamma"),
-        default="poisson",
-        help="arrival process with --request-rate (default poisson; seeded)",
-    )
-    add(
-        "--burstiness",
-        type=real_arg,
-        default=1.0,
-        metavar="B",
-        help="gamma shape with --arrivals gamma: <1 burstier, >1 more even, 1 = Poisson",
-    )
-    add(
-        "--ramp-up",
-        default=None,
-        metavar="TIME",
-        help="raise the rate linearly from 0 over TIME first (those requests not measured)",
-    )
-    add(
-        "--duration",
-        default=None,
-        metavar="TIME",
-        help="send measured requests for TIME (e.g. 60s); --requests is then only a cap",
-    )
-    add(
-        "--max-error-rate",
-        type=real_arg,
-        default=None,
-        metavar="F",
-        help="stop a point once more than this fraction of its requests failed (>= 10 done); "
-        "in a sweep or search, only such a point fails the run",
-    )
-    add(
-        "--workers",
-        type=whole_arg,
-        default=1,
-        metavar="N",
-        help="spread each point's measured requests over N client processes (default 1; at "
-        "most 64 and the concurrency)",
-    )
-    add(
-        "--percentiles",
-        default=None,
-        metavar="Q,...",
-        help="percentiles of every latency metric (default 50,90,99)",
-    )
-    add(
-        "--header",
-        action="append",
-        default=None,
-        metavar="'NAME: VALUE'",
-        help="extra request header (repeatable); values are never printed or written",
-    )
-    add("--insecure", action="store_true", help="do not verify the server's TLS certificate")
-    add("--ca-bundle", default=None, metavar="FILE", help="trust the certificates in this PEM file")
-    add(
-        "--find-max-rate",
-        action="store_true",
-        help="search the highest request rate at which --slo-attainment of requests meet --slo",
-    )
-    add(
-        "--slo-attainment",
-        type=real_arg,
-        default=0.95,
-        metavar="F",
-        help="fraction of requests that must meet every SLO (default 0.95)",
-    )
-    add(
-        "--rate-range",
-        default=None,
-        metavar="LO,HI",
-        help="requests/s the search stays within (default 0.5,256)",
-    )
-    add(
-        "--rate-tolerance",
-        type=real_arg,
-        default=0.1,
-        metavar="F",
-        help="stop bisecting when (fail - pass) / pass <= F (default 0.1)",
-    )
-    add(
-        "--max-points",
-        type=whole_arg,
-        default=12,
-        metavar="N",
-        help="most load points the search measures (default 12)",
-    )
+    """The load, request and capacity-search options (:data:`LOAD_OPTIONS`)."""
+    for flags, keywords in LOAD_OPTIONS:
+        parser.add_argument(*flags, **keywords)
 
 
 def time_option(option: str, text: Any) -> float:

@@ -17,7 +17,7 @@ from .load import lag_warning
 from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
 from .scrub import public_url, scrub_argv, scrub_json
-from .spec import EndpointSpec, request_url
+from .spec import EndpointSpec
 from .workload import identity, io_of, summary_of
 
 #: CSV columns of an endpoint configuration, after the columns shared with ``streambench run``
@@ -220,7 +220,7 @@ def _entry_config(result: EndpointResult) -> dict[str, Any]:
         "concurrency": spec.max_in_flight,
         "request_rate": spec.request_rate,
         "chat": spec.chat,
-        "endpoint": public_url(request_url(spec.url, spec.chat)),
+        "endpoint": public_url(spec.served().request_url(spec)),
         "sent_fields": list(result.sent_fields),
         "dropped_fields": list(result.dropped_fields),
         "extra_body": scrub_json(spec.extra_body, spec.secrets()),
@@ -228,6 +228,8 @@ def _entry_config(result: EndpointResult) -> dict[str, Any]:
         "load": spec.load.to_dict(),
         "transport": spec.transport.to_dict(),
     }
+    if spec.backend != "openai":  # appended, and only when not the default (as in settings)
+        out["backend"] = spec.backend
     # settings that change what is measured, when not their default (identity): the workload's
     # and the load's (arrivals, duration, workers ...)
     further = {**identity(spec), **spec.load.identity(spec.request_rate)}

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import SignalPolicy
 from ..workloads.build import Request
-from .client import send_request
 from .metrics import EndpointResult, summarize
 from .prompts import PromptSource
 from .records import RequestRecord
 from .signals import give_back_signals, take_signals
-from .spec import FORCE_FIELDS, EndpointSpec, request_url
+from .spec import FORCE_FIELDS, EndpointSpec
 from .tokens import load_tokenizer
 from .workload import body_fields, mark_record, request_of
 
@@ -36,27 +35,10 @@ def _body(
     messages: list[dict[str, str]] | None = None,
     natural: bool = False,
 ) -> dict[str, Any]:
-    """Request body. ``level`` 0: everything; 1: without the forcing fields; 2: also without
-    ``stream_options``. ``messages``: a workload's chat messages, sent as they are;
-    ``natural``: a natural output length (never forced)."""
-    body: dict[str, Any] = {"model": spec.model, "stream": True, "max_tokens": max_tokens}
-    if spec.chat:
-        body["messages"] = messages or [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    if spec.temperature is not None:
-        body["temperature"] = spec.temperature
-    force = not natural and (spec.force == "on" or (spec.force == "auto" and level == 0))
-    if force:
-        body["ignore_eos"] = True
-        body["min_tokens"] = max_tokens
-    if spec.force == "on" or level < 2:
-        opts: dict[str, Any] = {"include_usage": True}
-        if force:
-            opts["continuous_usage_stats"] = True
-        body["stream_options"] = opts
-    body.update(spec.extra_body)
-    return body
+    """The request body the spec's served backend builds (:meth:`ServedBackend.body
+    <streambench.endpoint.backends.base.ServedBackend.body>`: ``level`` 0 everything, 1 without
+    the forcing fields, 2 also without ``stream_options``)."""
+    return spec.served().body(spec, prompt, max_tokens, level, messages, natural)
 
 
 def arrival_gaps(count: int, rate: float, seed: int, cap_s: float) -> Iterator[tuple[float, bool]]:
@@ -96,6 +78,8 @@ class EndpointBenchmark:
         tokenizer: Any = None,
     ) -> None:
         self.spec = spec.validate()
+        #: builds the requests and reads the streams (:mod:`streambench.endpoint.backends`)
+        self.backend = self.spec.served()
         self.on_request = on_request
         if tokenizer is None:
             tokenizer = load_tokenizer(spec.tokenizer, spec.trust_remote_code)
@@ -166,7 +150,7 @@ class EndpointBenchmark:
         import httpx
 
         spec = self.spec
-        url = request_url(spec.url, spec.chat)
+        url = self.backend.request_url(spec)
         from .loadgen import ramp_count
 
         count = 0 if spec.workload_requests else spec.warmup + ramp_count(spec) + spec.requests
@@ -181,19 +165,7 @@ class EndpointBenchmark:
             follow_redirects=False,
             verify=spec.transport.verify(),
         ) as client:
-            yield _Session(client, url, self._headers(), spec.secrets(), prompts)
-
-    def _headers(self) -> dict[str, str]:
-        headers = {
-            "Accept": "text/event-stream",
-            "Accept-Encoding": "identity",
-            "Cache-Control": "no-store",
-        }
-        key = self.spec._resolved_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        headers.update(self.spec.transport.headers)  # --header may replace the ones above
-        return headers
+            yield _Session(client, url, self.backend.headers(spec), spec.secrets(), prompts)
 
     async def _send(
         self, session: _Session, i: int, prompt_i: int, max_tokens: int, warm: bool, start: float
@@ -209,7 +181,7 @@ class EndpointBenchmark:
         else:
             prompt, ptok = session.prompts.get(prompt_i)
             body = _body(self.spec, prompt, max_tokens, self.level)
-        rec = await send_request(
+        rec = await self.backend.send(
             session.client,
             session.url,
             body,

@@ -99,6 +99,8 @@ class EndpointSpec:
             (:class:`~streambench.endpoint.load.LoadSettings`).
         transport: extra headers (values are secrets) and TLS options
             (:class:`~streambench.endpoint.transport.Transport`).
+        backend: the served backend that builds the requests and reads the streams
+            (``--backend``; :mod:`streambench.endpoint.backends`, default ``openai``).
     """
 
     url: str
@@ -128,12 +130,20 @@ class EndpointSpec:
     workload_requests: tuple[Any, ...] = field(default=(), repr=False, compare=False)
     load: LoadSettings = field(default_factory=LoadSettings)
     transport: Transport = field(default_factory=Transport, repr=False)
+    backend: str = "openai"
+
+    def served(self) -> Any:
+        """The :class:`~streambench.endpoint.backends.ServedBackend` named by :attr:`backend`
+        (loaded on first use; a ``UsageError`` naming ``--backend`` when unknown)."""
+        from .backends import get_backend
+
+        return get_backend(self.backend)
 
     def validate(self) -> EndpointSpec:
         """Check every input against its bound (the ``MAX_*`` constants); returns ``self`` or
         raises :class:`EndpointError` with one line that names the option and the allowed range.
         """
-        request_url(self.url, self.chat)  # raises on a bad URL
+        self.served().request_url(self)  # an unknown backend, a bad URL: raises
         if not isinstance(self.model, str) or not self.model.strip():
             raise EndpointError("--model is required: the model name the server serves")
         for name, value in (("prompt", self.prompt_tokens), ("output", self.output_tokens)):
@@ -243,7 +253,11 @@ class EndpointSpec:
         out["load"] = self.load.to_dict()
         out["transport"] = self.transport.to_dict()  # header names only
         out["url"] = public_url(self.url)
-        out["endpoint"] = public_url(request_url(self.url, self.chat))
+        out["endpoint"] = public_url(self.served().request_url(self))
+        if self.backend == "openai":  # the default, not written (files before it resume)
+            out.pop("backend")
+        else:
+            out["backend"] = self.served().settings()
         out["extra_body"] = scrub_json(self.extra_body, self.secrets())
         out["max_in_flight"] = self.max_in_flight
         out["api_key_set"] = bool(self._resolved_key())

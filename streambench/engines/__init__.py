@@ -1,150 +1,148 @@
-"""Inference engines besides transformers, timed by the same core (``--engine``).
+"""Inference engines as plug-ins (``--engine``), timed by the same core.
 
-- ``transformers``: the model's own ``generate()`` (:mod:`streambench.loading`), the default;
-- ``openvino``: optimum-intel's ``OVModelForCausalLM`` (:mod:`.openvino`), whose ``generate()``
-  is transformers' and takes the :class:`~streambench.TimingStreamer` unchanged;
+Built in:
+
+- ``transformers``: the model's own ``generate()`` (:mod:`.transformers_engine`), the default;
+- ``openvino``: optimum-intel's ``OVModelForCausalLM`` (:mod:`.openvino_engines`), whose
+  ``generate()`` is transformers' and takes the :class:`~streambench.TimingStreamer` unchanged;
 - ``openvino-genai``: OpenVINO GenAI's ``LLMPipeline`` (:mod:`.genai`), C++ generation whose
   streamer callback feeds the same timing core token by token.
+- ``llama.cpp``: llama.cpp through llama-cpp-python (:mod:`.llamacpp`), a ``.gguf`` file or a
+  transformers model converted to one; its steps feed the same timing core.
 
-Both OpenVINO engines run an OpenVINO IR directory: given as the model, or exported once from a
-transformers model into a cache (:mod:`.export`). Everything here is checked before any model
-loads; ``openvino``, ``optimum`` and ``openvino_genai`` are imported only when used.
+Other engines come from installed packages, through the entry-point group ``streambench.engines``
+(``[project.entry-points."streambench.engines"] toy = "pkg.mod:ToyEngine"``), or from code,
+through :func:`register` (in this process only: ``--isolate`` workers find the built-in and
+entry-point engines). Every engine is an :class:`~.base.Engine`; a module is imported only when
+its engine is asked for, so ``import streambench`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
+import importlib
 from typing import Any
 
-from ..config import ENGINES
 from ..errors import UsageError
+from .base import Engine
 
 __all__ = [
-    "ENGINES",
-    "INSTALL",
-    "OPENVINO_ENGINES",
-    "OV_WEIGHT_FORMATS",
-    "check_engine_available",
-    "check_engines",
-    "check_openvino_device",
-    "check_weight_format",
+    "DEFAULT_ENGINE",
+    "ENTRY_POINT_GROUP",
+    "Engine",
+    "check_all",
+    "engine_help",
+    "engine_names",
     "engine_of",
-    "engine_record",
-    "openvino_device",
+    "engines_of",
+    "get_engine",
+    "register",
 ]
 
-OPENVINO_ENGINES = ("openvino", "openvino-genai")
-#: the command that installs the OpenVINO engines from PyPI (see README, "OpenVINO"; messages
-#: say what fits the running copy: :func:`streambench.extras.install_hint`)
-INSTALL = "pip install 'streambench[openvino]'"
-#: ``--low-bit`` for the OpenVINO engines: NNCF weight compression at export
-#: (``fp16``/``fp32``: no compression, weights stored in that precision)
-OV_WEIGHT_FORMATS = ("fp32", "fp16", "int8", "int4_sym", "int4_asym")
-_NEEDS = {
-    "openvino": ("openvino", "optimum.intel"),
-    "openvino-genai": ("openvino", "openvino_genai", "optimum.intel"),
+DEFAULT_ENGINE = "transformers"
+ENTRY_POINT_GROUP = "streambench.engines"
+#: the built-in engines: name -> "module:Class" (imported when asked for)
+BUILTIN: dict[str, str] = {
+    DEFAULT_ENGINE: "streambench.engines.transformers_engine:TransformersEngine",
+    "openvino": "streambench.engines.openvino_engines:OpenVINOEngine",
+    "openvino-genai": "streambench.engines.openvino_engines:GenAIEngine",
+    "llama.cpp": "streambench.engines.llamacpp.engine:LlamaCppEngine",
 }
+#: engines registered by code (:func:`register`)
+_REGISTERED: dict[str, type[Engine]] = {}
+#: one instance per engine name, made on first use
+_INSTANCES: dict[str, Engine] = {}
+
+
+def register(cls: type[Engine]) -> type[Engine]:
+    """Make ``cls`` (an :class:`Engine` subclass with a ``name``) available as
+    ``--engine cls.name`` in this process; returns ``cls`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Engine)) or not cls.name:
+        raise TypeError(f"{cls!r} is not an Engine subclass with a name")
+    _REGISTERED[cls.name] = cls
+    _INSTANCES.pop(cls.name, None)
+    return cls
+
+
+def _entry_points() -> dict[str, Any]:
+    """The installed packages' engines: name -> entry point (not loaded)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def engine_names() -> tuple[str, ...]:
+    """Every ``--engine`` value: the built-in ones first, then installed and registered ones."""
+    names = list(BUILTIN)
+    for name in sorted({*_entry_points(), *_REGISTERED}):
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def get_engine(name: str | None) -> Engine:
+    """The engine called ``name`` (``None``: the default); :class:`UsageError` listing the
+    registered names when there is none."""
+    name = name or DEFAULT_ENGINE
+    if name in _INSTANCES:
+        return _INSTANCES[name]
+    cls: Any = _REGISTERED.get(name)
+    if cls is None and name in BUILTIN:
+        module, _, attr = BUILTIN[name].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    if cls is None:
+        found = _entry_points().get(name)
+        if found is None:
+            known = ", ".join(engine_names())
+            raise UsageError(f"--engine {name}: no such engine; use one of {known}")
+        try:
+            cls = found.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in: say which one and why
+            raise UsageError(
+                f"--engine {name}: its entry point {found.value} does not load "
+                f"({type(exc).__name__}: {exc}); fix or uninstall that package"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, Engine)):
+            raise UsageError(f"--engine {name}: {found.value} is not a streambench Engine")
+    if cls.name != name:  # an entry point's name is what --engine says, whatever the class says
+        cls = type(cls.__name__, (cls,), {"name": name, "__module__": cls.__module__})
+    engine = _INSTANCES[name] = cls()
+    return engine
 
 
 def engine_of(variant: Any) -> str:
-    """The engine of a generation variant (``transformers`` when it does not say)."""
-    return str(variant.get("engine") or "transformers")
+    """The engine of a generation variant (the default when it does not say)."""
+    return str(variant.get("engine") or DEFAULT_ENGINE)
 
 
-def engine_record(loaded: Any, trials: int) -> dict[str, Any]:
-    """A configuration's ``engine`` object: what the engine ran (``loaded.engine``) and, for
-    OpenVINO GenAI, the medians of its own ``PerfMetrics`` over the last ``trials`` calls (ms,
-    its clock; see :meth:`.genai.GenAIModel.take_perf_metrics`)."""
-    out = dict(loaded.engine or {})
-    take = getattr(loaded.model, "take_perf_metrics", None)
-    if take is not None:
-        out["genai_perf_metrics"] = take(trials)
-    return out
+def engines_of(variants: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The engines of a sweep, sorted by name, each with its variants."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for variant in variants:
+        out.setdefault(engine_of(variant), []).append(variant)
+    return dict(sorted(out.items()))
 
 
-def check_engine_available(engine: str) -> None:
-    """:class:`UsageError` with the pip command when ``engine``'s packages are missing."""
-    from ..extras import install_hint
-
-    missing = [m for m in _NEEDS.get(engine, ()) if not _importable(m)]
-    if missing:
-        raise UsageError(
-            f"--engine {engine} needs {', '.join(missing)}, which is not installed: "
-            f"{install_hint('openvino')} "
-            "(it may move transformers: see the README, 'OpenVINO')"
-        )
+def check_all(settings: Any) -> Any:
+    """Before anything loads: every engine of the sweep checked (:meth:`Engine.check`). Returns
+    the torch device the sweep times on: the host's CPU when every engine times there, else
+    ``--device`` (:meth:`Engine.timing_device`)."""
+    engines = [(get_engine(name), mine) for name, mine in engines_of(settings.variants).items()]
+    for engine, mine in engines:
+        engine.check(settings, mine)
+    on_device = [engine for engine, _ in engines if not engine.timed_on_host]
+    return (on_device or [engine for engine, _ in engines])[0].timing_device(settings)
 
 
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def openvino_device(device: str) -> str:
-    """``--device`` in OpenVINO's names: ``cpu``/``auto`` -> ``CPU``, ``xpu`` -> ``GPU``,
-    ``xpu:1`` -> ``GPU.1``, ``npu`` -> ``NPU``; OpenVINO's own ``gpu``/``gpu.1`` are accepted.
-
-    >>> openvino_device("xpu:1"), openvino_device("gpu.0"), openvino_device("auto")
-    ('GPU.1', 'GPU.0', 'CPU')
-    """
-    text = str(device).strip().lower()
-    if text in ("auto", "cpu"):
-        return "CPU"
-    found = re.fullmatch(r"(xpu|gpu|npu)(?:[:.](\d+))?", text)
-    if not found:
-        raise UsageError(
-            f"--device {device}: the OpenVINO engines run on cpu, xpu[:N] (an Intel GPU; "
-            "OpenVINO's gpu[.N] too) or npu"
-        )
-    kind = "NPU" if found.group(1) == "npu" else "GPU"
-    return kind if found.group(2) is None else f"{kind}.{found.group(2)}"
-
-
-def check_openvino_device(device: str) -> str:
-    """The OpenVINO device of ``--device``, checked against ``openvino.Core().available_devices``
-    (:class:`UsageError` naming the ones present when it is not)."""
-    name = openvino_device(device)
-    import openvino
-
-    available = list(openvino.Core().available_devices)
-    gpu_any = name == "GPU" and any(d.startswith("GPU") for d in available)
-    if name not in available and not gpu_any:
-        raise UsageError(
-            f"--device {device}: OpenVINO has no {name} on this machine (available: "
-            f"{', '.join(available) or 'none'}); use --device cpu"
-        )
-    return name
-
-
-def check_engines(settings: Any) -> Any:
-    """Before anything loads: every engine of the sweep installed, ``--device`` available to
-    OpenVINO. Returns the timing device (``torch.device("cpu")``: OpenVINO hands tokens to the
-    host) when every variant is an OpenVINO engine, else ``None`` (``--device`` is then also a
-    torch device, resolved by the caller)."""
-    engines = {engine_of(v) for v in settings.variants}
-    for engine in sorted(engines & set(OPENVINO_ENGINES)):
-        check_engine_available(engine)
-        check_openvino_device(settings.device)
-        if engine == "openvino-genai":
-            if settings.num_beams > 1:
-                raise UsageError(
-                    "--engine openvino-genai streams greedy or sampled decoding only: use "
-                    "--num-beams 1 (beam search is for --engine transformers, openvino)"
-                )
-    if engines <= set(OPENVINO_ENGINES):
-        import torch
-
-        return torch.device("cpu")
-    return None
-
-
-def check_weight_format(low_bit: str | None, engine: str) -> None:
-    """``--low-bit`` checked for one engine (:data:`OV_WEIGHT_FORMATS` for OpenVINO)."""
-    if engine in OPENVINO_ENGINES and low_bit is not None and low_bit not in OV_WEIGHT_FORMATS:
-        raise UsageError(
-            f"--low-bit {low_bit} is not a weight format of --engine {engine}: use one of "
-            f"{', '.join(OV_WEIGHT_FORMATS)} (NNCF weight compression at export)"
-        )
+def engine_help() -> str:
+    """``--engine``'s help: the built-in and registered engines with their descriptions.
+    Installed plug-ins are not looked up (building the parser must stay light): ``run``
+    lists them when it refuses an unknown name."""
+    described = []
+    for name in [*BUILTIN, *(n for n in _REGISTERED if n not in BUILTIN)]:
+        default = " (default)" if name == DEFAULT_ENGINE else ""
+        described.append(f"{name}{default}: {get_engine(name).description}")
+    return (
+        "; ".join(described)
+        + f"; or an installed plug-in (entry points {ENTRY_POINT_GROUP}, see README, "
+        "Adding an engine); a comma-separated list sweeps them"
+    )

@@ -51,6 +51,9 @@ class LlamaCppEngine(Engine):
     requires = ("llama_cpp", "gguf")
     extra = "llamacpp"
     timed_on_host = True
+    #: the model kinds it loads beyond transformers' (``streambench.loading.spec.ModelSpec``):
+    #: a ``.gguf`` file, which no other built-in engine reads
+    model_kinds = ("gguf",)
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Installed, beams, ``--low-bit``; ``--device`` the CPU; no ``--low-bit`` with a
