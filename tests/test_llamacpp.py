@@ -179,6 +179,26 @@ def test_batch_padding_eos_and_the_streamer(tmp_path):
         model.generate(torch.tensor([a]), repetition_penalty=1.1)
 
 
+@needs_llamacpp
+def test_sampling_follows_torch_seed(tmp_path):
+    """--do-sample draws from torch's generator (which --seed seeds): the same seed, the same
+    tokens; the length is forced as for greedy decoding."""
+    import torch
+
+    from streambench.engines.llamacpp.convert import convert_directory
+    from streambench.engines.llamacpp.model import LlamaCppModel
+
+    gguf = convert_directory(_tiny(tmp_path / "hf", "llama"), tmp_path / "m.gguf", "f32")
+    model = LlamaCppModel(gguf, n_threads=1)
+    kwargs = dict(max_new_tokens=12, min_new_tokens=12, do_sample=True, temperature=1.5,
+                  top_k=50, top_p=0.95)  # fmt: skip
+    runs = []
+    for seed in (7, 7, 8):
+        torch.manual_seed(seed)
+        runs.append(model.generate(torch.tensor([PROMPT]), **kwargs)[0, len(PROMPT) :].tolist())
+    assert runs[0] == runs[1] != runs[2] and len(runs[0]) == 12
+
+
 # -- streambench run ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
