@@ -249,6 +249,9 @@ def quantize(source: Path, target: Path, fmt: str) -> None:
             f"--low-bit {fmt}: this llama-cpp-python has no llama_model_quantize; use --low-bit "
             "f32 or f16, or a .gguf quantized by llama.cpp as MODEL"
         )
+    from .model import quiet_llama_log
+
+    quiet_llama_log(llama_cpp)  # its per-tensor progress is not streambench's output
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, _QUANTIZED[fmt])
     params.nthread = max(1, os.cpu_count() or 1)

@@ -86,7 +86,7 @@ class LlamaCppModel:
         import llama_cpp
         import torch
 
-        _quiet_log(llama_cpp)
+        quiet_llama_log(llama_cpp)
         llama_cpp.llama_backend_init()
         self._ll = llama_cpp
         self.path = Path(path)
@@ -328,7 +328,7 @@ _LOG_CALLBACK: Any = None
 _ERROR = 4
 
 
-def _quiet_log(llama_cpp: Any) -> None:
+def quiet_llama_log(llama_cpp: Any) -> None:
     """llama.cpp's log on stderr: its errors only (why a file does not load). Its warnings
     include one about the converter's minimal tokenizer (no newline token), harmless here."""
     global _LOG_CALLBACK
