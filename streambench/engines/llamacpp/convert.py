@@ -226,7 +226,8 @@ def convert_directory(
         return target
     plain = target.with_name(target.name + ".plain.gguf")
     try:  # llama.cpp quantizes from a float file: the model's own precision, then quantized
-        dtype = str(getattr(config, "torch_dtype", None) or getattr(config, "dtype", ""))
+        # transformers 5 says ``dtype`` (its ``torch_dtype`` warns), 4 ``torch_dtype``
+        dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", ""))
         base = "f16" if dtype.endswith(("float16", "bfloat16")) else "f32"
         _write_gguf(source, config, plain, base, trust_remote_code)
         quantize(plain, target, fmt)
