@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 # name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
+    "__version__": "streambench.version",
     "TimingStreamer": "streambench.streamer",
     "BenchmarkWrapper": "streambench.wrapper",
     "RunResult": "streambench.timing",
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     from .stats import RunsSummary, Stats, aggregate, describe
     from .streamer import TimingStreamer
     from .timing import InterleavedRunsError, NoTokensError, RunResult
+    from .version import __version__
     from .wrapper import BenchmarkWrapper
 
 

@@ -71,7 +71,7 @@ def implied(test_api: str, low_bit: str | None, launched: bool = False) -> dict[
 def lookahead_settings(config: dict[str, Any], where: str) -> dict[str, Any]:
     """All-in-one's ``lookahead`` / ``max_matching_ngram_size`` as prompt-lookup decoding:
     ``{"prompt_lookup": N, "generate_kwargs": {"max_matching_ngram_size": M}}`` (what is given)."""
-    from .config import KEYS
+    from .keys import YAML_KEYS as KEYS
 
     out: dict[str, Any] = {}
     if config.get("lookahead") is not None:

@@ -30,7 +30,6 @@ from .errors import (
     interrupted_exit_code,
 )
 from .outputs import WriteFailed
-from .run_spec import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP
 from .terminal import inert, inert_traceback
 
 
@@ -54,145 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         parents=[common],
     )
-    from . import __version__
+    from .version import __version__
 
     parser.add_argument("--version", action="version", version=f"streambench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser(
-        "run",
-        parents=[common],
-        help="benchmark a model over input/output lengths and batch sizes",
-        description=(
-            "Benchmark MODEL (a local directory or hub id; without MODEL, an embedded tiny "
-            "random-weight Llama, no download) over every input/output pair x batch size: "
-            "warm-ups, then trials, each a model.generate() timed per token."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  streambench run\n"
-            "  streambench run ./my-model --in-out 32-32,1024-128 --batch-size 1,4 "
-            "-o results.csv -o results.json --plot results.png\n"
-            "  streambench run --random-weights llama-3-8b --dtype bfloat16 --device cuda\n"
-            "  streambench run --config all-in-one.yaml\n"
-            "\nbundled --random-weights presets: llama-3-8b, qwen2.5-7b, mistral-7b, tiny-llama"
-        ),
-    )
-    run.add_argument("model", nargs="?", metavar="MODEL", help="local directory or hub id")
-    run.add_argument(
-        "--random-weights",
-        action="store_true",
-        default=None,
-        help="build MODEL from its config alone (local config.json / directory, or a bundled "
-        "preset) with random weights",
-    )
-    run.add_argument(
-        "--in-out",
-        metavar="IN-OUT[,...]",
-        help=f"prompt tokens-new tokens pairs, e.g. 32-32,1024-128 (default {DEFAULT_IN_OUT})",
-    )
-    run.add_argument(
-        "--batch-size", metavar="N[,...]", help=f"batch sizes, e.g. 1,4 (default {DEFAULT_BATCH})"
-    )
-    run.add_argument(
-        "--warmup",
-        metavar="N",
-        help=f"warm-up runs per configuration (default {DEFAULT_WARMUP})",
-    )
-    run.add_argument(
-        "--trials",
-        metavar="N|auto",
-        help=f"measured runs per configuration (default {DEFAULT_TRIALS}); auto: until the 95%% "
-        "intervals are narrow (--target-ci), at most --max-trials / --max-time",
-    )
-    run.add_argument("--device", metavar="DEV", help="auto|cpu|cuda|cuda:N|xpu|mps (default auto)")
-    run.add_argument(
-        "--dtype",
-        help="auto|float32|float16|bfloat16 (default auto: float32 on CPU, "
-        "bfloat16/float16 on accelerators)",
-    )
-    run.add_argument("--num-beams", metavar="N", help="beam search width (default 1)")
-    run.add_argument(
-        "--low-bit",
-        metavar="KIND",
-        help="low-bit weights: ipex-llm kinds (sym_int4, sym_int8, nf4 ...), torchao "
-        "(int8_weight_only, int8_dynamic, int4_weight_only) or bitsandbytes (bnb_nf4, bnb_fp4, "
-        "bnb_int8)",
-    )
-    run.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        default=None,
-        help="allow the model's own code from its repository (off by default)",
-    )
-    run.add_argument(
-        "--ipex",
-        action="store_true",
-        default=None,
-        help="apply intel-extension-for-pytorch's ipex.llm.optimize before timing",
-    )
-    run.add_argument(
-        "--num-layers",
-        metavar="N",
-        help="override num_hidden_layers (embedded model and --random-weights only)",
-    )
-    run.add_argument(
-        "--tp",
-        choices=["auto", "none", "transformers", "deepspeed"],
-        help="tensor parallelism under torchrun / deepspeed: transformers (tp_plan='auto'), "
-        "deepspeed (AutoTP), none (a full replica per rank); default auto: transformers when "
-        "launched with several ranks",
-    )
-    _add_generation_options(run)
-    from .trial_loop import add_arguments as add_trial_arguments
+    _add_run(sub, common)
+    _add_results_commands(sub, common)
+    _add_endpoint(sub, common)
+    return parser
 
-    add_trial_arguments(run)
-    run.add_argument("--config", metavar="FILE.yaml", help="sweep settings (all-in-one keys)")
-    run.add_argument(
-        "-o",
-        "--output",
-        action="append",
-        metavar="FILE",
-        help="write results; format by extension: .csv .json .jsonl .md (repeatable)",
-    )
-    run.add_argument("--plot", metavar="FILE.png", help="plot per-token latency and memory")
-    run.add_argument(
-        "--telemetry",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="sample power, energy and utilization per phase where a source exists (NVML on "
-        "NVIDIA GPUs, RAPL on CPUs where readable; default on)",
-    )
-    run.add_argument(
-        "--profile",
-        metavar="DIR",
-        help="after the trials, one extra generate() per configuration under torch.profiler, "
-        "written to DIR as a Chrome/Perfetto trace with the token boundaries marked (not in the "
-        "statistics)",
-    )
-    run.add_argument(
-        "--isolate",
-        choices=["config", "model", "none"],
-        help="run each configuration (config; the default for more than one) or each model "
-        "(model) in a fresh worker process, or everything in this process (none; the only mode "
-        "under torchrun/deepspeed)",
-    )
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the configurations already ok in the first -o .json/.jsonl file (same "
-        "settings) and measure only the rest",
-    )
-    run.add_argument("--seed", metavar="N", help="seed of random weights and prompts (default 0)")
-    from .workloads.options import add_arguments as add_workload_arguments
 
-    add_workload_arguments(run, "run")
-    run.add_argument(
-        "-v", "--verbose", action="store_true", help="print every run's per-token timing"
-    )
-    run.set_defaults(func=cmd_run)
-
+def _add_results_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``plot``, ``compare`` and ``report``: the commands that read results files."""
     plot = sub.add_parser(
         "plot",
         parents=[common],
@@ -256,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.set_defaults(func=cmd_report)
 
+
+def _add_endpoint(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``endpoint`` (:mod:`streambench.endpoint`) and ``system-check``."""
     endpoint = sub.add_parser(
         "endpoint",
         parents=[common],
@@ -282,48 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_endpoint_arguments(endpoint)
     endpoint.set_defaults(func=cmd_endpoint)
-    return parser
 
 
-def _add_generation_options(run: argparse.ArgumentParser) -> None:
-    """The generate() / from_pretrained() settings (streambench.generation); a comma-separated
-    value is a sweep axis."""
-    group = run.add_argument_group(
-        "generation settings (a comma-separated value is a sweep axis, like --batch-size 1,4)"
-    )
-    add = group.add_argument
-    add("--attn-implementation", metavar="NAME[,...]", help="eager, sdpa, flex_attention ...")
-    add("--cache-implementation", metavar="NAME[,...]", help="static, dynamic, offloaded ...")
-    add(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the model's forward (with a static cache unless "
-        "--cache-implementation says otherwise); compiled during the warm-ups",
-    )
-    add("--compile-mode", metavar="MODE[,...]", help="default, reduce-overhead, max-autotune ...")
-    add("--do-sample", action="store_true", default=None, help="sample (seeded with --seed)")
-    add("--temperature", metavar="T[,...]", help="sampling temperature (needs --do-sample)")
-    add("--top-p", metavar="P[,...]", help="nucleus sampling (needs --do-sample)")
-    add("--top-k", metavar="K[,...]", help="top-k sampling (needs --do-sample)")
-    add("--assistant-model", metavar="PATH[,...]", help="assisted generation with this draft model")
-    add("--prompt-lookup", metavar="N[,...]", help="prompt-lookup decoding: N candidate tokens")
-    add("--generate-kwargs", metavar="JSON", help="more generate() keywords, a JSON object")
-    add("--model-kwargs", metavar="JSON", help="more from_pretrained() keywords, a JSON object")
-    from .engines import engine_help
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``streambench run``: its options are :data:`streambench.keys.TABLE`'s."""
+    from .keys import add_arguments
 
-    add(
-        "--engine",
-        metavar="NAME[,...]",
-        help=engine_help(),  # the registry's engines and what they are
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="benchmark a model over input/output lengths and batch sizes",
+        description=(
+            "Benchmark MODEL (a local directory or hub id; without MODEL, an embedded tiny "
+            "random-weight Llama, no download) over every input/output pair x batch size: "
+            "warm-ups, then trials, each a model.generate() timed per token."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  streambench run\n"
+            "  streambench run ./my-model --in-out 32-32,1024-128 --batch-size 1,4 "
+            "-o results.csv -o results.json --plot results.png\n"
+            "  streambench run --random-weights llama-3-8b --dtype bfloat16 --device cuda\n"
+            "  streambench run --config all-in-one.yaml\n"
+            "\nbundled --random-weights presets: llama-3-8b, qwen2.5-7b, mistral-7b, tiny-llama"
+        ),
     )
-    add(
-        "--export-dir",
-        metavar="DIR",
-        help="where the OpenVINO engines cache models exported to OpenVINO IR (default "
-        "~/.cache/streambench/openvino) and --engine llama.cpp its GGUF conversions (default "
-        "~/.cache/streambench/llama.cpp); delete it to clear the cache",
-    )
+    add_arguments(run, "run")
+    run.set_defaults(func=cmd_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
-"""Typed, bounded settings of ``streambench run``: one table of keys for the command line and
-``--config`` YAML alike, and one coercion per type, so that every value is checked the same way
-and every error names its source (``--seed`` or ``config c.yaml: key 'seed'``) and the expected
-type and range.
+"""How the settings of ``streambench run`` are typed and bounded: one coercion per type, used by
+the one table of settings (:mod:`streambench.keys`) for the command line and ``--config`` YAML
+alike, so that every value is checked the same way and every error names its source (``--seed``
+or ``config c.yaml: key 'seed'``) and the expected type and range.
 
 Rules (the class of the hostile-input fixes):
 
@@ -11,14 +11,14 @@ Rules (the class of the hostile-input fixes):
 - a key that takes one value refuses a list (it never silently takes the first item);
 - sweep axes (``in_out``, ``batch_size``) take a comma-separated string or a list.
 
->>> spec = KEYS["seed"]
->>> spec.coerce(7, "--seed")
+>>> seed = bounded("seed")
+>>> seed(7, "--seed")
 7
->>> spec.coerce("abc", "--seed")
+>>> seed("abc", "--seed")
 Traceback (most recent call last):
 ...
 streambench.errors.UsageError: --seed: 'abc' is not a whole number (expected 0 to 4294967295)
->>> KEYS["ipex"].coerce("no", "ipex")
+>>> boolean("no", "ipex")
 Traceback (most recent call last):
 ...
 streambench.errors.UsageError: ipex: 'no' is not a boolean (expected true or false, unquoted)
@@ -29,20 +29,14 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .errors import UsageError
 from .numtext import int_text, real, whole
-from .workloads.options import DESTS as _WORKLOAD_DESTS
-from .workloads.options import PARSERS as _WORKLOAD_PARSERS
 
 __all__ = [
     "BOUNDS",
     "COMPILE_MODES",
-    "GENERATION_KEYS",
-    "KEYS",
-    "KeySpec",
     "parse_in_out_text",
     "parse_int_axis",
 ]
@@ -141,49 +135,59 @@ def parse_in_out_text(value: Any, where: str = "--in-out") -> list[tuple[int, in
     return pairs
 
 
-def _bool(value: Any, where: str) -> bool:
+def boolean(value: Any, where: str) -> bool:
+    """A YAML boolean (never the text ``'false'``)."""
     if isinstance(value, bool):
         return value
     raise UsageError(f"{where}: {_show(value)} is not a boolean (expected true or false, unquoted)")
 
 
-def _text(value: Any, where: str) -> str:
+def text(value: Any, where: str) -> str:
+    """A non-empty text, stripped."""
     if isinstance(value, str) and value.strip() and "\0" not in value:
         return value.strip()
     raise UsageError(f"{where}: {_show(value)} is not a text (expected a non-empty string)")
 
 
-def _hub(value: Any, where: str) -> Optional[str]:
+def hub(value: Any, where: str) -> Optional[str]:
     """``local_model_hub``: empty (or null) means no hub, the repo ids used as they are, as in
     ipex-llm's all-in-one ``run.py``."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    return _text(value, where)
+    return text(value, where)
 
 
-def _text_or_list(value: Any, where: str) -> list[str]:
+def text_or_list(value: Any, where: str) -> list[str]:
+    """A text or a list of texts -> a list of texts."""
     items = value if isinstance(value, (list, tuple)) else [value]
     if not items:
         raise UsageError(f"{where}: empty list")
-    return [_text(v, where) for v in items]
+    return [text(v, where) for v in items]
 
 
 def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
-    text = _text(value, where).lower()
-    if text not in choices:
+    text_ = text(value, where).lower()
+    if text_ not in choices:
         raise UsageError(f"{where}: {_show(value)} is not one of {', '.join(choices)}")
-    return text
+    return text_
 
 
-def _optional_text(value: Any, where: str) -> Optional[str]:
+def choice_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """One of ``choices`` (case-insensitive)."""
+    return lambda v, where: _choice(v, where, choices)
+
+
+def optional_text(value: Any, where: str) -> Optional[str]:
+    """A text, or ``None`` for empty, ``none``, ``null`` or ``false``."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         return None
     if value is False:
         return None
-    return _text(value, where)
+    return text(value, where)
 
 
-def _real(name: str) -> Callable[[Any, str], float]:
+def real_in(name: str) -> Callable[[Any, str], float]:
+    """A finite real number within :data:`REAL_BOUNDS` ``[name]``."""
     low, high = REAL_BOUNDS[name]
 
     def parse(value: Any, where: str) -> float:
@@ -208,7 +212,7 @@ def _real(name: str) -> Callable[[Any, str], float]:
     return parse
 
 
-def _json_object(value: Any, where: str) -> dict[str, Any]:
+def json_object(value: Any, where: str) -> dict[str, Any]:
     """A JSON object given as text (the command line) or as a mapping (YAML)."""
     if isinstance(value, str):
         try:
@@ -229,7 +233,7 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
         raise UsageError(f"{where}: values must be JSON (text, numbers, booleans, lists)") from None
 
 
-def _values(parse: Callable[[Any, str], Any], axis: bool) -> Callable[[Any, str], list[Any]]:
+def values(parse: Callable[[Any, str], Any], axis: bool) -> Callable[[Any, str], list[Any]]:
     """A list of values: a YAML list, a comma-separated text (``axis``), or one value."""
 
     def coerce(value: Any, where: str) -> list[Any]:
@@ -246,24 +250,13 @@ def _values(parse: Callable[[Any, str], Any], axis: bool) -> Callable[[Any, str]
     return coerce
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """One setting: its argparse destination and how a raw value becomes a typed one."""
-
-    dest: str
-    parse: Callable[[Any, str], Any]
-    doc: str
-
-    def coerce(self, value: Any, where: str) -> Any:
-        return self.parse(value, where)
-
-
-def _bounded(name: str) -> Callable[[Any, str], int]:
+def bounded(name: str) -> Callable[[Any, str], int]:
+    """A whole number within :data:`BOUNDS` ``[name]``."""
     low, high = BOUNDS[name]
     return lambda v, where: _whole(v, where, low, high)
 
 
-def _trials(value: Any, where: str) -> int | str:
+def trials(value: Any, where: str) -> int | str:
     """``auto`` (``--trials auto``: until the answer is clear) or a bounded whole number."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
@@ -274,7 +267,7 @@ def _trials(value: Any, where: str) -> int | str:
         raise UsageError(f"{exc}; or auto") from None
 
 
-def _percent(low: float, high: float) -> Callable[[Any, str], float]:
+def percent(low: float, high: float) -> Callable[[Any, str], float]:
     """``"5%"``, ``"5"`` or ``5`` -> ``0.05``: a percentage in ``(low, high]`` as a fraction."""
 
     def parse(value: Any, where: str) -> float:
@@ -293,7 +286,7 @@ def _percent(low: float, high: float) -> Callable[[Any, str], float]:
     return parse
 
 
-def _seconds(value: Any, where: str) -> float:
+def seconds(value: Any, where: str) -> float:
     """A positive, finite number of seconds."""
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
@@ -304,12 +297,14 @@ def _seconds(value: Any, where: str) -> float:
     return number
 
 
-def _axis(name: str) -> Callable[[Any, str], list[int]]:
+def axis(name: str) -> Callable[[Any, str], list[int]]:
+    """A sweep axis of whole numbers within :data:`BOUNDS` ``[name]``."""
     low, high = BOUNDS[name]
     return lambda v, where: parse_int_axis(v, where, low, high)
 
 
-def _compile_mode(value: Any, where: str) -> str:
+def compile_mode(value: Any, where: str) -> str:
+    """One of :data:`COMPILE_MODES`."""
     return _choice(value, where, COMPILE_MODES)
 
 
@@ -320,66 +315,37 @@ def _engine(value: Any, where: str) -> str:
     return _choice(value, where, engine_names())
 
 
-#: the generate() / from_pretrained() settings (:mod:`streambench.generation`): a list of values
-#: each, a sweep axis; comma-separated on the command line where the second item is true
-GENERATION_KEYS: dict[str, tuple[Callable[[Any, str], Any], bool]] = {
-    "attn_implementation": (_text, True),
-    "cache_implementation": (_text, True),
-    "compile": (_bool, False),
-    "compile_mode": (_compile_mode, True),
-    "do_sample": (_bool, False),
-    "temperature": (_real("temperature"), True),
-    "top_p": (_real("top_p"), True),
-    "top_k": (_bounded("top_k"), True),
-    "assistant_model": (_text, True),
-    "prompt_lookup": (_bounded("prompt_lookup"), True),
-    "generate_kwargs": (_json_object, False),
-    "model_kwargs": (_json_object, False),
-    "test_api": (_text, True),
-    "engine": (_engine, True),
-}
+# -- the workload options (:mod:`streambench.workloads`): shared with ``streambench endpoint``,
+# whose messages they keep
+def workload_whole(low: int, high: int) -> Any:
+    """A parser of whole numbers from ``low`` to ``high``."""
+    return lambda v, where: _workload_whole(v, where, low, high)
 
-_MODELS = KeySpec("models", _text_or_list, "model directory, hub id or preset (or a list)")
 
-#: config key -> setting (all-in-one names and streambench's own)
-KEYS: dict[str, KeySpec] = {
-    "repo_id": _MODELS,
-    "model": _MODELS,
-    "local_model_hub": KeySpec("local_model_hub", _hub, "directory holding the models"),
-    "warm_up": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
-    "warmup": KeySpec("warmup", _bounded("warmup"), "warm-up runs"),
-    "num_trials": KeySpec("trials", _trials, "measured runs"),
-    "trials": KeySpec("trials", _trials, "measured runs (or auto)"),
-    "target_ci": KeySpec("target_ci", _percent(0, 1000), "--trials auto: target interval"),
-    "max_trials": KeySpec("max_trials", _bounded("trials"), "--trials auto: most trials"),
-    "max_time": KeySpec("max_time", _seconds, "--trials auto: most seconds per configuration"),
-    "busy_threshold": KeySpec("busy_threshold", _percent(0, 100), "busy-machine warning"),
-    "interleave": KeySpec("interleave", _bool, "trials of the configurations in rotation"),
-    "in_out_pairs": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
-    "in_out": KeySpec("in_out", parse_in_out_text, "INPUT-OUTPUT pairs"),
-    "batch_size": KeySpec("batch_size", _axis("batch_size"), "batch sizes"),
-    "low_bit": KeySpec("low_bit", _optional_text, "low-bit kind"),
-    "num_beams": KeySpec("num_beams", _bounded("num_beams"), "beam width"),
-    "device": KeySpec("device", _text, "device"),
-    "dtype": KeySpec("dtype", _text, "dtype"),
-    "trust_remote_code": KeySpec("trust_remote_code", _bool, "run the model's own code"),
-    "random_weights": KeySpec("random_weights", _bool, "random weights"),
-    "ipex": KeySpec("ipex", _bool, "ipex.llm.optimize"),
-    "num_layers": KeySpec("num_layers", _bounded("num_layers"), "layers"),
-    "output": KeySpec("output", _text_or_list, "output files"),
-    "plot": KeySpec("plot", _text, "plot file"),
-    "profile": KeySpec("profile", _optional_text, "directory of profiler traces"),
-    "seed": KeySpec("seed", _bounded("seed"), "seed"),
-    "tp": KeySpec("tp", _text, "tensor parallelism"),
-    "telemetry": KeySpec("telemetry", _bool, "hardware telemetry"),
-    "export_dir": KeySpec("export_dir", _text, "OpenVINO / llama.cpp export cache directory"),
-    "isolate": KeySpec("isolate", lambda v, w: _choice(v, w, ("config", "model", "none")), ""),
-    "variants": KeySpec("variants", lambda v, w: v, "list of generation settings (checked later)"),
-    **{
-        name: KeySpec(name, _values(parse, axis), f"generation setting {name}")
-        for name, (parse, axis) in GENERATION_KEYS.items()
-    },
-}
-#: the workload keys (``prompts``, ``output_len``, ``length_spread`` ...): the same parsers as
-#: ``streambench endpoint`` (:mod:`streambench.workloads.options`)
-KEYS.update({dest: KeySpec(dest, _WORKLOAD_PARSERS[dest], "workload") for dest in _WORKLOAD_DESTS})
+def _workload_whole(value: Any, where: str, low: int, high: int) -> int:
+    number, why = None, ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = whole(value)
+        except ValueError as exc:  # '²', '٣', 5,000 digits: said as such
+            why = f" ({exc})"
+    if number is None or not low <= number <= high:
+        shown = int_text(value) if isinstance(value, int) else str(value)[:40]
+        raise UsageError(f"{where}: {shown!r} is not a whole number from {low} to {high}{why}")
+    return number
+
+
+def workload_flag(value: Any, where: str) -> bool:
+    """A boolean (YAML ``true``/``false``; the command line's flags are booleans already)."""
+    if isinstance(value, bool):
+        return value
+    raise UsageError(f"{where}: {str(value)[:40]!r} is not a boolean (expected true or false)")
+
+
+def workload_path(value: Any, where: str) -> str:
+    """A non-empty file name, stripped."""
+    if isinstance(value, str) and value.strip() and "\0" not in value:
+        return value.strip()
+    raise UsageError(f"{where}: {str(value)[:40]!r} is not a file name")

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import GENERATION_KEYS, KEYS
 from .errors import UsageError
+from .keys import generation_keys
 
 __all__ = [
     "SETTINGS",
@@ -82,8 +82,8 @@ REMOTE_CODE = ("trust_remote_code", "custom_generate", "use_kernels", "kernel_co
 class GenSetting:
     """One tunable setting: its name (config key and identity key), its option, its default,
     whether it changes the loaded model (``load``) or only the ``generate()`` call, and its
-    short name in labels. How a value is parsed (and whether a comma-separated option value is
-    an axis) is :data:`streambench.config.KEYS`."""
+    short name in labels. Derived from its entry in :data:`streambench.keys.TABLE`, which also
+    says how a value is parsed (and whether a comma-separated option value is an axis)."""
 
     name: str
     option: str
@@ -92,32 +92,18 @@ class GenSetting:
     short: str
 
 
+#: the generation settings, in :data:`streambench.keys.TABLE`'s order
 SETTINGS: dict[str, GenSetting] = {
-    s.name: s
-    for s in (
-        GenSetting("attn_implementation", "--attn-implementation", None, True, "attn"),
-        GenSetting("cache_implementation", "--cache-implementation", None, False, "cache"),
-        GenSetting("compile", "--compile", False, True, "compile"),
-        GenSetting("compile_mode", "--compile-mode", None, True, "mode"),
-        GenSetting("do_sample", "--do-sample", False, False, "sample"),
-        GenSetting("temperature", "--temperature", None, False, "t"),
-        GenSetting("top_p", "--top-p", None, False, "top_p"),
-        GenSetting("top_k", "--top-k", None, False, "top_k"),
-        GenSetting("assistant_model", "--assistant-model", None, True, "assistant"),
-        GenSetting("prompt_lookup", "--prompt-lookup", None, False, "lookup"),
-        GenSetting("generate_kwargs", "--generate-kwargs", None, False, "generate"),
-        GenSetting("model_kwargs", "--model-kwargs", None, True, "model"),
-        GenSetting("test_api", "config key 'test_api'", None, True, "test_api"),
-        GenSetting("engine", "--engine", "transformers", True, "engine"),
-    )
+    name: GenSetting(name, k.option, k.gen.default, k.gen.load, k.gen.short)
+    for name, k in generation_keys().items()
+    if k.gen is not None
 }
-assert set(SETTINGS) == set(GENERATION_KEYS)
 
 
 def parse_axis(setting: GenSetting, value: Any, where: str) -> list[Any]:
-    """The values of one axis (:data:`streambench.config.KEYS`): a list (YAML), a
+    """The values of one axis (:data:`streambench.keys.TABLE`): a list (YAML), a
     comma-separated text (where the setting is an axis), or one value."""
-    return KEYS[setting.name].coerce(value, where)
+    return generation_keys()[setting.name].coerce(value, where)
 
 
 # -- variants ------------------------------------------------------------------------------------

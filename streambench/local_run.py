@@ -32,8 +32,8 @@ from .observers import Observers
 from .profiling import profile_configuration
 from .prompts import PROMPT_TEXT, _pad_token_id, build_prompt
 from .ranks import RankFacts, init_distributed
-from .trial_loop import TrialLog, record_load, run_trials, trial_settings
-from .workloads.spec import WorkloadSpec
+from .run_spec import SweepSettings
+from .trial_loop import TrialLog, record_load, run_trials
 
 __all__ = [
     "PROMPT_TEXT",
@@ -88,92 +88,7 @@ def parse_int_list(text: Any, what: str, minimum: int = 1) -> list[int]:
     return out
 
 
-# -- what to benchmark ---------------------------------------------------------------------------
-@dataclass
-class SweepSettings:
-    """Everything that applies to every configuration of a sweep."""
-
-    models: list[ModelSpec]
-    in_out: list[tuple[int, int]]
-    batch_sizes: list[int]
-    warmup: int = 1
-    trials: int = 3
-    device: str = "auto"
-    dtype: str = "auto"
-    num_beams: int = 1
-    low_bit: str | None = None
-    trust_remote_code: bool = False
-    ipex: bool = False
-    num_layers: int | None = None
-    seed: int = 0
-    verbose: bool = False
-    tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
-    #: sample hardware telemetry (power, energy per phase) where a source exists
-    telemetry: bool = True
-    #: reset the kernel's peak-RSS mark before the trials (only streambench's own workers: the
-    #: reset also resets the process's ru_maxrss)
-    exact_peak: bool = False
-    #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
-    workload: WorkloadSpec | None = None
-    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
-    profile: str | None = None
-    #: generation variants (:mod:`streambench.generation`): non-default settings each
-    variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
-    #: options given on the command line, which a ``test_api`` does not override
-    pinned: list[str] = field(default_factory=list)
-    #: of the load in progress (:func:`load_settings`): ipex-llm ``optimize_model`` and the
-    #: ``from_pretrained()`` keywords of the variant
-    optimize_model: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
-    export_dir: str | None = None
-    #: ``--trials auto`` (``trials`` is then ``--max-trials``): :class:`~.trial_loop.TrialRule`
-    trials_auto: bool = False
-    target_ci: float = 0.05
-    max_time_s: float | None = None
-    #: warn when other processes took this share of all CPUs during a trial
-    busy_threshold: float = 0.20
-    #: ``--interleave``: the configurations' trials in rotation (:class:`LocalRunner`)
-    interleave: bool = False
-
-    def __post_init__(self) -> None:
-        # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict)
-        self.workload = WorkloadSpec.from_value(self.workload)
-
-    @property
-    def uses_prompt_file(self) -> bool:
-        return self.workload is not None and self.workload.uses_file
-
-    @property
-    def configurations_per_model(self) -> int:
-        """(variant x input/output pair x batch size) configurations run for each model."""
-        return len(self.variants) * len(list(_pairs(self))) * len(self.batch_sizes)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "models": [m.name for m in self.models],
-            "in_out": [f"{i}-{o}" for i, o in self.in_out],
-            "batch_sizes": list(self.batch_sizes),
-            "warmup": self.warmup,
-            "trials": self.trials,
-            "device": self.device,
-            "dtype": self.dtype,
-            "num_beams": self.num_beams,
-            "low_bit": self.low_bit,
-            "trust_remote_code": self.trust_remote_code,
-            "ipex": self.ipex,
-            "num_layers": self.num_layers,
-            "seed": self.seed,
-            "tp": self.tp,
-            "telemetry": self.telemetry,
-            **({"variants": self.variants} if self.variants != [{}] else {}),
-            **trial_settings(self),  # --trials auto, --interleave, --busy-threshold
-        }
-        if self.workload is not None and self.workload.active:
-            out["workload"] = self.workload.to_dict()
-        return out
-
-
+# -- what to benchmark: streambench.run_spec (built and checked there, frozen) ------------------
 @dataclass
 class RankContext:
     """Where this process stands in a distributed run (``torch.distributed``; rank 0 of 1 when
@@ -560,10 +475,7 @@ def iter_configurations(settings: SweepSettings) -> Iterator[tuple[ModelSpec, in
 def _pairs(settings: SweepSettings) -> list[tuple[Any, Any]]:
     """The input/output pairs; with a prompt file one: ``(None, N)`` (lengths from the data,
     N forced output tokens) or ``(None, None)`` (from-data / natural outputs)."""
-    if settings.uses_prompt_file:
-        out = settings.workload.output_len if settings.workload is not None else None
-        return [(None, out if isinstance(out, int) else None)]
-    return list(settings.in_out)
+    return settings.pairs()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """``streambench run``'s benchmark spec from the command line and ``--config``: typed settings
-(:mod:`streambench.config`), the model specs, and every output path checked before any work.
+(:mod:`streambench.keys`), the model specs, and every output path checked before any work, built
+in one place (:func:`build_run_settings`) into one frozen :class:`SweepSettings`.
 
 The spec is what a run is *asked* to do; loading and measuring come after it.
 """
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
+from .keys import DEFAULT_BATCH, DEFAULT_IN_OUT, DEFAULT_TRIALS, DEFAULT_WARMUP, TABLE
+from .loading.spec import ModelSpec
+from .trial_loop import trial_settings
+from .workloads.spec import WorkloadSpec
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -18,14 +24,10 @@ __all__ = [
     "DEFAULT_TRIALS",
     "DEFAULT_WARMUP",
     "IGNORED_CONFIG_KEYS",
+    "SweepSettings",
     "build_run_settings",
     "load_yaml",
 ]
-
-DEFAULT_IN_OUT = "32-32"
-DEFAULT_BATCH = "1"
-DEFAULT_WARMUP = 1
-DEFAULT_TRIALS = 6
 
 #: all-in-one config keys that make no sense here; reported, then ignored
 IGNORED_CONFIG_KEYS = {
@@ -39,6 +41,98 @@ IGNORED_CONFIG_KEYS = {
 }
 #: all-in-one keys read by :func:`streambench.allinone.lookahead_settings`
 LOOKAHEAD_KEYS = ("lookahead", "max_matching_ngram_size")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything that applies to every configuration of a sweep: built and checked once
+    (:func:`build_run_settings`), then only read (a variant's load makes a changed copy with
+    :func:`dataclasses.replace`). Its fields are :data:`streambench.keys.TABLE`'s ``field``
+    names, plus what the run derives."""
+
+    models: list[ModelSpec]
+    in_out: list[tuple[int, int]]
+    batch_sizes: list[int]
+    warmup: int = 1
+    trials: int = 3
+    device: str = "auto"
+    dtype: str = "auto"
+    num_beams: int = 1
+    low_bit: str | None = None
+    trust_remote_code: bool = False
+    ipex: bool = False
+    num_layers: int | None = None
+    seed: int = 0
+    verbose: bool = False
+    tp: str = "none"  # tensor parallelism: none | transformers | deepspeed
+    #: sample hardware telemetry (power, energy per phase) where a source exists
+    telemetry: bool = True
+    #: reset the kernel's peak-RSS mark before the trials (only streambench's own workers: the
+    #: reset also resets the process's ru_maxrss)
+    exact_peak: bool = False
+    #: the user's prompts / drawn lengths / shared prefix (:mod:`streambench.workloads`)
+    workload: WorkloadSpec | None = None
+    #: ``--profile DIR``: one extra profiled run per configuration, kept out of the statistics
+    profile: str | None = None
+    #: generation variants (:mod:`streambench.generation`): non-default settings each
+    variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    #: options given on the command line, which a ``test_api`` does not override
+    pinned: list[str] = field(default_factory=list)
+    #: of the load in progress (:func:`streambench.variant_load.load_settings`): ipex-llm
+    #: ``optimize_model`` and the ``from_pretrained()`` keywords of the variant
+    optimize_model: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
+    export_dir: str | None = None
+    #: ``--isolate`` as asked (None: decided by the sweep, see ``cli._isolation``)
+    isolate: str | None = None
+    #: ``--trials auto`` (``trials`` is then ``--max-trials``): :class:`~.trial_loop.TrialRule`
+    trials_auto: bool = False
+    target_ci: float = 0.05
+    max_time_s: float | None = None
+    #: warn when other processes took this share of all CPUs during a trial
+    busy_threshold: float = 0.20
+    #: ``--interleave``: the configurations' trials in rotation (:class:`LocalRunner`)
+    interleave: bool = False
+
+    def __post_init__(self) -> None:
+        # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict);
+        # frozen: the one assignment, before anyone reads it
+        object.__setattr__(self, "workload", WorkloadSpec.from_value(self.workload))
+
+    @property
+    def uses_prompt_file(self) -> bool:
+        return self.workload is not None and self.workload.uses_file
+
+    def pairs(self) -> list[tuple[Any, Any]]:
+        """The input/output pairs; with a prompt file one: ``(None, N)`` (lengths from the
+        data, N forced output tokens) or ``(None, None)`` (from-data / natural outputs)."""
+        if self.uses_prompt_file:
+            out = self.workload.output_len if self.workload is not None else None
+            return [(None, out if isinstance(out, int) else None)]
+        return list(self.in_out)
+
+    @property
+    def configurations_per_model(self) -> int:
+        """(variant x input/output pair x batch size) configurations run for each model."""
+        return len(self.variants) * len(self.pairs()) * len(self.batch_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """results/2 ``settings``: the fields :data:`streambench.keys.TABLE` marks ``written``
+        (in their order), the variants, the trial rule and the workload."""
+        shown = {
+            "models": [m.name for m in self.models],
+            "in_out": [f"{i}-{o}" for i, o in self.in_out],
+            "batch_sizes": list(self.batch_sizes),
+        }
+        written = sorted((k for k in TABLE if k.written), key=lambda k: k.written)
+        out = {k.field: shown.get(k.field, getattr(self, k.field)) for k in written if k.field}
+        if self.variants != [{}]:
+            out["variants"] = self.variants
+        out.update(trial_settings(self))  # --trials auto, --interleave, --busy-threshold
+        if self.workload is not None and self.workload.active:
+            out["workload"] = self.workload.to_dict()
+        return out
 
 
 def load_yaml(path: str) -> dict[str, Any]:
@@ -67,62 +161,63 @@ def load_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _option_name(dest: str) -> str:
-    return "MODEL" if dest == "models" else "--" + dest.replace("_", "-")
+def _config_values(raw: dict[str, Any], path: str, note: Any) -> dict[str, Any]:
+    """The config file's settings, typed (:data:`streambench.keys.YAML_KEYS`): ``{dest:
+    value}``; all-in-one keys not used here are noted and skipped, unknown keys refused."""
+    from .keys import YAML_KEYS
+
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in LOOKAHEAD_KEYS:
+            continue
+        if key in IGNORED_CONFIG_KEYS:
+            (note or (lambda _m: None))(
+                f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
+            )
+            continue
+        spec = YAML_KEYS.get(key) if isinstance(key, str) else None
+        if spec is None:
+            raise UsageError(
+                f"unknown key {key!r} in config {path} (known: {', '.join(sorted(YAML_KEYS))})"
+            )
+        out[spec.dest] = spec.coerce(value, f"config {path}: key {key!r}")
+    return out
 
 
 def _merge_config(args: argparse.Namespace, note: Any = None) -> dict[str, Any]:
     """Typed settings: command-line values win over the config file, which wins over the
-    defaults. Every value goes through :data:`streambench.config.KEYS` (types and bounds); an
+    defaults. Every value goes through :data:`streambench.keys.TABLE` (types and bounds); an
     error names the option or the config file and key."""
-    from .config import KEYS
-
     merged: dict[str, Any] = {"config_raw": {}, "cli_given": set()}
     if args.config:
         merged["config_raw"] = raw = load_yaml(args.config)
-        for key, value in raw.items():
-            if key in LOOKAHEAD_KEYS:
-                continue
-            if key in IGNORED_CONFIG_KEYS:
-                (note or (lambda _m: None))(
-                    f"config key {key!r} is an ipex-llm all-in-one option not used here (ignored)"
-                )
-                continue
-            spec = KEYS.get(key) if isinstance(key, str) else None
-            if spec is None:
-                raise UsageError(
-                    f"unknown key {key!r} in config {args.config} (known: "
-                    f"{', '.join(sorted(KEYS))})"
-                )
-            merged[spec.dest] = spec.coerce(value, f"config {args.config}: key {key!r}")
-    cli = vars(args)
-    by_dest = {spec.dest: spec for spec in KEYS.values()}
-    if args.model is not None:
-        merged["models"] = by_dest["models"].coerce([args.model], "MODEL")
-    for dest, spec in by_dest.items():
-        if dest != "models" and cli.get(dest) is not None:
-            merged[dest] = spec.coerce(cli[dest], _option_name(dest))
-            merged["cli_given"].add(dest)
-    merged["verbose"] = bool(cli.get("verbose"))
+        merged.update(_config_values(raw, args.config, note))
+    for k in TABLE:
+        value = getattr(args, k.arg_dest, None) if k.flags and k.parse is not None else None
+        if value is not None:
+            merged[k.dest] = k.coerce(value, k.option)
+            if k.dest != "models":  # MODEL is no setting a test_api could override
+                merged["cli_given"].add(k.dest)
+    merged["verbose"] = bool(getattr(args, "verbose", False))
     return merged
 
 
 def build_run_settings(
     args: argparse.Namespace, note: Any = None
-) -> tuple[Any, list[str], str | None]:
-    """Validate everything that can be checked without loading a model."""
+) -> tuple[SweepSettings, list[str], str | None]:
+    """The one place where ``run``'s settings are built: everything that can be checked
+    without loading a model is checked here, and the result is frozen. Returns the settings,
+    the ``-o`` files and the ``--plot`` file."""
     from .config import parse_in_out_text, parse_int_axis
     from .loading.load import DTYPES
     from .loading.spec import resolve_model_specs
-    from .local_run import SweepSettings
+    from .trial_loop import settings_from
     from .workloads.options import workload_from
 
     m = _merge_config(args, note)
     workload = workload_from(m, in_out_given="in_out" in m)
     random_weights = m.get("random_weights", False)
     specs = resolve_model_specs(m.get("models", [None]), random_weights, m.get("local_model_hub"))
-    in_out = m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT)
-    batch = m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1)
     dtype = m.get("dtype", "auto").lower()
     if dtype not in DTYPES:
         raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
@@ -136,34 +231,32 @@ def build_run_settings(
     _check_targets(outputs, plot, inputs)
     _check_low_bit(low_bit, variants)
     _check_model_files(specs, variants, workload)
-    device = _test_api_device(m, variants)
-    settings = SweepSettings(
-        models=specs,
-        in_out=in_out,
-        batch_sizes=batch,
-        warmup=m.get("warmup", DEFAULT_WARMUP),
-        trials=m.get("trials", DEFAULT_TRIALS) if m.get("trials") != "auto" else 0,
-        device=device,
-        dtype=dtype,
-        num_beams=m.get("num_beams", 1),
-        low_bit=low_bit,
-        trust_remote_code=m.get("trust_remote_code", False),
-        ipex=m.get("ipex", False),
-        num_layers=num_layers,
-        seed=m.get("seed", 0),
-        verbose=m["verbose"],
-        tp=_tp_mode(m.get("tp")),
-        workload=workload,
-        profile=_profile_dir(m.get("profile"), m.get("num_beams", 1), inputs),
-        variants=variants,
-        pinned=sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
-    )
-    settings.telemetry = m.get("telemetry", True)
-    settings.export_dir = m.get("export_dir")
-    settings.isolate = m.get("isolate")  # None: decided by the sweep (see cli._isolation)
-    from .trial_loop import settings_from
-
-    settings_from(m, settings)  # --trials auto, --interleave, --busy-threshold
+    fields = {
+        "models": specs,
+        "in_out": m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT),
+        "batch_sizes": m.get("batch_size") or parse_int_axis(DEFAULT_BATCH, "--batch-size", 1, 1),
+        "warmup": m.get("warmup", DEFAULT_WARMUP),
+        "trials": m.get("trials", DEFAULT_TRIALS),
+        "device": _test_api_device(m, variants),
+        "dtype": dtype,
+        "num_beams": m.get("num_beams", 1),
+        "low_bit": low_bit,
+        "trust_remote_code": m.get("trust_remote_code", False),
+        "ipex": m.get("ipex", False),
+        "num_layers": num_layers,
+        "seed": m.get("seed", 0),
+        "verbose": m["verbose"],
+        "tp": _tp_mode(m.get("tp")),
+        "workload": workload,
+        "profile": _profile_dir(m.get("profile"), m.get("num_beams", 1), inputs),
+        "variants": variants,
+        "pinned": sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
+        "telemetry": m.get("telemetry", True),
+        "export_dir": m.get("export_dir"),
+        "isolate": m.get("isolate"),  # None: decided by the sweep (see cli._isolation)
+    }
+    fields.update(settings_from(m, workload))  # --trials auto, --interleave, --busy-threshold
+    settings = SweepSettings(**fields)
     if settings.workload is not None and settings.workload.active and variants != [{}]:
         raise UsageError(
             "--prompts and the other workload options do not combine with generation settings "
@@ -176,13 +269,12 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
     """The generation variants: the product of the axes, or the config's ``variants:`` list;
     all-in-one's ``lookahead`` as prompt lookup; checked against the installed transformers."""
     from .allinone import lookahead_settings
-    from .config import GENERATION_KEYS
-    from .generation import check_against_transformers, expand_variants, parse_variants
+    from .generation import SETTINGS, check_against_transformers, expand_variants, parse_variants
 
     where = f"config {config}"
     config_axes = lookahead_settings(m["config_raw"], where)
     cli_axes = {}
-    for name in GENERATION_KEYS:
+    for name in SETTINGS:
         if name in m:
             (cli_axes if name in m["cli_given"] else config_axes)[name] = m[name]
     listed = parse_variants(m["variants"], f"{where}: key 'variants'") if "variants" in m else None

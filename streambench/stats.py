@@ -18,10 +18,7 @@ import numbers
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .timing import RunResult
+from typing import Any, Protocol
 
 __all__ = ["RunsSummary", "Stats", "aggregate", "describe", "percentile"]
 
@@ -118,7 +115,29 @@ class RunsSummary:
         return out
 
 
-def aggregate(runs: Sequence[RunResult], warmup: int = 0) -> RunsSummary:
+class RunLike(Protocol):
+    """What :func:`aggregate` reads of a run: :class:`streambench.timing.RunResult` has it
+    (a Protocol, so that this lower module does not import the one above it)."""
+
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def first_token_s(self) -> float | None: ...
+    @property
+    def rest_token_mean_s(self) -> float | None: ...
+    @property
+    def decode_tokens_per_s(self) -> float | None: ...
+    @property
+    def peak_memory_bytes(self) -> int | None: ...
+    @property
+    def new_tokens(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def prompt_tokens(self) -> int | None: ...
+
+
+def aggregate(runs: Sequence[RunLike], warmup: int = 0) -> RunsSummary:
     """Statistics over ``runs[warmup:]``, counting only complete runs that produced a token.
 
     Raises ``TypeError`` when ``warmup`` is not a whole number (an ``int``), ``ValueError``

@@ -243,54 +243,23 @@ def check_isolation(settings: Any, asked: Any) -> str | None:
     return "none"
 
 
-def add_arguments(run: Any) -> None:
-    """``streambench run``'s options on how many trials and how they are ordered (every default
-    ``None``: not given, so ``--config`` values and the checks can tell)."""
-    group = run.add_argument_group("trials: how many, in which order")
-    add = group.add_argument
-    add(
-        "--target-ci",
-        metavar="PCT",
-        help=f"--trials auto: stop once the 95%% intervals of the median first token and ms/token "
-        f"are within ±PCT of the median (default {DEFAULT_TARGET_CI * 100:g}%%)",
-    )
-    add(
-        "--max-trials",
-        metavar="N",
-        help=f"--trials auto: at most N trials per configuration (default {DEFAULT_MAX_TRIALS})",
-    )
-    add(
-        "--max-time",
-        metavar="S",
-        help="--trials auto: stop a configuration once its trials took S seconds",
-    )
-    add(
-        "--interleave",
-        action="store_true",
-        default=None,
-        help="run the trials of all configurations in rotation (A1 B1 A2 B2 ...) in this process, "
-        "every model loaded at once: drift and neighbours hit all alike (the way to A/B settings)",
-    )
-    add(
-        "--busy-threshold",
-        metavar="PCT",
-        help="warn when other processes took PCT of the CPUs or more during a trial (default 20%%)",
-    )
-
-
-def settings_from(m: dict[str, Any], settings: Any) -> None:
-    """Put the merged options (``m``: :func:`streambench.run_spec._merge_config`) on
-    ``settings``; :class:`~streambench.errors.UsageError` for a combination that cannot work."""
+def settings_from(m: dict[str, Any], workload: Any) -> dict[str, Any]:
+    """The trial-rule fields of :class:`~streambench.run_spec.SweepSettings` from the merged
+    options (``m``: :func:`streambench.run_spec._merge_config`; ``workload``: its
+    :class:`~streambench.workloads.WorkloadSpec` or ``None``): ``trials_auto``, ``target_ci``,
+    ``max_time_s``, ``busy_threshold``, ``interleave``, and ``trials`` (``--max-trials``) with
+    ``--trials auto``; :class:`~streambench.errors.UsageError` for a combination that cannot
+    work."""
     from .errors import UsageError
     from .interference import DEFAULT_BUSY_THRESHOLD
 
     auto = m.get("trials") == "auto"
-    settings.trials_auto = auto
+    out: dict[str, Any] = {"trials_auto": auto}
     if auto:
-        settings.trials = m.get("max_trials", DEFAULT_MAX_TRIALS)
-        if settings.trials < min_trials():
+        out["trials"] = m.get("max_trials", DEFAULT_MAX_TRIALS)
+        if out["trials"] < min_trials():
             raise UsageError(
-                f"--max-trials {settings.trials}: --trials auto needs at least {min_trials()} "
+                f"--max-trials {out['trials']}: --trials auto needs at least {min_trials()} "
                 "trials (the fewest for a 95% interval of the median)"
             )
     else:
@@ -298,14 +267,14 @@ def settings_from(m: dict[str, Any], settings: Any) -> None:
         if given:
             name = "--" + given[0].replace("_", "-")
             raise UsageError(f"{name} works with --trials auto only: add --trials auto")
-    settings.target_ci = m.get("target_ci", DEFAULT_TARGET_CI)
-    settings.max_time_s = m.get("max_time")
-    settings.busy_threshold = m.get("busy_threshold", DEFAULT_BUSY_THRESHOLD)
-    settings.interleave = bool(m.get("interleave", False))
-    w = settings.workload
-    if (auto or settings.interleave) and w is not None and w.active:
+    out["target_ci"] = m.get("target_ci", DEFAULT_TARGET_CI)
+    out["max_time_s"] = m.get("max_time")
+    out["busy_threshold"] = m.get("busy_threshold", DEFAULT_BUSY_THRESHOLD)
+    out["interleave"] = bool(m.get("interleave", False))
+    if (auto or out["interleave"]) and workload is not None and workload.active:
         option = "--trials auto" if auto else "--interleave"
         raise UsageError(
             f"{option} does not combine with a workload (--prompts, --length-spread, "
             "--shared-prefix, --save-outputs) yet: give a number of --trials, or run without"
         )
+    return out

@@ -38,10 +38,11 @@ def _protocol_stream() -> TextIO:
 
 def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
     from .loading.spec import ModelSpec
-    from .local_run import SweepSettings
+    from .run_spec import SweepSettings
 
     model = ModelSpec(**spec)
-    data = dict(data, models=[model], in_out=[tuple(p) for p in data["in_out"]])
+    # exact_peak: this process is ours, its peak-RSS mark may be reset
+    data = dict(data, models=[model], in_out=[tuple(p) for p in data["in_out"]], exact_peak=True)
     return SweepSettings(**data), model
 
 
@@ -81,7 +82,6 @@ def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
     from .variant_load import prepare_model
 
     settings, spec = _settings(job["settings"], job["spec"])
-    settings.exact_peak = True  # this process is ours: its peak-RSS mark may be reset
     variant = settings.variants[job["configurations"][0][3]]  # one load: the same for all
     with quiet_transformers(settings.verbose):
         try:

@@ -172,7 +172,7 @@ def test_local_model_hub_empty_protects_models_not_hub(hub, tmp_path):
                                                 "", out)))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["configurations"][0]["settings"]["model"] == "tiny-llama"
-    from streambench.config import KEYS
+    from streambench.keys import YAML_KEYS as KEYS
 
     for empty in ("", "  ", None):  # `local_model_hub:` in YAML is None
         assert KEYS["local_model_hub"].coerce(empty, "key") is None

@@ -19,6 +19,7 @@ MODULES = [
     "streambench.presets",
     "streambench.errors",
     "streambench.config",
+    "streambench.keys",
     "streambench.isolation",
     "streambench.ranks",
     "streambench.units",

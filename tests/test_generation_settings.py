@@ -7,6 +7,7 @@ test as the assistant), in subprocesses; no download."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -98,8 +99,8 @@ def test_sampling_is_reproducible_under_the_seed():
     run, _streamer = _timed_generate(loaded, settings, ids, 12, print, variant)
     first, second = run(), run()
     assert torch.equal(first, second) and first.shape[-1] == 8 + 12
-    settings.seed = 1
-    run, _ = _timed_generate(loaded, settings, ids, 12, print, variant)
+    reseeded = dataclasses.replace(settings, seed=1)  # frozen: a changed copy
+    run, _ = _timed_generate(loaded, reseeded, ids, 12, print, variant)
     assert not torch.equal(run(), first)  # another seed, other tokens (vocab 259, 12 draws)
 
 

@@ -17,8 +17,8 @@ def environment(device: Any = None, extra: dict[str, Any] | None = None) -> dict
     second); ``extra`` keys last."""
     import datetime
 
-    from .. import __version__
     from ..devices import cpu_model
+    from ..version import __version__
 
     env: dict[str, Any] = {
         "streambench": __version__,

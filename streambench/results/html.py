@@ -423,7 +423,7 @@ def report_payload(
     """Everything the page shows: the documents and, given several, each compared with the
     first (the baseline; ``ignore``, ``strict`` as for ``compare``); ``where``: the page's file
     (links to traces are relative to it)."""
-    from .. import __version__
+    from ..version import __version__
 
     return finite(
         {

@@ -190,49 +190,11 @@ def energy_per_phase(
     reasons: dict[str, str] = {}
     prefill_s, decode_s = t_first - t_prompt, t_last - t_first
     decode_tokens = max(int(new_tokens) - 1, 0)
-    values: dict[str, Optional[float]] = {}
-    for phase, a, b in (("prefill", t_prompt, t_first), ("decode", t_first, t_last)):
-        if method is None:
-            values[phase] = None
-            reasons[f"{phase}_energy_j"] = "no energy counter and no power readings in the samples"
-        else:
-            values[phase], why = _measure(
-                points,
-                a,
-                b,
-                phase=phase,
-                key=key,
-                resolution=resolution,
-                counter=key == ENERGY,
-            )
-            if why:
-                reasons[f"{phase}_energy_j"] = why
+    spans = {"prefill": (t_prompt, t_first), "decode": (t_first, t_last)}
+    values = _phase_energies(method, key, points, resolution, spans, reasons)
     decode_j = values["decode"]
-    per_token = None
-    if decode_j is not None:
-        if decode_tokens:
-            per_token = decode_j / decode_tokens
-        else:
-            reasons["decode_energy_j_per_token"] = "no decode tokens (new_tokens <= 1)"
-    util = _series(samples, UTILIZATION)
-    mean_util: dict[str, Optional[float]] = {}
-    for phase, a, b in (("prefill", t_prompt, t_first), ("decode", t_first, t_last)):
-        if not util:
-            mean_util[phase] = None
-            reasons[f"{phase}_mean_utilization_pct"] = "no utilization readings"
-            continue
-        integral, why = _measure(
-            util,
-            a,
-            b,
-            phase=phase,
-            key=UTILIZATION,
-            resolution=res.get(UTILIZATION),
-            counter=False,
-        )
-        mean_util[phase] = None if integral is None else integral / (b - a)
-        if why:
-            reasons[f"{phase}_mean_utilization_pct"] = why
+    per_token = _per_token(decode_j, decode_tokens, reasons)
+    mean_util = _mean_utilization(samples, res, spans, reasons)
     prefill_j = values["prefill"]
     return PhaseEnergy(
         source=name,
@@ -252,6 +214,65 @@ def energy_per_phase(
         reasons=reasons,
         note=f"{method} over one run" if method else "",
     )
+
+
+def _phase_energies(
+    method: Optional[str],
+    key: str,
+    points: list[tuple[float, float]],
+    resolution: Optional[float],
+    spans: Mapping[str, tuple[float, float]],
+    reasons: dict[str, str],
+) -> dict[str, Optional[float]]:
+    """Joules of each phase (``spans``: phase -> (start, end)) by ``method``; ``None`` with a
+    reason in ``reasons`` where not measurable."""
+    values: dict[str, Optional[float]] = {}
+    for phase, (a, b) in spans.items():
+        if method is None:
+            values[phase] = None
+            reasons[f"{phase}_energy_j"] = "no energy counter and no power readings in the samples"
+            continue
+        values[phase], why = _measure(
+            points, a, b, phase=phase, key=key, resolution=resolution, counter=key == ENERGY
+        )
+        if why:
+            reasons[f"{phase}_energy_j"] = why
+    return values
+
+
+def _mean_utilization(
+    samples: Samples,
+    res: Mapping[str, float],
+    spans: Mapping[str, tuple[float, float]],
+    reasons: dict[str, str],
+) -> dict[str, Optional[float]]:
+    """Time-weighted mean utilization (percent) of each phase; ``None`` with a reason in
+    ``reasons`` where not measurable."""
+    util = _series(samples, UTILIZATION)
+    mean_util: dict[str, Optional[float]] = {}
+    for phase, (a, b) in spans.items():
+        if not util:
+            mean_util[phase] = None
+            reasons[f"{phase}_mean_utilization_pct"] = "no utilization readings"
+            continue
+        integral, why = _measure(
+            util, a, b, phase=phase, key=UTILIZATION, resolution=res.get(UTILIZATION), counter=False
+        )
+        mean_util[phase] = None if integral is None else integral / (b - a)
+        if why:
+            reasons[f"{phase}_mean_utilization_pct"] = why
+    return mean_util
+
+
+def _per_token(decode_j: Optional[float], decode_tokens: int, reasons: dict[str, str]) -> Any:
+    """Joules per decode token from ``decode_j`` joules over ``decode_tokens`` tokens; ``None``
+    (with a reason when there are no tokens) otherwise."""
+    if decode_j is None:
+        return None
+    if not decode_tokens:
+        reasons["decode_energy_j_per_token"] = "no decode tokens (new_tokens <= 1)"
+        return None
+    return decode_j / decode_tokens
 
 
 class TrialPhases(NamedTuple):
@@ -327,51 +348,22 @@ def aggregate_over_trials(
     method, key, points, resolution = _pick_method(samples, res)
     reasons: dict[str, str] = {}
 
-    def mean_or_none(values: list[Optional[float]]) -> Optional[float]:
-        if any(v is None for v in values):
-            return None
-        return math.fsum(v for v in values if v is not None) / n
-
-    prefill_j = mean_or_none([e.prefill_energy_j for e in each])
-    decode_j = mean_or_none([e.decode_energy_j for e in each])
-    prefill_util = mean_or_none([e.prefill_mean_utilization_pct for e in each])
-    decode_util = mean_or_none([e.decode_mean_utilization_pct for e in each])
+    prefill_j, decode_j, prefill_util, decode_util = _summed(each, reasons)
     stderr = None
     note = f"{method}, each trial's phases resolved alone, summed over {n} trials"
-    for field_name, value in (
-        ("prefill_mean_utilization_pct", prefill_util),
-        ("decode_mean_utilization_pct", decode_util),
-    ):
-        if value is None:
-            reasons[field_name] = next(
-                (e.reasons[field_name] for e in each if field_name in e.reasons),
-                "not resolved in every trial",
-            )
     if method is None:
         note = ""
         reasons["prefill_energy_j"] = reasons["decode_energy_j"] = (
             "no energy counter and no power readings in the samples"
         )
     elif prefill_j is None or decode_j is None:
-        first_reason = next(
-            (
-                e.reasons.get("prefill_energy_j") or e.reasons.get("decode_energy_j")
-                for e in each
-                if "prefill_energy_j" in e.reasons or "decode_energy_j" in e.reasons
-            ),
-            "",
-        )
         prefill_j, decode_j, stderr, note, why = _pooled(
-            key, points, trials, resolution, first_reason, prefill_s, decode_s
+            key, points, trials, resolution, _first_reason(each), prefill_s, decode_s
         )
         if why:
             reasons["prefill_energy_j"] = reasons["decode_energy_j"] = why
-    per_token = None
-    if decode_j is not None:
-        if decode_tokens:
-            per_token = decode_j * n / decode_tokens
-        else:
-            reasons["decode_energy_j_per_token"] = "no decode tokens (new_tokens <= 1)"
+    # mean per trial x trials: the total decode energy, over the total decode tokens
+    per_token = _per_token(None if decode_j is None else decode_j * n, decode_tokens, reasons)
     return PhaseEnergy(
         source=name,
         method=method,
@@ -390,6 +382,44 @@ def aggregate_over_trials(
         reasons=reasons,
         prefill_energy_j_stderr=stderr,
         note=note,
+    )
+
+
+def _summed(each: list[PhaseEnergy], reasons: dict[str, str]) -> list[Optional[float]]:
+    """Case 1 of :func:`aggregate_over_trials`: the mean per trial of prefill and decode energy
+    and of prefill and decode utilization, each ``None`` unless every trial resolved it (the
+    utilizations' reasons then put in ``reasons``)."""
+    n = len(each)
+
+    def mean_or_none(values: list[Optional[float]]) -> Optional[float]:
+        if any(v is None for v in values):
+            return None
+        return math.fsum(v for v in values if v is not None) / n
+
+    out = [
+        mean_or_none([e.prefill_energy_j for e in each]),
+        mean_or_none([e.decode_energy_j for e in each]),
+    ]
+    for field_name in ("prefill_mean_utilization_pct", "decode_mean_utilization_pct"):
+        value = mean_or_none([getattr(e, field_name) for e in each])
+        if value is None:
+            reasons[field_name] = next(
+                (e.reasons[field_name] for e in each if field_name in e.reasons),
+                "not resolved in every trial",
+            )
+        out.append(value)
+    return out
+
+
+def _first_reason(each: list[PhaseEnergy]) -> str:
+    """Why the first trial whose phases were not resolved alone was not."""
+    return next(
+        (
+            e.reasons.get("prefill_energy_j") or e.reasons.get("decode_energy_j")
+            for e in each
+            if "prefill_energy_j" in e.reasons or "decode_energy_j" in e.reasons
+        ),
+        "",
     )
 
 

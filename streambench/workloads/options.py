@@ -1,148 +1,40 @@
-"""The workload options of ``streambench run`` and ``streambench endpoint``: one argparse
-definition and one set of cross-option checks for both (values typed by
-:mod:`streambench.config` for ``run``, by :func:`coerce` for ``endpoint``)."""
+"""The workload options of ``streambench run`` and ``streambench endpoint``: one set of
+cross-option checks for both. Their flags, help, parsers and YAML keys are entries of
+:data:`streambench.keys.TABLE` (values typed through it by :mod:`streambench.run_spec` for
+``run``, by :func:`coerce` for ``endpoint``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import UsageError
-from ..numtext import int_text, whole
-from .spec import (
-    DEFAULT_MAX_OUTPUT_LEN,
-    MAX_PROMPTS,
-    MAX_TOKENS,
-    WorkloadSpec,
-    parse_output_len,
-    parse_spread,
-)
+from ..keys import TABLE
+from ..keys import add_arguments as add_keys
+from .spec import WorkloadSpec
 
-__all__ = ["DESTS", "add_arguments", "coerce", "workload_from"]
-
-#: argparse destinations of the workload options
-DESTS = (
-    "prompts",
-    "output_len",
-    "max_output_len",
-    "max_prompts",
-    "shuffle",
-    "length_spread",
-    "shared_prefix",
-    "apply_chat_template",
-    "save_outputs",
-    "skip_invalid",
-)
+__all__ = ["DESTS", "PARSERS", "add_arguments", "coerce", "workload_from"]
 
 
 def add_arguments(parser: Any, command: str) -> None:
-    """The workload options (``command``: ``run`` or ``endpoint``); every default is ``None``
-    (not given), so ``--config`` values and the checks can tell."""
-    group = parser.add_argument_group("workload (your own prompts and traffic)")
-    group.add_argument(
-        "--prompts",
-        metavar="FILE",
-        help="prompts from a local file: .txt (one per line), .jsonl (prompt or messages, "
-        "optional output_tokens), .json (ShareGPT), .csv (a prompt column); input lengths come "
-        "from the data",
-    )
-    group.add_argument(
-        "--output-len",
-        metavar="N|from-data|natural",
-        help="with --prompts: N forced tokens (default 128), from-data (reference lengths; the "
-        "default for ShareGPT), or natural (stop at EOS, up to --max-output-len)",
-    )
-    group.add_argument(
-        "--max-output-len",
-        metavar="N",
-        help=f"cap of --output-len natural (default {DEFAULT_MAX_OUTPUT_LEN})",
-    )
-    group.add_argument(
-        "--max-prompts", metavar="N", help="use the first N prompts (after --shuffle)"
-    )
-    group.add_argument(
-        "--shuffle", action="store_true", default=None, help="shuffle the prompts (with --seed)"
-    )
-    group.add_argument(
-        "--length-spread",
-        metavar="R",
-        help="draw each request's input and output lengths uniformly within ±R of --in-out "
-        "(e.g. 0.25), seeded",
-    )
-    group.add_argument(
-        "--shared-prefix",
-        metavar="N",
-        help="the same N-token prefix before every prompt (counted in the input length)",
-    )
-    if command == "run":
-        group.add_argument(
-            "--apply-chat-template",
-            action="store_true",
-            default=None,
-            help="text prompts through the tokenizer's chat template (messages always are)",
-        )
-    group.add_argument(
-        "--save-outputs",
-        action="store_true",
-        default=None,
-        help="keep each generated text in the results (an MD5 of it is always kept)",
-    )
-    group.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        default=None,
-        help="skip prompts that cannot run (too long for the context ...) with a count",
-    )
+    """The workload options of ``command`` (``run`` or ``endpoint``), from
+    :data:`streambench.keys.TABLE`; every default is ``None`` (not given), so ``--config``
+    values and the checks can tell."""
+    add_keys(parser, command, only=["workload"])
 
 
-def _whole(value: Any, where: str, low: int, high: int) -> int:
-    number, why = None, ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = whole(value)
-        except ValueError as exc:  # '²', '٣', 5,000 digits: said as such
-            why = f" ({exc})"
-    if number is None or not low <= number <= high:
-        shown = int_text(value) if isinstance(value, int) else str(value)[:40]
-        raise UsageError(f"{where}: {shown!r} is not a whole number from {low} to {high}{why}")
-    return number
-
-
-def _flag(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise UsageError(f"{where}: {str(value)[:40]!r} is not a boolean (expected true or false)")
-
-
-def _path(value: Any, where: str) -> str:
-    if isinstance(value, str) and value.strip() and "\0" not in value:
-        return value.strip()
-    raise UsageError(f"{where}: {str(value)[:40]!r} is not a file name")
-
-
+#: argparse destinations of the workload options
+DESTS = tuple(k.dest for k in TABLE if k.group == "workload")
 #: parser of each destination: (raw value, where) -> typed value
-PARSERS: dict[str, Any] = {
-    "prompts": _path,
-    "output_len": parse_output_len,
-    "max_output_len": lambda v, w: _whole(v, w, 1, MAX_TOKENS),
-    "max_prompts": lambda v, w: _whole(v, w, 1, MAX_PROMPTS),
-    "shuffle": _flag,
-    "length_spread": parse_spread,
-    "shared_prefix": lambda v, w: _whole(v, w, 0, MAX_TOKENS),
-    "apply_chat_template": _flag,
-    "save_outputs": _flag,
-    "skip_invalid": _flag,
-}
+PARSERS: dict[str, Any] = {k.dest: k.parse for k in TABLE if k.group == "workload"}
 
 
 def coerce(args: Any) -> dict[str, Any]:
     """The workload options given in ``args`` (argparse), typed; ``{dest: value}``."""
     out = {}
-    for dest in DESTS:
-        value = getattr(args, dest, None)
+    for k in (k for k in TABLE if k.group == "workload"):
+        value = getattr(args, k.dest, None)
         if value is not None:
-            out[dest] = PARSERS[dest](value, "--" + dest.replace("_", "-"))
+            out[k.dest] = k.coerce(value, k.option)
     return out
 
 
