@@ -28,8 +28,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import httpx
 
-    from ..records import RequestRecord
-    from ..spec import EndpointSpec
+
+#: an :class:`~streambench.endpoint.spec.EndpointSpec` and a
+#: :class:`~streambench.endpoint.records.RequestRecord` (not imported: the spec names its backend,
+#: so importing them here, even for type checking only, would close an import circle)
+Spec = Any
+Record = Any
 
 
 class ServedBackend(ABC):
@@ -59,17 +63,17 @@ class ServedBackend(ABC):
     )
 
     @abstractmethod
-    def request_url(self, spec: EndpointSpec) -> str:
+    def request_url(self, spec: Spec) -> str:
         """The URL every request of ``spec`` goes to (an ``EndpointError`` for a bad one)."""
 
     @abstractmethod
-    def headers(self, spec: EndpointSpec) -> dict[str, str]:
+    def headers(self, spec: Spec) -> dict[str, str]:
         """The request headers (with the key, when one is set; ``--header`` values last)."""
 
     @abstractmethod
     def body(
         self,
-        spec: EndpointSpec,
+        spec: Spec,
         prompt: str | None,
         max_tokens: int,
         level: int,
@@ -95,7 +99,7 @@ class ServedBackend(ABC):
         warmup: bool,
         prompt_tokens_local: int | None,
         secrets: Sequence[str],
-    ) -> RequestRecord:
+    ) -> Record:
         """Stream one request and return its record, always (a failure is ``ok=False`` with its
         ``error``; only cancellation propagates). Every time is seconds since the request was
         handed to ``client`` (``sent_s`` since ``phase_start``, a ``perf_counter`` time); the
