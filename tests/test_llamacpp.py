@@ -122,7 +122,8 @@ def test_f16_and_quantized_formats(tmp_path):
     with torch.no_grad():
         want = _transformers(src)(torch.tensor([PROMPT])).logits[0].numpy()
     sizes = {}
-    for fmt, tolerance in (("f32", 1e-3), ("f16", 2e-2), ("q8_0", 0.1), ("q4_0", None)):
+    formats = (("f32", 1e-3), ("f16", 2e-2), ("q8_0", 0.1), ("q4_0", None), ("q4_k_m", None))
+    for fmt, tolerance in formats:
         path = convert_directory(src, tmp_path / f"{fmt}.gguf", fmt)
         sizes[fmt] = path.stat().st_size
         model = LlamaCppModel(path, n_threads=1)
@@ -132,7 +133,7 @@ def test_f16_and_quantized_formats(tmp_path):
         out = model.generate(torch.tensor([PROMPT]), max_new_tokens=4, min_new_tokens=4)
         assert out.shape == (1, len(PROMPT) + 4)
         model.close()
-    assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] > sizes["q4_0"]
+    assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] > sizes["q4_k_m"] > sizes["q4_0"]
 
 
 @needs_llamacpp

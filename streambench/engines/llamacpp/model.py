@@ -19,7 +19,8 @@ gets the pad token and the call stops when all have.
 llama.cpp's own counters of each call (``llama_perf_context``, milliseconds from its clock) are
 kept beside ours, as a cross-check (:attr:`LlamaCppModel.perf`): ``prompt_eval_ms`` and
 ``prompt_eval_tokens`` (decodes of more than one token: the prompt, and with batch > 1 every
-step too), ``eval_ms`` and ``eval_runs`` (single-token decodes: the steps of batch 1).
+step too), ``eval_ms`` and ``eval_runs`` (single-token decodes: the steps of batch 1; llama.cpp
+reports at least 1), and ``generate_ms`` (ours: the call's wall time).
 
     >>> model = LlamaCppModel("tiny.gguf")                                # doctest: +SKIP
     >>> model.generate(input_ids, max_new_tokens=8, min_new_tokens=8,
