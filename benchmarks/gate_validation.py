@@ -43,7 +43,7 @@ import _common as C
 #: pass of every model it loads (``--isolate none``: the patch lives in this process)
 SLOWED = """
 import sys, time
-import streambench.variant_load as vl
+import streambench.engines.variant_load as vl
 delay = float(sys.argv[1])
 real = vl.prepare_model
 def spin(module, args, kwargs):
@@ -55,7 +55,7 @@ def prepare(*a, **k):
     loaded.model.register_forward_pre_hook(spin, with_kwargs=True)
     return loaded
 vl.prepare_model = prepare
-from streambench.cli import main
+from streambench.cli.run import main
 raise SystemExit(main(sys.argv[2:]))
 """
 SPIN = "while True: pass\n"

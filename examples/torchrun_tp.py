@@ -29,12 +29,9 @@ import torch.distributed as dist
 from transformers import AutoModelForCausalLM
 
 from streambench import TimingStreamer
-from streambench.distributed import (
-    gather_summaries,
-    init_distributed,
-    should_print,
-    tensor_parallel_kwargs,
-)
+from streambench.cluster import gather_summaries
+from streambench.engines.transformers.tensor_parallel import tensor_parallel_kwargs
+from streambench.ranks import init_distributed, should_print
 
 
 def main() -> int:

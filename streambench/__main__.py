@@ -1,5 +1,5 @@
-"""``python -m streambench``: the ``streambench`` command line (see :mod:`streambench.cli`)."""
+"""``python -m streambench``: the ``streambench`` command line (see :mod:`streambench.cli.run`)."""
 
-from streambench.cli import main
+from streambench.cli.run import main
 
 raise SystemExit(main())

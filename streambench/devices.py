@@ -248,7 +248,8 @@ def get_backend(device: Any = None, memory: bool = True) -> DeviceBackend:
 
 def device_backend(dev: torch.device, memory: bool = True) -> DeviceBackend:
     """The :class:`DeviceBackend` for a ``torch.device`` already validated (by
-    :func:`resolve_device`, e.g. in a :class:`~streambench.loading.Placement`): not checked
+    :func:`resolve_device`, e.g. in a :class:`~streambench.engines.transformers.Placement`): not
+    checked
     again."""
     import torch
 

@@ -8,13 +8,14 @@ Where things live now:
   rank's device (:func:`rank_device`): :mod:`streambench.ranks`;
 - the cross-rank view (:class:`RankSummary`, :class:`ClusterSummary`,
   :func:`gather_summaries`, :func:`gather_entry`): :mod:`streambench.cluster`;
-- tensor-parallel loading (``--tp``): :mod:`streambench.loading.tensor_parallel`.
+- tensor-parallel loading (``--tp``): :mod:`streambench.engines.transformers.tensor_parallel`.
 
 Nothing here imports torch at module import time.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 from .cluster import (
@@ -25,20 +26,16 @@ from .cluster import (
     gather_summaries,
     summarize_rank,
 )
-from .cluster.gather import _default_store, _group_ranks, _roll_call
-from .cluster.summary import _format_error, _median, _runs_of, _RunView
-from .loading import tensor_parallel as _tp
-from .loading.load import dtype_kwargs
-from .loading.placement import Placement
-from .loading.tensor_parallel import (
+from .engines.transformers import tensor_parallel as _tp
+from .engines.transformers.load import dtype_kwargs
+from .engines.transformers.placement import Placement
+from .engines.transformers.tensor_parallel import (
     TP_ENV,
     TP_MODES,
-    _save_rank_local,
     resolve_tp_mode,
     tensor_parallel_kwargs,
 )
 from .ranks import (
-    _UNSET,
     PRINT_POLICY,
     PRINT_RANKS_ENV,
     PrintPolicy,
@@ -54,44 +51,63 @@ from .ranks import (
     set_print_ranks,
     should_print,
 )
-from .ranks import torch_distributed as _dist
 from .stats import Stats, describe
 from .units import GiB
 
+warnings.warn(
+    "streambench.distributed is deprecated: import from streambench.ranks, streambench.cluster or "
+    "streambench.engines.transformers.tensor_parallel",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
 __all__ = [
+    "PRINT_POLICY",
     "PRINT_RANKS_ENV",
+    "TP_ENV",
+    "TP_MODES",
     "ClusterSummary",
+    "GiB",
+    "Placement",
+    "PrintPolicy",
+    "PrintRanks",
     "RankSummary",
+    "Stats",
+    "describe",
+    "dtype_kwargs",
+    "find_problems",
+    "gather_entry",
     "gather_summaries",
     "get_print_ranks",
     "get_rank",
     "get_world_size",
     "init_distributed",
     "is_initialized",
+    "launched_world_size",
+    "load_model_tensor_parallel",
+    "parse_print_ranks",
+    "rank_device",
+    "resolve_tp_mode",
     "set_print_ranks",
     "should_print",
+    "summarize_rank",
     "tensor_parallel_kwargs",
 ]
-
-# every other name this module had, for code that imported it from here
-_REEXPORTED = (
-    _UNSET, PRINT_POLICY, GiB, PrintPolicy, PrintRanks, TP_ENV, TP_MODES, _default_store, _dist,
-    _format_error, _group_ranks, _median, _roll_call, _runs_of, _RunView, _save_rank_local,
-    find_problems, gather_entry, launched_world_size, parse_print_ranks, rank_device,
-    resolve_tp_mode, summarize_rank, Stats, describe,
-)  # fmt: skip
 
 
 def load_model_tensor_parallel(
     spec: Any, settings: Any, device: Any, mode: str, load_plain: Callable[..., Any] | None = None
 ) -> Any:
-    """Old signature of :func:`streambench.loading.tensor_parallel.load_model_tensor_parallel`:
-    ``device`` and ``mode`` become one :class:`~streambench.loading.Placement`. ``load_plain``
-    is ignored: the whole-model loader is :func:`streambench.loading.load.load_on_device`."""
+    """Old signature of
+    :func:`streambench.engines.transformers.tensor_parallel.load_model_tensor_parallel`:
+    ``device`` and ``mode`` become one :class:`~streambench.engines.transformers.Placement`.
+    ``load_plain``
+    is ignored: the whole-model loader is
+    :func:`streambench.engines.transformers.load.load_on_device`."""
     return _tp.load_model_tensor_parallel(spec, settings, Placement.resolve(device, mode))
 
 
 def _accepts_dtype() -> bool:
     """Whether ``from_pretrained`` takes ``dtype=`` (transformers >= 4.56) rather than
-    ``torch_dtype=``; see :func:`streambench.loading.load.dtype_kwargs`."""
+    ``torch_dtype=``; see :func:`streambench.engines.transformers.load.dtype_kwargs`."""
     return "dtype" in dtype_kwargs(None)

@@ -1,64 +1,48 @@
-"""Results of a benchmark sweep: the older interface of :mod:`streambench.results`, kept for
-the commands that build plain dicts (``run``, ``endpoint``, ``distributed``) and for callers of
-this module.
+"""Old home of the results writers: a re-export shim of :mod:`streambench.results`, kept so that
+code written against the first version (``from streambench.report import write_outputs``) keeps
+working. It warns (``DeprecationWarning``) when imported; the package itself uses
+:mod:`streambench.results` (typed documents) and never imports it.
 
 Every function here takes a results document or a configuration entry either as the typed object
 (:class:`~streambench.results.ResultsDocument`, :class:`~streambench.results.ConfigurationResult`)
-or as the dict the runners build (the ``streambench.results/1`` shape, or a results/2 one read
-from a file), converts it once (:meth:`ResultsDocument.from_dict`) and hands it to
-:mod:`streambench.results`. Files are written as ``streambench.results/2``
-(``docs/results-schema.md``); :func:`load_document` still returns a plain dict (results/2 form).
-
-Units: the JSON keeps the core's units (seconds, bytes); the CSV, the Markdown table and the console
-tables show milliseconds and GiB (2**30 bytes; the CSV's column names say "GB", as the ipex-llm
-all-in-one benchmark wrote; the console and Markdown say GiB).
+or as a dict (the ``streambench.results/1`` shape, or a results/2 one read from a file), converts it
+once and hands it to :mod:`streambench.results`. :func:`load_document` returns a plain dict
+(results/2 form).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .outputs import atomic_write_text
 from .results import compare as _compare
-from .results import plot as _plot
-from .results import tables as _tables
 from .results import writers as _writers
-from .results.compare import (
-    COMPARE_METRICS,
-    MAX_THRESHOLD,
-    CompareRow,
-    check_threshold,
+from .results.compare import CompareRow, check_threshold
+from .results.environment import environment
+from .results.outputs import atomic_write_text
+from .results.report import tables as _tables
+from .results.report.load_plot import plot_figures as _plot_figures
+from .results.report.plot import plot_document as _plot_document
+from .results.schema import (
+    SCHEMA,
+    ConfigurationResult,
+    ResultsDocument,
+    as_configuration,
+    new_document,
 )
-from .results.compare import unusable as _unusable
-from .results.environment import dist_version as _dist_version
-from .results.environment import environment, library_versions
-from .results.plot import IQR_FROM_TRIALS
-from .results.schema import SCHEMA, ConfigurationResult, ResultsDocument, as_configuration
-from .results.tables import compare_table, progress_bar
-from .results.validate import (
-    _HINT,
-    SCHEMA_READERS,
-    _parse_json,
-    _read_v1,
-    _read_v2,
-    _schema_version,
-    load_document,
-)
+from .results.validate import SCHEMA_READERS, load_document
 from .results.validate import validate_document as _validate_document
-from .results.values import GiB
-from .results.values import finite as _finite
-from .results.values import finite_number as _finite_number
-from .results.values import fmt as _fmt
-from .results.values import is_int as _is_int
-from .results.values import is_number as _is_number
-from .results.values import kind as _kind
-from .results.values import ms as _ms
-from .results.values import one_line as _one_line
-from .results.values import scaled as _scaled
-from .results.writers import ALL_IN_ONE_COLUMNS, EXTRA_COLUMNS, MD_COLUMNS, md_text
+from .results.writers import ALL_IN_ONE_COLUMNS, md_text
+
+warnings.warn(
+    "streambench.report is deprecated: use streambench.results (ResultsDocument, write_outputs, "
+    "load_document ...)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 __all__ = [
     "ALL_IN_ONE_COLUMNS",
@@ -71,6 +55,7 @@ __all__ = [
     "check_threshold",
     "compare_documents",
     "configuration_table",
+    "csv_row",
     "csv_rows",
     "environment",
     "load_document",
@@ -86,34 +71,6 @@ __all__ = [
     "write_outputs",
 ]
 
-#: names kept for callers of the older private helpers
-_KEPT = (
-    COMPARE_METRICS,
-    MAX_THRESHOLD,
-    IQR_FROM_TRIALS,
-    GiB,
-    EXTRA_COLUMNS,
-    MD_COLUMNS,
-    compare_table,
-    progress_bar,
-    library_versions,
-    _HINT,
-    _parse_json,
-    _read_v1,
-    _read_v2,
-    _schema_version,
-    _dist_version,
-    _finite,
-    _finite_number,
-    _fmt,
-    _is_int,
-    _is_number,
-    _kind,
-    _ms,
-    _one_line,
-    _scaled,
-    _unusable,
-)
 
 #: a document or an entry: typed, or the dict a runner builds / a file holds
 Document = ResultsDocument | Mapping[str, Any]
@@ -122,21 +79,6 @@ Entry = ConfigurationResult | Mapping[str, Any]
 
 def _doc(doc: Document, where: str = "results") -> ResultsDocument:
     return ResultsDocument.coerce(doc, where)
-
-
-def new_document(
-    command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """An empty results document as a dict (``configurations`` are appended as they finish, in
-    the form the runners build; the writers convert it)."""
-    return {
-        "schema": SCHEMA,
-        "command": command,
-        "environment": env,
-        "settings": settings or {},
-        "configurations": [],
-        "interrupted": False,
-    }
 
 
 def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
@@ -211,29 +153,20 @@ def write_outputs(paths: Sequence[str], doc: Document) -> None:
 
 def configuration_table(entry: Entry) -> Any:
     """A rich renderable for one configuration (see
-    :func:`streambench.results.tables.configuration_table`)."""
+    :func:`streambench.results.report.tables.configuration_table`)."""
     return _tables.configuration_table(as_configuration(entry))
 
 
 def plot_document(doc: Document, path: str | os.PathLike[str]) -> Path:
     """Write a PNG of per-token latency and memory (see
-    :func:`streambench.results.plot.plot_document`)."""
-    return _plot.plot_document(_doc(doc), path)
+    :func:`streambench.results.report.plot.plot_document`)."""
+    return _plot_document(_doc(doc), path)
 
 
 def plot_figures(doc: Document, path: str | os.PathLike[str]) -> list[Path]:
     """:func:`plot_document` to ``path`` and, for an endpoint sweep or search with several load
-    points, the load figure beside it (``NAME-load.EXT``,
-    :func:`streambench.results.load_plot.plot_load`); the files written."""
-    from .results import load_plot
-
-    typed = _doc(doc)
-    written = [_plot.plot_document(typed, path)]
-    if load_plot.has_load(typed):
-        target = load_plot.load_path(path)
-        load_plot.plot_load(typed, target)
-        written.append(target)
-    return written
+    points, the load figure beside it; the files written."""
+    return _plot_figures(_doc(doc), path)
 
 
 def compare_documents(

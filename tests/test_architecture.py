@@ -38,9 +38,9 @@ CORE_ALLOWED: dict[str, set[str]] = {
     "streamer": {"devices", "ranks", "stats", "timing"},
 }
 
-#: old module names kept as re-export shims; package code imports the new homes, except these
-#: modules (owned by others while the package is restructured)
-SHIMS = {"sweep", "distributed"}
+#: old module names kept as re-export shims (public names only, a DeprecationWarning on import);
+#: package code imports the new homes
+SHIMS = {"sweep", "distributed", "report"}
 SHIM_USERS: set[str] = set()
 
 
@@ -172,9 +172,11 @@ def _short(name: str) -> str:
 def test_graph_sees_relative_absolute_and_function_level_imports():
     graph = import_graph()
     assert "streambench.stats" in graph["streambench.timing"]  # module level, relative
-    assert "streambench.streamer" in graph["streambench.local_run"]  # inside a function
-    assert "streambench.cli" in graph["streambench.__main__"]  # absolute
-    assert "streambench.report" in graph["streambench.endpoint.served_sweep"]  # "from .. import"
+    assert (
+        "streambench.streamer" in graph["streambench.runners.local.generate_call"]
+    )  # inside a function
+    assert "streambench.cli.run" in graph["streambench.__main__"]  # absolute
+    assert "streambench.terminal" in graph["streambench.endpoint.served_sweep"]  # "from .. import"
     assert "streambench.streamer" in graph["streambench"]  # only under TYPE_CHECKING
 
 
@@ -205,12 +207,13 @@ def test_package_code_uses_the_new_homes_not_the_shims():
         for m, deps in graph.items()
         if _short(m) not in SHIMS | SHIM_USERS and {_short(d) for d in deps} & SHIMS
     }
-    assert not users, f"import streambench.sweep / streambench.distributed: {sorted(users)}"
+    assert not users, f"package modules importing a shim ({sorted(SHIMS)}): {sorted(users)}"
 
 
 def test_loading_and_rank_modules_do_not_import_torch():
     code = (
-        "import sys, streambench.loading, streambench.local_run, streambench.cluster, "
+        "import sys, streambench.engines.transformers, streambench.runners.local.plan, "
+        "streambench.cluster, "
         "streambench.ranks, streambench.sweep, streambench.distributed; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
@@ -311,3 +314,97 @@ def test_engine_names_are_said_only_by_the_engines():
         "s:6 'openvino_genai'",
         "s:8 compares with 'transformers'",
     ]
+
+
+#: the longest a module may be; past it, it holds more than one idea
+MAX_MODULE_LINES = 600
+#: the longest a function may be; declarative tables are module-level data, not functions
+MAX_FUNCTION_LINES = 80
+
+#: what the package's top level may hold: the public face, the documented core and its helpers,
+#: the shims; everything else lives in the folder of its pipeline stage (README, "Development")
+TOP_LEVEL = {
+    "__init__",
+    "__main__",
+    # the documented core
+    "streamer",
+    "wrapper",
+    "timing",
+    "stats",
+    "intervals",
+    "devices",
+    "peak_memory",
+    "ranks",
+    "tiny",
+    # units, errors and the helpers every stage uses
+    "units",
+    "errors",
+    "terminal",
+    "numtext",
+    "reading",
+    "extras",
+    "version",
+    # shims
+    *SHIMS,
+}
+#: the folders, in pipeline order
+FOLDERS = (
+    "spec",
+    "workloads",
+    "engines",
+    "runners",
+    "endpoint",
+    "cluster",
+    "telemetry",
+    "results",
+    "cli",
+    "data",
+)
+
+
+def test_no_module_over_600_lines():
+    long = {
+        str(p.relative_to(ROOT.parent)): n
+        for p in sorted(ROOT.rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_function_over_80_lines():
+    long = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT.parent)}::{node.name}"] = n
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_file_list_shows_the_pipeline():
+    """The top level keeps the public face, the core and the shims; every other module lives
+    in the folder of its stage (spec -> workloads -> engines -> runners -> results -> report)."""
+    modules = {p.stem for p in ROOT.glob("*.py")}
+    assert not modules - TOP_LEVEL, f"move into a stage's folder: {sorted(modules - TOP_LEVEL)}"
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= set(FOLDERS), f"undocumented folders: {sorted(folders - set(FOLDERS))}"
+
+
+@pytest.mark.parametrize("shim", sorted(SHIMS))
+def test_shims_warn_and_keep_public_names_only(shim):
+    code = (
+        "import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
+        f"try:\n    importlib.import_module('streambench.{shim}')\n"
+        "except DeprecationWarning as exc:\n    print('warned:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("warned:"), out.stdout + out.stderr
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module(f"streambench.{shim}")
+    private = [n for n in getattr(module, "__all__", ()) if n.startswith("_")]
+    assert module.__all__ and not private

@@ -57,7 +57,7 @@ def sweep(hub, tmp_path_factory):
 def test_help_is_fast_and_imports_no_torch():
     code = (
         "import sys, contextlib, io\n"
-        "from streambench.cli import main\n"
+        "from streambench.cli.run import main\n"
         "with contextlib.redirect_stdout(io.StringIO()) as buf:\n"
         "    try: main(['run', '--help'])\n"
         "    except SystemExit: pass\n"
@@ -172,7 +172,7 @@ def test_local_model_hub_empty_protects_models_not_hub(hub, tmp_path):
                                                 "", out)))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["configurations"][0]["settings"]["model"] == "tiny-llama"
-    from streambench.keys import YAML_KEYS as KEYS
+    from streambench.spec.keys import YAML_KEYS as KEYS
 
     for empty in ("", "  ", None):  # `local_model_hub:` in YAML is None
         assert KEYS["local_model_hub"].coerce(empty, "key") is None
@@ -255,7 +255,7 @@ def test_presets_have_the_published_shapes():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from streambench.presets import load_preset
+    from streambench.spec.presets import load_preset
 
     expected = {"llama-3-8b": 8.03e9, "qwen2.5-7b": 7.62e9, "mistral-7b": 7.25e9}
     for name, params in expected.items():

@@ -1,4 +1,5 @@
-"""The one sweep driver (``streambench.driver``): ``--resume`` keeps what an earlier run finished,
+"""The one sweep driver (``streambench.runners.driver``): ``--resume`` keeps what an earlier run
+finished,
 refuses a file of other settings, and completes an interrupted sweep. Real subprocesses on the
 embedded tiny model."""
 

@@ -21,7 +21,7 @@ import sys
 import toy_engine
 from streambench.engines import register
 register(toy_engine.ToyEngine)
-from streambench.cli import main
+from streambench.cli.run import main
 raise SystemExit(main(sys.argv[1:]))
 """
 

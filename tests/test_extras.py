@@ -42,7 +42,7 @@ def test_the_plot_refusal_names_the_command_for_this_copy(tmp_path):
     code = (
         "import sys, importlib.util as u; real = u.find_spec; "
         "u.find_spec = lambda n, *a: None if n == 'matplotlib' else real(n, *a); "
-        "from streambench.cli import main; sys.exit(main())"
+        "from streambench.cli.run import main; sys.exit(main())"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--plot", str(tmp_path / "p.png")],

@@ -88,20 +88,23 @@ def test_sampling_is_reproducible_under_the_seed():
     """Every run reseeds: two runs of one configuration draw the same tokens."""
     import torch
 
-    from streambench.loading import ModelSpec
-    from streambench.local_run import SweepSettings, _timed_generate, build_prompt
-    from streambench.variant_load import prepare_model
+    from streambench.engines.transformers import ModelSpec
+    from streambench.engines.variant_load import prepare_model
+    from streambench.runners.local.generate_call import PromptBatch, TimedGenerate
+    from streambench.runners.local.plan import SweepSettings, build_prompt
 
     settings = SweepSettings([ModelSpec("streambench/tiny-llama", "embedded")], [(8, 12)], [1])
     variant = {"do_sample": True, "temperature": 1.5}
     loaded = prepare_model(settings.models[0], settings, variant, torch.device("cpu"))
     ids = build_prompt(loaded, 8, 1)
-    run, _streamer = _timed_generate(loaded, settings, ids, 12, print, variant)
-    first, second = run(), run()
+    batch = PromptBatch(ids, torch.ones_like(ids), 12)
+    call = TimedGenerate(loaded, settings, variant, print)
+    first, second = call(batch), call(batch)
     assert torch.equal(first, second) and first.shape[-1] == 8 + 12
+    assert len(call.runs) == 2
     reseeded = dataclasses.replace(settings, seed=1)  # frozen: a changed copy
-    run, _ = _timed_generate(loaded, reseeded, ids, 12, print, variant)
-    assert not torch.equal(run(), first)  # another seed, other tokens (vocab 259, 12 draws)
+    call = TimedGenerate(loaded, reseeded, variant, print)
+    assert not torch.equal(call(batch), first)  # another seed, other tokens (vocab 259, 12 draws)
 
 
 def test_prompt_lookup_counts_tokens_and_reports_tokens_per_step(tmp_path):
@@ -175,8 +178,8 @@ def test_variants_list_in_the_config_through_workers(tmp_path):
 
 
 def test_command_line_wins_over_a_variant(tmp_path):
-    from streambench.cli import build_parser
-    from streambench.run_spec import build_run_settings
+    from streambench.cli.run import build_parser
+    from streambench.spec.run import build_run_settings
 
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -223,7 +226,7 @@ def test_bad_settings_fail_in_one_line(args, expected):
 
 # -- ipex-llm all-in-one test_api ----------------------------------------------------------------
 def test_test_api_values_map_to_settings():
-    from streambench.allinone import implied
+    from streambench.spec.allinone import implied
 
     assert implied("transformer_int4", None) == {
         "device": "cpu", "dtype": None, "low_bit": "sym_int4", "optimize_model": False,

@@ -18,7 +18,7 @@ from verdict_docs import scale_trials
 
 from streambench.errors import UsageError
 from streambench.results import ResultsDocument, load_results
-from streambench.results.html import check_html_outputs, report_payload, script_json
+from streambench.results.report.html import check_html_outputs, report_payload, script_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -278,7 +278,7 @@ def test_loaded_document_round_trip_stays_typed(run_files):
 def test_slo_and_capacity_data_from_a_hostile_file():
     """What a file's capacity search gives the page: only finite thresholds under text keys (in
     ms) and only points with a text id; a point's verdict is a pass only when ``passed`` is true."""
-    from streambench.results.html import capacity_points, slo_thresholds_ms
+    from streambench.results.report.html import capacity_points, slo_thresholds_ms
 
     doc = load_results(FIXTURES / "results-v1-endpoint.json")
     doc.extra["capacity"] = {

@@ -31,7 +31,7 @@ import pytest
 
 from streambench import terminal
 from streambench.endpoint.scrub import scrub_argv
-from streambench.results.html import file_link
+from streambench.results.report.html import file_link
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results-v1.json"
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
-"""The one table of ``run``'s settings (:mod:`streambench.keys`) and what is derived from it:
+"""The one table of ``run``'s settings (:mod:`streambench.spec.keys`) and what is derived from it:
 argparse, the ``--config`` keys, the generation settings, the workload options and
-:class:`~streambench.run_spec.SweepSettings`."""
+:class:`~streambench.spec.run.SweepSettings`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import dataclasses
 
 import pytest
 
-from streambench.cli import build_parser
+from streambench.cli.run import build_parser
 from streambench.errors import UsageError
-from streambench.keys import TABLE, YAML_KEYS, keys_of
+from streambench.spec.keys import TABLE, YAML_KEYS, keys_of
 
 
 def _sub(name: str) -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def test_endpoint_has_the_workload_options_of_the_table():
 
 
 def test_generation_settings_and_workload_options_derive_from_the_table():
-    from streambench.generation import SETTINGS
+    from streambench.spec.generation import SETTINGS
     from streambench.workloads.options import DESTS, PARSERS
 
     assert list(SETTINGS) == [k.dest for k in TABLE if k.gen is not None]
@@ -50,7 +50,7 @@ def test_generation_settings_and_workload_options_derive_from_the_table():
 
 
 def test_fields_and_written_settings_exist_on_the_sweep_settings():
-    from streambench.run_spec import SweepSettings
+    from streambench.spec.run import SweepSettings
 
     names = {f.name for f in dataclasses.fields(SweepSettings)}
     assert {k.field for k in TABLE if k.field} <= names
@@ -82,8 +82,8 @@ def test_errors_name_the_config_key(key, value, message):
 
 
 def test_sweep_settings_are_frozen_and_rebuilt_from_json():
-    from streambench.loading.spec import ModelSpec
-    from streambench.run_spec import SweepSettings
+    from streambench.spec.models import ModelSpec
+    from streambench.spec.run import SweepSettings
 
     settings = SweepSettings([ModelSpec("m", "embedded")], [(4, 4)], [1], isolate="none")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -92,6 +92,6 @@ def test_sweep_settings_are_frozen_and_rebuilt_from_json():
     data["models"] = settings.models
     again = SweepSettings(**data)
     assert again == settings and again.isolate == "none"
-    from streambench.local_run import SweepSettings as OldHome
+    from streambench.runners.local.plan import SweepSettings as OldHome
 
     assert OldHome is SweepSettings

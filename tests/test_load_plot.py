@@ -12,7 +12,7 @@ import sys
 
 from test_endpoint_load import ROOT, cli, stub, url  # noqa: F401 - stub is a fixture
 
-from streambench.results.load_plot import load_data
+from streambench.results.report.load_plot import load_data
 from streambench.results.schema import ResultsDocument
 
 

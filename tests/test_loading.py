@@ -1,4 +1,5 @@
-"""streambench.loading, streambench.ranks and streambench.local_run: the device resolved once
+"""streambench.engines.transformers, streambench.ranks and streambench.runners.local.plan: the
+device resolved once
 (Placement), rank facts, print policy objects, and the plain loader below tensor parallelism."""
 
 from __future__ import annotations
@@ -6,9 +7,14 @@ from __future__ import annotations
 import pytest
 
 from streambench.cluster import GatherSequence
-from streambench.loading import Placement, load_model, load_on_device, resolve_model_spec
-from streambench.local_run import RankContext, SweepSettings
+from streambench.engines.transformers import (
+    Placement,
+    load_model,
+    load_on_device,
+    resolve_model_spec,
+)
 from streambench.ranks import PrintPolicy, RankFacts
+from streambench.runners.local.plan import RankContext, SweepSettings
 
 
 def test_rank_facts_from_env():

@@ -104,6 +104,33 @@ def test_three_engines_in_one_sweep(sweep):
 
 
 @needs_ov
+def test_prompt_file_through_the_engines(sweep):
+    """--prompts x --engine: the user's prompts through each engine (one measuring path), each
+    engine its own configuration with per-token timings; the export cache of ``sweep``."""
+    work = sweep[0]
+    lines = [{"prompt": "Hello there, clockmaker", "output_tokens": 3},
+             {"prompt": "What time is it?", "output_tokens": 5}]  # fmt: skip
+    (work / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    proc = sb("run", "--prompts", "p.jsonl", "--output-len", "from-data", "--engine",
+              "transformers,openvino,openvino-genai", "--warmup", "0", "--trials", "2",
+              "--export-dir", "cache", "-o", "prompts.json", cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    entries = json.loads((work / "prompts.json").read_text())["configurations"]
+    engines = [e["settings"].get("further", {}).get("engine", "transformers") for e in entries]
+    assert engines == ["transformers", "openvino", "openvino-genai"]
+    assert len({e["id"] for e in entries}) == 3 and all("prompts=" in e["id"] for e in entries)
+    for entry in entries:
+        assert entry["status"] == "ok", entry["error"]
+        assert entry["config"]["trials"] == 2 and len(entry["trials"]) == 4  # 2 prompts x 2
+        reqs = [q for t in entry["trials"] for q in t["extra"]["workload"]["requests"]]
+        assert [q["prompt_index"] for q in reqs] == [0, 1, 0, 1]
+        assert [q["output_tokens"] for q in reqs] == [3, 5, 3, 5]  # forced: the data's lengths
+        for trial in entry["trials"]:
+            assert len(trial["token_latencies_s"]) == trial["new_tokens"]
+    assert entries[2]["engine"]["genai_perf_metrics"]  # GenAI's own numbers of its calls
+
+
+@needs_ov
 def test_genai_agrees_with_its_own_perf_metrics(sweep):
     """GenAI's PerfMetrics time the same steps with its own clock. Per-token: the mean gap
     between write() calls is GenAI's TPOT (same events, different clocks): within 25 % + 0.1 ms

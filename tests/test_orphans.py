@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from streambench.orphan import EXIT_ORPHANED
+from streambench.runners.orphan import EXIT_ORPHANED
 from streambench.tiny import save_tiny_model
 
+WORKER = "streambench.runners.local.worker"
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
 
 #: a model that writes its worker's pid once, then is slow (keeps emitting) or hangs
@@ -105,7 +106,7 @@ def test_a_sigkilled_run_takes_its_worker_with_it_quietly(tmp_path, sleep):
 
 CHILD = """
 import os, sys, time
-import streambench.orphan as orphan
+import streambench.runners.orphan as orphan
 if sys.argv[1] == "watch":
     orphan._parent_death_signal = lambda: False  # as on a system without prctl
 print(orphan.tie_to_parent(int(sys.argv[2])), flush=True)
@@ -143,7 +144,7 @@ def test_a_tied_process_ends_with_its_parent_either_way(mode):
 def test_a_worker_whose_parent_died_before_it_tied_itself_leaves_at_once():
     # the pid it was given is not its parent's: the parent it knew has gone already
     proc = subprocess.run(
-        [sys.executable, "-m", "streambench.worker", "--parent", "1"],
+        [sys.executable, "-m", "streambench.runners.local.worker", "--parent", "1"],
         input="{}", capture_output=True, text=True, env=ENV, timeout=60,
     )  # fmt: skip
     assert proc.returncode == EXIT_ORPHANED
@@ -151,9 +152,9 @@ def test_a_worker_whose_parent_died_before_it_tied_itself_leaves_at_once():
 
 
 def test_a_worker_whose_reader_has_gone_leaves_quietly(tmp_path):
-    from streambench.isolation import job_for
-    from streambench.loading.spec import ModelSpec
-    from streambench.local_run import SweepSettings
+    from streambench.runners.local.isolation import job_for
+    from streambench.runners.local.plan import SweepSettings
+    from streambench.spec.models import ModelSpec
 
     settings = SweepSettings(
         models=[], in_out=[(8, 32)], batch_sizes=[1], warmup=0, trials=200, telemetry=False
@@ -162,7 +163,7 @@ def test_a_worker_whose_reader_has_gone_leaves_quietly(tmp_path):
     err = tmp_path / "stderr.txt"
     with err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streambench.worker", "--parent", str(os.getpid())],
+            [sys.executable, "-m", WORKER, "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV,
         )  # fmt: skip
     try:

@@ -138,7 +138,7 @@ def test_endpoint_output_naming_its_inputs_is_refused(tmp_path, model_dir):
 
 
 def test_run_inputs_registry_in_process(tmp_path):
-    from streambench.outputs import RunInputs, check_output_targets
+    from streambench.results.outputs import RunInputs, check_output_targets
 
     data = tmp_path / "data.txt"
     data.write_text("x")
@@ -271,7 +271,7 @@ def test_full_disk_plot_and_compare_commands_exit_1(tmpfs, results):
 
 def test_enospc_in_the_writer_keeps_the_old_file(tmp_path):
     """The lowest write function failing with ENOSPC (where no tmpfs can be mounted)."""
-    from streambench.outputs import atomic_write, describe_write_error
+    from streambench.results.outputs import atomic_write, describe_write_error
 
     target = tmp_path / "r.json"
     target.write_text("old")
@@ -289,7 +289,7 @@ def test_enospc_in_the_writer_keeps_the_old_file(tmp_path):
 
 def test_a_trace_that_torch_did_not_write_is_not_recorded(tmp_path):
     """kineto logs a failed write and leaves ``NAME.tmp``: export_trace must notice."""
-    from streambench.profiling import TraceWriteError, export_trace
+    from streambench.runners.local.profiling import TraceWriteError, export_trace
 
     class Kineto:
         def export_chrome_trace(self, path):
@@ -328,7 +328,7 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
 
 
 def test_endpoint_refuses_an_output_another_process_writes(tmp_path):
-    from streambench.output_lock import OutputLocks
+    from streambench.results.output_lock import OutputLocks
 
     held = OutputLocks()  # this test process is the first writer
     held.acquire(tmp_path / "e.json")
@@ -343,7 +343,7 @@ def test_endpoint_refuses_an_output_another_process_writes(tmp_path):
 
 
 def test_locks_conflict_between_open_files_in_process(tmp_path):
-    from streambench.output_lock import OutputLocks
+    from streambench.results.output_lock import OutputLocks
 
     a, b = OutputLocks(), OutputLocks()
     a.acquire(tmp_path / "r.json")

@@ -25,7 +25,7 @@ import pytest
 from verdict_docs import scale_trials, set_trials
 
 from streambench import report
-from streambench.cli import main, parse_threshold
+from streambench.cli.run import main, parse_threshold
 from streambench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
 ENV_COLUMNS = "250"  # wide console tables: one table row per line

@@ -251,7 +251,7 @@ def test_memory_per_position_keeps_readings_after_tokens_without_one():
     not stop at the first position without one."""
     import math
 
-    from streambench.results.plot import per_position
+    from streambench.results.report.plot import per_position
     from streambench.results.schema import RunRecord
 
     trials = [

@@ -19,7 +19,7 @@ import torch
 from conftest import gen_kwargs
 
 from streambench import BenchmarkWrapper, TimingStreamer
-from streambench.cli import main
+from streambench.cli.run import main
 from streambench.results.values import Overflowed, fmt, scaled
 from streambench.tiny import save_tiny_model
 

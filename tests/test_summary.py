@@ -18,8 +18,8 @@ from rich.console import Console
 from verdict_docs import synthetic_entry
 
 from streambench.results import load_results
+from streambench.results.report.summary import print_summary, summary_rows
 from streambench.results.schema import ConfigurationResult
-from streambench.results.summary import print_summary, summary_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("streambench/tiny-llama 8-2 bs1", "streambench/tiny-llama 8-3 bs1")

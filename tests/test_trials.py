@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from streambench.cli import main
-from streambench.interference import Snapshot, TrialLoad, assess, outliers, robust_z
-from streambench.trial_loop import TrialRule, stop_reason
+from streambench.cli.run import main
+from streambench.runners.local.interference import Snapshot, TrialLoad, assess, outliers, robust_z
+from streambench.runners.local.trials import TrialMeans, TrialRule, stop_reason
 
 SPIN = "import time\nwhile True: pass\n"
 
@@ -25,6 +25,19 @@ def _runs(first, rest=None):
 
 
 # -- stop rules -----------------------------------------------------------------------------------
+def test_a_pass_over_a_prompt_file_is_one_trial_of_its_means():
+    """Several runs per trial (a prompt file): the rule sees each trial's means; one run is
+    itself; a run without a statistic leaves that mean out (None)."""
+    one = _runs([2.0])
+    assert TrialMeans.of(one) is one[0]
+    means = TrialMeans.of(_runs([1.0, 3.0], [0.1, 0.3]))
+    assert means.first_token_s == 2.0 and abs(means.rest_token_mean_s - 0.2) < 1e-12
+    assert TrialMeans.of(_runs([1.0, 3.0], [0.1, None])).rest_token_mean_s is None
+    # short and long prompts alternate within each pass: the passes agree, the target is met
+    passes = [TrialMeans.of(_runs([0.1, 0.9], [0.01, 0.03])) for _ in range(6)]
+    assert stop_reason(TrialRule(30, auto=True), passes, 1.0) == "target"
+
+
 def test_fixed_trials_stop_at_the_count():
     rule = TrialRule(3)
     assert stop_reason(rule, _runs([1.0, 1.0]), 0.0) is None
@@ -260,7 +273,7 @@ def test_without_interleave_each_configuration_runs_whole(tmp_path):
 
 # -- system check -------------------------------------------------------------------------------
 def test_system_check_names_a_busy_process_and_says_what_it_cannot_read(capsys):
-    from streambench.system_check import _sample
+    from streambench.cli.system import _sample
 
     hog = _foreign_hog()
     try:

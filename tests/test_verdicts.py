@@ -17,7 +17,7 @@ import pytest
 from verdict_docs import synthetic_doc, synthetic_entry
 
 from streambench import report
-from streambench.cli import main
+from streambench.cli.run import main
 from streambench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from streambench.results.schema import ResultsDocument
 from streambench.results.verdicts import (

@@ -294,6 +294,76 @@ def test_run_length_spread_is_reproducible(tmp_path):
     assert all(12 <= i <= 36 for i, _ in lengths(a))
 
 
+def test_run_prompt_file_with_generation_variants(tmp_path):
+    """--prompts x --attn-implementation: one configuration per variant, each with its own id,
+    every prompt once per trial, timed per token (one measuring path for both)."""
+    files = write_files(tmp_path)
+    out = tmp_path / "out.json"
+    r = cli(
+        "run", "--prompts", str(files["jsonl"]), "--output-len", "from-data",
+        "--attn-implementation", "eager,sdpa", "--warmup", "0", "--trials", "2", "-o", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    entries = json.loads(out.read_text())["configurations"]
+    assert len(entries) == 2 and len({e["id"] for e in entries}) == 2
+    for entry, attn in zip(entries, ["eager", "sdpa"]):
+        assert entry["status"] == "ok", entry["error"]
+        further = entry["settings"]["further"]
+        assert further["attn_implementation"] == attn and further["output_len"] == "from-data"
+        assert entry["config"]["trials"] == 2 and len(entry["trials"]) == 4  # 2 prompts x 2
+        assert [q["output_tokens"] for q in _workload_requests(entry)] == [3, 5, 3, 5]
+        for trial in entry["trials"]:
+            latencies = trial["token_latencies_s"]
+            assert len(latencies) == trial["new_tokens"] and all(t > 0 for t in latencies)
+
+
+def test_run_prompt_file_sampled_under_the_seed(tmp_path):
+    """--prompts x --do-sample: every run reseeds under --seed (the same outputs in every
+    trial and in a second sweep), another seed draws other outputs."""
+    files = write_files(tmp_path)
+
+    def outputs(seed: str) -> list[str]:
+        out = tmp_path / f"s{seed}.json"
+        r = cli(
+            "run", "--prompts", str(files["txt"]), "--output-len", "12", "--do-sample",
+            "--temperature", "1.5", "--seed", seed, "--warmup", "0", "--trials", "2",
+            "--isolate", "none", "-o", str(out),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (entry,) = json.loads(out.read_text())["configurations"]
+        assert entry["settings"]["further"]["do_sample"] is True, entry["settings"]
+        assert entry["actual_output_tokens"] == 12  # lengths still forced
+        return [q["output_md5"] for q in _workload_requests(entry)]
+
+    first = outputs("3")
+    assert first[:3] == first[3:]  # trial 2 drew what trial 1 drew
+    assert outputs("3") == first and outputs("4") != first
+
+
+def test_run_prompt_file_trials_auto_interleaved(tmp_path):
+    """--trials auto and --interleave with a prompt file: a trial is one pass over the file,
+    the rule stops on the trials' means; the variants' trials run in rotation."""
+    files = write_files(tmp_path)
+    out = tmp_path / "out.json"
+    r = cli(
+        "run", "--prompts", str(files["jsonl"]), "--output-len", "from-data",
+        "--attn-implementation", "eager,sdpa", "--warmup", "1", "--trials", "auto",
+        "--max-trials", "6", "--interleave", "-o", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["trials"] == "auto" and doc["settings"]["interleave"] is True
+    for entry in doc["configurations"]:
+        assert entry["status"] == "ok", entry["error"]
+        run = entry["adaptive"]["trials_run"]
+        assert entry["stopped"] in ("target", "max_trials") and run == entry["config"]["trials"]
+        assert len(entry["trials"]) == 2 * run and len(entry["warmup_runs"]) == 1
+        assert len(entry["interference"]["trials"]) == run
+    starts = [s for e in doc["configurations"] for s in e["interference"]["trial_started_at"]]
+    first, second = (e["interference"]["trial_started_at"] for e in doc["configurations"])
+    assert first[1] > second[0] and len(starts) == 2 * len(first)  # A1 B1 A2 B2 ...
+
+
 # ------------------------------------------------------------------------- endpoint
 @pytest.fixture(scope="module")
 def stub():
@@ -439,3 +509,40 @@ def test_save_outputs_alone_keeps_the_usual_prompts(tmp_path, stub):
 
     sent = [s["body"]["prompt"] for s in stub.seen if s["body"]["max_tokens"] > 1]
     assert sent == make_prompts(2, 8)  # the prompts of a run without --save-outputs
+
+
+def test_one_runner_fills_a_typed_result_for_both_prompt_sources(tmp_path):
+    """In process: the one configuration runner fills a ConfigurationResult for a synthetic
+    prompt and for a prompt file alike; what the isolation worker sends (``to_dict``) reads
+    back (``from_dict``) as the same document."""
+    import torch
+
+    from streambench.engines.transformers import ModelSpec
+    from streambench.engines.variant_load import prepare_model
+    from streambench.results.schema import ConfigurationResult
+    from streambench.runners.local.configuration import run_configuration
+    from streambench.runners.local.plan import SweepSettings, new_result
+    from streambench.runners.local.workload_prompts import preflight
+
+    files = write_files(tmp_path)
+    spec = ModelSpec("streambench/tiny-llama", "embedded")
+    plain = SweepSettings([spec], [(8, 4)], [1], warmup=1, trials=2, telemetry=False)
+    work = SweepSettings([spec], [(8, 4)], [2], warmup=1, trials=2, telemetry=False)
+    work.workload = WorkloadSpec(prompts=str(files["txt"]), output_len=4)
+    preflight(work, lambda _line: None)
+    loaded = prepare_model(spec, plain, {}, torch.device("cpu"))
+    runs = []
+    for settings, batch in ((plain, 1), (work, 2)):
+        n_in = None if settings is work else 8
+        result = new_result(settings, spec.name, n_in, 4, batch)
+        assert isinstance(result, ConfigurationResult) and result.status == "pending"
+        run_configuration(loaded, result, settings, on_run=lambda i, warm: runs.append(warm))
+        assert result.status == "ok", result.error
+        assert result.config.trials == 2 and result.extra["stopped"] == "trials"
+        assert result.aggregates is not None and result.aggregates.first_token_s is not None
+        assert all(len(t.token_latencies_s or []) == 4 for t in result.trials)
+        sent = result.to_dict()
+        assert ConfigurationResult.from_dict(sent).to_dict() == sent
+    # synthetic: 1 warm-up + 2 trials; the file: 1 warm-up + 2 passes of 2 batches (3 prompts)
+    assert runs == [True, False, False, True, False, False, False, False]
+    assert len(result.trials) == 4 and result.aggregates.extra["workload"]["requests"] == 6

@@ -4,6 +4,7 @@ See :mod:`streambench.cluster` for the protocol. Nothing here imports torch."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -252,18 +253,30 @@ def gather_summaries(
     )
 
 
-def gather_entry(entry: dict[str, Any], *, timeout_s: float = 600.0) -> dict[str, Any]:
+def gather_entry(entry: Any, *, timeout_s: float = 600.0) -> Any:
     """``streambench run``'s cross-rank step, after each configuration on every rank: gathers
     every rank's runs (:func:`gather_summaries`, details to rank 0) and returns, on rank 0, the
-    entry with ``entry["ranks"]`` = :meth:`ClusterSummary.to_dict` (per-rank rows and per-token
+    configuration with ``ranks`` = :meth:`ClusterSummary.to_dict` (per-rank rows and per-token
     details, the slowest rank, problems). A configuration that went wrong on any rank is
-    ``"failed"`` with the problems as its error. Other ranks get their own entry back."""
-    failed = entry.get("status") not in ("ok", "pending")
-    runs = list(entry.get("warmup_runs") or []) + list(entry.get("trials") or [])
+    ``"failed"`` with the problems as its error. Other ranks get their own configuration back.
+
+    ``entry``: a :class:`~streambench.results.schema.ConfigurationResult` (what the runner
+    builds: the one returned is a copy with ``ranks`` in its ``extra``) or a configuration
+    object (a dict, as a results file holds it: a dict is returned)."""
+    typed = not isinstance(entry, dict)
+    if typed:
+        status, error = entry.status, entry.error
+        warm = [r.to_dict() for r in entry.warmup_runs]
+        runs = warm + [r.to_dict() for r in entry.trials]
+    else:
+        status, error = entry.get("status"), entry.get("error")
+        warm = list(entry.get("warmup_runs") or [])
+        runs = warm + list(entry.get("trials") or [])
+    failed = status not in ("ok", "pending")
     cluster = gather_summaries(
         runs,
-        error=(entry.get("error") or entry.get("status")) if failed else None,
-        warmup=len(entry.get("warmup_runs") or []),
+        error=(error or status) if failed else None,
+        warmup=len(warm),
         dst=0,
         timeout_s=timeout_s,
     )
@@ -271,9 +284,18 @@ def gather_entry(entry: dict[str, Any], *, timeout_s: float = 600.0) -> dict[str
         return entry
     if cluster.world_size > 1:
         cluster.report(force=True)  # the per-rank table, on the writer
-    out = dict(entry)
-    out["ranks"] = cluster.to_dict()
-    if entry.get("status") == "ok" and not cluster.ok:
-        out["status"] = "failed"
-        out["error"] = "; ".join(cluster.problems)
+    out = copy.copy(entry) if typed else dict(entry)
+    if typed:
+        from ..results.percentiles import statistics_tree
+
+        # as a results file reads it back (the ranks' statistics in the results/2 form)
+        out.extra = {**entry.extra, "ranks": statistics_tree(cluster.to_dict())}
+    else:
+        out["ranks"] = cluster.to_dict()
+    if status == "ok" and not cluster.ok:
+        problems = "; ".join(cluster.problems)
+        if typed:
+            out.status, out.error = "failed", problems
+        else:
+            out["status"], out["error"] = "failed", problems
     return out

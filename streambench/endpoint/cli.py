@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import parse_in_out_text
 from ..errors import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -26,6 +25,7 @@ from ..errors import (
     signal_name,
 )
 from ..numtext import whole_arg
+from ..spec.config import parse_in_out_text
 from ..terminal import inert
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
@@ -213,11 +213,13 @@ def _api_key(args: Any) -> tuple[str | None, str | None]:
 
 def cmd_endpoint(args: Any) -> int:
     """``streambench endpoint``: benchmark every ``--in-out`` pair against URL, through the one
-    sweep driver (:mod:`streambench.driver`): a table per pair, ``--output`` files written after
+    sweep driver (:mod:`streambench.runners.driver`): a table per pair, ``--output`` files written
+    after
     each (atomically), ``--plot`` at the end.
 
     Every input is checked before anything is sent: options (bounds), the URL, the key variable,
-    the ``--output`` and ``--plot`` targets (:func:`streambench.run_io.check_result_targets`).
+    the ``--output`` and ``--plot`` targets
+    (:func:`streambench.runners.run_io.check_result_targets`).
     An existing results file is replaced only once there is something to write.
 
     Exit codes: 0 every measured request succeeded; 1 some failed, or an output could not be

@@ -93,7 +93,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
     statistics, throughput, goodput and failures; ``requests`` lists every request (warm-up and
     probe included), failed ones with their error.
     """
-    from ..report import _finite
+    from ..results.values import finite as _finite
 
     s = result.summary
     cid, label = configuration_id(result.spec)
@@ -160,7 +160,7 @@ def length_note(entry: dict[str, Any], spec: EndpointSpec) -> str | None:
 def _aggregates(runs: list[Any], s: EndpointSummary) -> dict[str, Any] | None:
     """:func:`streambench.stats.aggregate` over the successful measured requests (as runs), plus
     ``endpoint``: the :class:`EndpointSummary`; ``None`` when no request succeeded."""
-    from ..report import _finite
+    from ..results.values import finite as _finite
     from ..stats import aggregate
 
     if not runs:
@@ -300,7 +300,7 @@ def environment(spec: EndpointSpec) -> dict[str, Any]:
     to the client)."""
     from importlib import metadata
 
-    from .. import report
+    from ..results.environment import environment as host_environment
 
     extra: dict[str, Any] = {
         "device": "endpoint",
@@ -312,7 +312,7 @@ def environment(spec: EndpointSpec) -> dict[str, Any]:
             extra[dist.replace("-", "_")] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    env = report.environment(None, extra=extra)
+    env = host_environment(None, extra=extra)
     env["argv"] = scrub_argv(env.get("argv") or [], spec.secrets())
     return env
 
@@ -397,12 +397,14 @@ def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, 
     """Throughput and token counting, goodput (with an SLO) and short outputs, as rich texts."""
     from rich.text import Text
 
-    from .. import report
+    from ..results.schema import as_configuration
+    from ..results.writers import actual_tokens
 
+    counted = actual_tokens(as_configuration(entry), "/") or "n/a"
     line = (
         f"{ep.get('requests_per_s') or 0:.3f} requests/s  ·  "
         f"{ep.get('output_tokens_per_s') or 0:.1f} output tokens/s  ·  "
-        f"actual in/out {report.actual_tokens(entry, '/') or 'n/a'} tokens  ·  counted by "
+        f"actual in/out {counted} tokens  ·  counted by "
         + ", ".join(f"{k} ({v})" for k, v in (ep.get("token_count") or {}).items())
     )
     parts: list[Any] = [Text(line, style="dim")]

@@ -1,6 +1,6 @@
 """The served sweep runner of ``streambench endpoint``: every configuration (one
 :class:`EndpointSpec` per in-out pair x rate x concurrency, or a capacity search's rates) measured
-against a served model through the one sweep driver (:mod:`streambench.driver`).
+against a served model through the one sweep driver (:mod:`streambench.runners.driver`).
 
 :func:`run_sweep` checks the outputs, locks them, reads ``--resume``'s file and runs the driver;
 :class:`EndpointSweep` is the driver's runner and speaker. Latencies are the client's clock
@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..driver import Planned
 from ..errors import Interrupted
-from ..run_io import check_result_targets, load_resumed, opening_line
+from ..runners.driver import Planned
+from ..runners.run_io import check_result_targets, load_resumed, opening_line
 from ..terminal import inert, inert_markup
 from . import loadcli
 from .metrics import EndpointResult
@@ -31,7 +31,7 @@ from .tokens import load_tokenizer
 def run_sweep(args: Any, specs: list[EndpointSpec]) -> int:
     """Check the ``--output``/``--plot`` targets, hold them (a second writer is refused: exit 2)
     and run the sweep; the exit code of :func:`streambench.endpoint.cli.cmd_endpoint`."""
-    from ..output_lock import holding_outputs
+    from ..results.output_lock import holding_outputs
 
     outputs = checked_outputs(args, specs)
     with holding_outputs(outputs, args.plot):
@@ -40,11 +40,12 @@ def run_sweep(args: Any, specs: list[EndpointSpec]) -> int:
 
 def _drive(args: Any, specs: list[EndpointSpec], outputs: list[str]) -> int:
     """The endpoint sweep, its outputs checked and locked."""
-    from .. import report, terminal
-    from ..driver import Driver
+    from .. import terminal
+    from ..results.schema import new_document
+    from ..runners.driver import Driver
 
     sweep = EndpointSweep(args, specs)
-    doc = report.new_document("endpoint", environment(specs[0]), sweep.settings)
+    doc = new_document("endpoint", environment(specs[0]), sweep.settings)
     resumed = resumed_configurations(args, outputs, sweep, doc["environment"])
     out = terminal.console(highlight=False)  # a server's text is shown, never obeyed
     err = terminal.console(stderr=True)
@@ -60,7 +61,7 @@ def resumed_configurations(
     args: Any, outputs: list[str], sweep: EndpointSweep, env: dict[str, Any]
 ) -> dict[str, Any]:
     """``--resume``: the configurations of the first ``-o`` JSON/JSONL file, by id
-    (:func:`streambench.run_io.load_resumed`: written with the same settings, apart from the
+    (:func:`streambench.runners.run_io.load_resumed`: written with the same settings, apart from the
     sweep's axes, from this machine with the same versions)."""
     if not getattr(args, "resume", False):
         return {}
@@ -76,7 +77,7 @@ def checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
     """The ``--output`` paths, after checking them and the ``--plot`` target (writable, a known
     format, none of the run's inputs: the tokenizer, the prompts file, the CA bundle) before
     anything is sent."""
-    from ..outputs import RunInputs
+    from ..results.outputs import RunInputs
 
     outputs = [str(o) for o in (args.output or [])]
     workload = specs[0].workload
@@ -92,7 +93,8 @@ def checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
 
 
 class EndpointSweep:
-    """The :class:`streambench.driver.Runner` of ``streambench endpoint``: one configuration per
+    """The :class:`streambench.runners.driver.Runner` of ``streambench endpoint``: one
+    configuration per
     :class:`EndpointSpec`, measured by :class:`EndpointBenchmark`. It is also the driver's speaker:
     every message is scrubbed of secrets."""
 

@@ -24,7 +24,7 @@ def policy_in_force() -> SignalPolicy | None:
 
 
 def signal_policy() -> contextlib.AbstractContextManager[Any]:
-    """The policy already in force (``streambench.cli.main`` installs one), else a new one."""
+    """The policy already in force (``streambench.cli.run.main`` installs one), else a new one."""
     policy = policy_in_force()
     return contextlib.nullcontext(policy) if policy is not None else SignalPolicy()
 

@@ -21,7 +21,7 @@ with the ``spawn`` context, each with its own event loop and HTTP client:
 Signals: the workers ignore SIGINT and SIGHUP (a Ctrl-C reaches the whole process group); this
 process decides, and on an interruption tells them to stop (in-flight requests dropped, as with
 one process), collects what they finished and returns the interrupted result. A worker whose
-parent has gone ends at once, quietly (:func:`streambench.orphan.tie_to_parent`).
+parent has gone ends at once, quietly (:func:`streambench.runners.orphan.tie_to_parent`).
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def worker_main(
     back every finished request as it finishes, then its lag and duration ("done")."""
     import signal
 
-    from ..orphan import tie_to_parent
+    from ..runners.orphan import tie_to_parent
 
     tie_to_parent(parent)  # also while it imports or loads the tokenizer: dies with the parent
 

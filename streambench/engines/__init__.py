@@ -42,9 +42,9 @@ DEFAULT_ENGINE = "transformers"
 ENTRY_POINT_GROUP = "streambench.engines"
 #: the built-in engines: name -> "module:Class" (imported when asked for)
 BUILTIN: dict[str, str] = {
-    DEFAULT_ENGINE: "streambench.engines.transformers_engine:TransformersEngine",
-    "openvino": "streambench.engines.openvino_engines:OpenVINOEngine",
-    "openvino-genai": "streambench.engines.openvino_engines:GenAIEngine",
+    DEFAULT_ENGINE: "streambench.engines.transformers.engine:TransformersEngine",
+    "openvino": "streambench.engines.openvino.engines:OpenVINOEngine",
+    "openvino-genai": "streambench.engines.openvino.engines:GenAIEngine",
     "llama.cpp": "streambench.engines.llamacpp.engine:LlamaCppEngine",
 }
 #: engines registered by code (:func:`register`)

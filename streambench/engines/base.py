@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..loading.load import LoadedModel
-    from ..loading.spec import ModelSpec
+    from ..spec.models import ModelSpec
+    from .transformers.load import LoadedModel
 
 __all__ = ["Engine"]
 
@@ -46,7 +46,7 @@ class Engine:
     low_bit_formats: ClassVar[tuple[str, ...]] = ()
     #: what its weight formats are, for the message that refuses another one
     low_bit_note: ClassVar[str] = ""
-    #: generation settings it does not have (names of :data:`streambench.generation.SETTINGS`:
+    #: generation settings it does not have (names of :data:`streambench.spec.generation.SETTINGS`:
     #: ``compile``, ``assistant_model``, ``generate_kwargs`` ...), refused as the sweep is read
     refuses: ClassVar[tuple[str, ...]] = ()
     #: the modules it imports, and the pip extra of streambench that installs them (if any)

@@ -164,7 +164,7 @@ def _export(spec: Any, settings: Any, fmt: str, work: Path) -> None:
 
 def _source(spec: Any, settings: Any, work: Path) -> tuple[str, Any]:
     """A directory (or hub id) optimum-intel can export, and the model's tokenizer."""
-    from ..loading.load import load_tokenizer
+    from .transformers.load import load_tokenizer
 
     if spec.kind == "pretrained":
         source = spec.source or spec.name
@@ -172,8 +172,8 @@ def _source(spec: Any, settings: Any, work: Path) -> tuple[str, Any]:
     # the embedded / random-weight model: built as for transformers, saved, then exported
     import dataclasses
 
-    from ..loading.load import load_on_device
-    from ..loading.placement import Placement
+    from .transformers.load import load_on_device
+    from .transformers.placement import Placement
 
     plain = dataclasses.replace(settings, dtype="float32", low_bit=None, ipex=False)
     loaded = load_on_device(spec, plain, Placement.resolve("cpu", "none"))

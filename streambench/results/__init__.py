@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from .compare import COMPARE_METRICS, MAX_THRESHOLD, CompareRow, check_threshold, compare_documents
 from .environment import environment, library_versions
-from .plot import plot_document
+from .report.plot import plot_document
+from .report.tables import compare_table, configuration_table, progress_bar
 from .schema import (
     SCHEMA,
     Aggregates,
@@ -28,7 +29,6 @@ from .schema import (
     RunSetup,
     Statistics,
 )
-from .tables import compare_table, configuration_table, progress_bar
 from .validate import SCHEMA_READERS, load_document, load_results, validate_document
 from .writers import (
     ALL_IN_ONE_COLUMNS,

@@ -9,8 +9,11 @@
 - :class:`Statistics`: ``n``, ``mean``, ``median``, ``stdev``, ``min``, ``max`` and a map of
   percentiles (``{"50": ..., "90": ..., "99": ...}``).
 
-``from_dict`` reads both the results/2 form and the results/1 form (what the runners still build,
-and what old files hold); ``to_dict`` writes results/2. ``from_dict`` does not check types (values
+``from_dict`` reads both the results/2 form and the results/1 form (what old files hold, and
+what ``streambench endpoint``'s runner still builds; ``streambench run``'s runner builds a
+:class:`ConfigurationResult` directly, :mod:`streambench.runners.local.configuration`); ``to_dict``
+writes
+results/2. ``from_dict`` does not check types (values
 are kept as they are, so that ``compare`` can refuse them one by one); ``load_document`` checks a
 file before it gets here.
 
@@ -451,8 +454,10 @@ class ConfigurationResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfigurationResult:
         """THE conversion of a configuration entry: results/2 (with ``settings``), results/1
-        (identity inside ``config``: old files, and what ``sweep``/``endpoint``/``distributed``
-        build), or a partial one (missing keys stay ``None``). Values are not checked."""
+        (identity inside ``config``: old files, and what ``endpoint`` builds), or a partial one
+        (missing keys stay ``None``). Values are not checked. Also how the isolation worker's
+        results/2 objects are read back in the parent: ``from_dict(r.to_dict())`` gives ``r``'s
+        document again."""
         cfg = data.get("config")
         cfg = dict(cfg) if isinstance(cfg, Mapping) else {}
         given = data.get("settings")
@@ -572,3 +577,18 @@ def as_configuration(entry: ConfigurationResult | Mapping[str, Any]) -> Configur
     if isinstance(entry, ConfigurationResult):
         return entry
     return ConfigurationResult.from_dict(entry)
+
+
+def new_document(
+    command: str, env: dict[str, Any], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An empty results document in its file form (``configurations`` are appended as they
+    finish; the writers read it with :meth:`ResultsDocument.coerce`)."""
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "environment": env,
+        "settings": settings or {},
+        "configurations": [],
+        "interrupted": False,
+    }

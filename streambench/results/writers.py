@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..outputs import atomic_write_text
+from .outputs import atomic_write_text
 from .schema import ConfigurationResult, ResultsDocument
 from .trial_intervals import half_width
 from .values import GiB, finite, fmt, is_number, ms
@@ -355,7 +355,7 @@ def _known(value: Any) -> str:
 def render_html(doc: ResultsDocument, where: str | None = None) -> str:
     """The self-contained HTML report (:mod:`.html`; needs plotly, ``streambench[report]``);
     ``where``: the file it goes to, for links to profiler traces."""
-    from .html import render_html as _render
+    from .report.html import render_html as _render
 
     return _render(doc, where)
 

@@ -1,6 +1,6 @@
 """The workload options of ``streambench run`` and ``streambench endpoint``: one set of
 cross-option checks for both. Their flags, help, parsers and YAML keys are entries of
-:data:`streambench.keys.TABLE` (values typed through it by :mod:`streambench.run_spec` for
+:data:`streambench.spec.keys.TABLE` (values typed through it by :mod:`streambench.spec.run` for
 ``run``, by :func:`coerce` for ``endpoint``)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from ..keys import TABLE
-from ..keys import add_arguments as add_keys
+from ..spec.keys import TABLE
+from ..spec.keys import add_arguments as add_keys
 from .spec import WorkloadSpec
 
 __all__ = ["DESTS", "PARSERS", "add_arguments", "coerce", "workload_from"]
@@ -17,7 +17,7 @@ __all__ = ["DESTS", "PARSERS", "add_arguments", "coerce", "workload_from"]
 
 def add_arguments(parser: Any, command: str) -> None:
     """The workload options of ``command`` (``run`` or ``endpoint``), from
-    :data:`streambench.keys.TABLE`; every default is ``None`` (not given), so ``--config``
+    :data:`streambench.spec.keys.TABLE`; every default is ``None`` (not given), so ``--config``
     values and the checks can tell."""
     add_keys(parser, command, only=["workload"])
 

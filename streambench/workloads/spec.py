@@ -1,6 +1,6 @@
 """What a workload asks for: :class:`WorkloadSpec` (plain JSON values, so it travels to the
 isolation workers and into the results file as it is) and the typed option parsers shared by
-``streambench run`` (through :mod:`streambench.config`) and ``streambench endpoint``.
+``streambench run`` (through :mod:`streambench.spec.config`) and ``streambench endpoint``.
 
 >>> parse_output_len("from-data", "--output-len"), parse_output_len("64", "--output-len")
 ('from-data', 64)

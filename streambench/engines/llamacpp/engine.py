@@ -19,8 +19,8 @@ from .convert import FORMATS
 from .model import MAX_BATCH
 
 if TYPE_CHECKING:
-    from ...loading.load import LoadedModel
-    from ...loading.spec import ModelSpec
+    from ...spec.models import ModelSpec
+    from ..transformers.load import LoadedModel
 
 __all__ = ["LlamaCppEngine", "load_llamacpp"]
 
@@ -51,7 +51,7 @@ class LlamaCppEngine(Engine):
     requires = ("llama_cpp", "gguf")
     extra = "llamacpp"
     timed_on_host = True
-    #: the model kinds it loads beyond transformers' (``streambench.loading.spec.ModelSpec``):
+    #: the model kinds it loads beyond transformers' (``streambench.spec.models.ModelSpec``):
     #: a ``.gguf`` file, which no other built-in engine reads
     model_kinds = ("gguf",)
 
@@ -84,7 +84,7 @@ class LlamaCppEngine(Engine):
     ) -> LoadedModel:
         """``spec`` as a GGUF file (given, cached or converted now) loaded by llama.cpp; the
         streamer times on the host whatever ``device`` says."""
-        from ...variant_load import load_settings
+        from ..variant_load import load_settings
 
         return load_llamacpp(spec, load_settings(settings, variant))
 
@@ -103,8 +103,8 @@ def load_llamacpp(spec: ModelSpec, settings: Any) -> LoadedModel:
     alone; a conversion's own time is in the notes and ``convert_time_s``."""
     import torch
 
-    from ...loading.load import LoadedModel, tokenizer_and_context
     from ...peak_memory import rss_bytes
+    from ..transformers.load import LoadedModel, tokenizer_and_context
     from .convert import ensure_gguf, gguf_format
     from .model import LlamaCppModel
 
