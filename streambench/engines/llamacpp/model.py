@@ -369,7 +369,13 @@ def _check_request(kwargs: dict[str, Any], batch: int) -> None:
 
 def _chooser(kwargs: dict[str, Any]) -> Any:
     """``(logits, masked ids) -> token``: the largest logit (greedy), or a draw from
-    ``softmax(logits / temperature)`` cut to ``top_k`` and ``top_p`` (torch's generator)."""
+    ``softmax(logits / temperature)`` cut to ``top_k`` and ``top_p`` (torch's generator).
+
+    >>> import numpy as np
+    >>> greedy = _chooser({})
+    >>> greedy(np.array([0.5, 3.0, 2.0], dtype=np.float32), frozenset({1}))  # EOS 1 masked
+    2
+    """
     import numpy as np
 
     if not kwargs.get("do_sample"):
