@@ -261,7 +261,7 @@ def test_every_load_decides_remote_code_explicitly():
 
 #: the built-in engines' names as text: only their plug-ins (``streambench/engines/``) say them;
 #: everything else asks the registry (``get_engine(name)``, ``engine_names()``)
-ENGINE_NAMES = ("openvino", "openvino-genai", "openvino_genai")
+ENGINE_NAMES = ("openvino", "openvino-genai", "openvino_genai", "llama.cpp")
 #: the default engine's name, which code outside ``engines/`` must not compare an engine with
 #: (other uses, e.g. ``placement.tp == "transformers"``, are not about engines)
 DEFAULT_ENGINE = "transformers"

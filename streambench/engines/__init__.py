@@ -7,6 +7,8 @@ Built in:
   ``generate()`` is transformers' and takes the :class:`~streambench.TimingStreamer` unchanged;
 - ``openvino-genai``: OpenVINO GenAI's ``LLMPipeline`` (:mod:`.genai`), C++ generation whose
   streamer callback feeds the same timing core token by token.
+- ``llama.cpp``: llama.cpp through llama-cpp-python (:mod:`.llamacpp`), a ``.gguf`` file or a
+  transformers model converted to one; its steps feed the same timing core.
 
 Other engines come from installed packages, through the entry-point group ``streambench.engines``
 (``[project.entry-points."streambench.engines"] toy = "pkg.mod:ToyEngine"``), or from code,
@@ -44,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "openvino": "streambench.engines.openvino.engines:OpenVINOEngine",
     "openvino-genai": "streambench.engines.openvino.engines:GenAIEngine",
     "vllm": "streambench.engines.vllm:VllmEngine",
+    "llama.cpp": "streambench.engines.llamacpp.engine:LlamaCppEngine",
 }
 #: engines registered by code (:func:`register`)
 _REGISTERED: dict[str, type[Engine]] = {}
