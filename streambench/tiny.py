@@ -5,7 +5,10 @@ timing as long as the output length is forced (``min_new_tokens = max_new_tokens
 
 The tokenizer maps every UTF-8 byte to one token (ids 3..258) after three specials
 (``<pad>`` = 0, ``<s>`` = 1, ``</s>`` = 2): any text encodes, and an N-byte ASCII prompt is exactly
-N tokens.
+N tokens. Its ``"printable"`` vocabulary keeps only the 95 printable ASCII characters (ids 3..97;
+other characters are dropped when encoding): a random model over it (``vocab_size=98``) writes
+visible text token by token, as a served model must for a client that reads text chunks (a random
+byte-level model writes invalid UTF-8, which a server holds back and never sends).
 
 Example:
     >>> from streambench.tiny import build_tokenizer
@@ -32,6 +35,8 @@ __all__ = [
 
 TINY_LLAMA_CONFIG = "tiny-llama.json"
 SPECIALS = ["<pad>", "<s>", "</s>"]
+#: the vocabularies of :func:`build_tokenizer`: name -> the bytes it has a token for
+VOCABULARIES = {"bytes": range(256), "printable": range(32, 127)}
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
@@ -73,8 +78,14 @@ def tiny_t5_config(**overrides: Any) -> Any:
     return T5Config(**cfg)
 
 
-def build_tokenizer() -> Any:
-    """A byte-level ``PreTrainedTokenizerFast`` (vocab 259) built in memory."""
+def build_tokenizer(vocabulary: str = "bytes") -> Any:
+    """A byte-level ``PreTrainedTokenizerFast`` built in memory: every byte (vocab 259), or the
+    printable ASCII characters only (``vocabulary="printable"``, vocab 98).
+
+    >>> tok = build_tokenizer("printable")
+    >>> len(tok), tok.decode(tok("Hi there", add_special_tokens=False).input_ids)
+    (98, 'Hi there')
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -82,8 +93,8 @@ def build_tokenizer() -> Any:
     # Byte order (not set order) keeps ids stable: byte b -> id 3 + b.
     byte_to_char = _bytes_to_unicode()
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}
-    for b in range(256):
-        vocab[byte_to_char[b]] = len(SPECIALS) + b
+    for b in VOCABULARIES[vocabulary]:
+        vocab[byte_to_char[b]] = len(vocab)
     assert set(byte_to_char.values()) == set(alphabet)
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -130,9 +141,19 @@ def build_model(config: Any = None, seed: int = 0, dtype: Any = None, **kwargs: 
     return model.eval()
 
 
-def save_tiny_model(path: str | Path, kind: str = "llama", seed: int = 0, **overrides: Any) -> Path:
-    """Write a tiny random model (``kind``: ``"llama"`` or ``"t5"``) and its tokenizer to
-    ``path``, loadable with ``from_pretrained(path)`` offline. Returns the path."""
+def save_tiny_model(
+    path: str | Path,
+    kind: str = "llama",
+    seed: int = 0,
+    vocabulary: str = "bytes",
+    **overrides: Any,
+) -> Path:
+    """Write a tiny random model (``kind``: ``"llama"`` or ``"t5"``) and its tokenizer
+    (``vocabulary``: see :func:`build_tokenizer`; ``"printable"`` also sets the model's
+    ``vocab_size`` to 98) to ``path``, loadable with ``from_pretrained(path)`` offline. Returns
+    the path."""
+    if vocabulary != "bytes":
+        overrides.setdefault("vocab_size", len(SPECIALS) + len(VOCABULARIES[vocabulary]))
     if kind == "llama":
         config = tiny_llama_config(**overrides)
     elif kind == "t5":
@@ -144,5 +165,5 @@ def save_tiny_model(path: str | Path, kind: str = "llama", seed: int = 0, **over
     model = build_model(config, seed=seed)
     model.generation_config.pad_token_id = 0
     model.save_pretrained(path)
-    build_tokenizer().save_pretrained(path)
+    build_tokenizer(vocabulary).save_pretrained(path)
     return path

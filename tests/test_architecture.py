@@ -265,6 +265,7 @@ ENGINE_NAMES = (
     "openvino",
     "openvino-genai",
     "openvino_genai",
+    "llama.cpp",
     "onnxruntime-genai",
     "onnxruntime_genai",
 )

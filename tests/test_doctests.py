@@ -35,6 +35,8 @@ MODULES = [
     "streambench.runners.local.interference",
     "streambench.engines.base",
     "streambench.engines.openvino.engines",
+    "streambench.engines.llamacpp.convert",
+    "streambench.engines.llamacpp.model",
 ]
 
 

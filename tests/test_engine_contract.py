@@ -117,7 +117,8 @@ def test_what_an_engine_cannot_do_is_refused_in_one_line(toy, tmp_path, extra, s
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
     if extra[1] == "onnx":  # the unknown name: the registered ones listed, the plug-in too
-        assert "transformers, openvino, openvino-genai, onnxruntime-genai, broken, toy" in lines[0]
+        listed = "transformers, openvino, openvino-genai, vllm, llama.cpp, onnxruntime-genai"
+        assert f"{listed}, broken, toy" in lines[0]
     assert not (tmp_path / "out.json").exists()
 
 

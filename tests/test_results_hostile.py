@@ -27,6 +27,7 @@ from verdict_docs import scale_trials, set_trials
 from streambench import report
 from streambench.cli.run import main, parse_threshold
 from streambench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from streambench.results.writers import MD_COLUMNS
 
 ENV_COLUMNS = "250"  # wide console tables: one table row per line
 
@@ -548,7 +549,7 @@ def test_markdown_cells_cannot_break_the_table(doc, name):
     lines = md.splitlines()
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 2 + len(d["configurations"])
-    width = len(report.MD_COLUMNS)
+    width = len(MD_COLUMNS)
     assert all(len(md_cells(line)) == width for line in table), md
     assert md_cells(table[3])[1].strip() == "ok"  # the row after the hostile label is intact
     failures = lines[lines.index("Failures:") + 2 :]

@@ -527,8 +527,10 @@ def test_one_runner_fills_a_typed_result_for_both_prompt_sources(tmp_path):
     files = write_files(tmp_path)
     spec = ModelSpec("streambench/tiny-llama", "embedded")
     plain = SweepSettings([spec], [(8, 4)], [1], warmup=1, trials=2, telemetry=False)
-    work = SweepSettings([spec], [(8, 4)], [2], warmup=1, trials=2, telemetry=False)
-    work.workload = WorkloadSpec(prompts=str(files["txt"]), output_len=4)
+    workload = WorkloadSpec(prompts=str(files["txt"]), output_len=4)
+    work = SweepSettings(
+        [spec], [(8, 4)], [2], warmup=1, trials=2, telemetry=False, workload=workload
+    )
     preflight(work, lambda _line: None)
     loaded = prepare_model(spec, plain, {}, torch.device("cpu"))
     runs = []

@@ -7,6 +7,8 @@ Built in:
   ``generate()`` is transformers' and takes the :class:`~streambench.TimingStreamer` unchanged;
 - ``openvino-genai``: OpenVINO GenAI's ``LLMPipeline`` (:mod:`.genai`), C++ generation whose
   streamer callback feeds the same timing core token by token;
+- ``llama.cpp``: llama.cpp through llama-cpp-python (:mod:`.llamacpp`), a ``.gguf`` file or a
+  transformers model converted to one; its steps feed the same timing core;
 - ``onnxruntime-genai``: ONNX Runtime GenAI's ``Generator`` loop (:mod:`.ortgenai`), timed around
   each ``generate_next_token()``.
 
@@ -45,6 +47,8 @@ BUILTIN: dict[str, str] = {
     DEFAULT_ENGINE: "streambench.engines.transformers.engine:TransformersEngine",
     "openvino": "streambench.engines.openvino.engines:OpenVINOEngine",
     "openvino-genai": "streambench.engines.openvino.engines:GenAIEngine",
+    "vllm": "streambench.engines.vllm:VllmEngine",
+    "llama.cpp": "streambench.engines.llamacpp.engine:LlamaCppEngine",
     "onnxruntime-genai": "streambench.engines.ortgenai.engine:OrtGenAIEngine",
 }
 #: engines registered by code (:func:`register`)

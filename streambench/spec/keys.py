@@ -262,10 +262,11 @@ TABLE: tuple[Key, ...] = (
     _gen("test_api", c.text, True, "test_api", load=True),  # all-in-one's; a config key only
     _gen("engine", c._engine, True, "engine", load=True, default="transformers",
          metavar="NAME[,...]", help=_engine_help),
-    Key("export_dir", ("--export-dir",), c.text, "where the OpenVINO and ONNX Runtime GenAI "
-        "engines cache converted models (default ~/.cache/streambench/openvino and "
-        "~/.cache/streambench/onnxruntime-genai; delete it to clear the cache)", "DIR",
-        group="generation", field="export_dir"),
+    Key("export_dir", ("--export-dir",), c.text, "where the OpenVINO engines cache models "
+        "exported to OpenVINO IR (default ~/.cache/streambench/openvino), --engine llama.cpp "
+        "its GGUF conversions (default ~/.cache/streambench/llama.cpp) and --engine "
+        "onnxruntime-genai its ONNX builds (default ~/.cache/streambench/onnxruntime-genai); "
+        "delete it to clear the cache", "DIR", group="generation", field="export_dir"),
     Key("target_ci", ("--target-ci",), c.percent(0, 1000), "--trials auto: stop once the 95%% "
         "intervals of the median first token and ms/token are within ±PCT of the median "
         f"(default {DEFAULT_TARGET_CI * 100:g}%%)", "PCT", group="trials", field="target_ci"),

@@ -34,7 +34,8 @@ class ModelSpec:
 
     ``kind``: ``"embedded"`` (the bundled tiny Llama, built in memory), ``"pretrained"`` (a local
     directory or hub id, ``from_pretrained``), ``"preset"`` (a bundled shape preset, random
-    weights) or ``"config"`` (a local config.json or directory, random weights).
+    weights), ``"config"`` (a local config.json or directory, random weights) or ``"gguf"`` (a
+    llama.cpp ``.gguf`` file, for ``--engine llama.cpp`` only).
     """
 
     name: str
@@ -71,6 +72,7 @@ def protected_directories(
     out = [("model", d) for d in (s.local_directory for s in specs) if d]
     # random weights from a config: only that file is read (and maybe its tokenizer beside it)
     out += [("model config", s.source) for s in specs if s.kind == "config" and s.source]
+    out += [("model file", s.source) for s in specs if s.kind == "gguf" and s.source]
     # the models of a local_model_hub are among the model directories above; the hub itself is
     # not protected (a results folder beside the models is fine)
     out.append(("Hugging Face cache", hub_cache_directory()))
@@ -201,6 +203,9 @@ def resolve_model_spec(
             f"--random-weights {model!r}: neither a local config (directory or .json file) nor a "
             f"bundled preset ({', '.join(sorted(PRESETS))})"
         )
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        # a llama.cpp model, used as it is by --engine llama.cpp (checked with the engines)
+        return ModelSpec(path.stem, "gguf", str(path.resolve()))
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"model path {model!r} is not a directory")

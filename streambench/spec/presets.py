@@ -29,7 +29,7 @@ from typing import Any
 
 __all__ = ["PRESETS", "config_from_dict", "load_preset", "preset_dict"]
 
-_DATA = Path(__file__).resolve().parent / "data"
+_DATA = Path(__file__).resolve().parent.parent / "data"
 
 #: preset name -> bundled JSON file (relative to ``streambench/data``)
 PRESETS: dict[str, str] = {

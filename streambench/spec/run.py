@@ -231,6 +231,7 @@ def build_run_settings(
     inputs = run_inputs(specs, m, args.config, workload, variants)
     _check_targets(outputs, plot, inputs)
     _check_low_bit(low_bit, variants)
+    _check_model_files(specs, variants, workload)
     fields = {
         "models": specs,
         "in_out": m.get("in_out") or parse_in_out_text(DEFAULT_IN_OUT),
@@ -288,6 +289,31 @@ def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
         return
     for engine in engines_of(variants):
         get_engine(engine).check_low_bit(low_bit)
+
+
+def _check_model_files(specs: list[Any], variants: list[dict[str, Any]], workload: Any) -> None:
+    """A model file only some engines read (a ``.gguf``: their ``model_kinds``) runs on those
+    engines only, and has no tokenizer for ``--prompts``."""
+    from ..engines import engine_names, engines_of, get_engine
+
+    def reads(engine: str, kind: str) -> bool:
+        return kind in getattr(get_engine(engine), "model_kinds", ())
+
+    for spec in specs:
+        if spec.kind != "gguf":
+            continue
+        others = [name for name in engines_of(variants) if not reads(name, spec.kind)]
+        if others:
+            readers = [name for name in engine_names() if reads(name, spec.kind)]
+            raise UsageError(
+                f"model {spec.source} is a GGUF file, which --engine {others[0]} does not read: "
+                f"use --engine {' or '.join(readers)}, or give the transformers directory"
+            )
+        if workload is not None and workload.uses_file:
+            raise UsageError(
+                f"--prompts needs a tokenizer, and {spec.name}.gguf has none: give the "
+                "transformers directory instead"
+            )
 
 
 def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:

@@ -53,7 +53,7 @@ __all__ = [
 #: :func:`streambench.extras.install_hint`)
 REPORT_EXTRA = "pip install 'streambench[report]'"
 _MiB = 1024**2
-_DATA = Path(__file__).resolve().parent.parent / "data"
+_DATA = Path(__file__).resolve().parent.parent.parent / "data"
 #: aggregate statistics shown per configuration: key in the page, aggregate name, scale, unit
 _STATS = (
     ("first_token_ms", "first_token_s", 1e3, "ms"),
