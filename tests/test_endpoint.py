@@ -125,7 +125,7 @@ class Stub:
             )
             await writer.drain()
             return False
-        writes: list[float] = []  # ground truth: when each text chunk was written
+        writes: list[float] = []  # ground truth: when each text chunk was handed to the socket
         self.seen.append(
             {
                 "method": method,
@@ -220,9 +220,11 @@ class Stub:
             sent += take
             chunk_i += 1
             # k tokens of text "ab " each: 3 characters per token
+            # stamped before the write: the client cannot see a chunk before this instant (a stamp
+            # after drain() can land after the client already read it when the machine is busy)
+            writes.append(time.perf_counter())
             send(event("ab " * take, sent), chunked)
             await writer.drain()
-            writes.append(time.perf_counter())
             if "cut" in opts and chunk_i >= int(opts["cut"]):
                 writer.transport.abort()
                 return False
