@@ -41,5 +41,12 @@ def prepare_model(
     """Load ``spec`` as ``variant`` needs it, by its engine
     (:meth:`streambench.engines.Engine.load`)."""
     from . import engine_of, get_engine
+    from .threads import torch_threads
 
-    return get_engine(engine_of(variant)).load(spec, settings, device, variant)
+    engine = get_engine(engine_of(variant))
+    # before the load: torch sizes its pool once, and vLLM's CPU worker freezes it
+    torch_threads(getattr(settings, "threads", None))
+    loaded = engine.load(spec, settings, device, variant)
+    if loaded.threads is None and not engine.timed_on_host:
+        loaded.threads = torch_threads(None)  # torch computes: its pool is what ran
+    return loaded

@@ -256,6 +256,18 @@ def bounded(name: str) -> Callable[[Any, str], int]:
     return lambda v, where: _whole(v, where, low, high)
 
 
+def threads(value: Any, where: str) -> int:
+    """``--threads N``: a whole number of CPU threads from 1 to this machine's ``os.cpu_count()``
+    (more would oversubscribe the cores and measure the scheduler)."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    try:
+        return _whole(value, where, 1, cpus)
+    except UsageError as exc:
+        raise UsageError(f"{exc}: this machine has {cpus} CPUs") from None
+
+
 def trials(value: Any, where: str) -> int | str:
     """``auto`` (``--trials auto``: until the answer is clear) or a bounded whole number."""
     if isinstance(value, str) and value.strip().lower() == "auto":

@@ -267,6 +267,10 @@ TABLE: tuple[Key, ...] = (
         "its GGUF conversions (default ~/.cache/streambench/llama.cpp) and --engine "
         "onnxruntime-genai its ONNX builds (default ~/.cache/streambench/onnxruntime-genai); "
         "delete it to clear the cache", "DIR", group="generation", field="export_dir"),
+    Key("threads", ("--threads",), c.threads, "CPU threads of every engine: torch's intra-op "
+        "threads, OpenVINO's INFERENCE_NUM_THREADS, llama.cpp's n_threads, ORT GenAI's "
+        "intra_op_num_threads, vLLM's OpenMP threads (default: each engine's own); recorded per "
+        "configuration", "N", group="generation", field="threads", written=16),
     Key("target_ci", ("--target-ci",), c.percent(0, 1000), "--trials auto: stop once the 95%% "
         "intervals of the median first token and ms/token are within ±PCT of the median "
         f"(default {DEFAULT_TARGET_CI * 100:g}%%)", "PCT", group="trials", field="target_ci"),

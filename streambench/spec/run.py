@@ -85,6 +85,8 @@ class SweepSettings:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: ``--export-dir``: the OpenVINO engines' export cache (None: ~/.cache/streambench/openvino)
     export_dir: str | None = None
+    #: ``--threads``: the CPU threads every engine computes with (None: each engine's default)
+    threads: int | None = None
     #: ``--isolate`` as asked (None: decided by the sweep, see ``cli._isolation``)
     isolate: str | None = None
     #: ``--trials auto`` (``trials`` is then ``--max-trials``): :class:`~.trial_loop.TrialRule`
@@ -254,6 +256,7 @@ def build_run_settings(
         "pinned": sorted(m["cli_given"] & {"dtype", "low_bit", "device", "tp"}),
         "telemetry": m.get("telemetry", True),
         "export_dir": m.get("export_dir"),
+        "threads": m.get("threads"),
         "isolate": m.get("isolate"),  # None: decided by the sweep (see cli._isolation)
     }
     fields.update(settings_from(m, workload))  # --trials auto, --interleave, --busy-threshold

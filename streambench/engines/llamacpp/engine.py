@@ -5,7 +5,7 @@ no transformers tokenizer) or a transformers model converted once into the GGUF 
 (:mod:`.convert`; ``--low-bit`` picks the weight format, ``--export-dir`` the cache). The model
 runs in this process on the CPU (:class:`.model.LlamaCppModel`); its tokens are timed on the
 host: llama.cpp hands each step's logits to the host, so there is nothing to sync. llama.cpp's
-threads: ``n_threads`` of the settings where there is one, else torch's thread count.
+threads (``n_threads`` and ``n_threads_batch``): ``--threads``, else torch's thread count.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def load_llamacpp(spec: ModelSpec, settings: Any) -> LoadedModel:
     fmt = None if spec.kind == "gguf" else gguf_format(settings.low_bit, settings.dtype)
     converted = ensure_gguf(spec, settings, fmt or "", getattr(settings, "export_dir", None))
     tokenizer = None if spec.kind == "gguf" else tokenizer_and_context(spec, settings)[0]
-    threads = getattr(settings, "n_threads", None) or torch.get_num_threads()
+    threads = getattr(settings, "threads", None) or torch.get_num_threads()
     t0 = time.perf_counter()
     model = LlamaCppModel(converted.path, threads, None, _generation_config(spec))
     load_time = time.perf_counter() - t0
@@ -147,7 +147,30 @@ def load_llamacpp(spec: ModelSpec, settings: Any) -> LoadedModel:
             "llama_cpp_python": version("llama-cpp-python"),
             **about,
         },
+        threads=model.n_threads,
+        weight_format=fmt or _gguf_type(about["desc"]),
+        # ggml's CPU kernels keep activations in f32 (a quantized matmul converts them to its
+        # dot-product type on the fly)
+        compute_precision="f32",
     )
+
+
+def _gguf_type(desc: str) -> str | None:
+    """The weight type in llama.cpp's model description (``"llama ?B Q8_0"`` -> ``q8_0``).
+
+    >>> _gguf_type("llama ?B Q4_K - Medium"), _gguf_type("llama 1B F16")
+    ('q4_k_m', 'f16')
+    """
+    words = desc.replace(" - ", " ").split()
+    if len(words) < 3:
+        return None
+    kind = words[2].lower()
+    size = (
+        {"medium": "_m", "small": "_s", "large": "_l"}.get(words[3].lower(), "")
+        if len(words) > 3
+        else ""
+    )
+    return kind + size
 
 
 def _generation_config(spec: ModelSpec) -> Any:

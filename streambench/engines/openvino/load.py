@@ -51,6 +51,9 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
     fmt = weight_format(settings.low_bit, settings.dtype)
     exported = ensure_ir(spec, settings, fmt, getattr(settings, "export_dir", None))
     config = {"PERFORMANCE_HINT": "LATENCY", **precision_hint(settings.dtype, ov_device)}
+    threads = getattr(settings, "threads", None)
+    if threads is not None and ov_device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = str(threads)  # OpenVINO's own CPU thread pool
     t0 = time.perf_counter()
     if engine == "openvino":
         from optimum.intel import OVModelForCausalLM
@@ -63,11 +66,13 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
             trust_remote_code=settings.trust_remote_code,
         )
         precision = _precision(model.request.get_compiled_model, ov_device)
+        used = _property(model.request.get_compiled_model, "INFERENCE_NUM_THREADS")
     else:
         from .genai import GenAIModel
 
         model = GenAIModel(exported.path, ov_device, config, settings.trust_remote_code)
         precision = config.get("INFERENCE_PRECISION_HINT") or _precision(None, ov_device)
+        used = threads  # the pipeline's compiled model is not exposed: what it was given
     load_time = time.perf_counter() - t0
     tokenizer = None
     # only with its files: transformers 5 otherwise builds an empty tokenizer from config.json
@@ -96,10 +101,24 @@ def load_openvino(spec: ModelSpec, settings: Any, engine: str, ov_device: str) -
             "device": ov_device,
             "weight_format": exported.weight_format,
             "inference_precision": precision,
+            "inference_num_threads": used,
             "ir": str(exported.path),
             "export_time_s": exported.export_time_s,
         },
+        threads=used if ov_device == "CPU" else None,
+        weight_format=exported.weight_format,
+        compute_precision=precision,
     )
+
+
+def _property(get_compiled: Any, name: str) -> int | None:
+    """A whole-number property of the compiled model (``INFERENCE_NUM_THREADS``); ``None`` when
+    unreadable or 0 (OpenVINO's "its default")."""
+    try:
+        value = int(str(get_compiled().get_property(name)))
+    except Exception:  # noqa: BLE001 - a property some devices lack
+        return None
+    return value or None
 
 
 def _precision(get_compiled: Any, ov_device: str) -> str | None:

@@ -115,7 +115,7 @@ def load_ortgenai(spec: ModelSpec, settings: Any, engine: str) -> LoadedModel:
         spec, settings, prec, provider, getattr(settings, "export_dir", None)
     )
     t0 = time.perf_counter()
-    model = OrtGenAIModel(exported.path, provider, index)
+    model = OrtGenAIModel(exported.path, provider, index, getattr(settings, "threads", None))
     load_time = time.perf_counter() - t0
     tokenizer = None
     # only with its files: transformers 5 otherwise builds an empty tokenizer
@@ -148,5 +148,18 @@ def load_ortgenai(spec: ModelSpec, settings: Any, engine: str) -> LoadedModel:
             "precision": exported.precision,
             "onnx_dir": str(exported.path),
             "export_time_s": exported.export_time_s,
+            "intra_op_num_threads": model.threads,
         },
+        threads=model.threads if provider == "cpu" else None,
+        weight_format=exported.precision,
+        compute_precision=_io_type(exported.precision),
     )
+
+
+def _io_type(precision: str | None) -> str | None:
+    """The type the model builder computes activations in for ``precision``: fp16 for fp16,
+    else fp32 (int4/int8 are weight-only: MatMulNBits dequantizes to the fp32 inputs on the
+    CPU); ``None`` for a directory given as it is (not built here)."""
+    if precision is None:
+        return None
+    return "fp16" if precision == "fp16" else "fp32"

@@ -93,6 +93,14 @@ def _read_config(path: Path) -> tuple[Any, Any]:
     return config, SimpleNamespace(**special)
 
 
+def _configured_threads(path: Path) -> int | None:
+    """``intra_op_num_threads`` of the decoder's session in ``genai_config.json``, if set."""
+    data = json.loads((path / "genai_config.json").read_text())
+    options = data.get("model", {}).get("decoder", {}).get("session_options", {})
+    value = options.get("intra_op_num_threads") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 class OrtGenAIModel:
     """``onnxruntime_genai.Model`` on an ORT GenAI directory, on one execution provider, with
     transformers' ``generate()`` calling convention for what streambench passes.
@@ -101,7 +109,13 @@ class OrtGenAIModel:
     provider's default), ``config`` and ``generation_config`` (read from ``genai_config.json``).
     """
 
-    def __init__(self, path: str | Path, provider: str = "cpu", device_id: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        provider: str = "cpu",
+        device_id: int | None = None,
+        threads: int | None = None,
+    ):
         import onnxruntime_genai as og
 
         self.path = Path(path)
@@ -109,6 +123,13 @@ class OrtGenAIModel:
         self.device_id = device_id
         self.config, self.generation_config = _read_config(self.path)
         og_config = og.Config(str(self.path))
+        if threads is not None:
+            # the decoder session's intra-op pool (ORT's default: one thread per physical core)
+            options = {"session_options": {"intra_op_num_threads": int(threads)}}
+            og_config.overlay(json.dumps({"model": {"decoder": options}}))
+        #: the decoder session's intra-op threads: as given, else genai_config.json's (``None``:
+        #: ORT's default, which it does not report)
+        self.threads = threads if threads is not None else _configured_threads(self.path)
         og_config.clear_providers()  # the directory's own provider list: --device decides
         if provider != "cpu":
             og_config.append_provider(provider)

@@ -87,6 +87,12 @@ class LoadedModel:
     #: ``--engine`` other than transformers (:mod:`streambench.engines`): its name, device,
     #: weight format, inference precision, IR directory and export time
     engine: dict[str, Any] | None = None
+    #: how it computes (:class:`streambench.engines.threads.Execution`): the CPU threads its
+    #: engine uses (``None``: the runtime's default, unreported), the weights' format as stored,
+    #: the type its activations are computed in (``None``: ``low_bit`` / ``dtype`` say it)
+    threads: int | None = None
+    weight_format: str | None = None
+    compute_precision: str | None = None
 
     @property
     def config(self) -> Any:

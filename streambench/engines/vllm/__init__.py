@@ -11,6 +11,9 @@ embedded tiny model and random-weight presets have no directory for vLLM to read
 - **Compile**: without ``--compile`` vLLM runs eagerly (``enforce_eager``), as transformers does
   by default; ``--compile`` gives vLLM its own default compilation (``torch.compile``, CUDA graphs
   on a GPU), compiled at load.
+- **Threads**: ``--threads`` sizes this process's torch/OpenMP pool before the engine is built;
+  vLLM's CPU model runner computes on it (``VLLM_CPU_OMP_THREADS_BIND`` binds only the workers of
+  vLLM's multiprocess executor, not used here).
 - **Recorded**: the engine's name, vLLM's version, its dtype, eager or compiled, the KV-cache space
   on a CPU and vLLM's own request metrics (``vllm_request_metrics``: time to first token and time
   per output token from vLLM's clock, medians over the trials).
@@ -96,6 +99,9 @@ class VllmEngine(Engine):
         )
         load_time = time.perf_counter() - t0
         dtype = str(model.engine.vllm_config.model_config.dtype).replace("torch.", "")
+        # vLLM in process computes on this process's torch/OpenMP pool, sized (--threads) before
+        # the engine was built (streambench.engines.threads)
+        threads = torch.get_num_threads()
         tokenizer = load_tokenizer(model.path, settings.trust_remote_code, offline=spec.offline)
         kv = os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
         return LoadedModel(
@@ -115,7 +121,11 @@ class VllmEngine(Engine):
                 "dtype": dtype,
                 "eager": eager,
                 "cpu_kv_cache_gib": float(kv) if kv.replace(".", "", 1).isdigit() else kv,
+                "torch_threads": threads,
             },
+            threads=threads,
+            weight_format=dtype,
+            compute_precision=dtype,
         )
 
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:

@@ -108,6 +108,19 @@ def _record(
     result.status = "ok"
 
 
+def _record_execution(
+    result: ConfigurationResult, loaded: Any, variant: dict[str, Any], asked: int | None
+) -> None:
+    """``execution`` (:class:`~streambench.engines.threads.Execution`: threads, weight format,
+    compute precision, the same keys for every engine) and its CSV columns."""
+    from ...engines import engine_of
+    from ...engines.threads import execution_of
+
+    execution = execution_of(loaded, engine_of(variant), asked)
+    result.extra["execution"] = execution.to_dict()
+    result.csv_extra.update(execution.csv_cells())
+
+
 def _record_compile(result: ConfigurationResult, watch: Any) -> None:
     """``compile`` (:class:`~streambench.spec.generation.CompileWatch`), and each measured run that
     recompiled marked ``recompiled`` (not a clean number: a warning says so)."""
@@ -233,6 +246,7 @@ def configuration_steps(
             yield from run_trials(passes, result, settings, print_fn, observers.before_trials, log)
         runs = call.runs
         _record(result, loaded, source, runs, passes.forced, settings.warmup)
+        _record_execution(result, loaded, variant, getattr(settings, "threads", None))
         result.config.trials = len(log.loads)
         observers.record(result, runs[settings.warmup :])
         record_load(result, settings, log)
