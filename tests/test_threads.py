@@ -90,7 +90,7 @@ def test_the_worker_computes_with_the_threads_asked_and_the_row_says_so(tmp_path
     proc = cli(tmp_path, model, "--trust-remote-code", "--threads", "1", "--isolate", "config",
                "--in-out", "4-3", "--warmup", "0", "--trials", "2", "--batch-size", "1",
                "-o", tmp_path / "out.json", "-o", tmp_path / "out.csv", probe=probe)  # fmt: skip
-    out, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     seen = [line.split() for line in probe.read_text().splitlines()]
     assert len(seen) >= 2 * 3, seen  # every forward of both trials (and none missing)
