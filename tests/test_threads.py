@@ -22,7 +22,7 @@ from streambench import tiny
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1
 
-PROBE = '''\
+PROBE = """\
 import os
 
 import torch
@@ -34,7 +34,7 @@ class ProbeLlama(LlamaForCausalLM):
         with open(os.environ["THREADS_PROBE"], "a") as f:
             f.write(f"{os.getpid()} {torch.get_num_threads()}\\n")
         return super().forward(*args, **kwargs)
-'''
+"""
 
 
 def probe_model(path: Path) -> Path:
