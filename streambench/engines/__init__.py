@@ -36,6 +36,7 @@ __all__ = [
     "engine_names",
     "engine_of",
     "engines_of",
+    "export_caches",
     "get_engine",
     "register",
 ]
@@ -124,6 +125,17 @@ def engines_of(variants: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     for variant in variants:
         out.setdefault(engine_of(variant), []).append(variant)
     return dict(sorted(out.items()))
+
+
+def export_caches(variants: list[dict[str, Any]], export_dir: str | None) -> list[str]:
+    """The export caches a run may read and write: ``--export-dir`` when given (every engine's
+    cache is then there), else the default cache of every built-in engine and of the sweep's
+    (:attr:`Engine.export_cache`): protected as inputs of any run, as a model directory is."""
+    if export_dir:
+        return [export_dir]
+    names = dict.fromkeys([*BUILTIN, *engines_of(variants)])
+    found = (get_engine(name).export_cache for name in names)
+    return list(dict.fromkeys(cache for cache in found if cache))
 
 
 def check_all(settings: Any) -> Any:

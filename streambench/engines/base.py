@@ -55,6 +55,9 @@ class Engine:
     #: where its tokens are timed: ``False``: on the ``--device`` torch device, after a sync;
     #: ``True``: on the host (its ``generate()`` hands each token to the host: nothing to sync)
     timed_on_host: ClassVar[bool] = False
+    #: the default directory of its export cache (models it converts once and reuses), which
+    #: ``--export-dir`` replaces; no output of a run may be written into it (``None``: none)
+    export_cache: ClassVar[str | None] = None
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Before any model loads (``variants``: those of the sweep that run on this engine):

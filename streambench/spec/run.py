@@ -351,9 +351,10 @@ def run_inputs(
 ) -> Any:
     """The one registry of what ``run`` reads (:class:`streambench.results.outputs.RunInputs`): the
     models (directories, configs, the hub cache, ``local_model_hub``), the config file, the
-    prompts file, local assistant models and the OpenVINO export cache. No output may be one of
+    prompts file, local assistant models and the engines' export caches
+    (:func:`streambench.engines.export_caches`). No output may be one of
     them or inside one; ``--resume`` reads only the ``-o`` file it rewrites."""
-    from ..engines.export import DEFAULT_EXPORT_DIR
+    from ..engines import export_caches
     from ..results.outputs import RunInputs
     from .models import protected_directories
 
@@ -365,7 +366,8 @@ def run_inputs(
         assistant = variant.get("assistant_model")
         if isinstance(assistant, str):
             inputs.add("assistant model", assistant)
-    inputs.add("export cache", m.get("export_dir") or DEFAULT_EXPORT_DIR)
+    for cache in export_caches(variants, m.get("export_dir")):
+        inputs.add("export cache", cache)
     return inputs
 
 

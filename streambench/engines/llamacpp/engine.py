@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..base import Engine
-from .convert import FORMATS
+from .convert import DEFAULT_CACHE_DIR, FORMATS
 from .model import MAX_BATCH
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class LlamaCppEngine(Engine):
     requires = ("llama_cpp", "gguf")
     extra = "llamacpp"
     timed_on_host = True
+    export_cache = DEFAULT_CACHE_DIR
     #: the model kinds it loads beyond transformers' (``streambench.spec.models.ModelSpec``):
     #: a ``.gguf`` file, which no other built-in engine reads
     model_kinds = ("gguf",)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..base import Engine
+from ..export import DEFAULT_EXPORT_DIR
 
 if TYPE_CHECKING:
     from ...spec.models import ModelSpec
@@ -54,6 +55,7 @@ class OpenVINOEngine(Engine):
     requires = ("openvino", "optimum.intel")
     extra = "openvino"
     timed_on_host = True
+    export_cache = DEFAULT_EXPORT_DIR
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Installed, beams, ``--low-bit``, and ``--device`` available to OpenVINO."""

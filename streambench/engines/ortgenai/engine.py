@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..base import Engine
+from .export import DEFAULT_EXPORT_DIR
 
 if TYPE_CHECKING:
     from ...spec.models import ModelSpec
@@ -50,6 +51,7 @@ class OrtGenAIEngine(Engine):
     requires = ("onnxruntime_genai",)
     extra = "ortgenai"
     timed_on_host = True  # each step's tokens are copied to the host before they are timed
+    export_cache = DEFAULT_EXPORT_DIR
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Installed, beams, ``--low-bit``, ``--device`` and the precision it builds there."""
