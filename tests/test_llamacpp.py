@@ -210,7 +210,8 @@ def converted(tmp_path_factory):
     work = tmp_path_factory.mktemp("llamacpp")
     src = _tiny(work / "hf", "llama")
     proc = sb("run", str(src), "--engine", ENGINE, "--in-out", "16-8", "--trials", "2",
-              "--warmup", "1", "--export-dir", "cache", "-o", "out.json", cwd=work)  # fmt: skip
+              "--warmup", "1", "--export-dir", "cache", "--threads", "1", "-o", "out.json",
+              cwd=work)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (entry,) = json.loads((work / "out.json").read_text())["configurations"]
     return work, proc, entry
@@ -228,7 +229,9 @@ def test_run_converts_once_and_times_every_token(converted):
     engine = entry["engine"]
     assert engine["name"] == ENGINE and engine["device"] == "CPU"
     assert engine["weight_format"] == "f32" and engine["convert_time_s"] > 0
-    assert engine["n_threads"] >= 1 and engine["llama_cpp_python"]
+    assert engine["n_threads"] == 1 and engine["llama_cpp_python"]  # --threads 1
+    assert entry["execution"] == {"engine": ENGINE, "threads": 1, "threads_asked": 1,
+                                  "weight_format": "f32", "compute_precision": "f32"}  # fmt: skip
     assert "converted to GGUF (f32)" in proc.stderr
     (cached,) = (work / "cache").iterdir()  # one file, nothing half-written beside it
     assert cached.suffix == ".gguf" and engine["gguf"] == str(cached)

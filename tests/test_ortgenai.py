@@ -73,8 +73,8 @@ def sweep(tmp_path_factory):
     work = tmp_path_factory.mktemp("og")
     save_tiny_model(work / "hf")
     proc = sb("run", "hf", "--engine", ENGINE, "--in-out", f"{N_IN}-{N_OUT}", "--batch-size",
-              "1,2", "--trials", "2", "--warmup", "1", "--export-dir", "cache", "-o", "out.json",
-              cwd=work)  # fmt: skip
+              "1,2", "--trials", "2", "--warmup", "1", "--export-dir", "cache", "--threads", "1",
+              "-o", "out.json", cwd=work)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     entries = json.loads((work / "out.json").read_text())["configurations"]
     return work, proc, entries
@@ -97,6 +97,14 @@ def test_end_to_end_exact_tokens_and_per_token_latencies(sweep):
         assert engine["name"] == ENGINE and engine["device"] == "cpu"
         assert engine["precision"] == "fp32" and entry["config"]["dtype"] == "fp32"
         assert f"engine={ENGINE}" in entry["label"]
+        assert engine["intra_op_num_threads"] == 1  # --threads 1, through Config.overlay
+        assert entry["execution"] == {
+            "engine": ENGINE,
+            "threads": 1,
+            "threads_asked": 1,
+            "weight_format": "fp32",
+            "compute_precision": "fp32",
+        }
     one, two = (e["engine"] for e in entries)
     assert one["export_time_s"] > 0 and two["export_time_s"] is None  # built once, then cached
     assert one["onnx_dir"] == two["onnx_dir"]
