@@ -60,8 +60,11 @@ class Execution:
 def execution_of(loaded: Any, engine: str, asked: int | None) -> Execution:
     """The :class:`Execution` of a loaded model: what its engine said at load
     (``loaded.threads``, ``loaded.weight_format``, ``loaded.compute_precision``), else torch's
-    (the transformers engine: torch's thread count, ``--low-bit`` or the torch dtype)."""
+    (the transformers engine: torch's thread count, ``--low-bit`` or the torch dtype; another
+    engine's unknowns stay ``None``)."""
     dtype = str(loaded.dtype).replace("torch.", "") if loaded.dtype is not None else None
+    if loaded.engine is not None:  # not torch's: only what the engine itself said
+        dtype = None
     return Execution(
         engine=engine,
         threads=loaded.threads,

@@ -157,21 +157,17 @@ def load_llamacpp(spec: ModelSpec, settings: Any) -> LoadedModel:
 
 
 def _gguf_type(desc: str) -> str | None:
-    """The weight type in llama.cpp's model description (``"llama ?B Q8_0"`` -> ``q8_0``).
+    """The weight type in llama.cpp's model description (``"llama ?B Q8_0"`` -> ``q8_0``;
+    ``"all F32"`` is llama.cpp's name of an unquantized file).
 
-    >>> _gguf_type("llama ?B Q4_K - Medium"), _gguf_type("llama 1B F16")
-    ('q4_k_m', 'f16')
+    >>> _gguf_type("llama ?B Q4_K - Medium"), _gguf_type("llama 1B all F32"), _gguf_type("x")
+    ('q4_k_m', 'f32', None)
     """
-    words = desc.replace(" - ", " ").split()
-    if len(words) < 3:
+    words = [w for w in desc.replace(" - ", " ").split()[2:] if w.lower() != "all"]
+    if not words:
         return None
-    kind = words[2].lower()
-    size = (
-        {"medium": "_m", "small": "_s", "large": "_l"}.get(words[3].lower(), "")
-        if len(words) > 3
-        else ""
-    )
-    return kind + size
+    size = {"medium": "_m", "small": "_s", "large": "_l"}
+    return words[0].lower() + (size.get(words[1].lower(), "") if len(words) > 1 else "")
 
 
 def _generation_config(spec: ModelSpec) -> Any:
