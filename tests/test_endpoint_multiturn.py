@@ -17,7 +17,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_endpoint import StubProcess  # noqa: E402
+from test_endpoint import StubProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

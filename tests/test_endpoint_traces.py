@@ -18,12 +18,12 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_endpoint import StubProcess  # noqa: E402
+from test_endpoint import StubProcess
 
-from streambench.endpoint.traces import BLOCK_TOKENS, load_trace  # noqa: E402
-from streambench.endpoint.tracesend import trace_requests  # noqa: E402
-from streambench.errors import UsageError  # noqa: E402
-from streambench.tiny import build_tokenizer  # noqa: E402
+from streambench.endpoint.traces import BLOCK_TOKENS, load_trace
+from streambench.endpoint.tracesend import trace_requests
+from streambench.errors import UsageError
+from streambench.tiny import build_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples", "traces")
@@ -74,8 +74,8 @@ def test_examples_are_detected_and_read(name, fmt, count, skipped):
 
 
 def test_azure_timestamps_keep_their_fraction(tmp_path):
-    path = _write(tmp_path, "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                  "2023-11-16 18:15:46.6805900,10,2\n2023-11-16 18:15:47.9305900,10,2\n")  # fmt: skip
+    rows = "2023-11-16 18:15:46.6805900,10,2\n2023-11-16 18:15:47.9305900,10,2\n"
+    path = _write(tmp_path, "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows)
     assert load_trace(path).offsets_s == pytest.approx((0.0, 1.25))
 
 
@@ -117,13 +117,16 @@ def test_hash_ids_share_prefixes_and_lengths_are_exact_with_a_tokenizer(tmp_path
     ("name", "text", "expect"),
     [
         ("t.csv", "a,b\n1,2\n", "not a known trace (columns: a, b)"),
-        ("t.csv", "Timestamp,Request tokens,Response tokens,ContextTokens,GeneratedTokens\n1,2,3,4,5\n",
+        ("t.csv", "Timestamp,Request tokens,Response tokens,ContextTokens,GeneratedTokens\n"
+         "1,2,3,4,5\n",
          "the columns fit burstgpt and azure: give --trace-format"),
         ("t.jsonl", '{"timestamp": 1, "input_length": 5, "output_length": 2}\n{"timestamp": -1, '
-         '"input_length": 5, "output_length": 2}\n', "(line 2): timestamp '-1': expected a time from 0 on"),
+         '"input_length": 5, "output_length": 2}\n',
+         "(line 2): timestamp '-1': expected a time from 0 on"),
         ("t.jsonl", '{"timestamp": 1, "input_length": 0, "output_length": 2}\n',
          "(line 1): input_length '0' is not a whole number from 1"),
-        ("t.jsonl", '{"timestamp": 1, "input_length": 600, "output_length": 2, "hash_ids": [1,2,3]}\n',
+        ("t.jsonl", '{"timestamp": 1, "input_length": 600, "output_length": 2, '
+         '"hash_ids": [1,2,3]}\n',
          "(line 1): hash_ids must be a list of at most ceil(input_length / 512) = 2"),
         ("t.jsonl", '{"timestamp": 1, "input_length": 5, "output_length": 2}\nnope\n',
          "(line 2): not valid JSON"),
