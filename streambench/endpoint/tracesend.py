@@ -36,6 +36,11 @@ class _Blocks:
         self.seed = seed
         self.tokenizer = tokenizer
         self.cache: dict[int, list[Any]] = {}
+        self.per_word = 1.0  # tokens per drawn word (measured once with a tokenizer)
+        if tokenizer is not None:
+            sample = " " + " ".join(WORDS[:64])
+            ids = tokenizer(sample, add_special_tokens=False, verbose=False)["input_ids"]
+            self.per_word = max(len(ids) / 64, 0.1)
 
     def draw(self, name: str, n: int) -> list[Any]:
         """``n`` tokens (word strings, or ids with a tokenizer) from the stream ``name``."""
@@ -43,8 +48,9 @@ class _Blocks:
         if self.tokenizer is None:
             return [rng.choice(WORDS) for _ in range(n)]
         ids: list[int] = []
-        while len(ids) < n:
-            text = " " + " ".join(rng.choice(WORDS) for _ in range(n - len(ids) + 8))
+        while len(ids) < n:  # about as many words as the tokens still missing need
+            words = int((n - len(ids)) / self.per_word) + 8
+            text = " " + " ".join(rng.choice(WORDS) for _ in range(words))
             ids += self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         return ids[:n]
 
