@@ -216,3 +216,22 @@ def test_multi_turn_option_combinations_exit_2(stub, tmp_path):
     ):
         p = cli(stub.url(), "--model", "m", *args)
         assert p.returncode == 2 and expect in p.stderr, p.stderr
+
+
+def test_from_data_output_lengths_per_turn_with_a_tokenizer(stub, tmp_path):
+    """ShareGPT's default output length is from-data: each turn asks for as many tokens as the
+    file's reply to it has (the tokenizer's count); a last turn without a reply is natural."""
+    from streambench.tiny import build_tokenizer
+
+    stub.reset()
+    tok = build_tokenizer("printable")
+    tok.save_pretrained(tmp_path / "tok")
+    conv = _write(tmp_path, "conv.json", json.dumps(CONVERSATIONS[:1]))
+    p = cli(stub.url("ttft=0.01;gap=0.001"), "--model", "m", "--chat", "--prompts", conv,
+            "--multi-turn", "--tokenizer", str(tmp_path / "tok"), "--warmup", "0",
+            "--force-output", "on", "--output-len", "from-data")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    bodies = sorted((s["body"] for s in stub.seen), key=lambda b: len(b["messages"]))
+    asked = [(b["max_tokens"], "min_tokens" in b or "ignore_eos" in b) for b in bodies]
+    replies = ["a reference reply that is never sent", "ref"]
+    assert asked == [(len(r), True) for r in replies] + [(512, False)]  # natural: the cap

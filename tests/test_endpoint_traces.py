@@ -239,3 +239,24 @@ def test_bad_trace_and_options_exit_2_before_sending(stub, tmp_path):
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1 and expect in lines[0], p.stderr
     assert stub.seen == []
+
+
+def test_lengths_are_exact_with_a_tokenizer_through_the_cli(stub, tmp_path):
+    """BurstGPT rows through ``--tokenizer``: each prompt the stub received encodes to the row's
+    ``Request tokens``, and asks for its ``Response tokens``."""
+    stub.reset()
+    tok = build_tokenizer("printable")
+    tok.save_pretrained(tmp_path / "tok")
+    path = _write(tmp_path, "b.csv", "Timestamp,Model,Request tokens,Response tokens\n"
+                  "0,m,37,3\n0.01,m,700,5\n0.02,m,1,2\n0.03,m,0,9\n0.04,m,64,4\n")  # fmt: skip
+    p = cli(stub.url("tok"), "--model", "m", "--trace", path, "--tokenizer", str(tmp_path / "tok"),
+            "--warmup", "0", "--force-output", "on")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "1 row(s) with 0 input or output tokens skipped" in p.stderr
+
+    def tokens(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    bodies = [s["body"] for s in stub.seen]
+    got = sorted((tokens(b["prompt"]), b["max_tokens"]) for b in bodies if "min_tokens" in b)
+    assert got == [(1, 2), (37, 3), (64, 4), (700, 5)]
