@@ -235,3 +235,30 @@ def test_from_data_output_lengths_per_turn_with_a_tokenizer(stub, tmp_path):
     asked = [(b["max_tokens"], "min_tokens" in b or "ignore_eos" in b) for b in bodies]
     replies = ["a reference reply that is never sent", "ref"]
     assert asked == [(len(r), True) for r in replies] + [(512, False)]  # natural: the cap
+
+
+def test_prefix_cache_hook_shows_in_the_table():
+    """The hook ``--server-metrics`` fills: the hit rate written beside the TTFT by turn, and
+    printed in the table's sessions line."""
+    import io
+
+    from rich.console import Console
+
+    from streambench.endpoint.sessions import set_prefix_cache_hit_rate, turn_table
+
+    st = {"n": 2, "mean": 0.01, "median": 0.01, "p90": 0.01, "p99": 0.01, "stdev": 0.0}
+    row = {"turn": 1, "requests": 2, "failed": 0, "ttft_s": st, "prompt_tokens_median": 9}
+    sessions = {"sessions": 2, "turns_sent": 2, "turns_not_sent": 0, "ttft_by_turn": [row],
+                "prefix_cache_hit_rate": None}  # fmt: skip
+    entry = {"aggregates": {"sessions": sessions}}
+
+    def shown() -> str:
+        console = Console(file=io.StringIO(), width=200, record=True)
+        for part in turn_table(entry["aggregates"]["sessions"]):
+            console.print(part)
+        return console.export_text()
+
+    assert "prefix-cache" not in shown()
+    set_prefix_cache_hit_rate(entry, 0.625)
+    assert sessions["prefix_cache_hit_rate"] == 0.625
+    assert "prefix-cache hit rate 62.5% (server metrics)" in shown()
