@@ -192,6 +192,8 @@ def test_a_failed_turn_ends_its_session(stub, tmp_path):
         ("c.jsonl", '{"messages": [{"role": "user", "content": "a"}]}\n[1]\n',
          '(line 2): needs "messages"'),
         ("c.txt", "hello\n", "reads .json (ShareGPT) or .jsonl"),
+        ("c.jsonl", '{"messages": [{"role": "wizard", "content": "a"}]}\n',
+         "(line 1): messages[0] is not an object with a role"),
         ("c.json", json.dumps([{"conversations": [{"from": "human", "value": "q"}] * 1001}]),
          "1001 user turns; at most 1000"),
     ],

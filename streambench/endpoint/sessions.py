@@ -57,6 +57,8 @@ TABLE_TURNS = 16
 _USER = ("human", "user")
 _ASSISTANT = ("gpt", "assistant", "chatgpt", "bard", "bing")
 _SYSTEM = ("system",)
+#: the roles a JSON Lines message may have (``tool`` and ``developer`` messages are not sent)
+_ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Conversations:
     sha256: str
     items: tuple[Conversation, ...]
     max_output_len: int = 512
+    #: the turns before each conversation (running sums), for :meth:`first_index`
+    starts: tuple[int, ...] = ()
 
     @property
     def total_turns(self) -> int:
@@ -104,8 +108,8 @@ class Conversations:
         """The index in its phase of the first turn of ``session`` (session ``i`` plays
         conversation ``i`` modulo their number): turns of all sessions get different indices."""
         n = len(self.items)
-        before = sum(len(c.turns) for c in self.items[: session % n])
-        return (session // n) * self.total_turns + before
+        starts = self.starts or _running_sums(self.items)
+        return (session // n) * self.total_turns + starts[session % n]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +123,14 @@ class Conversations:
 
     def identity(self) -> dict[str, Any]:
         return {"multi_turn": True}
+
+
+def _running_sums(items: tuple[Conversation, ...]) -> tuple[int, ...]:
+    out, total = [], 0
+    for c in items:
+        out.append(total)
+        total += len(c.turns)
+    return tuple(out)
 
 
 def _fail(path: str, where: str, what: str) -> UsageError:
@@ -199,8 +211,10 @@ def _jsonl(path: str, text: str) -> list[Conversation]:
             raise _fail(path, where, 'needs "messages": a list of {"role", "content"}')
         pairs = []
         for i, msg in enumerate(msgs):
-            if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-                raise _fail(path, where, f'messages[{i}] is not an object with "role"')
+            if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+                raise _fail(
+                    path, where, f"messages[{i}] is not an object with a role ({', '.join(_ROLES)})"
+                )
             pairs.append((msg["role"], msg.get("content")))
         out.append(_conversation(path, where, pairs, len(out)))
     return out
@@ -270,7 +284,9 @@ def with_sessions(spec: EndpointSpec, requests_given: int | None, tokenizer: Any
             "tokens: give --tokenizer DIR, or --output-len N"
         )
     items = [_lengths(c, mode, tokenizer) for c in items]
-    conv = Conversations(os.path.abspath(path), fmt, sha, tuple(items), w.max_output_len)
+    conv = Conversations(
+        os.path.abspath(path), fmt, sha, tuple(items), w.max_output_len, _running_sums(tuple(items))
+    )
     w = dataclasses.replace(w, prompts=conv.path, prompts_sha256=sha, output_len=mode)
     w.counts = {spec.model: len(items), "skipped": 0}
     firsts = tuple(_first_turn(c) for c in items)

@@ -223,39 +223,46 @@ def _mooncake(path: str, text: str) -> tuple[list[TraceRow], int]:
     return rows, 0
 
 
-def _csv_table(path: str, text: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """(lower-case column name -> header, rows) of a CSV text."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _header(path: str, text: str) -> dict[str, int]:
+    """Lower-case column name -> its position, from a CSV text's first line."""
     try:
-        fields = list(reader.fieldnames or [])
-        rows = []
-        for row in reader:
-            if len(rows) >= MAX_TRACE_ROWS:
-                raise _fail(path, "", f"more than {MAX_TRACE_ROWS} requests; cut the file")
-            rows.append(row)
+        first = next(csv.reader(io.StringIO(text[: 1 << 20], newline="")), [])
     except csv.Error as exc:
-        raise _fail(path, f"line {reader.reader.line_num}", f"not valid CSV ({exc})") from None
-    return {f.strip().lower(): f for f in fields if isinstance(f, str)}, rows
+        raise _fail(path, "line 1", f"not valid CSV ({exc})") from None
+    return {c.strip().lower(): i for i, c in reversed(list(enumerate(first)))}
 
 
 def _csv_rows(path: str, text: str, fmt: str) -> tuple[list[TraceRow], int]:
-    names, table = _csv_table(path, text)
-    ts, n_in_col, n_out_col = (names[c] for c in COLUMNS[fmt])
-    rows, skipped = [], 0
-    for n, row in enumerate(table, 2):
-        where = f"line {n}"
-        if None in row or any(v is None for v in row.values()):
-            raise _fail(path, where, "not as many cells as the header has columns")
-        n_in = _whole(path, where, n_in_col, row[n_in_col], 0, MAX_TOKENS)
-        n_out = _whole(path, where, n_out_col, row[n_out_col], 0, MAX_TOKENS)
-        if fmt == "azure":
-            at = _azure_time(path, where, row[ts])
-        else:
-            at = _seconds(path, where, ts, row[ts], 1.0)
-        if n_in == 0 or n_out == 0:
-            skipped += 1
-            continue
-        rows.append(TraceRow(at, n_in, n_out, (), where))
+    """The rows of a CSV trace, read one at a time (a row is a :class:`TraceRow` at once)."""
+    columns = _header(path, text)
+    at_i, in_i, out_i = (columns[c] for c in COLUMNS[fmt])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[TraceRow] = []
+    skipped = 0
+    try:
+        header = next(reader)
+        width = len(header)
+        ts, n_in_col, n_out_col = (header[i].strip()[:40] for i in (at_i, in_i, out_i))
+        for cells in reader:
+            where = f"line {reader.line_num}"
+            if not cells:
+                continue
+            if len(rows) + skipped >= MAX_TRACE_ROWS:
+                raise _fail(path, where, f"more than {MAX_TRACE_ROWS} requests; cut the file")
+            if len(cells) != width:
+                raise _fail(path, where, "not as many cells as the header has columns")
+            n_in = _whole(path, where, n_in_col, cells[in_i], 0, MAX_TOKENS)
+            n_out = _whole(path, where, n_out_col, cells[out_i], 0, MAX_TOKENS)
+            if fmt == "azure":
+                at = _azure_time(path, where, cells[at_i])
+            else:
+                at = _seconds(path, where, ts, cells[at_i], 1.0)
+            if n_in == 0 or n_out == 0:
+                skipped += 1
+                continue
+            rows.append(TraceRow(at, n_in, n_out, (), where))
+    except csv.Error as exc:
+        raise _fail(path, f"line {reader.line_num}", f"not valid CSV ({exc})") from None
     return rows, skipped
 
 
@@ -306,7 +313,7 @@ def read_trace(path: str, fmt: str | None = None) -> tuple[str, str, list[TraceR
     if found == "mooncake":
         rows, skipped = _mooncake(path, text)
     else:
-        names, _ = _csv_table(path, text.split("\n", 1)[0])
+        names = _header(path, text)
         missing = [c for c in COLUMNS[found] if c not in names]
         if missing:
             raise _fail(
