@@ -219,6 +219,7 @@ def test_bad_trace_and_options_exit_2_before_sending(stub, tmp_path):
     stub.reset()
     bad = _write(tmp_path, "t.csv", "a,b\n1,2\n")
     good = os.path.join(EXAMPLES, "burstgpt.csv")
+    mine = _write(tmp_path, "mine.csv", open(good).read())
     for args, expect in (
         (("--trace", bad), f"--trace {bad} (line 1): not a known trace"),
         (("--trace", good, "--in-out", "8-8"), "drop --in-out"),
@@ -234,11 +235,13 @@ def test_bad_trace_and_options_exit_2_before_sending(stub, tmp_path):
             "--trace-speedup needs --trace FILE",
         ),
         (("--trace", str(tmp_path / "missing.csv")), "missing.csv"),
+        (("--trace", mine, "-o", mine), f"--output {mine}: is the trace file"),
     ):
         p = cli(stub.url(), "--model", "m", *args)
-        lines = p.stderr.strip().splitlines()
+        lines = [x for x in p.stderr.strip().splitlines() if "skipped (failed requests" not in x]
         assert p.returncode == 2 and len(lines) == 1 and expect in lines[0], p.stderr
     assert stub.seen == []
+    assert open(mine).read() == open(good).read()  # the trace is never overwritten
 
 
 def test_lengths_are_exact_with_a_tokenizer_through_the_cli(stub, tmp_path):
