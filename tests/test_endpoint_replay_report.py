@@ -3,7 +3,7 @@ runs against the stub server of ``tests/test_endpoint.py``: the TTFT-by-turn and
 drawn in a real headless Chromium (skipped, saying what to install, where none is found), with
 the numbers of the results files.
 
-Runtime: ~15 s (2 cores, shared).
+Runtime: ~20 s (2 cores, shared).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ trace times (intended vs actual recorded), the trace's lengths are honoured, Moo
 ``hash_ids`` become shared prompt prefixes, the format is detected from the columns, and bad
 traces are refused with one line naming the file and line, exit 2, before anything is sent.
 
-Runtime: ~15 s (2 cores, shared).
+Runtime: ~40 s (2 cores, shared).
 """
 
 from __future__ import annotations
