@@ -4,7 +4,7 @@ with the server's replies as they were streamed; every record has its session an
 table and JSON show TTFT by turn; bad conversation files are refused with one line, exit 2,
 before anything is sent.
 
-Runtime: ~35 s (2 cores, shared; the two --tokenizer tests ~11 s each).
+Runtime: ~35 s (2 cores, shared; the --tokenizer test ~11 s of it).
 """
 
 from __future__ import annotations
