@@ -9,6 +9,7 @@ are seconds; the console shows milliseconds.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ..errors import signal_name
@@ -77,8 +78,10 @@ def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
     )
     tag = f" {spec.workload.tag()}" if spec.workload is not None and spec.workload.tag() else ""
     if spec.workload is not None and spec.workload.uses_file:
-        io = spec.workload.tag()
+        io = spec.workload.tag() + (" multi-turn" if spec.multi_turn is not None else "")
         tag = ""
+    if spec.trace is not None:
+        io = f"trace {os.path.basename(spec.trace.path)} x{spec.trace.speedup:g}"
     shown = "".join(f" {k}={v}" for k, v in sorted(load.items())).replace("_s=", "=")
     return cid, f"{spec.model} {io}{tag} c{spec.max_in_flight}{rate}{chat}{shown}"
 
