@@ -262,11 +262,20 @@
 
   // -- served models ------------------------------------------------------------------------
   function endpoints() {
-    var boxes = [], load = {}, loadOrder = [];
+    var boxes = [], load = {}, loadOrder = [], turns = [], lags = [];
     each(function (d, c, name) {
       var e = c.endpoint;
       if (!e) return;
       var n = label(name);
+      if (e.ttft_by_turn && e.ttft_by_turn.length) { // --multi-turn: TTFT median by turn
+        turns.push({ type: "scatter", mode: "lines+markers", name: n, x: e.ttft_by_turn.map(function (r) { return label(r.turn); }),
+          y: e.ttft_by_turn.map(function (r) { return r.median_ms; }), text: e.ttft_by_turn.map(function (r) { return r.n; }),
+          hovertemplate: n + "<br>turn %{x}: median %{y:.3f} ms (%{text} requests)<extra></extra>" });
+      }
+      if (e.trace_lag && e.trace_lag.length) { // --trace: each request's lateness against its trace time
+        lags.push({ type: "scatter", mode: "markers", name: n, x: e.trace_lag.map(function (p) { return p[0]; }),
+          y: e.trace_lag.map(function (p) { return p[1]; }), hovertemplate: n + "<br>due at %{x:.3f} s: sent %{y:.3f} ms late<extra></extra>" });
+      }
       var xs = [], ys = [];
       [["TTFT", e.ttft_ms], ["ITL", e.itl_ms], ["E2E", e.e2e_ms]].forEach(function (m) {
         m[1].forEach(function (v) { xs.push(m[0]); ys.push(v); });
@@ -282,6 +291,10 @@
     var s = section("Served model", "endpoint");
     Plotly.newPlot(chartBox(s, "chart-endpoint-dist", "TTFT, ITL and E2E per request", "Time to first token, inter-token latency (every gap between chunks' tokens) and end-to-end latency of each measured request."),
       boxes, layout("", "ms", { boxmode: "group" }), PLOT_CONFIG);
+    if (turns.length) Plotly.newPlot(chartBox(s, "chart-endpoint-turns", "TTFT by turn", "Multi-turn sessions: median time to first token of each turn (turn k carries the history of the turns before it)."),
+      turns, layout("turn", "TTFT median (ms)", { xaxis: { title: { text: "turn" }, type: "category" } }), PLOT_CONFIG);
+    if (lags.length) Plotly.newPlot(chartBox(s, "chart-endpoint-trace", "Trace replay: send lag", "Each replayed request: when the trace said to send it (after the speedup) and how late the client sent it."),
+      lags, layout("trace time (s)", "send lag (ms)"), PLOT_CONFIG);
     var points = loadOrder.reduce(function (n, g) { return n + load[g].length; }, 0);
     if (points < 2) return;
     var traces = [];

@@ -29,7 +29,7 @@ from ..spec.config import parse_in_out_text
 from ..terminal import inert
 from ..workloads.options import coerce as coerce_workload
 from ..workloads.options import workload_from
-from . import loadcli
+from . import loadcli, replaycli
 from .client import describe_error
 from .loadcli import add_load_arguments
 from .scrub import scrub_argv, scrub_text
@@ -110,6 +110,7 @@ def add_arguments(parser: Any) -> None:
         parser.add_argument(*flags, **keywords)
     add_workload_arguments(parser, "endpoint")
     add_load_arguments(parser)
+    replaycli.add_replay_arguments(parser)
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:
@@ -123,6 +124,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     slo = parse_slo(args.slo)
     api_key, key_env = _api_key(args)
     workload = workload_from(coerce_workload(args), in_out_given=args.in_out is not None)
+    replaycli.check(args, workload)
     pairs = parse_in_out_text(args.in_out or "32-32")
     if len(pairs) > MAX_IN_OUT_PAIRS:
         raise EndpointError(f"--in-out: {len(pairs)} pairs; at most {MAX_IN_OUT_PAIRS}")
@@ -136,6 +138,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
         requests = MAX_REQUESTS if load.duration_s is not None else 10
     timeout_s = loadcli.time_option("--timeout", args.timeout)
     rates, concurrencies = loadcli.axes(args)
+    concurrencies = replaycli.concurrencies(args, concurrencies)
     if workload is not None and workload.uses_file:
         pairs = [(1, workload.max_output_len)]  # lengths from the data (set with the requests)
     specs = [
@@ -169,8 +172,9 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
     if workload is not None and args.prompt is not None:
         raise EndpointError("--prompt sends one text; it does not combine with the workload "
                             "options (--prompts, --length-spread ...)")  # fmt: skip
-    if workload:
+    if workload and not getattr(args, "multi_turn", False):
         specs = [with_requests(spec, args.requests) for spec in specs]
+    specs = replaycli.prepare(args, specs, args.requests)
     return loadcli.expand(specs, rates, concurrencies)
 
 

@@ -53,6 +53,12 @@ class RequestRecord:
     texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
     chunk_usage: tuple[int | None, ...] = field(default=(), repr=False, compare=False)
     usage_total: int | None = field(default=None, repr=False, compare=False)
+    #: ``--multi-turn``: the session (its number in the phase) and the turn (1 = the first)
+    session: int | None = None
+    turn: int | None = None
+    #: ``--trace``: when the trace said to send it, seconds from the start of its phase (after
+    #: ``--trace-speedup``); ``sent_s - intended_s`` is the client's lag for this request
+    intended_s: float | None = None
 
     def recount(self, tokenizer: Any) -> RequestRecord:
         """This record with its tokens per chunk counted again with ``tokenizer`` (see
@@ -146,6 +152,12 @@ class RequestRecord:
             out["output_md5"] = self.output_md5
             if self.output_text is not None:
                 out["output_text"] = self.output_text
+        if self.session is not None:
+            out["session"] = self.session
+            out["turn"] = self.turn
+        if self.intended_s is not None:
+            out["intended_s"] = self.intended_s
+            out["send_lag_s"] = self.sent_s - self.intended_s
         if per_token:
             out["chunk_times_s"] = list(self.chunk_times_s)
             out["chunk_tokens"] = list(self.chunk_tokens)

@@ -9,6 +9,7 @@ are seconds; the console shows milliseconds.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ..errors import signal_name
@@ -77,8 +78,10 @@ def configuration_id(spec: EndpointSpec) -> tuple[str, str]:
     )
     tag = f" {spec.workload.tag()}" if spec.workload is not None and spec.workload.tag() else ""
     if spec.workload is not None and spec.workload.uses_file:
-        io = spec.workload.tag()
+        io = spec.workload.tag() + (" multi-turn" if spec.multi_turn is not None else "")
         tag = ""
+    if spec.trace is not None:
+        io = f"trace {os.path.basename(spec.trace.path)} x{spec.trace.speedup:g}"
     shown = "".join(f" {k}={v}" for k, v in sorted(load.items())).replace("_s=", "=")
     return cid, f"{spec.model} {io}{tag} c{spec.max_in_flight}{rate}{chat}{shown}"
 
@@ -107,6 +110,8 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         _request_intervals(aggregates["endpoint"], result.records)
     if aggregates is not None and result.spec.workload is not None:
         aggregates["workload"] = summary_of(result.spec, result.records)
+    if aggregates is not None:
+        aggregates.update(_replay_aggregates(result))
     return {
         "id": cid,
         "label": label,
@@ -136,7 +141,7 @@ def length_note(entry: dict[str, Any], spec: EndpointSpec) -> str | None:
     to fix it, or ``None``. The prompt is ``N`` common words, and the server's ``usage`` may count
     other than ``N`` tokens; an output counted one token per chunk (no ``usage``) is a guess.
     Only for generated prompts (not ``--prompt`` or a workload)."""
-    if spec.tokenizer or spec.prompt is not None:
+    if spec.tokenizer or spec.prompt is not None or spec.trace is not None:
         return None
     if spec.workload is not None and spec.workload.active:
         return None
@@ -341,6 +346,7 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
     if ep:
         parts.append(_metrics_table(ep))
         parts.extend(_throughput_lines(entry, cfg, ep))
+        parts.extend(_replay_parts(entry.get("aggregates") or {}))
     dropped = cfg.get("dropped_fields") or []
     if dropped:
         parts.append(Text(_dropped_note(dropped, cfg), style="yellow"))
@@ -382,6 +388,37 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
             str(st["n"]),
         )
     return table
+
+
+def _replay_aggregates(result: EndpointResult) -> dict[str, Any]:
+    """``aggregates.sessions`` (``--multi-turn``: TTFT by turn) and ``aggregates.trace``
+    (``--trace``: the replay and the client's send lag against the trace's times)."""
+    from ..results.values import finite as _finite
+
+    out: dict[str, Any] = {}
+    if result.spec.multi_turn is not None:
+        from .sessions import sessions_summary
+
+        out["sessions"] = _finite(sessions_summary(result.spec, result.records))
+    if result.spec.trace is not None:
+        from .tracesend import trace_summary
+
+        out["trace"] = _finite(trace_summary(result.spec, result.records))
+    return out
+
+
+def _replay_parts(aggregates: dict[str, Any]) -> list[Any]:
+    """The console's parts of :func:`_replay_aggregates`."""
+    parts: list[Any] = []
+    if isinstance(aggregates.get("sessions"), dict):
+        from .sessions import turn_table
+
+        parts.extend(turn_table(aggregates["sessions"]))
+    if isinstance(aggregates.get("trace"), dict):
+        from .tracesend import trace_lines
+
+        parts.extend(trace_lines(aggregates["trace"]))
+    return parts
 
 
 def _pm_ms(stats: dict[str, Any]) -> str:

@@ -181,6 +181,24 @@ class EndpointBenchmark:
         else:
             prompt, ptok = session.prompts.get(prompt_i)
             body = _body(self.spec, prompt, max_tokens, self.level)
+            req = None
+            if self.spec.workload is not None:  # --save-outputs with the usual prompts
+                req = Request(prompt_i, "prompt", input_tokens=ptok)
+        return await self._post(session, i, body, warm, start, ptok, req)
+
+    async def _post(
+        self,
+        session: _Session,
+        i: int,
+        body: dict[str, Any],
+        warm: bool,
+        start: float,
+        ptok: int | None,
+        req: Request | None,
+        mark: Callable[[RequestRecord], RequestRecord] | None = None,
+    ) -> RequestRecord:
+        """Send ``body`` as request ``i`` and record it: the workload's facts of ``req``, then
+        ``mark`` (a session's turn, a trace's intended time), before it is kept and reported."""
         rec = await self.backend.send(
             session.client,
             session.url,
@@ -193,11 +211,11 @@ class EndpointBenchmark:
             ptok,
             session.secrets,
         )
-        if self.spec.workload_requests:
-            rec = mark_record(rec, req, self.spec.workload.save_outputs)
-        elif self.spec.workload is not None:  # --save-outputs with the usual prompts
-            req = Request(prompt_i, "prompt", input_tokens=ptok)
-            rec = mark_record(rec, req, self.spec.workload.save_outputs)
+        if req is not None:
+            w = self.spec.workload
+            rec = mark_record(rec, req, w is not None and w.save_outputs)
+        if mark is not None:
+            rec = mark(rec)
         self.records.append(rec)
         if self.on_request is not None:
             self.on_request(rec)
@@ -232,9 +250,7 @@ class EndpointBenchmark:
         """The measured requests (:class:`~streambench.endpoint.loadgen.LoadLoop`): bounded
         concurrency, optional seeded arrivals with a ramp-up, an optional deadline and error-rate
         stop. Sets :attr:`duration_s`, :attr:`client` and :attr:`stopped_early`."""
-        from .loadgen import LoadLoop
-
-        loop = LoadLoop(self.spec, self._send_in(session))
+        loop = self._loop(session)
         try:
             await loop.run()
         finally:
@@ -275,7 +291,7 @@ class EndpointBenchmark:
                 share = join()
                 if share is None:
                     return None
-                loop = LoadLoop(self.spec, self._send_in(session), share)
+                loop = self._loop(session, share)
                 await loop.run()
                 return loop
 
@@ -291,17 +307,38 @@ class EndpointBenchmark:
             "warnings": loop.warnings,
         }
 
+    def _loop(self, session: _Session, share: Share | None = None) -> Any:
+        """The measured phase's loop: :class:`~streambench.endpoint.loadgen.LoadLoop`, or with
+        ``--trace`` its replay at the trace's times."""
+        from .loadgen import LoadLoop
+
+        if self.spec.trace is not None:
+            from .tracesend import TraceLoop
+
+            return TraceLoop(self.spec, self._send_in(session), share)
+        return LoadLoop(self.spec, self._send_in(session), share)
+
     def _send_in(self, session: _Session) -> Callable[[int, int, bool, float], Any]:
         """``send(i, prompt_i, warmup, start)`` of a request of the measured phase."""
 
         def send(i: int, prompt_i: int, warm: bool, start: float) -> Any:
             return self._send(session, i, prompt_i, self.spec.output_tokens, warm, start)
 
+        if self.spec.multi_turn is not None:
+            from .sessions import session_sender
+
+            return session_sender(self, session)
+        if self.spec.trace is not None:
+            from .tracesend import trace_sender
+
+            return trace_sender(self, session)
         return send
 
     def _asked_tokens(self) -> int | None:
         """The output length every request asked for; ``None`` when it varies (a workload)."""
         w = self.spec.workload
+        if self.spec.trace is not None:
+            return None  # each request its trace's length
         if w is None or not self.spec.workload_requests:
             return self.spec.output_tokens
         fixed = w.uses_file and isinstance(w.output_len, int) and not w.length_spread

@@ -85,6 +85,7 @@ def checked_outputs(args: Any, specs: list[EndpointSpec]) -> list[str]:
         [
             ("tokenizer", specs[0].tokenizer),
             ("prompts file", workload.prompts if workload is not None else None),
+            ("trace file", getattr(args, "trace", None)),
             ("CA bundle", getattr(args, "ca_bundle", None)),
         ]
     )
@@ -106,7 +107,9 @@ class EndpointSweep:
         settings = specs[0].to_dict()
         for key in ("prompt_tokens", "output_tokens"):
             settings.pop(key)
-        if specs[0].workload is not None and specs[0].workload.uses_file:
+        if specs[0].trace is not None or (
+            specs[0].workload is not None and specs[0].workload.uses_file
+        ):
             settings["in_out"] = []
         else:
             settings["in_out"] = sorted({f"{s.prompt_tokens}-{s.output_tokens}" for s in specs})
@@ -168,6 +171,8 @@ class EndpointSweep:
         """What each point measures: ``N requests``, or with ``--duration`` the time (and the
         ``--requests`` cap only when given)."""
         duration = spec.load.duration_s
+        if spec.multi_turn is not None:
+            return f"{spec.requests} sessions of up to {spec.multi_turn.max_turns} turns"
         if duration is None:
             return f"{spec.requests} requests"
         cap = f", at most {spec.requests} requests" if self.args.requests is not None else ""
@@ -179,7 +184,11 @@ class EndpointSweep:
         from .results import configuration_id
 
         def planned(spec: EndpointSpec) -> Planned:
-            return Planned(*configuration_id(spec), spec.warmup + spec.requests, spec)
+            steps = spec.requests
+            if spec.multi_turn is not None:  # a step per turn: the sessions' turns in all
+                conv = spec.multi_turn
+                steps = sum(len(conv.items[i % len(conv.items)].turns) for i in range(steps))
+            return Planned(*configuration_id(spec), spec.warmup + steps, spec)
 
         if self.search is not None:
             return search_plan(self.search, planned)

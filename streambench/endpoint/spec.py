@@ -131,6 +131,12 @@ class EndpointSpec:
     load: LoadSettings = field(default_factory=LoadSettings)
     transport: Transport = field(default_factory=Transport, repr=False)
     backend: str = "openai"
+    #: ``--multi-turn``: the conversations each session plays turn by turn
+    #: (:class:`~streambench.endpoint.sessions.Conversations`), ``None`` otherwise
+    multi_turn: Any = field(default=None, repr=False)
+    #: ``--trace``: the requests replayed at their trace times
+    #: (:class:`~streambench.endpoint.traces.Trace`), ``None`` otherwise
+    trace: Any = field(default=None, repr=False)
 
     def served(self) -> Any:
         """The :class:`~streambench.endpoint.backends.ServedBackend` named by :attr:`backend`
@@ -220,10 +226,15 @@ class EndpointSpec:
         if self.load.duration_s is not None:  # sending stops at the deadline
             setup = (self.max_probes + self.warmup + 1) * self.timeout_s
             return setup + self.load.ramp_up_s + self.load.duration_s
+        if self.trace is not None:  # sent at the trace's times, each bounded by the timeout
+            setup = (self.max_probes + self.warmup + 1) * self.timeout_s
+            return setup + self.trace.span_s
         if self.request_rate is not None:
             measured = self.requests
         else:
             measured = -(-self.requests // self.max_in_flight)
+        if self.multi_turn is not None:  # a session sends its turns one after another
+            measured *= self.multi_turn.max_turns
         ramp = self.load.ramp_up_s + (self.timeout_s if self.load.ramp_up_s else 0.0)
         return (self.max_probes + self.warmup + measured) * self.timeout_s + ramp
 
@@ -236,16 +247,25 @@ class EndpointSpec:
         the bound."""
         if self.load.duration_s is not None:
             return self.load.ramp_up_s + self.load.duration_s
-        if self.request_rate is not None:
+        if self.trace is not None:
+            return self.trace.span_s
+        if self.request_rate is not None and self.multi_turn is None:
             return self.load.ramp_up_s + self.requests / self.request_rate
         return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe configuration; the API key is never included (only whether one was set),
         URLs are scrubbed and credential-named ``extra_body`` fields masked."""
-        out = asdict(self)
+        import dataclasses
+
+        # the replayed requests stay out of asdict's deep copy (a trace may hold a million)
+        out = asdict(dataclasses.replace(self, multi_turn=None, trace=None, workload_requests=()))
         out.pop("api_key")
         out.pop("workload_requests")
+        for key in ("multi_turn", "trace"):  # written only when used (older files compare)
+            out.pop(key)
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict()
         if not self.trust_remote_code:  # the default, not written (files before it resume)
             out.pop("trust_remote_code")
         if self.workload is None or not self.workload.active:

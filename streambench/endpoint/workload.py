@@ -79,7 +79,7 @@ def request_of(spec: EndpointSpec, phase_index: int, warm: bool) -> Any:
     """The workload request sent as request ``phase_index`` of its phase: a prompt file's
     prompts in order (cycling; warm-ups too), drawn requests warm-ups first."""
     reqs = spec.workload_requests
-    if spec.workload.uses_file:
+    if spec.workload is None or spec.workload.uses_file:  # a file, a trace: in order
         return reqs[phase_index % len(reqs)]
     return reqs[(phase_index if warm else spec.warmup + phase_index) % len(reqs)]
 
@@ -116,13 +116,19 @@ def summary_of(spec: EndpointSpec, records: Any) -> dict[str, Any]:
 
 def identity(spec: EndpointSpec) -> dict[str, Any]:
     """The workload's part of a configuration's identity (``settings.further``)."""
-    return spec.workload.identity() if spec.workload is not None else {}
+    out = spec.workload.identity() if spec.workload is not None else {}
+    for replay in (spec.multi_turn, spec.trace):
+        if replay is not None:
+            out.update(replay.identity())
+    return out
 
 
 def io_of(spec: EndpointSpec) -> tuple[int | None, int | None]:
     """``(input_tokens, output_tokens)`` of the configuration's identity: as asked, or ``None``
     where the data decides (a prompt file's inputs; from-data and natural outputs)."""
     w = spec.workload
+    if spec.trace is not None:
+        return None, None  # each request its trace's lengths
     if w is None or not w.uses_file:
         return spec.prompt_tokens, spec.output_tokens
     return None, w.output_len if isinstance(w.output_len, int) else None

@@ -36,6 +36,7 @@ from ..compare import COMPARE_METRICS, compare_documents, verdict_text
 from ..schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from ..values import GiB, finite, is_number
 from .load_plot import has_load, load_data
+from .replay_data import replay_payload
 
 __all__ = [
     "REPORT_EXTRA",
@@ -178,6 +179,7 @@ def _endpoint(entry: ConfigurationResult) -> dict[str, Any] | None:
     }
     for key in _ENDPOINT_STATS:
         out[key[:-2] + "_stats_ms"] = _stats(summary.get(key), 1e3)
+    out.update(replay_payload(agg.extra if agg is not None else {}, entry.extra.get("requests")))
     return out
 
 
