@@ -33,6 +33,7 @@ from . import loadcli
 from .client import describe_error
 from .loadcli import add_load_arguments
 from .scrub import scrub_argv, scrub_text
+from .server_metrics import metrics_url
 from .signals import signal_policy
 from .spec import (
     DEFAULT_API_KEY_ENV,
@@ -97,6 +98,10 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--resume",), dict(action="store_true", help="keep the load points already ok in the first "
         "-o .json/.jsonl file (same settings; the rates, concurrencies and in-out pairs may "
         "differ) and measure only the rest")),
+    (("--server-metrics",), dict(nargs="?", const="auto", default=None, metavar="URL",
+        help="scrape the server's Prometheus metrics every 0.5 s during each load point (KV "
+        "usage, running/waiting requests, prefix-cache hits, preemptions; vLLM, SGLang, TGI); "
+        "URL default: /metrics beside the API base")),
 )  # fmt: skip
 
 
@@ -163,6 +168,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             load=load,
             transport=loadcli.transport(args),
             backend=backend,
+            server_metrics=metrics_url(args.url, getattr(args, "server_metrics", None)),
         ).validate()
         for n_in, n_out in pairs
     ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import signal_name
 from ..stats import Stats
+from .extra_lines import extra_lines
 from .load import lag_warning
 from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
@@ -128,6 +129,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings]
         + [w for w in [lag_warning(result.client)] if w],
         "csv_extra": _csv_extra(result),
+        **({"server_metrics": result.server_metrics} if result.server_metrics else {}),
     }
 
 
@@ -363,8 +365,11 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     table.add_column("metric", style="bold")
     for name in ("mean", *qs, "±95%", "stdev", "n"):
         table.add_column(name, justify="right")
+    rows = [("TTFT (ms)", "ttft_s")]
+    if ep.get("ttfo_s"):  # reasoning (or tokens without text) came before the visible output
+        rows.append(("TTFO (ms)", "ttfo_s"))
     for name, key in (
-        ("TTFT (ms)", "ttft_s"),
+        *rows,
         ("TPOT (ms/token)", "tpot_s"),
         ("ITL (ms)", "itl_s"),
         ("E2E (ms)", "e2e_s"),
@@ -416,6 +421,7 @@ def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, 
                 f"{ep['slo_attained']:.1%} of requests within SLO"
             )
         )
+    parts.extend(extra_lines(entry, ep))
     if ep.get("short_outputs"):
         parts.append(
             Text(

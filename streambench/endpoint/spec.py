@@ -131,6 +131,9 @@ class EndpointSpec:
     load: LoadSettings = field(default_factory=LoadSettings)
     transport: Transport = field(default_factory=Transport, repr=False)
     backend: str = "openai"
+    #: the server's Prometheus metrics URL scraped during each load point (``--server-metrics``;
+    #: :mod:`streambench.endpoint.server_metrics`), ``None``: not scraped
+    server_metrics: str | None = None
 
     def served(self) -> Any:
         """The :class:`~streambench.endpoint.backends.ServedBackend` named by :attr:`backend`
@@ -259,6 +262,10 @@ class EndpointSpec:
         else:
             out["backend"] = self.served().settings()
         out["extra_body"] = scrub_json(self.extra_body, self.secrets())
+        if self.server_metrics is None:  # not written when off (files before it resume)
+            out.pop("server_metrics")
+        else:
+            out["server_metrics"] = public_url(self.server_metrics)
         out["max_in_flight"] = self.max_in_flight
         out["api_key_set"] = bool(self._resolved_key())
         return out
