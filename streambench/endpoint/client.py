@@ -327,9 +327,16 @@ def _event(data: str, at: float, live: _Live, bounds: _Bounds) -> bool:
     usage = obj.get("usage")
     if isinstance(usage, dict):
         live.usage = usage
+    # a chunk after the finish_reason holds no tokens (some servers' final usage chunk has an
+    # empty choice): its usage is the total, not a token arrival
+    silent = (
+        not text
+        and live.finish is None
+        and has_choice(obj)
+        and carries_tokens(usage, live.last_usage)
+    )
     if finish:
         live.finish = finish
-    silent = not text and has_choice(obj) and carries_tokens(usage, live.last_usage)
     if silent:  # a token without visible text, timed by the server's per-chunk usage
         live.silent += 1
         live.silent_tokens += (usage_tokens(usage) or 0.0) - live.last_usage

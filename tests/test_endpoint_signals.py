@@ -1,0 +1,187 @@
+"""What a stream says beyond its text, against the stub server of ``test_endpoint.py`` (its options
+are in the URL): tokens that come without text (counted and timed from per-chunk usage; without
+it, the distinct ``no_text`` error), reasoning deltas (TTFT vs TTFO, reasoning tokens), the
+server's Prometheus metrics scraped during a point (``--server-metrics``), and goodput per point.
+
+Runtime: ~15 s (2 cores, shared).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_endpoint import StubProcess, table_text
+
+from streambench.endpoint import EndpointSpec, run_endpoint, to_entry
+
+
+@pytest.fixture(scope="module")
+def stub():
+    s = StubProcess()
+    yield s
+    s.close()
+
+
+def _spec(stub, scenario: str, **kw) -> EndpointSpec:
+    base = dict(model="stub", requests=3, warmup=0, output_tokens=6, force="on")
+    return EndpointSpec(url=stub.url(scenario), **{**base, **kw})
+
+
+# ----------------------------------------------------------------- tokens without text
+def test_continuous_usage_asked_where_the_server_may_take_it(stub):
+    spec = _spec(stub, "usage=chunk", requests=1, force="auto")
+    run_endpoint(spec)
+    body = stub.seen[-1]["body"]
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+    off = _spec(stub, "usage=chunk", requests=1, force="off")
+    run_endpoint(off)
+    assert stub.seen[-1]["body"]["stream_options"] == {"include_usage": True}
+
+
+def test_tokens_without_text_timed_from_per_chunk_usage(stub):
+    """The first 2 of 6 tokens come as empty-text chunks 50 ms + 20 ms apart, each counted by its
+    cumulative usage (like vLLM with continuous_usage_stats): TTFT is the first token's arrival,
+    TTFO the first visible one, all 6 tokens counted, a no_text warning says so."""
+    stub.reset()
+    res = run_endpoint(_spec(stub, "ttft=0.05;gap=0.02;usage=chunk;notext=2"))
+    assert res.summary.ok == 3, table_text(res)
+    for r, seen in zip(res.measured, stub.seen):
+        assert r.output_tokens == 6 and r.token_count == "usage_per_chunk"
+        assert len(r.chunk_times_s) == 6 and r.chunk_tokens == (1,) * 6
+        assert r.ttft_s >= 0.05 - 0.0005
+        # the first visible token is the third: the server wrote it two 20 ms gaps after the
+        # first (its own clock); the client sees that gap within scheduling noise
+        server_gap = seen["writes"][2] - seen["writes"][0]
+        assert server_gap >= 0.04 - 0.001
+        assert abs((r.ttfo_s - r.ttft_s) - server_gap) <= 0.015
+        assert any(w.startswith("no_text: 2 of 6 tokens") for w in r.warnings), r.warnings
+    assert res.summary.ttfo_s is not None and res.summary.warnings.get("no_text:") == 3
+    assert "TTFO (ms)" in table_text(res)
+
+
+def test_every_token_without_text(stub):
+    """All tokens without text: with per-chunk usage the request is still timed (and says
+    so); with only the final usage it fails with the distinct no_text error, never as a server
+    that produced nothing."""
+    timed = run_endpoint(_spec(stub, "usage=chunk;notext=99", requests=1))
+    r = timed.measured[0]
+    assert r.ok and r.output_tokens == 6 and r.ttfo_s is None, r
+    assert any(w.startswith("no_text: 6 of 6") for w in r.warnings)
+    final = run_endpoint(_spec(stub, "usage=final;notext=99", requests=2))
+    assert final.summary.failed == 2 and final.summary.errors == {"no_text": 2}
+    err = final.measured[0].error
+    assert err.startswith("no_text: the server reported 6 completion tokens but streamed no text")
+    assert "without any generated text" not in err
+    nothing = run_endpoint(_spec(stub, "usage=none;notext=99", requests=1))
+    assert nothing.measured[0].error.startswith("protocol: stream completed without any")
+
+
+# ----------------------------------------------------------------- reasoning
+@pytest.mark.parametrize("key", ["reasoning_content", "reasoning"])
+def test_reasoning_deltas_ttft_and_ttfo(stub, key):
+    """4 reasoning tokens then 4 visible ones, 30 ms apart: TTFT at the first reasoning token,
+    TTFO four gaps later; 4 reasoning tokens counted (from the chunks, then from the server's
+    completion_tokens_details when it sends them)."""
+    spec = _spec(stub, f"ttft=0.04;gap=0.03;reason=4;rkey={key}", chat=True, output_tokens=8)
+    res = run_endpoint(spec)
+    assert res.summary.ok == 3, table_text(res)
+    for r in res.measured:
+        assert r.output_tokens == 8 and r.reasoning_tokens == 4
+        assert r.ttft_s >= 0.04 - 0.0005
+        assert r.ttfo_s - r.ttft_s >= 4 * 0.03 * 0.75  # noise only shortens a gap so much
+        assert r.ttfo_s < r.e2e_s
+    s = res.summary
+    assert s.reasoning_tokens.median == 4 and s.ttfo_s.n == 3
+    assert s.ttfo_s.median - s.ttft_s.median >= 0.09
+    text = table_text(res)
+    assert "TTFO (ms)" in text and "TTFT (ms)" in text and "reasoning: 4 tokens" in text
+    req = to_entry(res)["requests"][0]
+    assert req["reasoning_tokens"] == 4 and req["ttfo_s"] > req["ttft_s"]
+
+
+def test_reasoning_count_from_usage_details(stub):
+    spec = _spec(stub, "reason=3;rusage;usage=final", chat=True, requests=1, output_tokens=5)
+    r = run_endpoint(spec).measured[0]
+    assert r.ok and r.reasoning_tokens == 3 and r.usage_reasoning == 3
+
+
+def test_no_reasoning_no_ttfo_row(stub):
+    res = run_endpoint(_spec(stub, "usage=chunk", requests=2))
+    assert all(r.ttfo_s == r.ttft_s and r.reasoning_tokens is None for r in res.measured)
+    assert res.summary.ttfo_s is None and res.summary.reasoning_tokens is None
+    assert "TTFO" not in table_text(res)
+    assert "ttfo_s" not in to_entry(res)["requests"][0]  # files stay as they were
+
+
+# ----------------------------------------------------------------- server metrics
+def _cli(stub, scenario: str, out, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "streambench", "endpoint", stub.url(scenario), "--model", "stub"]
+    cmd += ["--in-out", "8-30", "--requests", "4", "--warmup", "0", "-o", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_server_metrics_scraped_beside_the_requests(stub, tmp_path):
+    """Two requests in flight for ~1.3 s: the stub's /metrics reports its own in-flight count as
+    vLLM's num_requests_running, so the scrapes must see 1-2 running; its prefix-cache counters
+    rise 25 hits per 100 queries: a hit rate of exactly 25 %; its own gauge is kept by name."""
+    out = tmp_path / "m.json"
+    scenario = "ttft=0.05;gap=0.02;usage=chunk"
+    proc = _cli(stub, scenario, out, "--concurrency", "2", "--server-metrics")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    sm = entry["server_metrics"]
+    assert sm["url"] == stub.url(scenario, "/metrics")
+    s = sm["summary"]
+    assert s["scrapes"] >= 3 and s["scrapes"] == len(sm["timeline"]["t_s"])
+    assert 1 <= s["max_running"] <= 2 and 0 < s["mean_running"] <= 2
+    assert s["prefix_cache_hit_rate"] == pytest.approx(0.25)
+    assert s["preemptions"] == 0 and s["max_kv_cache_usage"] <= 0.02
+    t = sm["timeline"]["t_s"]
+    assert t == sorted(t) and t[-1] - t[0] >= 0.5
+    assert sm["unknown"] == ["stub_custom_gauge"]
+    assert len(sm["timeline"]["series"]["running"]) == len(t)
+    assert "server: KV cache max" in proc.stdout and "prefix-cache hits 25.0%" in proc.stdout
+
+
+def test_server_without_metrics_said_once(stub, tmp_path):
+    out = tmp_path / "none.json"
+    proc = _cli(stub, "nometrics", out, "--concurrency", "1,2", "--server-metrics")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entries = json.loads(out.read_text())["configurations"]
+    assert len(entries) == 2 and all(e["status"] == "ok" for e in entries)
+    said = [w for e in entries for w in e["warnings"] if w.startswith("server metrics:")]
+    assert len(said) == 1 and "HTTP 404" in said[0], said
+    assert all("server_metrics" not in e for e in entries)
+    assert proc.stdout.count("server metrics:") == 1
+
+
+def test_hostile_metrics_text(stub, tmp_path):
+    """NaN, 1e308 and negative values of known gauges ignored, junk lines dropped, unknown names
+    capped, escape sequences never shown."""
+    out = tmp_path / "h.json"
+    proc = _cli(stub, "hostile", out, "--server-metrics")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sm = json.loads(out.read_text())["configurations"][0]["server_metrics"]
+    s = sm["summary"]
+    assert s["max_kv_cache_usage"] is None and s["mean_running"] is None
+    assert s["mean_waiting"] is None and s["ignored"] >= 3 * s["scrapes"]
+    assert len(sm["unknown"]) == 64 and all(n.startswith(("junk_", "evil")) for n in sm["unknown"])
+    assert "\x1b" not in proc.stdout and "\x1b" not in out.read_text()
+
+
+def test_server_metrics_url():
+    from streambench.endpoint.server_metrics import metrics_url
+
+    assert metrics_url("http://h:8000/v1", "auto") == "http://h:8000/metrics"
+    assert metrics_url("http://h:8000/v1/", "auto") == "http://h:8000/metrics"
+    assert metrics_url("https://h/api/v1", "auto") == "https://h/api/metrics"
+    assert metrics_url("http://h:8000/v1", None) is None
+    assert metrics_url("http://h:8000/v1", "http://m:9/m") == "http://m:9/m"
+    cmd = [sys.executable, "-m", "streambench", "endpoint", "http://127.0.0.1:9/v1"]
+    cmd += ["--model", "m", "--server-metrics", "ftp://x/metrics"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--server-metrics 'ftp://x/metrics'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
