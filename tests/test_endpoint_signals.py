@@ -185,3 +185,51 @@ def test_server_metrics_url():
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--server-metrics 'ftp://x/metrics'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------- goodput
+@pytest.fixture(scope="module")
+def capacity_stub():
+    """The known-capacity stub of ``test_endpoint_load.py`` (K slots x S seconds of prefill)."""
+    import test_endpoint_load
+
+    proc = subprocess.Popen(
+        [sys.executable, test_endpoint_load.__file__, "--stub"], stdout=subprocess.PIPE, text=True
+    )
+    port = int(proc.stdout.readline())
+    yield port
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+
+
+def test_capacity_search_can_target_goodput(capacity_stub, tmp_path):
+    """2 slots x 40 ms: the server carries 50 requests/s. An end-to-end SLO of 10 s is met by
+    every request even far above that (the queue is short), so the attainment target passes the
+    whole range; the goodput target (requests/s within SLO >= 0.8 x the rate asked) fails once the
+    server falls behind: above 50 / 0.8 = 62.5/s (plus the 10 % tolerance: 69), and a point at
+    40/s passes while its last request ends within 175 ms (24 requests: goodput =
+    24 / (23 / 40 s + that tail)), so the rate found lies in 35-70/s. Each point reports goodput
+    and attainment."""
+    from test_endpoint_load import cli, url
+
+    args = [url(capacity_stub, "slots=2;service=0.04"), "--model", "m", "--in-out", "4-2"]
+    args += ["--requests", "24", "--warmup", "1", "--arrivals", "constant", "--find-max-rate"]
+    args += ["--slo", "e2e=10s", "--slo-attainment", "0.8", "--rate-range", "10,160"]
+    args += ["--rate-tolerance", "0.1", "--max-points", "10", "--force-output", "off"]
+    out = tmp_path / "goodput.json"
+    res = cli(*args, "--search-target", "goodput", "-o", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(out.read_text())
+    cap = doc["capacity"]
+    assert cap["target"] == "goodput" and 35 <= cap["max_rate"] <= 70, cap
+    assert doc["settings"]["capacity_search"]["target"] == "goodput"
+    for point, entry in zip(cap["points"], doc["configurations"]):
+        ep = entry["aggregates"]["endpoint"]
+        assert point["goodput_requests_per_s"] == ep["goodput_requests_per_s"] > 0
+        assert ep["slo_attained"] == 1.0  # every request met the loose SLO
+        assert point["passed"] == (ep["goodput_requests_per_s"] >= 0.8 * point["rate"])
+    assert "with goodput at least 80% of the rate" in res.stdout and "goodput" in res.stdout
+    plain = cli(*args, "-o", str(tmp_path / "attain.json"))
+    assert plain.returncode == 0
+    assert json.loads((tmp_path / "attain.json").read_text())["capacity"]["max_rate"] == 160
