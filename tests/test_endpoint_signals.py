@@ -233,3 +233,40 @@ def test_capacity_search_can_target_goodput(capacity_stub, tmp_path):
     plain = cli(*args, "-o", str(tmp_path / "attain.json"))
     assert plain.returncode == 0
     assert json.loads((tmp_path / "attain.json").read_text())["capacity"]["max_rate"] == 160
+
+
+def test_report_timeline_server_beside_client(stub, tmp_path):
+    """The HTML report draws the scraped series and each request's TTFT on one time axis; the
+    drawn points are the entry's own numbers."""
+    pytest.importorskip("plotly", reason="HTML reports need plotly")
+    from test_html_report import Browser, _open, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no chromium")
+    out, page = tmp_path / "t.json", tmp_path / "t.html"
+    proc = _cli(stub, "ttft=0.05;gap=0.02", out, "--concurrency", "2", "--server-metrics", "-o",
+                str(page))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    browser = Browser(chromium)
+    try:
+        _open(browser, page)
+        traces = browser.evaluate(
+            "document.getElementById('chart-server-0').data.map(t => ({name: t.name, "
+            "x: Array.from(t.x), y: Array.from(t.y)}))"
+        )
+    finally:
+        browser.close()
+    names = [t["name"] for t in traces]
+    assert names == [
+        "requests running",
+        "requests waiting",
+        "KV cache used (%)",
+        "client TTFT (ms)",
+    ]
+    sm = entry["server_metrics"]["timeline"]
+    assert traces[0]["x"] == sm["t_s"] and traces[0]["y"] == sm["series"]["running"]
+    reqs = [r for r in entry["requests"] if not r["warmup"] and r["ok"]]
+    assert traces[3]["x"] == pytest.approx([r["sent_s"] + r["ttft_s"] for r in reqs])
+    assert traces[3]["y"] == pytest.approx([r["ttft_s"] * 1e3 for r in reqs])
