@@ -162,7 +162,9 @@ def test_tokens_without_text_against_vllm(vllm_server):
     timed = run_endpoint(dataclasses.replace(spec, extra_body=bias))
     for r in timed.measured:
         assert r.ok and r.output_tokens == N_OUT and r.token_count == "usage_per_chunk", r
-        assert len(r.chunk_times_s) == N_OUT and r.ttfo_s is None and r.ttft_s > 0
+        # vLLM merges tokens into one chunk when the client reads slower than it generates
+        assert 1 <= len(r.chunk_times_s) <= N_OUT and all(k >= 1 for k in r.chunk_tokens)
+        assert r.ttfo_s is None and r.ttft_s > 0 and not any(r.texts)
         assert any(w.startswith(f"no_text: {N_OUT} of {N_OUT} tokens") for w in r.warnings)
     plain = run_endpoint(dataclasses.replace(spec, extra_body=bias, force="off"))
     assert plain.summary.errors == {"no_text": 2}, plain.measured[0]
