@@ -98,8 +98,12 @@ def test_reasoning_deltas_ttft_and_ttfo(stub, key):
     assert s.ttfo_s.median - s.ttft_s.median >= 0.09
     text = table_text(res)
     assert "TTFO (ms)" in text and "TTFT (ms)" in text and "reasoning: 4 tokens" in text
-    req = to_entry(res)["requests"][0]
+    entry = to_entry(res)
+    req = entry["requests"][0]
     assert req["reasoning_tokens"] == 4 and req["ttfo_s"] > req["ttft_s"]
+    csv = entry["csv_extra"]
+    assert float(csv["TTFO median (ms)"]) == pytest.approx(s.ttfo_s.median * 1e3, abs=0.001)
+    assert csv["reasoning tokens median"] == "4.0"
 
 
 def test_reasoning_count_from_usage_details(stub):
@@ -113,7 +117,9 @@ def test_no_reasoning_no_ttfo_row(stub):
     assert all(r.ttfo_s == r.ttft_s and r.reasoning_tokens is None for r in res.measured)
     assert res.summary.ttfo_s is None and res.summary.reasoning_tokens is None
     assert "TTFO" not in table_text(res)
-    assert "ttfo_s" not in to_entry(res)["requests"][0]  # files stay as they were
+    entry = to_entry(res)
+    assert "ttfo_s" not in entry["requests"][0]  # files stay as they were
+    assert not any(k.startswith(("TTFO", "reasoning", "server")) for k in entry["csv_extra"])
 
 
 # ----------------------------------------------------------------- server metrics
@@ -144,6 +150,7 @@ def test_server_metrics_scraped_beside_the_requests(stub, tmp_path):
     assert sm["unknown"] == ["stub_custom_gauge"]
     assert len(sm["timeline"]["series"]["running"]) == len(t)
     assert "server: KV cache max" in proc.stdout and "prefix-cache hits 25.0%" in proc.stdout
+    assert entry["csv_extra"]["server prefix-cache hit rate"] == "0.25"
 
 
 def test_server_without_metrics_said_once(stub, tmp_path):
@@ -270,3 +277,18 @@ def test_report_timeline_server_beside_client(stub, tmp_path):
     reqs = [r for r in entry["requests"] if not r["warmup"] and r["ok"]]
     assert traces[3]["x"] == pytest.approx([r["sent_s"] + r["ttft_s"] for r in reqs])
     assert traces[3]["y"] == pytest.approx([r["ttft_s"] * 1e3 for r in reqs])
+
+
+def test_ttfo_slo(stub):
+    """``--slo ttfo=...``: reasoning first makes a request miss a TTFO bound its TTFT meets; a
+    request without visible output misses any TTFO bound."""
+    from streambench.endpoint import parse_slo
+
+    scenario = "ttft=0.02;gap=0.03;reason=4"
+    spec = _spec(stub, scenario, chat=True, output_tokens=6, slo=parse_slo("ttft=1s,ttfo=60ms"))
+    res = run_endpoint(spec)
+    assert res.summary.ok == 3 and res.summary.slo_attained == 0.0  # TTFO >= 20 + 4 x 30 ms
+    loose = run_endpoint(_spec(stub, scenario, chat=True, output_tokens=6, slo={"ttfo": 5.0}))
+    assert loose.summary.slo_attained == 1.0
+    hidden = run_endpoint(_spec(stub, "usage=chunk;notext=99", slo={"ttfo": 5.0}, requests=1))
+    assert hidden.summary.ok == 1 and hidden.summary.slo_attained == 0.0

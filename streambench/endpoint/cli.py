@@ -90,7 +90,7 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         "stream, max_tokens, prompt/messages, ignore_eos, min_tokens, stream_options)")),
     (("--prompt",), dict(default=None, help="send this text instead of generated prompts")),
     (("--slo",), dict(default=None, metavar="KEY=TIME,...", help="goodput thresholds: ttft, tpot, "
-        "itl, e2e, e.g. ttft=200ms,tpot=50ms")),
+        "itl, e2e, ttfo (first visible output token), e.g. ttft=200ms,tpot=50ms")),
     (("-o", "--output"), dict(action="append", metavar="FILE", help="write results; format by "
         "extension: .csv .json .jsonl .md (repeatable)")),
     (("--plot",), dict(metavar="FILE.png", help="plot per-token latency")),

@@ -65,3 +65,27 @@ def extra_lines(entry: dict[str, Any], ep: dict[str, Any]) -> list[Any]:
 
     lines = [reasoning_line(ep), server_line(entry)]
     return [Text(line) for line in lines if line]
+
+
+def extra_csv(ep: dict[str, Any], server_metrics: Any) -> dict[str, str]:
+    """CSV columns that exist only where they apply: TTFO and reasoning tokens (medians), the
+    server's KV usage, running mean and prefix-cache hit rate."""
+    out: dict[str, str] = {}
+    for column, key, scale, digits in (
+        ("TTFO median (ms)", "ttfo_s", 1e3, 3),
+        ("reasoning tokens median", "reasoning_tokens", 1.0, 1),
+    ):
+        st = ep.get(key)
+        value = _num(st.get("median")) if isinstance(st, dict) else None
+        if value is not None:
+            out[column] = f"{value * scale:.{digits}f}"
+    summary = server_metrics.get("summary") if isinstance(server_metrics, dict) else None
+    for column, key in (
+        ("server KV cache max", "max_kv_cache_usage"),
+        ("server running mean", "mean_running"),
+        ("server prefix-cache hit rate", "prefix_cache_hit_rate"),
+    ):
+        value = _num(summary.get(key)) if isinstance(summary, dict) else None
+        if value is not None:
+            out[column] = f"{value:.4g}"
+    return out

@@ -132,8 +132,10 @@ class RequestRecord:
             "e2e": self.e2e_s,
             "itl": max(self.itl_s) if self.itl_s else None,
         }
+        if "ttfo" in slo and (self.ttfo_s is None or self.ttfo_s > slo["ttfo"]):
+            return False  # no visible output at all misses a TTFO SLO
         for key, limit in slo.items():
-            value = checks[key]
+            value = checks.get(key)
             if value is not None and value > limit:
                 return False
         return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import signal_name
 from ..stats import Stats
-from .extra_lines import extra_lines
+from .extra_lines import extra_csv, extra_lines
 from .load import lag_warning
 from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
@@ -277,12 +277,18 @@ def _csv_extra(result: EndpointResult) -> dict[str, Any]:
         _csv_ms(_Lag(result.client.get("timer_lag_s")), "p99"),
     ]
     out = dict(zip(CSV_COLUMNS, values))
+    ep = {"ttfo_s": _as_dict(s.ttfo_s), "reasoning_tokens": _as_dict(s.reasoning_tokens)}
+    out.update(extra_csv(ep, result.server_metrics))
     for name, key, unit in PERCENTILE_COLUMNS:  # the asked percentiles not in a fixed column
         for q, value in ((s.percentiles or {}).get(key) or {}).items():
             column = f"{name} {q} ({unit})"
             if column not in out:
                 out[column] = f"{value * 1e3:.3f}"
     return out
+
+
+def _as_dict(st: Stats | None) -> dict[str, Any] | None:
+    return None if st is None else st.to_dict()
 
 
 class _Lag:

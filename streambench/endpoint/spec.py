@@ -22,7 +22,9 @@ from .transport import Transport
 
 #: Request fields that force the output length; dropped when the server rejects them (``auto``).
 FORCE_FIELDS = ("ignore_eos", "min_tokens")
-SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+#: ``ttfo``: time to first visible output token (after any reasoning); a request without one
+#: misses it
+SLO_KEYS = ("ttft", "tpot", "itl", "e2e", "ttfo")
 #: request fields streambench sets itself -> the option that sets them; ``--extra-body`` may not
 #: set them (``temperature``, 0 by default and without an option of its own, it may)
 OWNED_BODY = {
