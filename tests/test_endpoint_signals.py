@@ -292,3 +292,13 @@ def test_ttfo_slo(stub):
     assert loose.summary.slo_attained == 1.0
     hidden = run_endpoint(_spec(stub, "usage=chunk;notext=99", slo={"ttfo": 5.0}, requests=1))
     assert hidden.summary.ok == 1 and hidden.summary.slo_attained == 0.0
+
+
+def test_server_metrics_with_workers(stub, tmp_path):
+    """With ``--workers`` the parent scrapes while the worker processes send."""
+    out = tmp_path / "w.json"
+    scenario = "ttft=0.05;gap=0.02;usage=chunk;w"
+    proc = _cli(stub, scenario, out, "--concurrency", "2", "--workers", "2", "--server-metrics")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())["configurations"][0]["server_metrics"]["summary"]
+    assert s["scrapes"] >= 3 and 1 <= s["max_running"] <= 2
