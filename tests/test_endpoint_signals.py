@@ -48,16 +48,20 @@ def test_tokens_without_text_timed_from_per_chunk_usage(stub):
     stub.reset()
     res = run_endpoint(_spec(stub, "ttft=0.05;gap=0.02;usage=chunk;notext=2"))
     assert res.summary.ok == 3, table_text(res)
+    off = []
     for r, seen in zip(res.measured, stub.seen):
         assert r.output_tokens == 6 and r.token_count == "usage_per_chunk"
         assert len(r.chunk_times_s) == 6 and r.chunk_tokens == (1,) * 6
-        assert r.ttft_s >= 0.05 - 0.0005
-        # the first visible token is the third: the server wrote it two 20 ms gaps after the
-        # first (its own clock); the client sees that gap within scheduling noise
+        assert r.ttft_s >= 0.05 - 0.0005 and r.ttft_s == r.chunk_times_s[0]
+        assert r.ttfo_s == r.chunk_times_s[2]  # the first visible token is the third
+        # the server wrote it two 20 ms gaps after the first (its own clock)
         server_gap = seen["writes"][2] - seen["writes"][0]
         assert server_gap >= 0.04 - 0.001
-        assert abs((r.ttfo_s - r.ttft_s) - server_gap) <= 0.015
+        off.append(abs((r.ttfo_s - r.ttft_s) - server_gap))
+        # a busy machine may hold one chunk back (then the gap shrinks or grows): the best of three
+        # requests sees the server's gap within scheduling noise
         assert any(w.startswith("no_text: 2 of 6 tokens") for w in r.warnings), r.warnings
+    assert min(off) <= 0.015, off
     assert res.summary.ttfo_s is not None and res.summary.warnings.get("no_text:") == 3
     assert "TTFO (ms)" in table_text(res)
 
@@ -88,14 +92,16 @@ def test_reasoning_deltas_ttft_and_ttfo(stub, key):
     spec = _spec(stub, f"ttft=0.04;gap=0.03;reason=4;rkey={key}", chat=True, output_tokens=8)
     res = run_endpoint(spec)
     assert res.summary.ok == 3, table_text(res)
+    gaps = []
     for r in res.measured:
-        assert r.output_tokens == 8 and r.reasoning_tokens == 4
-        assert r.ttft_s >= 0.04 - 0.0005
-        assert r.ttfo_s - r.ttft_s >= 4 * 0.03 * 0.75  # noise only shortens a gap so much
-        assert r.ttfo_s < r.e2e_s
+        assert r.output_tokens == 8 and r.reasoning_tokens == 4 and r.chunk_tokens == (1,) * 8
+        assert r.ttft_s >= 0.04 - 0.0005 and r.ttft_s == r.chunk_times_s[0]
+        assert r.ttfo_s == r.chunk_times_s[4] < r.e2e_s  # the fifth token: the first visible
+        gaps.append(r.ttfo_s - r.ttft_s)
+    assert max(gaps) >= 4 * 0.03 - 0.002  # 4 gaps of 30 ms: noise cannot shorten all three
     s = res.summary
     assert s.reasoning_tokens.median == 4 and s.ttfo_s.n == 3
-    assert s.ttfo_s.median - s.ttft_s.median >= 0.09
+    assert s.ttfo_s.median == sorted(r.ttfo_s for r in res.measured)[1]
     text = table_text(res)
     assert "TTFO (ms)" in text and "TTFT (ms)" in text and "reasoning: 4 tokens" in text
     entry = to_entry(res)
