@@ -30,11 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import fmt, machine_info, machine_line, md_table, out_dir, write_results
 
 
-async def _serve(port: int, itl: float) -> None:
+async def _serve(port: int, itl: float, ttft: float = 0.0) -> None:
+    """Serve ``max_tokens`` chunks: the first ``ttft`` s after the request's head arrived, then
+    one every ``itl`` s (absolute targets: no drift). Each chunk's text is the ``perf_counter()``
+    at which it was sent; the first one's is ``RECEIVED/SENT`` (when the request arrived)."""
+
     async def handle(reader, writer) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                received = time.perf_counter()
                 length = 0
                 for line in head.decode().split("\r\n"):
                     if line.lower().startswith("content-length:"):
@@ -45,14 +50,15 @@ async def _serve(port: int, itl: float) -> None:
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                     b"transfer-encoding: chunked\r\n\r\n"
                 )
-                target = time.perf_counter()
+                target = received + ttft
                 for i in range(n):
                     target += itl if i else 0.0
                     delay = target - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
                     sent = time.perf_counter()
-                    obj = {"choices": [{"index": 0, "text": f"{sent:.7f} ", "finish_reason": None}]}
+                    text = f"{received:.7f}/{sent:.7f} " if i == 0 else f"{sent:.7f} "
+                    obj = {"choices": [{"index": 0, "text": text, "finish_reason": None}]}
                     data = f"data: {json.dumps(obj)}\n\n".encode()
                     writer.write(b"%x\r\n%s\r\n" % (len(data), data))
                     await writer.drain()
@@ -91,7 +97,7 @@ def measure(port: int, concurrency: int, tokens: int, rounds: int) -> dict:
     for rec in res.measured:
         if not rec.ok:
             continue
-        sent = [float(t) for t in rec.texts]
+        sent = [float(t.split("/")[-1]) for t in rec.texts]
         for i in range(1, len(sent)):
             c = rec.chunk_times_s[i] - rec.chunk_times_s[i - 1]
             s = sent[i] - sent[i - 1]

@@ -15,6 +15,15 @@ behaviour comes from the URL path: ``http://127.0.0.1:PORT/<scenario>/v1`` where
 - ``nodone``: end with a finish_reason chunk and no ``[DONE]`` (like transformers serve);
 - ``errevent``: after this many chunks, send an ``{"error": ...}`` event;
 - ``eos``: stop after this many tokens. Chat requests get chat.completion.chunk events.
+- ``notext``: the first this many tokens come in chunks with empty text (like vLLM streaming
+  tokens that decode to nothing); with ``usage=chunk`` their usage still counts them;
+- ``reason``: the first this many tokens are ``delta.reasoning_content`` (chat; ``rkey=reasoning``
+  uses ``delta.reasoning``); ``rusage``: the final usage says
+  ``completion_tokens_details.reasoning_tokens``;
+- ``GET /<scenario>/metrics``: Prometheus text (vLLM's names) with the requests in flight of
+  the scenario as ``vllm:num_requests_running``, a rising prefix-cache counter pair and the
+  KV usage; ``nometrics``: 404 there; ``hostile``: a metrics text with junk lines, huge and
+  non-finite values and odd names.
 
 Every chunk is preceded by a keep-alive comment line and split over two ``data:`` lines (a
 multi-line SSE event), so the SSE handling is exercised on every test. Ground truth: the
@@ -125,6 +134,8 @@ class Stub:
             )
             await writer.drain()
             return False
+        if method == "GET" and path.endswith("/metrics"):
+            return await self._metrics(writer, path.split("/")[1])
         writes: list[float] = []  # ground truth: when each text chunk was handed to the socket
         self.seen.append(
             {
@@ -165,6 +176,54 @@ class Stub:
         finally:
             self.in_flight[scenario] -= 1
 
+    async def _metrics(self, writer, scenario) -> bool:
+        """A Prometheus exposition of this scenario's load (vLLM 0.32's metric names)."""
+        opts = dict(p.split("=", 1) if "=" in p else (p, "1") for p in scenario.split(";") if p)
+        if "nometrics" in opts:
+            writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found")
+            await writer.drain()
+            return True
+        self.scrapes = getattr(self, "scrapes", 0) + 1
+        running = self.in_flight.get(scenario, 0)
+        lab = '{engine="0",model_name="tiny"}'
+        text = (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{lab} {float(running)}\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{lab} 0.0\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f"vllm:kv_cache_usage_perc{lab} {0.01 * running}\n"
+            "# TYPE vllm:prefix_cache_queries counter\n"
+            f"vllm:prefix_cache_queries_total{lab} {100.0 * self.scrapes}\n"
+            "# TYPE vllm:prefix_cache_hits counter\n"
+            f"vllm:prefix_cache_hits_total{lab} {25.0 * self.scrapes}\n"
+            "# TYPE vllm:num_preemptions counter\n"
+            f"vllm:num_preemptions_total{lab} 0.0\n"
+            "# TYPE stub_custom_gauge gauge\n"
+            f"stub_custom_gauge {float(self.scrapes)}\n"
+        )
+        if "hostile" in opts:
+            text = (
+                "# TYPE vllm:num_requests_running gauge\n"
+                "vllm:num_requests_running NaN\n"
+                "# TYPE vllm:kv_cache_usage_perc gauge\n"
+                "vllm:kv_cache_usage_perc 1e308\n"
+                "# TYPE vllm:num_requests_waiting gauge\n"
+                "vllm:num_requests_waiting -5\n"
+                "# TYPE evil gauge\n"
+                'evil{x="\\u001b[31m"} 1\n'
+                + "".join(f"junk_{i} {i}\n" for i in range(500))
+                + "this is not prometheus text \x1b[2J\n"
+            )
+        raw = text.encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(raw), raw)
+        )
+        await writer.drain()
+        return True
+
     async def _stream(self, writer, opts, body, t_recv, writes) -> bool:
         ttft = float(opts.get("ttft", 0.05))
         gap = float(opts.get("gap", 0.01))
@@ -187,6 +246,8 @@ class Stub:
         def event(text: str | None, done_tokens: int, finish: str | None = None, usage_obj=None):
             if chat:
                 delta = {} if text is None else {"content": text}
+                if text and done_tokens <= int(opts.get("reason", 0)):
+                    delta = {"content": None, opts.get("rkey", "reasoning_content"): text}
                 choice = {"index": 0, "delta": delta, "finish_reason": finish}
                 obj = {"object": "chat.completion.chunk", "choices": [choice]}
             else:
@@ -223,7 +284,8 @@ class Stub:
             # stamped before the write: the client cannot see a chunk before this instant (a stamp
             # after drain() can land after the client already read it when the machine is busy)
             writes.append(time.perf_counter())
-            send(event("ab " * take, sent), chunked)
+            visible = sent > int(opts.get("notext", 0))
+            send(event("ab " * take if visible else "", sent), chunked)
             await writer.drain()
             if "cut" in opts and chunk_i >= int(opts["cut"]):
                 writer.transport.abort()
@@ -243,6 +305,8 @@ class Stub:
         if usage == "final":
             send(event(None, sent, finish), chunked)
             u = {"prompt_tokens": 7, "completion_tokens": sent, "total_tokens": 7 + sent}
+            if "rusage" in opts:
+                u["completion_tokens_details"] = {"reasoning_tokens": int(opts.get("reason", 0))}
             send(event(None, sent, usage_obj=u), chunked)
         else:
             send(event(None, sent, finish), chunked)

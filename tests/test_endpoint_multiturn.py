@@ -264,3 +264,20 @@ def test_prefix_cache_hook_shows_in_the_table():
     set_prefix_cache_hit_rate(entry, 0.625)
     assert sessions["prefix_cache_hit_rate"] == 0.625
     assert "prefix-cache hit rate 62.5% (server metrics)" in shown()
+
+
+def test_multi_turn_with_server_metrics_reports_the_prefix_cache_hit_rate(stub, tmp_path):
+    """End to end: ``--multi-turn --server-metrics`` against the stub, whose ``/metrics`` page
+    counts 25 prefix-cache hits per 100 queries: the sessions' aggregate and the table carry
+    the server's rate (the real-server check is in ``tests/test_endpoint_vllm.py``)."""
+    stub.reset()
+    conv = _write(tmp_path, "conv.json", json.dumps(CONVERSATIONS))
+    out = tmp_path / "r.json"
+    p = cli(stub.url("ttft=0.3;gap=0.05;usage=chunk"), "--model", "m", "--chat", "--prompts",
+            conv, "--multi-turn", "--output-len", "4", "--concurrency", "2", "--warmup", "0",
+            "--server-metrics", "-o", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    assert entry["server_metrics"]["summary"]["prefix_cache_hit_rate"] == pytest.approx(0.25)
+    assert entry["aggregates"]["sessions"]["prefix_cache_hit_rate"] == pytest.approx(0.25)
+    assert "prefix-cache hit rate 25.0% (server metrics)" in p.stdout

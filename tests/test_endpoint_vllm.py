@@ -12,6 +12,7 @@ Skipped where ``vllm`` is not installed (the main venv); ``nox -s vllm`` install
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -145,3 +146,54 @@ def test_endpoint_sweep_against_vllm(vllm_server, tmp_path):
         for trial in entry["trials"]:
             assert len(trial["token_latencies_s"]) == N_OUT
             assert trial["first_token_s"] > 0
+
+
+def test_tokens_without_text_against_vllm(vllm_server):
+    """The issue's first failure, on purpose: ``logit_bias`` makes every token ``<pad>``, which
+    decodes to nothing, and vLLM streams one empty-text chunk per token. With per-chunk usage
+    (asked by default) every token is timed and counted and the request says so; without it (an
+    ``include_usage``-only stream, ``--force-output off``) the request fails as ``no_text`` with
+    vLLM's count, never as "without any generated text"."""
+    from streambench.endpoint import EndpointSpec, run_endpoint
+
+    url, _ = vllm_server
+    bias = {"logit_bias": {"0": 100}, "temperature": 0}
+    spec = EndpointSpec(url=url, model="tiny", requests=2, warmup=0, output_tokens=N_OUT)
+    timed = run_endpoint(dataclasses.replace(spec, extra_body=bias))
+    for r in timed.measured:
+        assert r.ok and r.output_tokens == N_OUT and r.token_count == "usage_per_chunk", r
+        # vLLM merges tokens into one chunk when the client reads slower than it generates
+        assert 1 <= len(r.chunk_times_s) <= N_OUT and all(k >= 1 for k in r.chunk_tokens)
+        assert r.ttfo_s is None and r.ttft_s > 0 and not any(r.texts)
+        assert any(w.startswith(f"no_text: {N_OUT} of {N_OUT} tokens") for w in r.warnings)
+    plain = run_endpoint(dataclasses.replace(spec, extra_body=bias, force="off"))
+    assert plain.summary.errors == {"no_text": 2}, plain.measured[0]
+    assert plain.measured[0].error.startswith(
+        f"no_text: the server reported {N_OUT} completion tokens but streamed no text"
+    )
+
+
+def test_server_metrics_and_goodput_against_vllm(vllm_server, tmp_path):
+    """``--server-metrics`` against vLLM 0.32's /metrics: requests running seen, the prefix cache
+    hit (every request sends the same 180-word prompt), the KV cache used, no preemption; the
+    point reports goodput and SLO attainment."""
+    url, model_dir = vllm_server
+    out = tmp_path / "metrics.json"
+    prompt = " ".join(["the quick brown fox jumps over a lazy dog"] * 20)
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", "tiny"]
+    cmd += ["--tokenizer", model_dir, "--prompt", prompt, "--in-out", "32-64", "--requests", "16"]
+    cmd += ["--concurrency", "4", "--server-metrics", "--slo", "ttft=2s,tpot=1s", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    sm = entry["server_metrics"]
+    s = sm["summary"]
+    print("vLLM server metrics:", json.dumps(s), "client:", entry["csv_extra"])
+    assert s["scrapes"] >= 2 and s["max_running"] >= 1
+    assert 0 < s["max_kv_cache_usage"] <= 1 and 0 < s["prefix_cache_hit_rate"] <= 1
+    assert s["preemptions"] == 0
+    series = sm["timeline"]["series"]
+    assert {"running", "waiting", "kv_cache_usage", "prefix_cache_hits"} <= set(series)
+    ep = entry["aggregates"]["endpoint"]
+    assert ep["slo_attained"] == 1.0 and ep["goodput_requests_per_s"] == ep["requests_per_s"]
+    assert "server: KV cache max" in proc.stdout and "goodput (ttft=2000ms" in proc.stdout

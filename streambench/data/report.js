@@ -295,6 +295,7 @@
       turns, layout("turn", "TTFT median (ms)", { xaxis: { title: { text: "turn" }, type: "category" } }), PLOT_CONFIG);
     if (lags.length) Plotly.newPlot(chartBox(s, "chart-endpoint-trace", "Trace replay: send lag", "Each replayed request: when the trace said to send it (after the speedup) and how late the client sent it."),
       lags, layout("trace time (s)", "send lag (ms)"), PLOT_CONFIG);
+    serverTimelines(s);
     var points = loadOrder.reduce(function (n, g) { return n + load[g].length; }, 0);
     if (points < 2) return;
     var traces = [];
@@ -308,6 +309,30 @@
     });
     Plotly.newPlot(chartBox(s, "chart-endpoint-load", "Latency against throughput", "One point per load point (concurrency or request rate)."),
       traces, layout("output tokens/s", "latency (ms)"), PLOT_CONFIG);
+  }
+
+  // the server's own metrics (--server-metrics) beside each request's TTFT, one chart per point
+  var SERVER = [["running", "requests running"], ["waiting", "requests waiting"], ["kv_cache_usage", "KV cache used (%)"]];
+  function serverTimelines(s) {
+    var k = 0;
+    each(function (d, c, name) {
+      var sv = c.endpoint && c.endpoint.server;
+      if (!sv) return;
+      var traces = [];
+      SERVER.forEach(function (m, i) {
+        if (!sv.series[m[0]]) return;
+        traces.push({ x: sv.t_s, y: sv.series[m[0]], name: m[1], type: "scatter", mode: "lines+markers",
+          line: { shape: "hv", color: color(i) }, hovertemplate: m[1] + " %{y:.3g} at %{x:.2f} s<extra></extra>" });
+      });
+      traces.push({ x: sv.ttft.t_s, y: sv.ttft.ms, name: "client TTFT (ms)", yaxis: "y2", type: "scatter", mode: "markers",
+        marker: { color: color(3), size: 5 }, hovertemplate: "TTFT %{y:.2f} ms, first token at %{x:.2f} s<extra></extra>" });
+      var sum = sv.summary || {}, parts = [];
+      if (typeof sum.prefix_cache_hit_rate === "number") parts.push("prefix-cache hits " + fmt(100 * sum.prefix_cache_hit_rate, 1) + " %");
+      if (typeof sum.preemptions === "number") parts.push("preemptions " + fmt(sum.preemptions, 0));
+      var note = "Server metrics scraped every 0.5 s during the point (left axis) and the client's TTFT of each request at the time its first token came (right axis); seconds since the measured phase began." + (parts.length ? " " + parts.join(", ") + "." : "");
+      Plotly.newPlot(chartBox(s, "chart-server-" + (k++), "Server and client: " + name, note), traces,
+        layout("seconds since the point began", "requests / %", { yaxis2: { title: { text: "TTFT (ms)" }, overlaying: "y", side: "right", rangemode: "tozero" } }), PLOT_CONFIG);
+    });
   }
 
   // -- load sweeps: an endpoint document's load points (html.load_payload, as the load figure) --

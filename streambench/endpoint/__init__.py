@@ -5,8 +5,9 @@ server-sent events are decoded with ``httpx-sse`` (multi-line ``data:`` fields, 
 comments, ``[DONE]``). Every time below is ``time.perf_counter()`` seconds on the client, counted
 from the moment the request is handed to the HTTP client (*sent*), for one request:
 
-- ``ttft_s``: sent -> the first event that carries generated text (empty role/usage-only chunks
-  do not count).
+- ``ttft_s``: sent -> the first event that carries a generated token of any kind: text, reasoning
+  text, or a chunk without text whose per-chunk ``usage`` rose (empty role/usage-only chunks do
+  not count); ``ttfo_s``: sent -> the first visible output text (:mod:`.stream_parts`).
 - ``e2e_s``: sent -> the end of the stream (``[DONE]``, or the server closing a stream whose last
   chunk had a ``finish_reason``).
 - ``tpot_s``: ``(e2e_s - ttft_s) / (output_tokens - 1)``; ``None`` with fewer than two tokens.
@@ -70,7 +71,9 @@ the command), :mod:`.served_sweep` (the served sweep runner around the driver), 
 :mod:`.loadgen` (the measured phase of a load point), :mod:`.workers` (``--workers``: that phase
 over several client processes), :mod:`.loadcli` (the load options, the sweep axes),
 :mod:`.capacity` (the ``--find-max-rate`` search), :mod:`.sweeps` (sweeps and searches around the
-driver), :mod:`.transport` (``--header``, TLS).
+driver), :mod:`.transport` (``--header``, TLS), :mod:`.stream_parts` (reasoning, tokens
+without text), :mod:`.server_metrics` (``--server-metrics``), :mod:`.extra_lines` (their table
+lines).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from .metrics import EndpointResult
 from .spec import MAX_REQUEST_RATE, EndpointSpec
 
 MAX_SEARCH_POINTS = 64
+TARGETS = ("attainment", "goodput")
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,13 @@ class SearchSettings:
     high: float = 256.0
     tolerance: float = 0.1
     max_points: int = 12
+    #: ``attainment``: ``slo_attained >= attainment``; ``goodput``: ``goodput_requests_per_s >=
+    #: attainment * rate`` (requests meeting every SLO per second against the rate asked)
+    target: str = "attainment"
 
     def validate(self, timeout_s: float) -> SearchSettings:
+        if self.target not in TARGETS:
+            raise LoadError(f"--search-target {self.target!r}: use {' or '.join(TARGETS)}")
         if not _finite(self.attainment) or not 0 < self.attainment <= 1:
             raise LoadError(
                 f"--slo-attainment {self.attainment}: expected a fraction above 0, at most 1"
@@ -92,6 +98,8 @@ class Point:
     requests_per_s: float
     output_tokens_per_s: float
     stopped_early: bool
+    #: requests meeting every SLO per second (the point's goodput)
+    goodput_requests_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,12 +116,13 @@ class CapacitySearch:
 
     def passes(self, result: EndpointResult) -> bool:
         s = result.summary
-        return (
-            result.stopped_early is None
-            and not result.interrupted
-            and s.slo_attained is not None
-            and s.slo_attained >= self.settings.attainment
-        )
+        if result.stopped_early is not None or result.interrupted or s.slo_attained is None:
+            return False
+        if self.settings.target == "goodput":
+            rate = float(result.spec.request_rate or 0.0)
+            good = s.goodput_requests_per_s
+            return good is not None and good >= self.settings.attainment * rate
+        return s.slo_attained >= self.settings.attainment
 
     def record(self, cid: str, result: EndpointResult) -> None:
         s = result.summary
@@ -128,6 +137,7 @@ class CapacitySearch:
                 requests_per_s=s.requests_per_s,
                 output_tokens_per_s=s.output_tokens_per_s,
                 stopped_early=result.stopped_early is not None,
+                goodput_requests_per_s=s.goodput_requests_per_s,
             )
         )
 
@@ -193,10 +203,20 @@ class CapacitySearch:
             "rate_range": [st.low, st.high],
             "tolerance": st.tolerance,
             "max_points": st.max_points,
+            "target": st.target,
+            "max_goodput_requests_per_s": max(
+                (p.goodput_requests_per_s or 0.0 for p in self.points), default=None
+            ),
             "last_pass": good.to_dict() if good else None,
             "first_fail": bad.to_dict() if bad else None,
             "points": [p.to_dict() for p in self.points],
         }
+
+    def _goal(self) -> str:
+        a = self.settings.attainment
+        if self.settings.target == "goodput":
+            return f"with goodput at least {a:.0%} of the rate"
+        return f"for {a:.0%} of requests"
 
     def lines(self) -> list[str]:
         """What the command prints at the end."""
@@ -205,14 +225,11 @@ class CapacitySearch:
         good, bad = self.last_pass, self.first_fail
         slo = ",".join(f"{k}={v * 1e3:g}ms" for k, v in self.base.slo.items())
         if good is None:
-            out.append(
-                f"no rate met {slo} for {self.settings.attainment:.0%} of requests: "
-                + rep["reason"]
-            )
+            out.append(f"no rate met {slo} {self._goal()}: " + rep["reason"])
         else:
             out.append(
-                f"max rate {good.rate:g} requests/s meets {slo} for "
-                f"{self.settings.attainment:.0%} of requests (last pass {good.rate:g}/s: "
+                f"max rate {good.rate:g} requests/s meets {slo} {self._goal()} "
+                f"(last pass {good.rate:g}/s: "
                 f"{_pct(good.slo_attained)}"
                 + (f"; first fail {bad.rate:g}/s: {_pct(bad.slo_attained)}" if bad else "")
                 + f"); {rep['reason']}"
@@ -225,7 +242,8 @@ def _pct(x: float | None) -> str:
 
 
 def _point_text(p: Point) -> str:
-    return f"{p.rate:g}/s {'pass' if p.passed else 'fail'} ({_pct(p.slo_attained)})"
+    good = "" if p.goodput_requests_per_s is None else f", goodput {p.goodput_requests_per_s:.3g}/s"
+    return f"{p.rate:g}/s {'pass' if p.passed else 'fail'} ({_pct(p.slo_attained)}{good})"
 
 
 def _round(rate: float) -> float:

@@ -33,6 +33,7 @@ from . import loadcli, replaycli
 from .client import describe_error
 from .loadcli import add_load_arguments
 from .scrub import scrub_argv, scrub_text
+from .server_metrics import metrics_url
 from .signals import signal_policy
 from .spec import (
     DEFAULT_API_KEY_ENV,
@@ -89,7 +90,7 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         "stream, max_tokens, prompt/messages, ignore_eos, min_tokens, stream_options)")),
     (("--prompt",), dict(default=None, help="send this text instead of generated prompts")),
     (("--slo",), dict(default=None, metavar="KEY=TIME,...", help="goodput thresholds: ttft, tpot, "
-        "itl, e2e, e.g. ttft=200ms,tpot=50ms")),
+        "itl, e2e, ttfo (first visible output token), e.g. ttft=200ms,tpot=50ms")),
     (("-o", "--output"), dict(action="append", metavar="FILE", help="write results; format by "
         "extension: .csv .json .jsonl .md (repeatable)")),
     (("--plot",), dict(metavar="FILE.png", help="plot per-token latency")),
@@ -97,6 +98,10 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--resume",), dict(action="store_true", help="keep the load points already ok in the first "
         "-o .json/.jsonl file (same settings; the rates, concurrencies and in-out pairs may "
         "differ) and measure only the rest")),
+    (("--server-metrics",), dict(nargs="?", const="auto", default=None, metavar="URL",
+        help="scrape the server's Prometheus metrics every 0.5 s during each load point (KV "
+        "usage, running/waiting requests, prefix-cache hits, preemptions; vLLM, SGLang, TGI); "
+        "URL default: /metrics beside the API base")),
 )  # fmt: skip
 
 
@@ -166,6 +171,7 @@ def specs_from_args(args: Any) -> list[EndpointSpec]:
             load=load,
             transport=loadcli.transport(args),
             backend=backend,
+            server_metrics=metrics_url(args.url, getattr(args, "server_metrics", None)),
         ).validate()
         for n_in, n_out in pairs
     ]

@@ -22,6 +22,16 @@ from urllib.parse import urljoin
 from .records import RequestRecord
 from .scrub import public_url, scrub_text
 from .spec import MAX_CHARS_PER_TOKEN, MAX_ERROR_BODY, MAX_EVENT_CHARS, MAX_TOKENS, is_number
+from .stream_parts import (
+    carries_tokens,
+    chunk_parts,
+    first_output_s,
+    has_choice,
+    no_text_error,
+    reasoning_count,
+    silent_warning,
+    usage_tokens,
+)
 from .tokens import count_chunk_tokens
 
 if TYPE_CHECKING:
@@ -36,7 +46,11 @@ class _Live:
         "done",
         "events",
         "finish",
+        "last_usage",
         "origin",
+        "reasoning_chars",
+        "silent",
+        "silent_tokens",
         "status",
         "texts",
         "times",
@@ -55,6 +69,10 @@ class _Live:
         self.done = False
         self.events = 0
         self.chars = 0
+        self.reasoning_chars: list[int] = []  # per chunk: how much of its text is reasoning
+        self.last_usage = 0.0  # the last cumulative usage.completion_tokens of a chunk
+        self.silent = 0  # chunks without text whose per-chunk usage says they held tokens
+        self.silent_tokens = 0.0
 
 
 class _Failed(Exception):
@@ -159,27 +177,6 @@ class _SSEParser:
             raise _Failed(f"protocol: a server-sent event longer than {self.max_chars} characters")
         self._data.append(value)
         return None
-
-
-def _chunk_text(obj: dict[str, Any]) -> tuple[str, str | None]:
-    """Generated text and finish_reason of choice 0 of one streamed chunk (only strings count:
-    a server's other types are ignored)."""
-    text, finish = "", None
-    choices = obj.get("choices")
-    for choice in choices if isinstance(choices, list) else ():
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason:
-            finish = reason
-        if isinstance(choice.get("text"), str):
-            text += choice["text"]
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            for key in ("reasoning_content", "reasoning", "content"):
-                if isinstance(delta.get(key), str):
-                    text += delta[key]
-    return text, finish
 
 
 #: what an exception whose message is empty means (httpx/httpcore raise several such)
@@ -325,13 +322,25 @@ def _event(data: str, at: float, live: _Live, bounds: _Bounds) -> bool:
         except (ValueError, RecursionError):
             detail = repr(obj["error"])[:400]
         raise _Failed(f"server_error: {_snippet(detail)}")
-    text, finish = _chunk_text(obj)
+    reasoning, content, finish = chunk_parts(obj)
+    text = reasoning + content
     usage = obj.get("usage")
     if isinstance(usage, dict):
         live.usage = usage
+    # a chunk after the finish_reason holds no tokens (some servers' final usage chunk has an
+    # empty choice): its usage is the total, not a token arrival
+    silent = (
+        not text
+        and live.finish is None
+        and has_choice(obj)
+        and carries_tokens(usage, live.last_usage)
+    )
     if finish:
         live.finish = finish
-    if text:
+    if silent:  # a token without visible text, timed by the server's per-chunk usage
+        live.silent += 1
+        live.silent_tokens += (usage_tokens(usage) or 0.0) - live.last_usage
+    if text or silent:
         live.chars += len(text)
         if len(live.texts) >= bounds.chunks:
             raise _Failed(
@@ -344,7 +353,11 @@ def _event(data: str, at: float, live: _Live, bounds: _Bounds) -> bool:
             )
         live.times.append(at)
         live.texts.append(text)
+        live.reasoning_chars.append(len(reasoning))
         live.usage_at.append(usage.get("completion_tokens") if isinstance(usage, dict) else None)
+    seen = usage_tokens(usage) if has_choice(obj) else None
+    if seen is not None:
+        live.last_usage = max(live.last_usage, seen)
     return False
 
 
@@ -452,15 +465,39 @@ async def send_request(
     end = time.perf_counter()
     if error:
         error = scrub_text(error, secrets)
-    total, per_chunk, ptok, warnings = _checked_usage(
-        live, bounds, len(prompt) if isinstance(prompt, str) else None
+    prompt_chars = len(prompt) if isinstance(prompt, str) else None
+    sent_s = t0 - phase_start
+    return _record(
+        live, bounds, error, end, index, sent_s, warmup, prompt_chars, prompt_tokens_local, secrets
     )
+
+
+def _record(
+    live: _Live,
+    bounds: _Bounds,
+    error: str | None,
+    end: float,
+    index: int,
+    sent_s: float,
+    warmup: bool,
+    prompt_chars: int | None,
+    prompt_tokens_local: int | None,
+    secrets: tuple[str, ...],
+) -> RequestRecord:
+    """The record of one finished (or failed) stream, its server numbers checked."""
+    total, per_chunk, ptok, warnings = _checked_usage(live, bounds, prompt_chars)
     # without the tokenizer here (cheap); EndpointBenchmark.result() recounts with it
     counts, method = count_chunk_tokens(live.texts, per_chunk, total, None)
     finish = scrub_text(_snippet(live.finish, 64), secrets) if live.finish else None
+    reported, why = _count(_reasoning_usage(live.usage), 2 * bounds.asked + 16)
+    if why is not None:
+        warnings.append(f"usage.completion_tokens_details.reasoning_tokens {why}: ignored")
+    silent = silent_warning(round(live.silent_tokens), total)
+    if silent is not None and error is None:
+        warnings.append(silent)
     common = dict(
         index=index,
-        sent_s=t0 - phase_start,
+        sent_s=sent_s,
         warmup=warmup,
         status=live.status,
         chunk_times_s=tuple(live.times),
@@ -474,9 +511,21 @@ async def send_request(
         texts=tuple(live.texts),
         chunk_usage=tuple(per_chunk),
         usage_total=total,
+        reasoning_tokens=reasoning_count(counts, live.texts, live.reasoning_chars, reported),
+        reasoning_chars=tuple(live.reasoning_chars),
+        usage_reasoning=reported,
     )
     if error is None and not live.times:
-        error = "protocol: stream completed without any generated text"
+        error = no_text_error(total, live.silent, None)
     if error is not None:
         return RequestRecord(ok=False, error=error, **common)  # type: ignore[arg-type]
-    return RequestRecord(ok=True, ttft_s=live.times[0], e2e_s=end - t0, **common)  # type: ignore[arg-type]
+    ttfo = first_output_s(live.times, live.texts, live.reasoning_chars)
+    return RequestRecord(
+        ok=True, ttft_s=live.times[0], e2e_s=end - live.origin, ttfo_s=ttfo, **common
+    )  # type: ignore[arg-type]
+
+
+def _reasoning_usage(usage: dict[str, Any] | None) -> Any:
+    """``usage.completion_tokens_details.reasoning_tokens`` as sent (checked by the caller)."""
+    details = (usage or {}).get("completion_tokens_details")
+    return details.get("reasoning_tokens") if isinstance(details, dict) else None

@@ -48,6 +48,10 @@ LOAD_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         "when (fail - pass) / pass <= F (default 0.1)")),
     (("--max-points",), dict(type=whole_arg, default=12, metavar="N", help="most load points the "
         "search measures (default 12)")),
+    (("--search-target",), dict(choices=("attainment", "goodput"), default="attainment",
+        help="what a searched rate must reach: attainment (default: --slo-attainment of its "
+        "requests meet the SLO) or goodput (requests/s meeting the SLO at least "
+        "--slo-attainment x the rate asked: a server that falls behind fails too)")),
 )  # fmt: skip
 
 

@@ -57,6 +57,11 @@ class EndpointSummary:
     percentiles: dict[str, Any] = field(default_factory=dict)
     #: failed / measured requests (0.0 with none measured)
     error_rate: float = 0.0
+    #: time to first *visible output* token (one per successful request that had one), only
+    #: when some request's differs from its TTFT (reasoning streamed first, or tokens without
+    #: text); ``reasoning_tokens``: per request, only when some request streamed reasoning
+    ttfo_s: Stats | None = None
+    reasoning_tokens: Stats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -130,6 +135,12 @@ def summarize(
         if percentiles
         else {},
         error_rate=len(bad) / len(measured) if measured else 0.0,
+        ttfo_s=describe(r.ttfo_s for r in good if r.ttfo_s is not None)
+        if any(r.ttfo_s != r.ttft_s for r in good)
+        else None,
+        reasoning_tokens=describe(r.reasoning_tokens or 0 for r in good)
+        if any(r.reasoning_tokens is not None for r in good)
+        else None,
     )
 
 
@@ -163,6 +174,9 @@ class EndpointResult:
     client: dict[str, Any] = field(default_factory=dict)
     #: why the point stopped before its end (``--max-error-rate``), else ``None``
     stopped_early: str | None = None
+    #: the server's own metrics during the point (``--server-metrics``:
+    #: :meth:`streambench.endpoint.server_metrics.ServerMetrics.to_dict`), else ``None``
+    server_metrics: dict[str, Any] | None = None
 
     @property
     def measured(self) -> list[RequestRecord]:

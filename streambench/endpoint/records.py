@@ -59,6 +59,16 @@ class RequestRecord:
     #: ``--trace``: when the trace said to send it, seconds from the start of its phase (after
     #: ``--trace-speedup``); ``sent_s - intended_s`` is the client's lag for this request
     intended_s: float | None = None
+    #: sent -> the first chunk with visible output text (not reasoning, not a token without
+    #: text): time to first output token, seconds; ``None`` when no chunk had any
+    ttfo_s: float | None = None
+    #: tokens of reasoning text (``delta.reasoning_content``/``reasoning``): the server's
+    #: ``usage.completion_tokens_details.reasoning_tokens``, else counted from the chunks;
+    #: ``None`` when the stream had no reasoning
+    reasoning_tokens: int | None = None
+    # raw: characters of reasoning text per chunk, the server's reasoning count (for recount)
+    reasoning_chars: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    usage_reasoning: int | None = field(default=None, repr=False, compare=False)
 
     def recount(self, tokenizer: Any) -> RequestRecord:
         """This record with its tokens per chunk counted again with ``tokenizer`` (see
@@ -69,8 +79,15 @@ class RequestRecord:
         counts, method = count_chunk_tokens(
             self.texts, self.chunk_usage, self.usage_total, tokenizer
         )
+        from .stream_parts import reasoning_count
+
+        reasoning = reasoning_count(counts, self.texts, self.reasoning_chars, self.usage_reasoning)
         return replace(
-            self, chunk_tokens=tuple(counts), output_tokens=sum(counts), token_count=method
+            self,
+            chunk_tokens=tuple(counts),
+            output_tokens=sum(counts),
+            token_count=method,
+            reasoning_tokens=reasoning,
         )
 
     @property
@@ -121,8 +138,10 @@ class RequestRecord:
             "e2e": self.e2e_s,
             "itl": max(self.itl_s) if self.itl_s else None,
         }
+        if "ttfo" in slo and (self.ttfo_s is None or self.ttfo_s > slo["ttfo"]):
+            return False  # no visible output at all misses a TTFO SLO
         for key, limit in slo.items():
-            value = checks[key]
+            value = checks.get(key)
             if value is not None and value > limit:
                 return False
         return True
@@ -146,6 +165,9 @@ class RequestRecord:
             "events": self.events,
             "warnings": list(self.warnings),
         }
+        if self.reasoning_tokens is not None or self.ttfo_s != self.ttft_s:
+            out["ttfo_s"] = self.ttfo_s  # only where it differs: files before it stay the same
+            out["reasoning_tokens"] = self.reasoning_tokens
         if self.prompt_index is not None:
             out["prompt_index"] = self.prompt_index
             out["input_tokens"] = self.input_tokens

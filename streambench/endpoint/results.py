@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import signal_name
 from ..stats import Stats
+from .extra_lines import extra_csv, extra_lines
 from .load import lag_warning
 from .metrics import EndpointResult, EndpointSummary
 from .records import RequestRecord
@@ -133,6 +134,7 @@ def to_entry(result: EndpointResult) -> dict[str, Any]:
         + [f"{w} ({s.warnings.get(w.split(' ', 1)[0], 1)} request(s))" for w in s.first_warnings]
         + [w for w in [lag_warning(result.client)] if w],
         "csv_extra": _csv_extra(result),
+        **({"server_metrics": result.server_metrics} if result.server_metrics else {}),
     }
 
 
@@ -280,12 +282,18 @@ def _csv_extra(result: EndpointResult) -> dict[str, Any]:
         _csv_ms(_Lag(result.client.get("timer_lag_s")), "p99"),
     ]
     out = dict(zip(CSV_COLUMNS, values))
+    ep = {"ttfo_s": _as_dict(s.ttfo_s), "reasoning_tokens": _as_dict(s.reasoning_tokens)}
+    out.update(extra_csv(ep, result.server_metrics))
     for name, key, unit in PERCENTILE_COLUMNS:  # the asked percentiles not in a fixed column
         for q, value in ((s.percentiles or {}).get(key) or {}).items():
             column = f"{name} {q} ({unit})"
             if column not in out:
                 out[column] = f"{value * 1e3:.3f}"
     return out
+
+
+def _as_dict(st: Stats | None) -> dict[str, Any] | None:
+    return None if st is None else st.to_dict()
 
 
 class _Lag:
@@ -369,8 +377,11 @@ def _metrics_table(ep: dict[str, Any]) -> Any:
     table.add_column("metric", style="bold")
     for name in ("mean", *qs, "±95%", "stdev", "n"):
         table.add_column(name, justify="right")
+    rows = [("TTFT (ms)", "ttft_s")]
+    if ep.get("ttfo_s"):  # reasoning (or tokens without text) came before the visible output
+        rows.append(("TTFO (ms)", "ttfo_s"))
     for name, key in (
-        ("TTFT (ms)", "ttft_s"),
+        *rows,
         ("TPOT (ms/token)", "tpot_s"),
         ("ITL (ms)", "itl_s"),
         ("E2E (ms)", "e2e_s"),
@@ -400,6 +411,11 @@ def _replay_aggregates(result: EndpointResult) -> dict[str, Any]:
         from .sessions import sessions_summary
 
         out["sessions"] = _finite(sessions_summary(result.spec, result.records))
+        # the prefix cache is what history reuse should hit: the server's own rate, when scraped
+        summary = (result.server_metrics or {}).get("summary") or {}
+        rate = summary.get("prefix_cache_hit_rate")
+        if isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0:
+            out["sessions"]["prefix_cache_hit_rate"] = float(rate)
     if result.spec.trace is not None:
         from .tracesend import trace_summary
 
@@ -453,6 +469,7 @@ def _throughput_lines(entry: dict[str, Any], cfg: dict[str, Any], ep: dict[str, 
                 f"{ep['slo_attained']:.1%} of requests within SLO"
             )
         )
+    parts.extend(extra_lines(entry, ep))
     if ep.get("short_outputs"):
         parts.append(
             Text(

@@ -76,6 +76,7 @@ class EndpointBenchmark:
         spec: EndpointSpec,
         on_request: Callable[[RequestRecord], None] | None = None,
         tokenizer: Any = None,
+        metrics_memo: Any = None,
     ) -> None:
         self.spec = spec.validate()
         #: builds the requests and reads the streams (:mod:`streambench.endpoint.backends`)
@@ -94,6 +95,10 @@ class EndpointBenchmark:
         self.warnings: list[str] = []
         self.client: dict[str, Any] = {}
         self.stopped_early: str | None = None
+        #: ``--server-metrics``: the run's memo (a server without metrics is said once) and this
+        #: point's :class:`~streambench.endpoint.server_metrics.ServerMetrics`
+        self.metrics_memo = metrics_memo
+        self.server_metrics: Any = None
 
     def _ptok(self, prompt: str) -> int | None:
         if self.tokenizer is None or self.spec.chat:
@@ -137,12 +142,28 @@ class EndpointBenchmark:
                     await self._probe(session)
                 await self._warm_up(session)
                 if pool is None:
-                    await self._measure(session)
+                    async with self._scraping():
+                        await self._measure(session)
             if pool is not None:
-                await self._measure_spread(pool)
+                async with self._scraping():
+                    await self._measure_spread(pool)
         finally:
             if pool is not None:
                 pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _scraping(self) -> AsyncIterator[None]:
+        """The server's metrics scraped while the measured phase runs (``--server-metrics``)."""
+        from .server_metrics import scraping
+
+        scraped = None
+        try:
+            async with scraping(self.spec, self.metrics_memo) as scraped:
+                yield
+        finally:
+            if scraped is not None:
+                self.warnings.extend(scraped.warnings)
+                self.server_metrics = scraped.result
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[_Session]:
@@ -371,6 +392,7 @@ class EndpointBenchmark:
             warnings=tuple(self.warnings),
             client=self.client,
             stopped_early=self.stopped_early,
+            server_metrics=self.server_metrics.to_dict() if self.server_metrics else None,
         )
 
     def run(self) -> EndpointResult:

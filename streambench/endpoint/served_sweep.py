@@ -23,6 +23,7 @@ from .records import RequestRecord
 from .results import endpoint_table, environment, length_note, request_line, to_entry
 from .runner import EndpointBenchmark
 from .scrub import scrub_text
+from .server_metrics import MetricsMemo
 from .spec import EndpointError, EndpointSpec
 from .sweeps import duration_text, finish_search, make_search, point_failed, sweep_settings
 from .tokens import load_tokenizer
@@ -120,6 +121,7 @@ class EndpointSweep:
         self.tolerant = loadcli.is_load_sweep(args)  # failed requests are results
         self._failed: set[int] = set()  # id() of entries with failed requests
         self._length_noted = False
+        self.metrics_memo = MetricsMemo()  # --server-metrics: a server without them said once
 
     # -- speaker -------------------------------------------------------------------------------
     def error(self, message: str) -> None:
@@ -204,7 +206,12 @@ class EndpointSweep:
             if rec.index >= 0:
                 advance(1)
 
-        bench = EndpointBenchmark(planned.item, on_request=on_request, tokenizer=self.tokenizer)
+        bench = EndpointBenchmark(
+            planned.item,
+            on_request=on_request,
+            tokenizer=self.tokenizer,
+            metrics_memo=self.metrics_memo,
+        )
         try:
             result = bench.run()
         except KeyboardInterrupt as exc:  # a signal outside the event loop's own handling

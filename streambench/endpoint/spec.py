@@ -22,7 +22,9 @@ from .transport import Transport
 
 #: Request fields that force the output length; dropped when the server rejects them (``auto``).
 FORCE_FIELDS = ("ignore_eos", "min_tokens")
-SLO_KEYS = ("ttft", "tpot", "itl", "e2e")
+#: ``ttfo``: time to first visible output token (after any reasoning); a request without one
+#: misses it
+SLO_KEYS = ("ttft", "tpot", "itl", "e2e", "ttfo")
 #: request fields streambench sets itself -> the option that sets them; ``--extra-body`` may not
 #: set them (``temperature``, 0 by default and without an option of its own, it may)
 OWNED_BODY = {
@@ -137,6 +139,9 @@ class EndpointSpec:
     #: ``--trace``: the requests replayed at their trace times
     #: (:class:`~streambench.endpoint.traces.Trace`), ``None`` otherwise
     trace: Any = field(default=None, repr=False)
+    #: the server's Prometheus metrics URL scraped during each load point (``--server-metrics``;
+    #: :mod:`streambench.endpoint.server_metrics`), ``None``: not scraped
+    server_metrics: str | None = None
 
     def served(self) -> Any:
         """The :class:`~streambench.endpoint.backends.ServedBackend` named by :attr:`backend`
@@ -279,6 +284,10 @@ class EndpointSpec:
         else:
             out["backend"] = self.served().settings()
         out["extra_body"] = scrub_json(self.extra_body, self.secrets())
+        if self.server_metrics is None:  # not written when off (files before it resume)
+            out.pop("server_metrics")
+        else:
+            out["server_metrics"] = public_url(self.server_metrics)
         out["max_in_flight"] = self.max_in_flight
         out["api_key_set"] = bool(self._resolved_key())
         return out

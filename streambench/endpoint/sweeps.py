@@ -26,6 +26,7 @@ def make_search(args: Any, base: EndpointSpec) -> CapacitySearch | None:
         high=high,
         tolerance=args.rate_tolerance,
         max_points=args.max_points,
+        target=getattr(args, "search_target", None) or "attainment",
     ).validate(base.timeout_s)
     return CapacitySearch(base, settings)
 
@@ -51,6 +52,8 @@ def sweep_settings(
             "tolerance": st.tolerance,
             "max_points": st.max_points,
         }
+        if st.target != "attainment":  # the default, not written (files before it resume)
+            out["capacity_search"]["target"] = st.target
     return out
 
 

@@ -64,7 +64,9 @@ class OpenAIBackend(ServedBackend):
             body["min_tokens"] = max_tokens
         if spec.force == "on" or level < 2:
             opts: dict[str, Any] = {"include_usage": True}
-            if force:  # exact tokens per chunk (vLLM), where the length is forced anyway
+            # exact tokens per chunk, and tokens without text timed (vLLM, SGLang): asked with
+            # the forcing fields, or with natural lengths before a 1-token probe was refused
+            if force or (spec.force != "off" and level == 0):
                 opts["continuous_usage_stats"] = True
             body["stream_options"] = opts
         body.update(spec.extra_body)

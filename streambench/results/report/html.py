@@ -37,6 +37,7 @@ from ..schema import ConfigurationResult, ResultsDocument, RunRecord, Statistics
 from ..values import GiB, finite, is_number
 from .load_plot import has_load, load_data
 from .replay_data import replay_payload
+from .server_timeline import server_timeline
 
 __all__ = [
     "REPORT_EXTRA",
@@ -176,6 +177,7 @@ def _endpoint(entry: ConfigurationResult) -> dict[str, Any] | None:
         "output_tokens_per_s": _num(summary.get("output_tokens_per_s")),
         "requests": summary.get("requests"),
         "failed": summary.get("failed"),
+        "server": server_timeline(entry.extra.get("server_metrics"), entry.extra.get("requests")),
     }
     for key in _ENDPOINT_STATS:
         out[key[:-2] + "_stats_ms"] = _stats(summary.get(key), 1e3)
