@@ -43,6 +43,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: a plain chat template: role, text, one message per line, then the assistant's turn
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     """(base URL, model directory) of a running vLLM OpenAI-compatible server."""
@@ -74,6 +81,10 @@ def vllm_server(tmp_path_factory):
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
     cmd += ["--max-model-len", "1024", "--enforce-eager", "--served-model-name", "tiny"]
+    # the tiny tokenizer has no chat template; --multi-turn needs the chat API
+    template = tmp_path_factory.mktemp("vllm-template") / "chat.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    cmd += ["--chat-template", str(template)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -197,3 +208,36 @@ def test_server_metrics_and_goodput_against_vllm(vllm_server, tmp_path):
     ep = entry["aggregates"]["endpoint"]
     assert ep["slo_attained"] == 1.0 and ep["goodput_requests_per_s"] == ep["requests_per_s"]
     assert "server: KV cache max" in proc.stdout and "goodput (ttft=2000ms" in proc.stdout
+
+
+def test_multi_turn_against_vllm_hits_the_prefix_cache(vllm_server, tmp_path):
+    """Multi-turn sessions against vLLM: turn k sends turn k-1's prompt and reply again, so
+    vLLM's prefix cache must hit (its own /metrics counters say so), and the TTFT of every turn
+    is reported."""
+    url, model_dir = vllm_server
+    words = "the quick brown fox jumps over a lazy dog and keeps running far away "
+    conversations = [
+        {"conversations": [
+            {"from": "human", "value": f"session {s} turn {t}: " + words * 3}
+            if i % 2 == 0 else {"from": "gpt", "value": "ok"}
+            for i, t in enumerate([1, 1, 2, 2, 3])
+        ]}
+        for s in range(2)
+    ]  # fmt: skip
+    conv = tmp_path / "conv.json"
+    conv.write_text(json.dumps(conversations))
+    out = tmp_path / "turns.json"
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", "tiny", "--chat"]
+    cmd += ["--tokenizer", model_dir, "--prompts", str(conv), "--multi-turn", "--output-len", "16"]
+    cmd += ["--concurrency", "2", "--server-metrics", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = json.loads(out.read_text())["configurations"][0]
+    sessions = entry["aggregates"]["sessions"]
+    print("vLLM multi-turn:", json.dumps(sessions))
+    assert sessions["sessions"] == 2 and sessions["turns_sent"] == 6
+    rows = {row["turn"]: row for row in sessions["ttft_by_turn"]}
+    assert sorted(rows) == [1, 2, 3] and all(rows[k]["requests"] == 2 for k in rows)
+    assert rows[3]["prompt_tokens_median"] > rows[1]["prompt_tokens_median"]
+    assert 0 < sessions["prefix_cache_hit_rate"] <= 1
+    assert "TTFT by turn (ms)" in proc.stdout
