@@ -113,3 +113,12 @@ class Recorder:
 
     def end(self):
         self.ended += 1
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that compares measured times with a model of known latency is a timing test: it
+    runs in `make test`'s second, one-at-a-time phase, never beside another test's load."""
+    timing = pytest.mark.timing
+    for item in items:
+        if "known_latency" in getattr(item, "fixturenames", ()):
+            item.add_marker(timing)

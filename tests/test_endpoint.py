@@ -61,6 +61,9 @@ from streambench.endpoint import (
 )
 from streambench.tiny import build_tokenizer
 
+# every test here times a stub with a known schedule to the millisecond: run alone (`make test`)
+pytestmark = pytest.mark.timing
+
 KNOWN_FIELDS = {"model", "prompt", "messages", "max_tokens", "stream", "stream_options"}
 KNOWN_FIELDS |= {"temperature"}
 

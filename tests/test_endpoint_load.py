@@ -288,6 +288,7 @@ def test_headers_arrive_at_the_server_and_never_in_any_output(stub, tmp_path):
     assert doc["settings"]["transport"]["header_names"] == ["X-Tenant-Token", "X-Plain"]
 
 
+@pytest.mark.timing
 def test_capacity_search_lands_on_the_known_capacity(stub, tmp_path):
     # 2 slots x 40 ms of prefill: the server carries exactly 50 requests/s; below it TTFT is
     # 40 ms (constant arrivals never queue), above it the queue and TTFT grow without end.

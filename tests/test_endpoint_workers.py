@@ -67,6 +67,7 @@ def test_two_workers_send_every_request_exactly_once(stub, tmp_path):  # noqa: F
     assert all(w["timer_lag_s"] is not None for w in client["per_worker"])  # both loops ran
 
 
+@pytest.mark.timing
 def test_workers_follow_the_shared_constant_schedule(stub, tmp_path):  # noqa: F811
     # 40 requests/s, constant: request i is due at i / 40 s after the 0.2 s ramp-up (whose
     # 40 * 0.2 / 2 = 4 arrivals are sent as warm-up), arrivals alternating between 3 workers
