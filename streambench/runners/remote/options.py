@@ -102,7 +102,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="another submitit parameter (slurm_KEY), e.g. --slurm-arg mem_gb=16 (repeatable)",
     )
-    # fmt: skip
 
 
 def _number(value: Any, option: str, low: float, high: float, integer: bool = False) -> float:
