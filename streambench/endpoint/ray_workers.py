@@ -185,8 +185,12 @@ class RayWorkerPool:
         self.ray, self.spec, self.bench = ray, spec, bench
         self.workers = spec.load.workers
         if not ray.is_initialized():
+            from ..runners.remote.ray_backend import check_reachable, keep_signal_handlers
+
+            check_reachable(str(spec.load.ray))
             try:
-                ray.init(address=spec.load.ray, log_to_driver=False, logging_level="ERROR")
+                with keep_signal_handlers():  # asyncio's, taken for the run
+                    ray.init(address=spec.load.ray, log_to_driver=False, logging_level="ERROR")
             except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError ...
                 raise UsageError(
                     f"--ray {spec.load.ray}: cannot connect to a Ray cluster there "

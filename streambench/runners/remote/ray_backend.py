@@ -9,6 +9,7 @@ GPUs and memory of :class:`~streambench.runners.remote.options.Resources`, and i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,27 @@ __all__ = ["RayBackend", "ray_task"]
 #: seconds cancelled tasks get to pass the interrupt to their workers and return, before they
 #: are killed (their worker processes die with them: :mod:`streambench.runners.orphan`)
 CANCEL_GRACE_S = 20.0
+#: how often the driver looks for finished tasks (s): the latency a row may gain
+POLL_S = 0.1
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Around ``ray.init``: put this process's handlers of SIGINT, SIGTERM and SIGHUP back after
+    it. Ray installs its own (a SIGTERM handler that exits with code 15, and a C++ failure
+    handler that aborts), which would end the sweep without the orderly stop that keeps the
+    finished rows."""
+    import signal
+
+    from ...errors import HANDLED_SIGNALS
+
+    saved = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _where() -> dict[str, Any]:
@@ -51,6 +73,23 @@ def _largest(nodes: list[dict[str, Any]], key: str) -> float:
     return max((float((n.get("Resources") or {}).get(key, 0)) for n in alive), default=0.0)
 
 
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A ``HOST:PORT`` address must accept a connection within ``timeout_s``: ``ray.init``
+    itself retries for minutes before it gives up on an address where nothing listens."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # auto, local, ray://: Ray's own checks
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--ray {address}: nothing answers there ({exc.strerror or exc}); start a cluster "
+            "with 'ray start --head' or give its address"
+        ) from None
+
+
 class RayBackend:
     """One connection to a Ray cluster for one sweep."""
 
@@ -60,9 +99,11 @@ class RayBackend:
         import ray
 
         self.ray = ray
+        check_reachable(address)
         try:
             # the workers' own output stays in Ray's logs unless --debug: rows carry the errors
-            ray.init(address=address, log_to_driver=debug, logging_level="ERROR")
+            with keep_signal_handlers():
+                ray.init(address=address, log_to_driver=debug, logging_level="ERROR")
         except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError ...
             raise UsageError(
                 f"--ray {address}: cannot connect to a Ray cluster there "
@@ -109,7 +150,12 @@ class RayBackend:
         """``(group key, outcome or the task's error, seconds from submit to here)`` for each
         task, in the order they finish."""
         while self.pending:
-            done, _ = self.ray.wait(list(self.pending), num_returns=1)
+            done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=0)
+            if not done:
+                # wait here, in Python: a signal that comes inside ray.wait reaches this
+                # process as Ray's own KeyboardInterrupt, whose signal is lost (130 for a SIGTERM)
+                time.sleep(POLL_S)
+                continue
             for ref in done:
                 key, submitted = self.pending.pop(ref)
                 try:

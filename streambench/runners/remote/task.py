@@ -80,6 +80,8 @@ def node_facts(
         "cpu_count": os.cpu_count(),
         **versions,
         "device": device,
+        # the worker's threads: Ray sets it to the task's CPUs (torch follows it)
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     env.update(_device_facts(device))
     return NodeFacts(socket.gethostname(), node_id, address, dict(resources or {}), env)
