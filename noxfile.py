@@ -239,6 +239,25 @@ def ortgenai(session: nox.Session) -> None:
     )
 
 
+RAY_TESTS = ["tests/test_ray.py", "tests/test_ray_nodes.py"]
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """`run --ray` and `endpoint --workers N --ray` on real local Ray clusters (a `ray start
+    --head` node, and two nodes of different resources), CPU torch; ~4 min on 2 busy cores."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    session.env["RAY_USAGE_STATS_ENABLED"] = "0"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install("ray>=2.9", TORCH, "pytest")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or RAY_TESTS)
+    )
+
+
 def _installed(session: nox.Session) -> bool:
     try:
         session.run("python", "-c", "import streambench, torch, transformers", silent=True)

@@ -159,14 +159,15 @@ def test_interrupted_sweep_keeps_finished_rows_and_resume_measures_the_rest(head
 
 def test_a_worker_that_dies_on_a_node_is_a_failed_row_and_the_sweep_goes_on(head, tmp_path):
     model = killer_model(tmp_path, 2, "SIGKILL")
+    # --isolate model: one task, one worker for both configurations; it dies at batch size 2
     res = sb("run", str(model), "--trust-remote-code", "--in-out", "8-4", "--batch-size", "1,2",
-             "--warmup", "0", "--trials", "1", "--ray", head, "-o", "r.json",
-             cwd=tmp_path)  # fmt: skip
+             "--warmup", "0", "--trials", "1", "--isolate", "model", "--ray", head, "-o",
+             "r.json", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 1, res.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["configurations"]
     assert [(e["settings"]["batch_size"], e["status"]) for e in rows] == [(1, "ok"), (2, "failed")]
     assert rows[1]["error"] == "worker killed by SIGKILL (out of memory?)"
-    assert rows[1]["node"]["node_id"]  # where it died
+    assert rows[1]["node"]["node_id"] == rows[0]["node"]["node_id"]  # where it died
 
 
 def test_bad_cluster_options_are_one_line_and_exit_2(head, tmp_path):
