@@ -36,7 +36,12 @@ def _where() -> dict[str, Any]:
 
 
 def slurm_task(job: dict[str, Any]) -> GroupOutcome:
-    """The body of every Slurm job: :func:`run_group` with Slurm's facts of the node."""
+    """The body of every Slurm job: :func:`run_group` with Slurm's facts of the node. The worker
+    runs as many threads as the job has CPUs (``OMP_NUM_THREADS``, as Ray sets it), unless the
+    job's environment says otherwise."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = cpus  # the worker process inherits it
     return run_group(job, _where)
 
 
