@@ -239,6 +239,108 @@ def ortgenai(session: nox.Session) -> None:
     )
 
 
+RAY_TESTS = ["tests/test_ray.py", "tests/test_ray_nodes.py"]
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """`run --ray` and `endpoint --workers N --ray` on real local Ray clusters (a `ray start
+    --head` node, and two nodes of different resources), CPU torch; ~4 min on 2 busy cores."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    session.env["RAY_USAGE_STATS_ENABLED"] = "0"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install("ray>=2.9", TORCH, "pytest")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or RAY_TESTS)
+    )
+
+
+SLURM_TESTS = ["tests/test_slurm.py"]
+#: a single-node Slurm on 127.0.0.1: root runs everything, no accounting (submitit reads the jobs'
+#: results from its folder), ports of its own
+SLURM_CONF = """ClusterName=streambench
+SlurmctldHost={host}(127.0.0.1)
+AuthType=auth/munge
+AuthInfo=socket={d}/munge.socket
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+ReturnToService=2
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmdSpoolDir={d}/spool
+StateSaveLocation={d}/state
+SlurmUser=root
+SlurmdUser=root
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+TaskPlugin=task/none
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SlurmctldPort=16817
+SlurmdPort=16818
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@nox.session
+def slurm(session: nox.Session) -> None:
+    """`run --slurm` (submitit) on a real single-node Slurm: Debian's slurm-wlm and munge
+    (installed when missing; needs root), configured in a temp dir on 127.0.0.1, started and
+    stopped here; ~3.5 min on 2 busy cores."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
+        session.run("apt-get", "install", "-y", "-qq", "slurm-wlm", "munge", external=True)
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install("submitit>=1.5", TORCH, "pytest")
+        session.install("-e", ".")
+    d = tempfile.mkdtemp(prefix="sbslurm")
+    for sub in ("spool", "state"):
+        os.makedirs(os.path.join(d, sub))
+    conf = os.path.join(d, "slurm.conf")
+    with open(conf, "w") as f:
+        f.write(SLURM_CONF.format(host=socket.gethostname(), d=d, cpus=os.cpu_count() or 1))
+    session.env["SLURM_CONF"] = conf
+    daemons = [
+        ["munged", "--force", "-S", f"{d}/munge.socket", f"--pid-file={d}/munged.pid",
+         f"--log-file={d}/munged.log", f"--seed-file={d}/munge.seed"],
+        ["slurmctld", "-f", conf],
+        ["slurmd", "-f", conf],
+    ]  # fmt: skip
+    try:
+        for cmd in daemons:
+            session.run(*cmd, external=True)
+        for _ in range(60):  # the node registers within seconds
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                                   env={**os.environ, "SLURM_CONF": conf})  # fmt: skip
+            if state.stdout.strip() == "idle":
+                break
+            time.sleep(1)
+        session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    *(session.posargs or SLURM_TESTS))  # fmt: skip
+    finally:
+        for name in ("slurmd", "slurmctld", "munged"):  # by their pid files: ours only
+            try:
+                with open(os.path.join(d, f"{name}.pid")) as f:
+                    os.kill(int(f.read().strip()), 15)
+            except (OSError, ValueError):
+                pass
+
+
 def _installed(session: nox.Session) -> bool:
     try:
         session.run("python", "-c", "import streambench, torch, transformers", silent=True)

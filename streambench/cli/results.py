@@ -158,7 +158,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.output:
         _write_comparison(args, rows, failed, threshold, ignore)
     print_comparison(rows, failed, threshold, ignore, args.strict, args.output)
+    _nodes_notes(args, {"OLD": old, "NEW": new})
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _nodes_notes(args: argparse.Namespace, docs: dict[str, Any]) -> None:
+    """A file whose rows ran on unlike nodes of a cluster (``run --ray``/``--slurm``) says so:
+    its rows differ by machine as well as by setting."""
+    from ..results.nodes import unlike_nodes
+
+    speaker = getattr(args, "speaker", None)
+    for side, doc in docs.items():
+        text = unlike_nodes(doc.get("configurations") or [])
+        if text and speaker is not None:
+            speaker.note(f"{side}: {text}")
 
 
 def _write_comparison(

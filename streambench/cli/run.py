@@ -185,6 +185,9 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     add_arguments(run, "run")
+    from ..runners.remote.options import add_arguments as add_cluster_arguments
+
+    add_cluster_arguments(run)  # --ray, --slurm
     run.set_defaults(func=cmd_run)
 
 
@@ -280,7 +283,19 @@ def _run_checked(
     from ..ranks import launched_world_size
 
     isolate = _isolation(settings, launched_world_size())
+    from ..runners.remote.options import remote_options
+
+    on_cluster = getattr(args, "ray", None) is not None or bool(getattr(args, "slurm", None))
+    if on_cluster and settings.isolate is None and isolate == "none" and not settings.interleave:
+        isolate = "config" if launched_world_size() <= 1 else isolate  # one configuration too
+    remote = remote_options(args, device, isolate)  # UsageError before anything loads
     resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate}, device)
+    if remote is not None:
+        from .cluster import run_on_cluster
+
+        return run_on_cluster(
+            args, speaker, settings, device, outputs, plot, resumed, isolate, remote
+        )
     return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate)
 
 

@@ -64,6 +64,9 @@ class LoadSettings:
         percentiles: reported for every latency metric (tables, JSON and CSV).
         workers: client processes the measured requests of the point are spread over, each with
             its own event loop (:mod:`streambench.endpoint.workers`); 1: this process only.
+        ray: the address of a Ray cluster whose nodes the workers run on, as actors
+            (:mod:`streambench.endpoint.ray_workers`); ``None``: local processes. Where the
+            workers run is not part of what is measured (not in :meth:`identity`).
     """
 
     arrivals: str = "poisson"
@@ -73,6 +76,7 @@ class LoadSettings:
     max_error_rate: float | None = None
     percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     workers: int = 1
+    ray: str | None = None
 
     def validate(self, rate: float | None, timeout_s: float) -> LoadSettings:
         """Check every value (``rate``: the request rate, ``None`` for none); :class:`LoadError`
@@ -113,6 +117,8 @@ class LoadSettings:
             raise LoadError(
                 f"--workers {self.workers}: expected a whole number from 1 to {MAX_WORKERS}"
             )
+        if self.ray is not None and self.workers < 2:
+            raise LoadError(f"--ray {self.ray}: spreads --workers N (2 or more) over a cluster")
         return self
 
     def identity(self, rate: float | None) -> dict[str, Any]:

@@ -30,6 +30,9 @@ LOAD_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--workers",), dict(type=whole_arg, default=1, metavar="N", help="spread each point's "
         "measured requests over N client processes (default 1; at most 64 and the "
         "concurrency)")),
+    (("--ray",), dict(default=None, metavar="ADDRESS", help="run the --workers as actors of the "
+        "Ray cluster at ADDRESS, spread over its nodes (streambench[ray]; README, 'Beyond one "
+        "machine')")),
     (("--percentiles",), dict(default=None, metavar="Q,...", help="percentiles of every latency "
         "metric (default 50,90,99)")),
     (("--header",), dict(action="append", default=None, metavar="'NAME: VALUE'", help="extra "
@@ -84,7 +87,21 @@ def load_settings(args: Any) -> LoadSettings:
         max_error_rate=args.max_error_rate,
         percentiles=parse_percentiles(args.percentiles),
         workers=args.workers,
+        ray=_ray_address(args),
     )
+
+
+def _ray_address(args: Any) -> str | None:
+    """``--ray``, once Ray is known to be importable (else one line and exit 2)."""
+    address = getattr(args, "ray", None)
+    if address is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from ..extras import install_hint
+
+            raise LoadError(f"--ray needs ray, which is not installed: {install_hint('ray')}")
+    return address
 
 
 def transport(args: Any) -> Transport:

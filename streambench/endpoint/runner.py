@@ -133,7 +133,13 @@ class EndpointBenchmark:
     async def _arun(self) -> None:
         from .workers import WorkerPool
 
-        pool = WorkerPool(self.spec, type(self)) if self.spec.load.workers > 1 else None
+        pool: Any = None
+        if self.spec.load.workers > 1 and self.spec.load.ray is not None:
+            from .ray_workers import RayWorkerPool  # Ray actors over a cluster's nodes
+
+            pool = RayWorkerPool(self.spec, type(self))
+        elif self.spec.load.workers > 1:
+            pool = WorkerPool(self.spec, type(self))
         try:
             if pool is not None:
                 pool.start()  # they start up while the probes and the warm-up run
