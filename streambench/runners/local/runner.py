@@ -65,6 +65,10 @@ class LocalRunner:
             key = configuration_id(spec.name, n_in, n_out, batch, s.num_beams, s.workload, variant)
             steps = steps_of(s, spec.name, batch)
             out.append(Planned(key, label, steps, (spec, n_in, n_out, batch, vi)))
+        if getattr(s, "quality", False):
+            from .quality import check_reference
+
+            check_reference(s, [(p.id, p.label) for p in out])
         self._plan = out
         return out
 
