@@ -34,6 +34,7 @@ __all__ = [
     "agreement",
     "check_quality",
     "link_references",
+    "quality_columns",
     "quality_of",
 ]
 
@@ -79,6 +80,33 @@ def quality_of(entry: Any) -> Quality | None:
     extra = getattr(entry, "extra", None)
     value = extra.get("quality") if isinstance(extra, Mapping) else None
     return Quality.from_dict(value) if isinstance(value, Mapping) else None
+
+
+#: the CSV columns of ``--quality`` (appended after every other column where measured)
+QUALITY_COLUMNS = [
+    "perplexity",
+    "quality tokens",
+    "agreement",
+    "first divergence mean",
+    "quality reference",
+    "lm-eval",
+]
+
+
+def quality_columns(entry: Any) -> dict[str, Any]:
+    """The :data:`QUALITY_COLUMNS` of a configuration with ``quality`` (else none); ``lm-eval``:
+    ``task.metric=value`` pairs separated by ``; ``."""
+    q = quality_of(entry)
+    if q is None:
+        return {}
+    evals = "; ".join(
+        f"{task}.{name}={value:.6g}"
+        for task, metrics in (q.lm_eval or {}).items()
+        for name, value in metrics.items()
+        if value is not None and not name.endswith("_stderr")
+    )
+    values = [q.perplexity, q.tokens, q.agreement, q.first_divergence_mean, q.reference, evals]
+    return {k: "" if v is None else v for k, v in zip(QUALITY_COLUMNS, values)}
 
 
 def agreement(
