@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
-from .values import finite_number, is_int, is_number, kind
+from .values import is_int, is_number, kind
 
 __all__ = [
     "MAX_TOKEN_ID",
@@ -172,6 +172,15 @@ def link_references(entries: Sequence[Any]) -> None:
 
 
 # -- a file from elsewhere -----------------------------------------------------------------------
+def _finite(value: Any) -> bool:
+    """A JSON number that is neither NaN nor infinite (an integer too large for a float is
+    not: ``math.isfinite`` would raise on it)."""
+    try:
+        return is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _fail(source: str, where: str, value: Any, expected: str) -> None:
     raise UsageError(f"{source}: {where} is {kind(value)}, expected {expected}; {_DAMAGED}")
 
@@ -180,7 +189,7 @@ def _number(q: Mapping[str, Any], key: str, low: float, high: float, where: str,
     value = q.get(key)
     if value is None:
         return
-    if not is_number(value) or not finite_number(value) or not low <= value <= high:
+    if not _finite(value) or not low <= value <= high:
         _fail(src, f"{where}.{key}", value, f"a finite number from {low:g} to {high:g} or null")
 
 
@@ -238,5 +247,5 @@ def _check_lm_eval(tasks: Any, where: str, source: str) -> None:
         if not isinstance(metrics, Mapping):
             _fail(source, f"{where}.{task}", metrics, "an object of metrics")
         for name, value in metrics.items():
-            if value is not None and (not is_number(value) or not finite_number(value)):
+            if value is not None and not _finite(value):
                 _fail(source, f"{where}.{task}.{name}", value, "a finite number or null")
