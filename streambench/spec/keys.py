@@ -219,7 +219,7 @@ TABLE: tuple[Key, ...] = (
         field="device", written=6),
     Key("dtype", ("--dtype",), c.values(c.lower_text, True), "auto|float32|float16|bfloat16 "
         "(default auto: float32 on CPU, bfloat16/float16 on accelerators); several, e.g. "
-        "float32,bfloat16: a sweep axis, one load each", "DTYPE[,...]", axis=True,
+        "float32,bfloat16: a sweep axis, one load each", "DTYPE[,...]", axis=True, identity=True,
         gen=GenAxis(None, True, "dtype"), field="dtype", written=7),
     Key("num_beams", ("--num-beams",), c.bounded("num_beams"), "beam search width (default 1)",
         "N", identity=True, field="num_beams", written=8),
