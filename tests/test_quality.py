@@ -225,3 +225,62 @@ def test_report_draws_speed_against_quality(dtype_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = page.read_text()
     assert '"first_divergence_mean"' in text  # the page's data: only the quality payload
+
+
+# -- the reference rule (no model loaded) --------------------------------------------------------
+def _settings(*argv: str, config: str | None = None):
+    from streambench.cli.run import build_parser
+    from streambench.spec.run import build_run_settings
+
+    args = build_parser().parse_args(["run", *argv, *(["--config", config] if config else [])])
+    return build_run_settings(args)[0]
+
+
+def _references(settings) -> dict[str, tuple[str | None, str]]:
+    from streambench.runners.local.plan import iter_plan, new_result
+    from streambench.runners.local.quality import reference_of
+
+    out = {}
+    for spec, vi, n_in, n_out, batch in iter_plan(settings):
+        result = new_result(settings, spec.name, n_in, n_out, batch, vi)
+        out[str(result.label)] = reference_of(settings, result)
+    return out
+
+
+def test_reference_is_the_first_earlier_configuration_differing_in_one_setting(tmp_path):
+    """dtype x attention: each configuration's reference differs from it in one setting only
+    (never in two), is earlier in the sweep, and of the same lengths; the first has none."""
+    settings = _settings("--dtype", "float32,bfloat16", "--attn-implementation", "eager,sdpa",
+                         "--in-out", "8-4,16-4", "--quality")  # fmt: skip
+    refs = _references(settings)
+    base = "streambench/tiny-llama"
+    fp32_eager = f"{base}|8-4|bs1|attn_implementation=eager|dtype=float32"
+    assert refs[f"{base} 8-4 bs1 dtype=float32 attn=eager"] == (
+        None,
+        "no configuration before it in the sweep differs from it in one setting only",
+    )
+    assert refs[f"{base} 8-4 bs1 dtype=float32 attn=sdpa"][0] == fp32_eager
+    assert refs[f"{base} 8-4 bs1 dtype=bfloat16 attn=eager"][0] == fp32_eager
+    # bf16 + sdpa differs from fp32 + eager in two settings: its reference is fp32 + sdpa
+    assert refs[f"{base} 8-4 bs1 dtype=bfloat16 attn=sdpa"][0] == (
+        f"{base}|8-4|bs1|attn_implementation=sdpa|dtype=float32"
+    )
+    assert refs[f"{base} 16-4 bs1 dtype=bfloat16 attn=eager"][0] == fp32_eager.replace(
+        "8-4", "16-4"
+    )
+
+
+def test_quality_reference_and_config_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("quality: true\ndtype: [float32, bfloat16, float16]\n")
+    settings = _settings("--quality-reference", "streambench/tiny-llama 32-32 bs1 dtype=bfloat16",
+                         config=str(config))  # fmt: skip
+    assert settings.quality and settings.variants == [
+        {"dtype": "float32"}, {"dtype": "bfloat16"}, {"dtype": "float16"},
+    ]  # fmt: skip
+    refs = _references(settings)
+    bf16 = "streambench/tiny-llama|32-32|bs1|dtype=bfloat16"
+    assert [r[0] for r in refs.values()] == [bf16, None, bf16]
+    with pytest.raises(UsageError, match=r"config .*'quality'"):
+        config.write_text("quality: maybe\n")
+        _settings(config=str(config))
