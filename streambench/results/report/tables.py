@@ -238,7 +238,7 @@ def compare_text(rows: list[CompareRow], threshold: float, ignore: Any, width: i
     from .summary import wrap_pairs
 
     units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
-    units["peak memory"] = "GiB"
+    units.update({"peak memory": "GiB", "perplexity": "ppl", "agreement": "share"})
     lines = textwrap.wrap(compare_title(threshold, ignore), width=max(width, 40))
     for row in rows:
         lines.append(row.label + (f" ({'; '.join(row.differs)})" if row.differs else ""))
