@@ -284,3 +284,25 @@ def test_quality_reference_and_config_key(tmp_path):
     with pytest.raises(UsageError, match=r"config .*'quality'"):
         config.write_text("quality: maybe\n")
         _settings(config=str(config))
+
+
+def test_prompt_file_texts_are_scored_in_process(tmp_path):
+    """``--prompts``: every prompt is one scored text (as the tokenizer made it); in one process
+    (``--isolate none``) the agreement is linked the same way."""
+    model = save_tiny_model(tmp_path / "tiny", "llama")
+    prompts = tmp_path / "p.txt"
+    lines = ["The clock stopped.", "A girl came in with a watch.", "He opened the shop at seven."]
+    prompts.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.json"
+    proc = sb("run", str(model), "--prompts", str(prompts), "--output-len", "4", "--warmup", "0",
+              "--trials", "1", "--device", "cpu", "--isolate", "none", "--quality",
+              "--cache-implementation", "dynamic,static", "-o", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first, second = _quality(out)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    lengths = [len(tok(line).input_ids) for line in lines]
+    assert first["texts"] == 3 and first["tokens"] == sum(n - 1 for n in lengths)
+    assert first["context_length"] == max(lengths)
+    assert second["agreement"] == 1.0 and second["reference"] is not None
