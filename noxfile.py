@@ -362,3 +362,22 @@ def ipex(session: nox.Session) -> None:
     session.install("transformers==4.51.3", "accelerate", "psutil", "rich", "pyyaml", "pytest")
     session.install("-e", ".", "--no-deps")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_ipex.py")
+
+
+#: ``streambench[eval]``: lm-evaluation-harness with its transformers model (``HFLM``)
+EVAL_STACK = ["lm-eval[hf]==0.4.13"]
+EVAL_TESTS = ["tests/test_quality_eval.py"]
+
+
+@nox.session(name="eval")
+def eval_session(session: nox.Session) -> None:
+    """``--quality --lm-eval``: a local lm-eval task on the tiny model, on CPU."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if not session.virtualenv.reuse_existing or not _installed(session):
+        session.install(TORCH)
+        session.install(*EVAL_STACK, TORCH, "pytest", "packaging")
+        session.install("-e", ".")
+    session.run("python", "-c", CPU_TORCH_CHECK)
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or EVAL_TESTS)
+    )

@@ -65,6 +65,10 @@ def print_comparison(
     unclear = [r for r in rows if r.verdict == "unclear"]
     if slower:
         console.print(f"[bold red]regression[/bold red]: {', '.join(slower)}")
+    for r in (r for r in rows if r.worse):
+        console.print(
+            f"[bold red]quality drop[/bold red]: {escape(r.label)}: {escape(verdict_text(r))}"
+        )
     if unsure:
         console.print(
             f"[bold red]could not compare[/bold red] (the gate fails closed): {', '.join(unsure)}"
@@ -102,7 +106,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parse_threshold(text: str) -> float:
+def parse_threshold(text: str, option: str = "--threshold") -> float:
     """``"5%"`` or ``"5"`` -> ``0.05`` (a fraction). A finite percentage from 0% to 1000%, else
     :class:`UsageError`: ``nan`` or ``inf`` would switch the regression gate off."""
     from ..errors import UsageError
@@ -113,10 +117,10 @@ def parse_threshold(text: str) -> float:
     try:
         value = real(raw)
     except ValueError as exc:
-        raise UsageError(f"--threshold: {exc}; write a percentage, e.g. 5%") from None
+        raise UsageError(f"{option}: {exc}; write a percentage, e.g. 5%") from None
     if not 0 <= value <= MAX_THRESHOLD * 100:  # NaN fails both comparisons
         raise UsageError(
-            f"--threshold {text!r}: must be a finite percentage from 0% to "
+            f"{option} {text!r}: must be a finite percentage from 0% to "
             f"{MAX_THRESHOLD * 100:g}%, e.g. 5%"
         )
     return value / 100.0
@@ -142,6 +146,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..results.validate import load_document
 
     threshold = parse_threshold(args.threshold)
+    drop = getattr(args, "max_quality_drop", None)
+    drop = None if drop is None else parse_threshold(drop, "--max-quality-drop")
     if args.output:
         _check_output(args.output, "-o", (".md", ".html"), [args.old, args.new])
     old = load_document(args.old)  # UsageError (exit 2) naming the file
@@ -154,6 +160,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         threshold,
         frozenset(ignore),
         args.strict,
+        drop,
     )
     if args.output:
         _write_comparison(args, rows, failed, threshold, ignore)

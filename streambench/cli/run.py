@@ -104,6 +104,12 @@ def _add_results_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="fail on an unclear verdict too (exit 1)"
     )
     compare.add_argument(
+        "--max-quality-drop",
+        metavar="PCT",
+        help="fail (exit 1) when NEW's perplexity rose, or its agreement fell, by more than PCT "
+        "of OLD's (--quality results; one side without quality fails)",
+    )
+    compare.add_argument(
         "-o",
         "--output",
         metavar="FILE.md",

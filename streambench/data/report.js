@@ -260,6 +260,32 @@
     if (s) notPlotted(s, "sweep charts");
   }
 
+  // -- quality beside speed (--quality): one point per configuration --------------------------
+  function quality() {
+    var charts = [
+      ["chart-quality-perplexity", "Speed against perplexity (lower is better on both)", "perplexity"],
+      ["chart-quality-agreement", "Speed against agreement with the reference (higher is better)", "agreement"],
+    ];
+    var s = null;
+    charts.forEach(function (ch) {
+      var traces = [];
+      DATA.documents.forEach(function (d, di) {
+        var xs = [], ys = [], names = [];
+        d.configurations.forEach(function (c) {
+          var q = c.quality, ms = stat(c, "rest_token_ms", "median");
+          if (!q || q[ch[2]] === null || q[ch[2]] === undefined || ms === null || ms === undefined) return;
+          xs.push(ms); ys.push(q[ch[2]]); names.push(label((MANY ? d.name + " · " : "") + c.name));
+        });
+        if (xs.length) traces.push({ x: xs, y: ys, text: names, name: label(d.name), type: "scatter",
+          mode: "markers+text", textposition: "top center", marker: { size: 10, color: color(di) } });
+      });
+      if (!traces.length) return;
+      if (!s) s = section("Quality beside speed", "quality");
+      Plotly.newPlot(chartBox(s, ch[0], ch[1], "measured after the timed trials, on the same loaded model (--quality)"),
+        traces, layout("ms/token (median of the trials)", ch[2]), PLOT_CONFIG);
+    });
+  }
+
   // -- served models ------------------------------------------------------------------------
   function endpoints() {
     var boxes = [], load = {}, loadOrder = [], turns = [], lags = [];
@@ -495,6 +521,7 @@
     });
     perToken();
     sweeps();
+    quality();
     endpoints();
     loads();
     document.body.setAttribute("data-rendered", "true");

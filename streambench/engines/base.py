@@ -131,6 +131,34 @@ class Engine:
         times on; the host's CPU when :attr:`timed_on_host`)."""
         raise NotImplementedError(f"--engine {self.name} does not load models")
 
+    def forced_scores(self, loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: one text teacher-forced (``ids``: its token ids, at least 2): for each
+        position after the first, the negative log-likelihood (nats) of the text's token, and
+        the model's greedy token at that position (the argmax of the logits before it).
+
+        By default a transformers-like model: ``loaded.model(input_ids=...)`` returning
+        ``.logits`` (transformers, optimum-intel's OpenVINO models). An engine that cannot
+        overrides it to raise :class:`NotImplementedError` with the reason (the results then
+        hold ``null`` and that reason)."""
+        import torch
+
+        model = loaded.model
+        if loaded.is_encoder_decoder:
+            raise NotImplementedError("an encoder-decoder model: its texts are not scored")
+        if not callable(model):
+            raise NotImplementedError(f"--engine {self.name} gives no logits to score a text")
+        device = getattr(loaded, "device", None) or "cpu"
+        tensor = torch.tensor([ids], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            out = model(input_ids=tensor, attention_mask=torch.ones_like(tensor))
+        logits = getattr(out, "logits", None)
+        if logits is None:
+            raise NotImplementedError(f"--engine {self.name}'s model returns no logits")
+        logits = torch.as_tensor(logits)[0, :-1].float()  # the positions that predict ids[1:]
+        target = torch.tensor(ids[1:], dtype=torch.long, device=logits.device)
+        nll = -torch.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
+        return nll.cpu().tolist(), logits.argmax(dim=-1).cpu().tolist()
+
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:
         """The configuration's ``engine`` object of the results (``None``: none), after its
         ``trials`` measured runs: by default what the load said (``loaded.engine``). Called when

@@ -32,6 +32,8 @@ def load_settings(settings: Any, variant: dict[str, Any]) -> Any:
                 if key != "dtype" or given[key] is not None:
                     changes[key] = given[key]
         changes["optimize_model"] = given.get("optimize_model", False)
+    if variant.get("dtype"):  # --dtype a,b: the variant's own (wins over a test_api's)
+        changes["dtype"] = variant["dtype"]
     return dataclasses.replace(settings, **changes)
 
 

@@ -97,6 +97,8 @@ class CompareRow:
         self.fails = False
         #: at least one metric was compared (a ratio of two usable numbers)
         self.compared = False
+        #: what worsened beyond ``--max-quality-drop`` (:mod:`.compare_quality`)
+        self.worse: list[str] = []
 
     def fail(self, problem: str) -> None:
         self.problem = problem if not self.problem else f"{self.problem}; {problem}"
@@ -114,6 +116,8 @@ class CompareRow:
         comparable`` (it fails without a slower metric) or ``""`` (nothing compared, no fault)."""
         if self.regressed:
             return "slower"
+        if self.worse:
+            return "worse quality"
         if self.fails and self.problem:
             return "not comparable"
         found = {iv.verdict for iv in self.intervals.values()}
@@ -371,6 +375,7 @@ def compare_documents(
     threshold: float,
     ignore: frozenset[str] | set[str] | tuple[str, ...] = (),
     strict: bool = False,
+    max_quality_drop: float | None = None,
 ) -> tuple[list[CompareRow], bool]:
     """Compare the configurations of two results documents (see the module docstring for the
     matching and the verdicts). Returns the rows and whether the gate fails, closed: a metric
@@ -380,7 +385,10 @@ def compare_documents(
     no baseline); a metric that cannot be compared on either side (missing, not a number, NaN,
     infinite, negative or 0, in the aggregates or a trial; trials that do not give the median;
     ``status`` ``ok`` without ``aggregates``); or nothing compared at all. ``ValueError`` for a
-    threshold that is not finite in ``[0, MAX_THRESHOLD]``."""
+    threshold that is not finite in ``[0, MAX_THRESHOLD]``. Quality (``--quality``) is shown
+    beside speed; ``max_quality_drop`` gates on it (:mod:`.compare_quality`)."""
+    from .compare_quality import compare_quality
+
     threshold = check_threshold(threshold)
     match = _Matcher(old, new, frozenset(ignore))
     rows: list[CompareRow] = []
@@ -399,6 +407,7 @@ def compare_documents(
             _pair_settings(row, o, n, match)
             if not row.fails:
                 _compare_pair(row, o, n, threshold)
+                compare_quality(row, o, n, max_quality_drop)
     for key, queue in match.pending.items():
         for n in queue:
             row = match.row(n, key)
@@ -448,6 +457,8 @@ def verdict_text(row: CompareRow) -> str:
             verdict += f" (~{settle} trials per side would settle it)"
         if row.noisy:
             verdict += f"; {row.noisy}"
+    if row.worse:
+        verdict += ": " + "; ".join(row.worse)
     if row.problem:
         return f"{verdict}; {row.problem}" if verdict not in ("", "not comparable") else row.problem
     return verdict

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..reading import read_bounded
+from .quality import check_quality
 from .schema import AGGREGATE_STATISTICS, SCHEMA, SCHEMA_PREFIX, ResultsDocument
 from .values import is_int, is_number, kind
 
@@ -303,6 +304,7 @@ def _read_v2(doc: dict[str, Any], source: str) -> dict[str, Any]:
         if agg is not None:
             _check_aggregates(c, agg, f"{where}.aggregates", _check_v2_stats)
         _check_runs(c, entry, where, _check_v2_stats)
+        check_quality(entry.get("quality"), f"{where}.quality", source)
     return doc
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .outputs import atomic_write_text
+from .quality import quality_columns
 from .schema import ConfigurationResult, ResultsDocument
 from .trial_intervals import half_width
 from .values import GiB, finite, fmt, is_number, ms
@@ -181,6 +182,7 @@ def csv_row(entry: ConfigurationResult) -> dict[str, Any]:
     row.update(_ci_cells(entry))
     row.update(entry.csv_extra)  # command-specific columns
     row.update(hardware_columns(entry.extra))  # appended last, only where measured
+    row.update(quality_columns(entry))  # --quality: after those, only where measured
     return row
 
 

@@ -37,6 +37,7 @@ from ..errors import (
     interrupted_exit_code,
 )
 from ..results.outputs import describe_write_error
+from ..results.quality import link_references
 from ..results.schema import as_configuration
 
 __all__ = ["Driver", "Planned", "Runner", "load_resume"]
@@ -156,6 +157,7 @@ class Driver:
             # the local runner builds a ConfigurationResult itself (kept as it is); a dict (a
             # resumed file's configuration, the endpoint runner's entry) is read here, once
             self.doc["configurations"].append(as_configuration(entry))
+            link_references(self.doc["configurations"])  # --quality: agreement, once known
 
         seen: set[str] = set()
         if known:

@@ -149,6 +149,11 @@ def text(value: Any, where: str) -> str:
     raise UsageError(f"{where}: {_show(value)} is not a text (expected a non-empty string)")
 
 
+def lower_text(value: Any, where: str) -> str:
+    """:func:`text`, lower-cased (``--dtype BFloat16`` is ``bfloat16``)."""
+    return text(value, where).lower()
+
+
 def hub(value: Any, where: str) -> Optional[str]:
     """``local_model_hub``: empty (or null) means no hub, the repo ids used as they are, as in
     ipex-llm's all-in-one ``run.py``."""

@@ -65,6 +65,7 @@ GROUPS = {
     "--batch-size 1,4)",
     "trials": "trials: how many, in which order",
     "workload": "workload (your own prompts and traffic)",
+    "quality": "quality beside speed (outside the timed trials)",
 }
 
 
@@ -216,8 +217,10 @@ TABLE: tuple[Key, ...] = (
         written=5),
     Key("device", ("--device",), c.text, "auto|cpu|cuda|cuda:N|xpu|mps (default auto)", "DEV",
         field="device", written=6),
-    Key("dtype", ("--dtype",), c.text, "auto|float32|float16|bfloat16 (default auto: float32 on "
-        "CPU, bfloat16/float16 on accelerators)", field="dtype", written=7),
+    Key("dtype", ("--dtype",), c.values(c.lower_text, True), "auto|float32|float16|bfloat16 "
+        "(default auto: float32 on CPU, bfloat16/float16 on accelerators); several, e.g. "
+        "float32,bfloat16: a sweep axis, one load each", "DTYPE[,...]", axis=True, identity=True,
+        gen=GenAxis(None, True, "dtype"), field="dtype", written=7),
     Key("num_beams", ("--num-beams",), c.bounded("num_beams"), "beam search width (default 1)",
         "N", identity=True, field="num_beams", written=8),
     Key("low_bit", ("--low-bit",), c.optional_text, "low-bit weights: ipex-llm kinds (sym_int4, "
@@ -295,6 +298,17 @@ TABLE: tuple[Key, ...] = (
     Key("profile", ("--profile",), c.optional_text, "after the trials, one extra generate() per "
         "configuration under torch.profiler, written to DIR as a Chrome/Perfetto trace with the "
         "token boundaries marked (not in the statistics)", "DIR", field="profile"),
+    Key("quality", ("--quality",), c.boolean, "after each configuration's trials, outside them: "
+        "perplexity of the model on the workload's own texts (teacher-forced) and agreement of "
+        "its greedy tokens with a reference configuration (results: quality)", group="quality",
+        field="quality", **_TRUE),
+    Key("quality_reference", ("--quality-reference",), c.text, "--quality: the configuration "
+        "(its label or id) every other one is compared with (default: the first of the sweep "
+        "that differs only in one setting)", "LABEL", group="quality",
+        field="quality_reference"),
+    Key("lm_eval", ("--lm-eval",), c.text, "--quality: also run these lm-evaluation-harness "
+        "tasks (comma-separated names, or a directory of task YAML files: DIR:TASK[,...]) on "
+        "the loaded model (needs streambench[eval])", "TASKS", group="quality", field="lm_eval"),
     Key("isolate", ("--isolate",), c.choice_of(_ISOLATE), "run each configuration (config; the "
         "default for more than one) or each model (model) in a fresh worker process, or "
         "everything in this process (none; the only mode under torchrun/deepspeed)",

@@ -97,6 +97,12 @@ class SweepSettings:
     busy_threshold: float = 0.20
     #: ``--interleave``: the configurations' trials in rotation (:class:`LocalRunner`)
     interleave: bool = False
+    #: ``--quality``: perplexity and agreement after each configuration's trials
+    #: (:mod:`streambench.runners.local.quality`); ``--quality-reference`` the configuration
+    #: compared with (label or id; ``None``: the default rule); ``--lm-eval`` its tasks
+    quality: bool = False
+    quality_reference: str | None = None
+    lm_eval: str | None = None
 
     def __post_init__(self) -> None:
         # rebuilt from JSON in an isolation worker (``dataclasses.asdict`` made it a dict);
@@ -221,9 +227,7 @@ def build_run_settings(
     workload = workload_from(m, in_out_given="in_out" in m)
     random_weights = m.get("random_weights", False)
     specs = resolve_model_specs(m.get("models", [None]), random_weights, m.get("local_model_hub"))
-    dtype = m.get("dtype", "auto").lower()
-    if dtype not in DTYPES:
-        raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    dtype = _dtype_axis(m, DTYPES)
     low_bit = m.get("low_bit")
     num_layers = m.get("num_layers")
     if num_layers is not None and any(s.kind == "pretrained" for s in specs):
@@ -258,10 +262,42 @@ def build_run_settings(
         "export_dir": m.get("export_dir"),
         "threads": m.get("threads"),
         "isolate": m.get("isolate"),  # None: decided by the sweep (see cli._isolation)
+        **_quality_fields(m),
     }
     fields.update(settings_from(m, workload))  # --trials auto, --interleave, --busy-threshold
     settings = SweepSettings(**fields)
     return settings, outputs, plot
+
+
+def _dtype_axis(m: dict[str, Any], known: tuple[str, ...]) -> str:
+    """``--dtype``: one value is the sweep's dtype (returned); several are a sweep axis (each
+    variant loads with its own, :func:`streambench.engines.variant_load.load_settings`; the
+    sweep's is then ``auto``)."""
+    dtypes = m.pop("dtype", None) or ["auto"]
+    for dtype in dtypes:
+        if dtype not in known:
+            raise UsageError(f"unknown --dtype {dtype!r}: use one of {', '.join(known)}")
+    if len(dtypes) > 1:
+        m["dtype"] = list(dict.fromkeys(dtypes))  # an axis of the variants (_variants)
+        return "auto"
+    return str(dtypes[0])
+
+
+def _quality_fields(m: dict[str, Any]) -> dict[str, Any]:
+    """``--quality``, ``--quality-reference``, ``--lm-eval``: the last two need the first."""
+    quality = bool(m.get("quality", False))
+    for dest, option in (("quality_reference", "--quality-reference"), ("lm_eval", "--lm-eval")):
+        if m.get(dest) is not None and not quality:
+            raise UsageError(f"{option} needs --quality: add it")
+    if m.get("lm_eval") is not None:
+        from ..runners.local.lm_eval import parse_tasks
+
+        parse_tasks(m["lm_eval"])  # the task names and directory checked before any load
+    return {
+        "quality": quality,
+        "quality_reference": m.get("quality_reference"),
+        "lm_eval": m.get("lm_eval"),
+    }
 
 
 def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:

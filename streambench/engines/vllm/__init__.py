@@ -88,11 +88,12 @@ class VllmEngine(Engine):
         from .model import CPU_KV_CACHE_GIB, VllmModel
 
         before = rss_bytes()
+        dtype = variant.get("dtype") or settings.dtype  # --dtype a,b: the variant's own
         eager = not variant.get("compile")
         t0 = time.perf_counter()
         model = VllmModel(
             spec.source or spec.name,
-            dtype=_DTYPES.get(settings.dtype, settings.dtype),
+            dtype=_DTYPES.get(dtype, dtype),
             seed=settings.seed,
             trust_remote_code=settings.trust_remote_code,
             enforce_eager=eager,

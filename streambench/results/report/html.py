@@ -252,7 +252,19 @@ def configuration_data(entry: ConfigurationResult, where: str | None = None) -> 
         "tokens": per_token(entry.trials) if entry.status == "ok" else None,
         "endpoint": _endpoint(entry) if entry.status == "ok" else None,
         "profile": _trace_link(entry, where),
+        "quality": _quality(entry),
     }
+
+
+def _quality(entry: ConfigurationResult) -> dict[str, Any] | None:
+    """``--quality``'s numbers for the speed-against-quality charts (not the greedy tokens)."""
+    from ..quality import quality_of
+
+    q = quality_of(entry)
+    if q is None:
+        return None
+    keep = ("perplexity", "tokens", "agreement", "first_divergence_mean", "reference")
+    return {k: getattr(q, k) for k in keep} | {"reasons": dict(q.reasons)}
 
 
 def _environment(doc: ResultsDocument) -> list[list[str]]:

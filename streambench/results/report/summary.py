@@ -140,13 +140,24 @@ def summary_text(entries: Sequence[ConfigurationResult], width: int) -> str:
 
 def print_summary(console: Any, entries: Sequence[ConfigurationResult]) -> None:
     """Print the summary on ``console`` (rich): a table on a terminal wide enough for it
-    without cutting a cell, else :func:`summary_text` (text from files never read as markup)."""
-    from rich.table import Table
-    from rich.text import Text
-
+    without cutting a cell, else :func:`summary_text` (text from files never read as markup);
+    then what ``--quality`` measured."""
     rows = summary_rows(entries)
     if not rows:
         return
+    _print_table(console, entries, rows)
+    from .quality_text import quality_lines
+
+    for line in quality_lines(entries):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_table(
+    console: Any, entries: Sequence[ConfigurationResult], rows: list[list[str]]
+) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     if not console.is_terminal or _table_width(rows) > console.width:
         console.print(summary_text(entries, console.width), markup=False, highlight=False)
         return

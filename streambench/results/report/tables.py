@@ -197,10 +197,15 @@ def compare_table(rows: list[CompareRow], threshold: float, ignore: Any = ()) ->
     table.add_column("trials\nold/new", justify="right")
     metrics = [label for _, _, label, _, _ in COMPARE_METRICS] + ["peak memory"]
     units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
-    units["peak memory"] = "GiB"
+    units.update({"peak memory": "GiB", "perplexity": "ppl", "agreement": "share"})
+    if any("perplexity" in row.values for row in rows):  # --quality on either side
+        metrics += ["perplexity", "agreement"]
     for m in metrics:
         table.add_column(f"{m}\nold → new ({units[m]})", justify="right")
-        table.add_column("ratio [interval]" if m != "peak memory" else "ratio", justify="right")
+        table.add_column(
+            "ratio [interval]" if m not in _NO_INTERVAL else "ratio",
+            justify="right",
+        )
     table.add_column("verdict")
     for row in rows:
         cells = []
@@ -233,7 +238,7 @@ def compare_text(rows: list[CompareRow], threshold: float, ignore: Any, width: i
     from .summary import wrap_pairs
 
     units = {label: unit for _, _, label, _, unit in COMPARE_METRICS}
-    units["peak memory"] = "GiB"
+    units.update({"peak memory": "GiB", "perplexity": "ppl", "agreement": "share"})
     lines = textwrap.wrap(compare_title(threshold, ignore), width=max(width, 40))
     for row in rows:
         lines.append(row.label + (f" ({'; '.join(row.differs)})" if row.differs else ""))
@@ -262,6 +267,8 @@ def compare_fits(console: Any, table: Any) -> bool:
     return bool(Measurement.get(console, wide, table).maximum <= console.width)
 
 
+#: metrics compared without an interval over trials (one number per side)
+_NO_INTERVAL = ("peak memory", "perplexity", "agreement")
 _STYLE = {"slower": "bold red", "faster": "green", "same": "", "unclear": "yellow"}
 
 

@@ -254,6 +254,10 @@ def configuration_steps(
             _record_compile(result, watch)
         if settings.profile:
             _profile(result, loaded, settings, variant, source, print_fn)
+        if getattr(settings, "quality", False):  # after the trials: never inside a timed one
+            from .quality import measure_quality
+
+            measure_quality(loaded, settings, source, result, variant, print_fn)
     except KeyboardInterrupt as exc:
         result.status = "interrupted"
         result.error = f"interrupted ({exc or 'SIGINT'}) before this configuration finished"

@@ -65,6 +65,10 @@ class LocalRunner:
             key = configuration_id(spec.name, n_in, n_out, batch, s.num_beams, s.workload, variant)
             steps = steps_of(s, spec.name, batch)
             out.append(Planned(key, label, steps, (spec, n_in, n_out, batch, vi)))
+        if getattr(s, "quality", False):
+            from .quality import check_reference
+
+            check_reference(s, [(p.id, p.label) for p in out])
         self._plan = out
         return out
 
@@ -243,10 +247,18 @@ class LocalRunner:
         return entry.status != "ok" or bool(isinstance(profile, dict) and profile.get("error"))
 
     def table(self, entry: Any) -> Any:
+        from ...results.report.quality_text import quality_lines
         from ...results.report.tables import configuration_table
         from ...results.schema import as_configuration
 
-        return configuration_table(as_configuration(entry))
+        table = configuration_table(as_configuration(entry))
+        lines = quality_lines([as_configuration(entry)])[1:]  # --quality: its line under it
+        if not lines:
+            return table
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(table, *(Text(line) for line in lines))
 
     def close(self) -> None:
         import gc
