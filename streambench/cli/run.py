@@ -292,7 +292,7 @@ def _isolation(settings: Any, world_size: int) -> str:
 
     asked = getattr(settings, "isolate", None)
     if world_size > 1:
-        if asked in ("config", "model"):
+        if asked in ("config", "fresh", "model"):
             raise UsageError(
                 f"--isolate {asked} does not work under torchrun/deepspeed (several ranks): "
                 "use --isolate none"

@@ -55,6 +55,10 @@ class Engine:
     #: where its tokens are timed: ``False``: on the ``--device`` torch device, after a sync;
     #: ``True``: on the host (its ``generate()`` hands each token to the host: nothing to sync)
     timed_on_host: ClassVar[bool] = False
+    #: ``--isolate`` may fork its workers from a warm process that imported it and loaded the
+    #: model on the CPU (:mod:`streambench.runners.local.warm`); ``False`` (the default): a fresh
+    #: process per worker, until forking was shown safe for it (threads, native runtimes)
+    fork_safe: ClassVar[bool] = False
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Before any model loads (``variants``: those of the sweep that run on this engine):

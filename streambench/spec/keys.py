@@ -184,7 +184,7 @@ def _wl(dest: str, parse: Parse, help: str, **arg: Any) -> Key:
 
 _TRUE = {"action": "store_true", "default": None}  # a flag; None: not given (config may set it)
 _REAL_T, _REAL_P = c.real_in("temperature"), c.real_in("top_p")
-_ISOLATE = ("config", "model", "none")
+_ISOLATE = ("config", "fresh", "model", "none")
 _path, _flag, _wint = c.workload_path, c.workload_flag, c.workload_whole  # endpoint's messages
 
 
@@ -292,8 +292,10 @@ TABLE: tuple[Key, ...] = (
         "configuration under torch.profiler, written to DIR as a Chrome/Perfetto trace with the "
         "token boundaries marked (not in the statistics)", "DIR", field="profile"),
     Key("isolate", ("--isolate",), c.choice_of(_ISOLATE), "run each configuration (config; the "
-        "default for more than one) or each model (model) in a fresh worker process, or "
-        "everything in this process (none; the only mode under torchrun/deepspeed)",
+        "default for more than one) or each model (model) in its own worker process, forked "
+        "from a warm one that loaded the model where that is safe (CPU, transformers), or each "
+        "configuration in a fresh Python (fresh), or everything in this process (none; the "
+        "only mode under torchrun/deepspeed)",
         choices=_ISOLATE, field="isolate"),
     Key("resume", ("--resume",), None, "keep the configurations already ok in the first -o "
         ".json/.jsonl file (same settings) and measure only the rest", action="store_true",
