@@ -298,9 +298,15 @@ class LocalRunner:
         variant = self.settings.variants[planned.item[4]]
         if self.isolate == "fresh" or fork_refusal(self.settings, variant, self.device):
             return None
+        key = json.dumps([job["spec"], job["device"], load_key(variant)])
+        if self.zygote is not None and self.zygote.key != key:
+            # one warm process per model: what loading and dropping the previous model left in
+            # its heap would be in every later worker's RSS (an order effect)
+            self.zygote.stop()
+            self.zygote = None
         if self.zygote is None:
-            self.zygote = Zygote(self.debug)
-        job["warm"] = {"preload_key": json.dumps([job["spec"], job["device"], load_key(variant)])}
+            self.zygote = Zygote(self.debug, key)
+        job["warm"] = {"preload_key": key}
         forked = self.zygote.fork(job)
         if isinstance(forked, str):
             if forked not in self._fresh_said:

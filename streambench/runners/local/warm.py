@@ -95,7 +95,9 @@ def fork_refusal(settings: Any, variant: dict[str, Any], device: Any) -> Optiona
 class Zygote:
     """The warm process of one sweep, seen from the sweep: it forks workers on request."""
 
-    def __init__(self, debug: bool = False) -> None:
+    def __init__(self, debug: bool = False, key: str = "") -> None:
+        #: the model load it serves (one warm process per model and load settings)
+        self.key = key
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [sys.executable, "-m", "streambench.runners.local.zygote"]
         cmd += ["--parent", str(os.getpid()), "--control", str(theirs.fileno())]

@@ -149,16 +149,24 @@ class Server:
             os.close(fd)
             send_message(self.ctl, {"op": "refused", "reason": reason})
             return
+        from .resident import resident_file_ranges
+
+        resident = resident_file_ranges()  # for the worker's RSS to be a fresh process's
         zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(job, fd, warm, zygote)
+            self._child(job, fd, warm, zygote, resident)
         os.close(fd)
         self.children.add(pid)
         send_message(self.ctl, {"op": "forked", "pid": pid})
 
     def _child(
-        self, job: dict[str, Any], fd: int, warm: Optional[dict[str, Any]], zygote: int
+        self,
+        job: dict[str, Any],
+        fd: int,
+        warm: Optional[dict[str, Any]],
+        zygote: int,
+        resident: list[tuple[int, int]],
     ) -> NoReturn:
         code = EXIT_SOFTWARE
         try:
@@ -174,6 +182,9 @@ class Server:
             import torch
 
             torch.set_num_threads(self.threads)  # the sweep's, as in a fresh process
+            from .resident import populate
+
+            populate(resident)  # the file pages a fresh process has resident (see .resident)
             from .worker import serve
 
             stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
