@@ -151,9 +151,10 @@ class Zygote:
                 self.broken = str(message.get("reason"))
                 return self.broken
 
-    def _next(self, timeout: Optional[float]) -> Optional[dict[str, Any]]:
-        """The zygote's next message other than an exit status (recorded in :attr:`exits`), or
-        ``None`` when it has gone or nothing came within ``timeout`` (``None``: no limit)."""
+    def _next(self, timeout: Optional[float], exits: bool = False) -> Optional[dict[str, Any]]:
+        """The zygote's next message other than an exit status (recorded in :attr:`exits`; with
+        ``exits``, one of those too), or ``None`` when it has gone or nothing came within
+        ``timeout`` (``None``: no limit)."""
         import select
 
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -176,12 +177,14 @@ class Zygote:
                 os.close(fd)
             if message.get("op") == "exited":
                 self.exits[int(message["pid"])] = int(message["returncode"])
-                continue
+                if not exits:
+                    continue
             return message
 
     def collect(self, timeout: Optional[float]) -> None:
-        """Read exit statuses for up to ``timeout`` seconds (0: what has arrived)."""
-        self._next(timeout)
+        """Wait up to ``timeout`` seconds (``None``: no limit; 0: not at all) for the next exit
+        status, recorded in :attr:`exits`."""
+        self._next(timeout, exits=True)
 
     def stop(self) -> None:
         """End the zygote; its workers end with it (each is tied to it)."""
