@@ -299,13 +299,14 @@ class LocalRunner:
         if self.isolate == "fresh" or fork_refusal(self.settings, variant, self.device):
             return None
         key = json.dumps([job["spec"], job["device"], load_key(variant)])
-        if self.zygote is not None and self.zygote.key != key:
+        if self.zygote is not None and self.zygote.key not in ("", key):
             # one warm process per model: what loading and dropping the previous model left in
             # its heap would be in every later worker's RSS (an order effect)
             self.zygote.stop()
             self.zygote = None
         if self.zygote is None:
             self.zygote = Zygote(self.debug, key)
+        self.zygote.key = key  # a warm process started early serves the first model it gets
         job["warm"] = {"preload_key": key}
         forked = self.zygote.fork(job)
         if isinstance(forked, str):
