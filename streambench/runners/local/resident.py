@@ -4,8 +4,9 @@ RSS (``VmHWM``) means the same thing.
 After ``fork()`` the kernel copies the page-table entries of anonymous memory (the heap, the
 model's weights) but not of file-backed mappings (shared libraries' code, memory-mapped weight
 files): the child's RSS leaves out every file page its parent had resident — measured on the tiny
-model, 53 MiB of torch's and transformers' libraries that the import touched — and counts it again
-as "growth" when the configuration first touches it. The child's high-water mark then reads lower
+model, 75 MiB (RSS before the trials 273.6 MiB forked, 349.1 MiB fresh), mostly torch's and
+transformers' libraries that the import touched — and counts it again as "growth" when the
+configuration first touches it. The child's high-water mark then reads lower
 than a fresh process's, and its growth higher. :func:`resident_file_ranges` (in the warm process,
 before the fork) lists the file pages it has resident (``/proc/self/maps`` and the present bit of
 ``/proc/self/pagemap``); :func:`populate` (in the worker, before anything is measured) maps them
