@@ -2,11 +2,12 @@
 memory of a configuration depends on what ran before it, and (on an NVIDIA GPU) whether NVML's
 energy counter agrees with its power readings integrated over time.
 
-1. Isolation cost: ``streambench run`` of the same N configurations with ``--isolate none`` and
-   ``--isolate config`` (and ``model``), wall time of the whole command, interleaved rounds; the
-   cost per configuration is ``(config - none) / N``.
+1. Isolation cost: ``streambench run`` of the same 4 configurations (issue 28's sweep) with each
+   ``--isolate`` mode (``none``, ``model``, ``config``: forked from the warm process, ``fresh``: a
+   fresh Python per configuration), wall and CPU time of the whole command, rotated order per
+   round; the cost per configuration is ``(mode - none) / 4`` of the medians.
 2. Order independence: peak memory of batch 1 alone vs batch 1 right after batch 32, with
-   ``--isolate none`` (the old behaviour) and ``--isolate config``; the difference in percent.
+   ``--isolate none`` (one process), ``config`` and ``fresh``; the difference in percent.
 3. NVML (``--device cuda`` with ``nvidia-ml-py`` installed): a few seconds of generation sampled
    by :class:`streambench.telemetry.Sampler`; energy from the counter vs the trapezoid integral of
    power over the same window, and energy per phase of one configuration.
@@ -32,10 +33,16 @@ from typing import Any
 import _common as C
 
 
-def streambench(*args: str) -> tuple[float, dict[str, Any]]:
-    """Wall seconds of one ``streambench run`` and its results document."""
+def streambench(*args: str) -> tuple[float, dict[str, Any], float]:
+    """Wall seconds of one ``streambench run``, its results document, and the CPU seconds
+    (user + system) of its whole process tree (every descendant is reaped by its parent, so
+    ``RUSAGE_CHILDREN`` counts the warm process and its workers too): on a shared machine the
+    CPU time moves less than the wall time."""
+    import resource
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "streambench", "run", *args, "-o", str(out)],
@@ -44,37 +51,53 @@ def streambench(*args: str) -> tuple[float, dict[str, Any]]:
             timeout=1800,
         )
         wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise RuntimeError(f"streambench run {' '.join(args)} failed: {proc.stderr[-2000:]}")
-        return wall, json.loads(out.read_text())
+        return wall, json.loads(out.read_text()), cpu
+
+
+#: the sweep of issue 28: four configurations of the embedded tiny model, one trial each
+COST_SWEEP = ["--in-out", "8-4,12-4,16-4,20-4", "--trials", "1", "--warmup", "0"]
+MODES = ("none", "model", "config", "fresh")
 
 
 def isolation_cost(device: str, rounds: int) -> dict[str, Any]:
-    base = ["--device", device, "--in-out", "32-16,64-16", "--batch-size", "1,2", "--warmup", "0"]
-    base += ["--trials", "2", "--no-telemetry"]
+    """Each ``--isolate`` mode on :data:`COST_SWEEP`, in rotated order per round; the cost per
+    configuration is ``(mode - none) / N`` of the medians."""
+    base = ["--device", device, *COST_SWEEP, "--no-telemetry"]
     n = 4
-    walls: dict[str, list[float]] = {"none": [], "model": [], "config": []}
+    walls: dict[str, list[float]] = {m: [] for m in MODES}
+    cpus: dict[str, list[float]] = {m: [] for m in MODES}
     for r in range(rounds):
-        modes = list(walls)
-        for mode in modes[r % 3 :] + modes[: r % 3]:
-            walls[mode].append(streambench(*base, "--isolate", mode)[0])
+        for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
+            wall, _doc, cpu = streambench(*base, "--isolate", mode)
+            walls[mode].append(wall)
+            cpus[mode].append(cpu)
     med = {k: statistics.median(v) for k, v in walls.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpus.items()}
     return {
         "configurations": n,
         "rounds": rounds,
         "wall_s": walls,
+        "cpu_s": cpus,
         "median_wall_s": med,
-        "cost_per_configuration_s": {k: (med[k] - med["none"]) / n for k in ("model", "config")},
+        "median_cpu_s": med_cpu,
+        "cost_per_configuration_s": {k: (med[k] - med["none"]) / n for k in MODES[1:]},
+        "cpu_cost_per_configuration_s": {k: (med_cpu[k] - med_cpu["none"]) / n for k in MODES[1:]},
     }
 
 
 def order_independence(device: str) -> dict[str, Any]:
+    """Batch 1's peak memory alone and right after batch 32, per mode (``model`` shares one
+    process per model, like ``none``)."""
     args = ["--device", device, "--in-out", "256-32", "--warmup", "0", "--trials", "2"]
     out: dict[str, Any] = {}
-    for mode in ("none", "config"):
+    for mode in ("none", "config", "fresh"):
 
         def peak(batches: str, mode: str = mode) -> int:
-            _, doc = streambench(*args, "--batch-size", batches, "--isolate", mode)
+            _, doc, _cpu = streambench(*args, "--batch-size", batches, "--isolate", mode)
             (bs1,) = [e for e in doc["configurations"] if e["settings"]["batch_size"] == 1]
             return int(bs1["aggregates"]["peak_memory_bytes"])
 
@@ -128,10 +151,18 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         "### Isolation cost",
         "",
+        f"`streambench run {' '.join(COST_SWEEP)}`, {iso['rounds']} rounds, medians",
+        "",
         C.md_table(
-            ["--isolate", "median wall (s)", "cost per configuration (s)"],
+            ["--isolate", "wall (s)", "per configuration vs none (s)", "CPU (s)", "CPU vs none"],
             [
-                [k, C.fmt(v, 2), C.fmt(iso["cost_per_configuration_s"].get(k), 2)]
+                [
+                    k,
+                    C.fmt(v, 2),
+                    C.fmt(iso["cost_per_configuration_s"].get(k), 2),
+                    C.fmt(iso["median_cpu_s"][k], 2),
+                    C.fmt(iso["cpu_cost_per_configuration_s"].get(k), 2),
+                ]
                 for k, v in iso["median_wall_s"].items()
             ],
         ),

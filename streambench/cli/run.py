@@ -272,6 +272,46 @@ def _run_checked(
 ) -> int:
     """``run`` after its settings were checked and its outputs locked: preflight, then the
     sweep."""
+    on_cluster = getattr(args, "ray", None) is not None or bool(getattr(args, "slurm", None))
+    # a sweep on a cluster runs its workers on the cluster's nodes: no warm process here
+    zygote = None if on_cluster else _prestart(settings, bool(getattr(args, "debug", False)))
+    try:
+        return _run_preflight(args, speaker, settings, outputs, plot, zygote)
+    finally:
+        if zygote is not None:
+            zygote.stop()  # unused (another device, a refused sweep), or stopped already
+
+
+def _prestart(settings: Any, debug: bool) -> Any:
+    """The warm process of ``--isolate config|model`` (:mod:`streambench.runners.local.warm`),
+    started now, so that its imports overlap this process's; ``None`` where the sweep will not
+    fork its workers (one configuration, ``--isolate none|fresh``, ``--interleave``, a launcher,
+    a device other than the CPU asked for, not Linux)."""
+    import sys
+
+    from ..ranks import launched_world_size
+    from ..runners.local.plan import iter_plan
+
+    asked = getattr(settings, "isolate", None)
+    if asked in ("none", "fresh") or getattr(settings, "interleave", False):
+        return None
+    if not sys.platform.startswith("linux") or settings.device not in ("auto", "cpu"):
+        return None
+    if launched_world_size() > 1 or (asked is None and len(list(iter_plan(settings))) < 2):
+        return None
+    from ..runners.local.warm import Zygote
+
+    return Zygote(debug)
+
+
+def _run_preflight(
+    args: argparse.Namespace,
+    speaker: Any,
+    settings: Any,
+    outputs: list[str],
+    plot: str | None,
+    zygote: Any,
+) -> int:
     from ..engines.transformers.load import check_ipex_available
     from ..runners.local.plan import beam_wrapper_class
     from ..runners.local.workload_prompts import preflight
@@ -302,7 +342,7 @@ def _run_checked(
         return run_on_cluster(
             args, speaker, settings, device, outputs, plot, resumed, isolate, remote
         )
-    return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate)
+    return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate, zygote)
 
 
 def _isolation(settings: Any, world_size: int) -> str:
@@ -313,7 +353,7 @@ def _isolation(settings: Any, world_size: int) -> str:
 
     asked = getattr(settings, "isolate", None)
     if world_size > 1:
-        if asked in ("config", "model"):
+        if asked in ("config", "fresh", "model"):
             raise UsageError(
                 f"--isolate {asked} does not work under torchrun/deepspeed (several ranks): "
                 "use --isolate none"
@@ -351,6 +391,7 @@ def _sweep(
     plot_path: str | None,
     resumed: dict[str, Any],
     isolate: str,
+    zygote: Any = None,
 ) -> int:
     from ..results.environment import environment
     from ..results.schema import new_document
@@ -365,6 +406,7 @@ def _sweep(
     out = terminal.console(quiet=not rank.is_writer, highlight=False)
     err = terminal.console(stderr=True, quiet=not rank.is_writer)
     runner = LocalRunner(settings, device, speaker, out, rank, args.debug, isolate=isolate)
+    runner.zygote = zygote if isolate in ("config", "model") else None
     runner.skip = set(resumed)  # --interleave rotates the configurations not kept from --resume
     doc = new_document(
         "run", environment(device), {**settings.to_dict(), "isolate": runner.isolate}

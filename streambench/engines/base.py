@@ -58,6 +58,10 @@ class Engine:
     #: the default directory of its export cache (models it converts once and reuses), which
     #: ``--export-dir`` replaces; no output of a run may be written into it (``None``: none)
     export_cache: ClassVar[str | None] = None
+    #: ``--isolate`` may fork its workers from a warm process that imported it and loaded the
+    #: model on the CPU (:mod:`streambench.runners.local.warm`); ``False`` (the default): a fresh
+    #: process per worker, until forking was shown safe for it (threads, native runtimes)
+    fork_safe: ClassVar[bool] = False
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """Before any model loads (``variants``: those of the sweep that run on this engine):

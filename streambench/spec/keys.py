@@ -185,7 +185,7 @@ def _wl(dest: str, parse: Parse, help: str, **arg: Any) -> Key:
 
 _TRUE = {"action": "store_true", "default": None}  # a flag; None: not given (config may set it)
 _REAL_T, _REAL_P = c.real_in("temperature"), c.real_in("top_p")
-_ISOLATE = ("config", "model", "none")
+_ISOLATE = ("config", "fresh", "model", "none")
 _path, _flag, _wint = c.workload_path, c.workload_flag, c.workload_whole  # endpoint's messages
 
 
@@ -310,8 +310,10 @@ TABLE: tuple[Key, ...] = (
         "tasks (comma-separated names, or a directory of task YAML files: DIR:TASK[,...]) on "
         "the loaded model (needs streambench[eval])", "TASKS", group="quality", field="lm_eval"),
     Key("isolate", ("--isolate",), c.choice_of(_ISOLATE), "run each configuration (config; the "
-        "default for more than one) or each model (model) in a fresh worker process, or "
-        "everything in this process (none; the only mode under torchrun/deepspeed)",
+        "default for more than one) or each model (model) in its own worker process, forked "
+        "from a warm one that loaded the model where that is safe (CPU, transformers), or each "
+        "configuration in a fresh Python (fresh), or everything in this process (none; the "
+        "only mode under torchrun/deepspeed)",
         choices=_ISOLATE, field="isolate"),
     Key("resume", ("--resume",), None, "keep the configurations already ok in the first -o "
         ".json/.jsonl file (same settings) and measure only the rest", action="store_true",

@@ -24,6 +24,9 @@ class TransformersEngine(Engine):
 
     name = "transformers"
     description = "the model's own generate()"
+    #: measured (tests/test_warm_start.py): torch + transformers imported and the model loaded
+    #: on the CPU with one intra-op thread start no thread pool, so a fork is safe
+    fork_safe = True
 
     def check(self, settings: Any, variants: list[dict[str, Any]]) -> None:
         """``--device`` present, ``--low-bit`` of every variant (a ``test_api`` may imply one)

@@ -3,7 +3,11 @@ its numbers do not depend on what ran before it, and a crash (a segfault, the OO
 poisoned CUDA context) costs one row, not the sweep.
 
 - ``--isolate config`` (the default for sweeps of more than one configuration): one worker per
-  configuration; it loads the model itself, so each row's memory starts from a fresh process.
+  configuration, forked from a warm process that imported torch and loaded the model once
+  (:mod:`streambench.runners.local.warm`, where that is safe), else a fresh process that loads
+  the model itself; either way each row's memory starts from the same state.
+- ``--isolate fresh``: one fresh process per configuration, never forked (what ``config`` was
+  before the warm start; the reference the warm start is measured against).
 - ``--isolate model``: one worker per model load (model, dtype, low-bit …) that runs all of that
   model's configurations in turn — cheaper, and the results say so.
 - ``--isolate none``: everything in this process (the behaviour before isolation; the only mode
@@ -34,7 +38,7 @@ from ...errors import Interrupted
 
 __all__ = ["ISOLATION_MODES", "Worker", "death_cause", "job_for"]
 
-ISOLATION_MODES = ("config", "model", "none")
+ISOLATION_MODES = ("config", "fresh", "model", "none")
 
 #: seconds a worker may take to stop after it was passed this process's signal
 STOP_GRACE_S = 60.0
@@ -77,7 +81,14 @@ def job_for(
 class Worker:
     """One worker process and its event stream (see the module docstring)."""
 
-    def __init__(self, job: dict[str, Any], debug: bool = False) -> None:
+    def __init__(self, job: dict[str, Any], debug: bool = False, forked: Any = None) -> None:
+        """Start a fresh worker for ``job``, or take ``forked``: one already forked for it from
+        the warm process (:class:`streambench.runners.local.warm.ForkedProc`)."""
+        self.pending = len(job["configurations"])
+        self.interrupted_by: Optional[int] = None
+        if forked is not None:
+            self.proc: Any = forked
+            return
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [
@@ -102,8 +113,6 @@ class Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(job))
         self.proc.stdin.close()
-        self.pending = len(job["configurations"])
-        self.interrupted_by: Optional[int] = None
 
     def next_event(self) -> Optional[dict[str, Any]]:
         """The worker's next event, or ``None`` once it has exited. A signal to this process

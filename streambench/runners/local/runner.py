@@ -42,6 +42,9 @@ class LocalRunner:
         self.isolate = isolate
         self.worker: Any = None  # the live worker process (``--isolate model``: reused)
         self.worker_spec: Any = None
+        #: the warm process workers are forked from (:mod:`streambench.runners.local.warm`)
+        self.zygote: Any = None
+        self._fresh_said: set[str] = set()
         # load key (:meth:`_load_key`) -> (error, bad input)
         self.failed_loads: dict[tuple[int, str], tuple[str, bool]] = {}
         self._plan: list[Planned] = []
@@ -266,6 +269,9 @@ class LocalRunner:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.zygote is not None:
+            self.zygote.stop()  # its workers end with it
+            self.zygote = None
         self.loaded = None
         gc.collect()
 
@@ -284,11 +290,43 @@ class LocalRunner:
         if self.worker is not None:
             self.worker.stop()
         spec, key = planned.item[0], self._load_key(planned)
-        todo = [planned] if self.isolate == "config" else self._plan[self._plan.index(planned) :]
+        one = self.isolate in ("config", "fresh")
+        todo = [planned] if one else self._plan[self._plan.index(planned) :]
         configs = [p.item[1:] for p in todo if self._load_key(p) == key]
-        self.worker = Worker(job_for(self.settings, spec, self.device, configs), self.debug)
+        job = job_for(self.settings, spec, self.device, configs)
+        self.worker = Worker(job, self.debug, self._forked(planned, job))
         self.worker_spec = key
         return self.worker
+
+    def _forked(self, planned: Planned, job: dict[str, Any]) -> Any:
+        """A worker for ``job`` forked from the warm process, or ``None``: a fresh process
+        (``--isolate fresh``, or where forking is not shown safe: :func:`.warm.fork_refusal`;
+        a refusal of the warm process itself is said once)."""
+        import json
+
+        from ...spec.generation import load_key
+        from .warm import Zygote, fork_refusal
+
+        variant = self.settings.variants[planned.item[4]]
+        if self.isolate == "fresh" or fork_refusal(self.settings, variant, self.device):
+            return None
+        key = json.dumps([job["spec"], job["device"], load_key(variant)])
+        if self.zygote is not None and self.zygote.key not in ("", key):
+            # one warm process per model: what loading and dropping the previous model left in
+            # its heap would be in every later worker's RSS (an order effect)
+            self.zygote.stop()
+            self.zygote = None
+        if self.zygote is None:
+            self.zygote = Zygote(self.debug, key)
+        self.zygote.key = key  # a warm process started early serves the first model it gets
+        job["warm"] = {"preload_key": key}
+        forked = self.zygote.fork(job)
+        if isinstance(forked, str):
+            if forked not in self._fresh_said:
+                self._fresh_said.add(forked)
+                self.speaker.note(f"workers start as fresh processes from here on: {forked}")
+            return None
+        return forked
 
     def _measure_isolated(
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
@@ -301,7 +339,7 @@ class LocalRunner:
             return self._failed_entry(planned, "failed", error)
         worker = self.worker
         alive = worker is not None and worker.proc.poll() is None and worker.pending > 0
-        if self.isolate == "config" or not alive or self.worker_spec != key:
+        if self.isolate in ("config", "fresh") or not alive or self.worker_spec != key:
             worker = self._start_worker(planned)
         done = 0
         entry = None

@@ -252,7 +252,7 @@ def check_isolation(settings: Any, asked: Any) -> str | None:
 
     if not getattr(settings, "interleave", False):
         return None
-    if asked in ("config", "model"):
+    if asked in ("config", "fresh", "model"):
         raise UsageError(
             f"--interleave runs every configuration in this process and does not combine "
             f"with --isolate {asked} (a worker per configuration or model) yet: drop one"

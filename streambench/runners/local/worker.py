@@ -50,15 +50,22 @@ def _settings(data: dict[str, Any], spec: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _measure(
-    loaded: Any, settings: Any, spec: Any, config: list[int], emit: Callable[[dict], None]
+    loaded: Any,
+    settings: Any,
+    spec: Any,
+    config: list[int],
+    emit: Callable[[dict], None],
+    start: dict[str, Any],
 ) -> dict[str, Any]:
     """One configuration, measured: its results/2 object (what the ``entry`` event carries to
-    the parent, which reads it back with ``ConfigurationResult.from_dict``)."""
+    the parent, which reads it back with ``ConfigurationResult.from_dict``). ``start``: how this
+    process began and who loaded its model (``extra.isolation``)."""
     from .configuration import run_configuration
     from .plan import new_result
 
     n_in, n_out, batch, vi = config
     entry = new_result(settings, spec.name, n_in, n_out, batch, vi)
+    entry.extra["isolation"] = dict(start)
     try:
         run_configuration(
             loaded,
@@ -77,29 +84,81 @@ def _measure(
     return entry.to_dict()
 
 
-def run_job(job: dict[str, Any], emit: Callable[[dict], None]) -> int:
-    """Load the job's model and measure its configurations; returns the exit code."""
+def load_job_model(job: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The job's settings, model spec and its model loaded here (``prepare_model``); the third
+    is the exception when loading failed. Also what the warm process
+    (:mod:`streambench.runners.local.zygote`) calls to load a model once for its children."""
     from ...devices import resolve_device
     from ...engines.variant_load import prepare_model
-    from ...results.environment import library_versions
     from .plan import quiet_transformers
 
     settings, spec = _settings(job["settings"], job["spec"])
     variant = settings.variants[job["configurations"][0][3]]  # one load: the same for all
     with quiet_transformers(settings.verbose):
         try:
-            loaded = prepare_model(spec, settings, variant, resolve_device(job["device"]))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            return (
+                settings,
+                spec,
+                prepare_model(spec, settings, variant, resolve_device(job["device"])),
+            )
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
             if "--debug" in sys.argv:
                 inert_traceback()  # the terminal is shared with the parent
-            usage = isinstance(exc, UsageError)
-            error = str(exc) if usage else f"loading {spec.name} failed: {describe_exception(exc)}"
+            return settings, spec, exc
+
+
+def run_job(
+    job: dict[str, Any], emit: Callable[[dict], None], warm: dict[str, Any] | None = None
+) -> int:
+    """Load the job's model (or take ``warm["loaded"]``, loaded before this process was forked)
+    and measure its configurations; returns the exit code."""
+    from ...results.environment import library_versions
+    from .plan import quiet_transformers
+
+    start = {"start": "fresh", "worker_pid": os.getpid(), "model_loaded_by_pid": os.getpid()}
+    if warm is not None and warm.get("loaded") is not None:
+        settings, spec = _settings(job["settings"], job["spec"])
+        loaded: Any = warm["loaded"]
+        start.update(start="fork", model_loaded_by_pid=warm["pid"])
+    else:
+        settings, spec, loaded = load_job_model(job)
+        start["start"] = "fork" if warm is not None else "fresh"
+    start["model_load_s"] = getattr(loaded, "load_time_s", None)
+    with quiet_transformers(settings.verbose):
+        if isinstance(loaded, Exception):
+            usage = isinstance(loaded, UsageError)
+            error = (
+                str(loaded)
+                if usage
+                else f"loading {spec.name} failed: {describe_exception(loaded)}"
+            )
             emit({"event": "load_failed", "error": error, "usage": usage})
             return EXIT_FAILED
         emit({"event": "loaded", "notes": list(loaded.notes), "versions": library_versions()})
         for config in job["configurations"]:
-            emit({"event": "entry", "entry": _measure(loaded, settings, spec, config, emit)})
+            emit({"event": "entry", "entry": _measure(loaded, settings, spec, config, emit, start)})
     return EXIT_OK
+
+
+def serve(job: dict[str, Any], stream: TextIO, warm: dict[str, Any] | None = None) -> int:
+    """Run ``job`` with its events on ``stream``: the worker's life after it tied itself to its
+    parent (a fresh worker's :func:`main`; a forked one's in
+    :mod:`streambench.runners.local.zygote`). Returns the exit code."""
+    from ..orphan import leave
+
+    try:
+        with SignalPolicy():
+
+            def emit(event: dict[str, Any]) -> None:
+                try:
+                    stream.write(json.dumps(event) + "\n")
+                except BrokenPipeError:  # nobody reads the results any more
+                    leave()
+
+            guard_messages()  # this process writes to the parent's terminal too
+            return run_job(job, emit, warm)
+    except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
+        return interrupted_exit_code(exc)
 
 
 def _parent_arg() -> int | None:
@@ -109,7 +168,7 @@ def _parent_arg() -> int | None:
 
 
 def main() -> int:
-    from ..orphan import leave, tie_to_parent
+    from ..orphan import tie_to_parent
 
     parent = _parent_arg()
     if parent is not None:  # first: a parent killed from here on takes this process with it
@@ -117,17 +176,10 @@ def main() -> int:
     try:
         with SignalPolicy():
             stream = _protocol_stream()
-
-            def emit(event: dict[str, Any]) -> None:
-                try:
-                    stream.write(json.dumps(event) + "\n")
-                except BrokenPipeError:  # nobody reads the results any more
-                    leave()
-
-            guard_messages()  # this process writes to the parent's terminal too
-            return run_job(json.loads(sys.stdin.read()), emit)
-    except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
+            job = json.loads(sys.stdin.read())
+    except KeyboardInterrupt as exc:
         return interrupted_exit_code(exc)
+    return serve(job, stream)
 
 
 if __name__ == "__main__":
