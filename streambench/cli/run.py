@@ -191,9 +191,6 @@ def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     add_arguments(run, "run")
-    from ..runners.remote.options import add_arguments as add_cluster_arguments
-
-    add_cluster_arguments(run)  # --ray, --slurm
     run.set_defaults(func=cmd_run)
 
 

@@ -66,6 +66,8 @@ GROUPS = {
     "trials": "trials: how many, in which order",
     "workload": "workload (your own prompts and traffic)",
     "quality": "quality beside speed (outside the timed trials)",
+    "cluster": "beyond one machine (each configuration a Ray task or a Slurm job; README, "
+    "'Beyond one machine')",
 }
 
 
@@ -343,6 +345,30 @@ TABLE: tuple[Key, ...] = (
         "with a count", **_TRUE),
     Key("verbose", ("-v", "--verbose"), None, "print every run's per-token timing",
         action="store_true", default=False),
+    # where the configurations run (README, "Beyond one machine"): not settings of a
+    # configuration, never in --config; checked by streambench.runners.remote.options
+    Key("ray", ("--ray",), None, "run the configurations as tasks of the Ray cluster at ADDRESS "
+        "(anything ray.init takes: auto, HOST:PORT, ray://HOST:PORT); needs streambench[ray]",
+        "ADDRESS", group="cluster"),
+    Key("ray_cpus", ("--ray-cpus",), None, "CPUs per configuration (default 1; the worker's "
+        "threads)", "N", group="cluster"),
+    Key("ray_gpus", ("--ray-gpus",), None, "GPUs per configuration (default 1 with --device "
+        "cuda, else 0)", "N", group="cluster"),
+    Key("ray_memory", ("--ray-memory",), None, "memory reserved per configuration, for "
+        "placement (not enforced)", "GB", group="cluster"),
+    Key("slurm", ("--slurm",), None, "run the configurations as a Slurm job array through "
+        "submitit (one job per configuration, or per model with --isolate model); needs "
+        "streambench[slurm]", action="store_true", group="cluster"),
+    Key("slurm_partition", ("--slurm-partition",), None, "the partition of the jobs", "NAME",
+        group="cluster"),
+    Key("slurm_gpus_per_job", ("--slurm-gpus-per-job",), None, "GPUs per job (default 1 with "
+        "--device cuda, else 0)", "N", group="cluster"),
+    Key("slurm_time", ("--slurm-time",), None, "time limit of each job, minutes (default 60)",
+        "MIN", group="cluster"),
+    Key("slurm_folder", ("--slurm-folder",), None, "submitit's folder for job logs (default "
+        "./streambench-slurm)", "DIR", group="cluster"),
+    Key("slurm_arg", ("--slurm-arg",), None, "another submitit parameter (slurm_KEY), e.g. "
+        "--slurm-arg mem_gb=16 (repeatable)", "KEY=VALUE", action="append", group="cluster"),
     # ipex-llm all-in-one's own keys; no option of their own
     Key("local_model_hub", (), c.hub, "directory holding the models"),
     Key("variants", (), lambda v, _where: v, "list of generation settings (checked later)"),

@@ -120,6 +120,11 @@ def run_job(
         settings, spec = _settings(job["settings"], job["spec"])
         loaded: Any = warm["loaded"]
         start.update(start="fork", model_loaded_by_pid=warm["pid"])
+        from ...engines.threads import torch_threads
+
+        # --threads, as a fresh worker sets it before its load (the warm process computes at 1
+        # thread and the fork restored torch's default); forking is for torch engines only
+        loaded.threads = torch_threads(getattr(settings, "threads", None))
     else:
         settings, spec, loaded = load_job_model(job)
         start["start"] = "fork" if warm is not None else "fresh"

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...errors import UsageError
 
-__all__ = ["RemoteOptions", "Resources", "add_arguments", "remote_options"]
+__all__ = ["RemoteOptions", "Resources", "remote_options"]
 
 #: the most a configuration may ask for of one resource (a typo guard, not a policy)
 MAX_CPUS = 1024
@@ -45,63 +45,6 @@ class RemoteOptions:
     time_min: int | None = None
     folder: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ray`` and ``--slurm`` with their options, in their own ``--help`` group."""
-    group = parser.add_argument_group(
-        "beyond one machine (each configuration a Ray task or a Slurm job; README, 'Beyond one "
-        "machine')"
-    )
-    group.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="run the configurations as tasks of the "
-        "Ray cluster at ADDRESS (anything ray.init takes: auto, HOST:PORT, "
-        "ray://HOST:PORT); needs streambench[ray]",
-    )
-    group.add_argument(
-        "--ray-cpus", metavar="N", help="CPUs per configuration (default 1; the worker's threads)"
-    )
-    group.add_argument(
-        "--ray-gpus",
-        metavar="N",
-        help="GPUs per configuration (default 1 with --device cuda, else 0)",
-    )
-    group.add_argument(
-        "--ray-memory",
-        metavar="GB",
-        help="memory reserved per configuration, for placement (not enforced)",
-    )
-    group.add_argument(
-        "--slurm",
-        action="store_true",
-        default=None,
-        help="run the "
-        "configurations as a Slurm job array through submitit (one job per "
-        "configuration, or per model with --isolate model); needs "
-        "streambench[slurm]",
-    )
-    group.add_argument("--slurm-partition", metavar="NAME", help="the partition of the jobs")
-    group.add_argument(
-        "--slurm-gpus-per-job",
-        metavar="N",
-        help="GPUs per job (default 1 with --device cuda, else 0)",
-    )
-    group.add_argument(
-        "--slurm-time", metavar="MIN", help="time limit of each job, minutes (default 60)"
-    )
-    group.add_argument(
-        "--slurm-folder",
-        metavar="DIR",
-        help="submitit's folder for job logs (default ./streambench-slurm)",
-    )
-    group.add_argument(
-        "--slurm-arg",
-        metavar="KEY=VALUE",
-        action="append",
-        help="another submitit parameter (slurm_KEY), e.g. --slurm-arg mem_gb=16 (repeatable)",
-    )
 
 
 def _number(value: Any, option: str, low: float, high: float, integer: bool = False) -> float:
