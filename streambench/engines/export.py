@@ -57,11 +57,13 @@ def weight_format(low_bit: str | None, dtype: str) -> str:
     return "fp16" if dtype in ("float16", "bfloat16") else "fp32"
 
 
-def _versions() -> dict[str, str]:
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed version of each distribution (``"absent"`` when not installed): part of every
+    export cache's key, so an upgrade converts again instead of reusing an old export."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("openvino", "optimum-intel", "transformers"):
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -69,8 +71,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _model_identity(spec: Any, settings: Any) -> dict[str, Any]:
-    """What identifies the source model in the cache key."""
+def _versions() -> dict[str, str]:
+    return package_versions("openvino", "optimum-intel", "transformers")
+
+
+def model_identity(spec: Any, settings: Any) -> dict[str, Any]:
+    """What identifies the source model in an export cache's key (every engine's cache)."""
     local = spec.local_directory
     if local:
         files = [p for p in Path(local).rglob("*") if p.is_file()]
@@ -91,7 +97,7 @@ def _model_identity(spec: Any, settings: Any) -> dict[str, Any]:
 
 def cache_key(spec: Any, settings: Any, fmt: str) -> str:
     """The cache subdirectory's name: the model's name and a hash of everything it depends on."""
-    data = {"model": _model_identity(spec, settings), "weights": fmt, **_versions()}
+    data = {"model": model_identity(spec, settings), "weights": fmt, **_versions()}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)[-40:]
     return f"{stem}-{fmt}-{digest}"

@@ -140,22 +140,18 @@ def gguf_format(low_bit: str | None, dtype: str) -> str:
 
 # -- the cache ----------------------------------------------------------------------------------
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from ..export import package_versions
 
-    out = {"converter": str(_CONVERTER_VERSION)}
-    for name in ("gguf", "llama-cpp-python", "transformers"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {"converter": str(_CONVERTER_VERSION)} | package_versions(
+        "gguf", "llama-cpp-python", "transformers"
+    )
 
 
 def cache_name(spec: Any, settings: Any, fmt: str) -> str:
     """The cached file's name: the model's name, the format and a hash of what it depends on."""
-    from ..export import _model_identity
+    from ..export import model_identity
 
-    data = {"model": _model_identity(spec, settings), "weights": fmt, **_versions()}
+    data = {"model": model_identity(spec, settings), "weights": fmt, **_versions()}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)[-40:]
     return f"{stem}-{fmt}-{digest}.gguf"

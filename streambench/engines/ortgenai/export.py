@@ -90,42 +90,18 @@ def precision(low_bit: str | None, dtype: str) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from ..export import package_versions
 
-    out = {}
-    for name in ("onnxruntime-genai", "onnxruntime", "transformers"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def _model_identity(spec: Any, settings: Any) -> dict[str, Any]:
-    """What identifies the source model in the cache key (as the OpenVINO export cache does)."""
-    local = spec.local_directory
-    if local:
-        files = [p for p in Path(local).rglob("*") if p.is_file()]
-        newest = max((p.stat().st_mtime_ns for p in files), default=0)
-        return {"path": str(Path(local).resolve()), "mtime_ns": newest}
-    if spec.kind == "pretrained":
-        return {"hub": spec.source or spec.name}
-    if spec.kind == "config":
-        src = Path(spec.source or "")
-        return {"config": str(src.resolve()), "mtime_ns": src.stat().st_mtime_ns}
-    return {
-        "kind": spec.kind,
-        "name": spec.source or spec.name,
-        "seed": settings.seed,
-        "num_layers": settings.num_layers,
-    }
+    return package_versions("onnxruntime-genai", "onnxruntime", "transformers")
 
 
 def cache_key(spec: Any, settings: Any, prec: str, provider: str) -> str:
     """The cache subdirectory's name: the model's name, provider, precision and a hash of
     everything the build depends on."""
+    from ..export import model_identity
+
     data = {
-        "model": _model_identity(spec, settings),
+        "model": model_identity(spec, settings),
         "precision": prec,
         "provider": provider,
         **_versions(),
