@@ -198,3 +198,33 @@ def test_transformers_settings_are_refused_for_the_openvino_engines(tmp_path):
     kwargs = '{"repetition_penalty": 1.1}'
     proc = sb("run", "--engine", "openvino-genai", "--generate-kwargs", kwargs, cwd=tmp_path)
     assert proc.returncode == 2 and "--generate-kwargs is a transformers setting" in proc.stderr
+
+
+@needs_ov
+def test_openvino_int8_agreement_with_transformers_fp32(tmp_path):
+    """Issue 26: speed and quality of float32, bfloat16 and OpenVINO int8 of one model in one
+    sweep (``examples/quality-engines.yaml``): every row has its perplexity on the same texts,
+    and the bf16 and int8 rows their greedy agreement with float32, recomputed here from the
+    greedy tokens in the file."""
+    example = Path(__file__).parent.parent / "examples" / "quality-engines.yaml"
+    proc = sb("run", "--config", str(example), "--in-out", "32-16", "--trials", "2",
+              "--export-dir", "cache", "-o", "q.json", "-o", "q.csv", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "q.json").read_text())["configurations"]
+    fp32, bf16, int8 = rows
+    assert int8["engine"]["weight_format"] == "int8" and int8["config"]["low_bit"] == "int8"
+    assert fp32["quality"]["reference"] is None
+    for row in (bf16, int8):
+        q = row["quality"]
+        assert q["reference"] == fp32["id"]
+        assert q["texts_md5"] == fp32["quality"]["texts_md5"]  # the same texts scored
+        assert abs(q["perplexity"] / fp32["quality"]["perplexity"] - 1) < 0.10
+        pairs = [
+            (a, b)
+            for mine, ref in zip(q["greedy"], fp32["quality"]["greedy"])
+            for a, b in zip(mine, ref)
+        ]
+        assert q["agreement"] == pytest.approx(sum(a == b for a, b in pairs) / len(pairs))
+    assert "agreement" in proc.stdout and "engine=openvino" in proc.stdout
+    header = (tmp_path / "q.csv").read_text().splitlines()[0]
+    assert "perplexity" in header and "agreement" in header

@@ -84,7 +84,7 @@ def test_dtype_sweep_reports_perplexity_and_bf16_agreement_with_fp32(dtype_run):
     assert (share, bf16["quality"]["first_divergence_mean"]) == pytest.approx(expected)
     # the first configuration is the reference: no agreement, with the reason
     assert fp32["quality"]["reference"] is None and fp32["quality"]["agreement"] is None
-    assert "one setting" in fp32["quality"]["reasons"]["agreement"]
+    assert "first configuration" in fp32["quality"]["reasons"]["agreement"]
     assert "agreement" in proc.stdout and "perplexity" in proc.stdout  # the summary says it
 
 
@@ -257,7 +257,7 @@ def test_reference_is_the_first_earlier_configuration_differing_in_one_setting(t
     fp32_eager = f"{base}|8-4|bs1|attn_implementation=eager|dtype=float32"
     assert refs[f"{base} 8-4 bs1 dtype=float32 attn=eager"] == (
         None,
-        "no configuration before it in the sweep differs from it in one setting only",
+        "this is the sweep's first configuration of this model, lengths and batch size",
     )
     assert refs[f"{base} 8-4 bs1 dtype=float32 attn=sdpa"][0] == fp32_eager
     assert refs[f"{base} 8-4 bs1 dtype=bfloat16 attn=eager"][0] == fp32_eager
@@ -306,3 +306,33 @@ def test_prompt_file_texts_are_scored_in_process(tmp_path):
     assert first["texts"] == 3 and first["tokens"] == sum(n - 1 for n in lengths)
     assert first["context_length"] == max(lengths)
     assert second["agreement"] == 1.0 and second["reference"] is not None
+
+
+def test_low_bit_is_an_axis_and_a_variant_setting(tmp_path):
+    """``--low-bit none,KIND`` is a sweep axis (``none``: the unquantized model, the reference);
+    a config's ``variants:`` gives each engine its own low-bit, and a row that differs from the
+    baseline in two settings (engine and low-bit) is compared with that baseline."""
+    settings = _settings("--low-bit", "none,int8_weight_only", "--quality")
+    assert settings.low_bit is None
+    assert settings.variants == [{}, {"low_bit": "int8_weight_only"}]
+    refs = _references(settings)
+    base = "streambench/tiny-llama"
+    assert refs[f"{base} 32-32 bs1 low-bit=int8_weight_only"][0] == f"{base}|32-32|bs1"
+    one = _settings("--low-bit", "int8_weight_only")  # one kind: the sweep's, not an axis
+    assert one.low_bit == "int8_weight_only" and one.variants == [{}]
+
+    config = tmp_path / "v.yaml"
+    config.write_text(
+        "variants:\n  - {engine: transformers}\n  - {engine: transformers, dtype: bfloat16}\n"
+        "  - {engine: openvino, low_bit: int8}\n"
+    )
+    settings = _settings("--quality", config=str(config))
+    assert settings.variants[2] == {"low_bit": "int8", "engine": "openvino"}
+    refs = _references(settings)
+    assert refs[f"{base} 32-32 bs1 low-bit=int8 engine=openvino"][0] == f"{base}|32-32|bs1"
+    assert refs[f"{base} 32-32 bs1 dtype=bfloat16"][0] == f"{base}|32-32|bs1"
+
+    # a product that makes a combination an engine does not have: refused, the way out named
+    refused = r"--engine transformers with --low-bit int8: .*`variants:` list"
+    with pytest.raises(UsageError, match=refused):
+        _settings("--engine", "transformers,openvino", "--low-bit", "none,int8")

@@ -79,7 +79,8 @@ class Engine:
             raise UsageError(
                 f"--engine {self.name} streams greedy or sampled decoding only: use --num-beams 1"
             )
-        self.check_low_bit(settings.low_bit)
+        for variant in variants or [{}]:  # a variant may have its own (--low-bit a,b)
+            self.check_low_bit(variant.get("low_bit") or settings.low_bit)
 
     def timing_device(self, settings: Any) -> Any:
         """The torch device its streamer times on: the host's CPU when :attr:`timed_on_host`,

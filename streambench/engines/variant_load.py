@@ -34,6 +34,8 @@ def load_settings(settings: Any, variant: dict[str, Any]) -> Any:
         changes["optimize_model"] = given.get("optimize_model", False)
     if variant.get("dtype"):  # --dtype a,b: the variant's own (wins over a test_api's)
         changes["dtype"] = variant["dtype"]
+    if variant.get("low_bit"):  # --low-bit a,b or a `variants:` item: the variant's own
+        changes["low_bit"] = variant["low_bit"]
     return dataclasses.replace(settings, **changes)
 
 

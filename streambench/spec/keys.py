@@ -225,9 +225,12 @@ TABLE: tuple[Key, ...] = (
         gen=GenAxis(None, True, "dtype"), field="dtype", written=7),
     Key("num_beams", ("--num-beams",), c.bounded("num_beams"), "beam search width (default 1)",
         "N", identity=True, field="num_beams", written=8),
-    Key("low_bit", ("--low-bit",), c.optional_text, "low-bit weights: ipex-llm kinds (sym_int4, "
-        "sym_int8, nf4 ...), torchao (int8_weight_only, int8_dynamic, int4_weight_only) or "
-        "bitsandbytes (bnb_nf4, bnb_fp4, bnb_int8)", "KIND", field="low_bit", written=9),
+    Key("low_bit", ("--low-bit",), c.values(c.optional_text, True), "low-bit weights: "
+        "ipex-llm kinds (sym_int4, sym_int8, nf4 ...), torchao (int8_weight_only, int8_dynamic, "
+        "int4_weight_only), bitsandbytes (bnb_nf4, bnb_fp4, bnb_int8), or the engine's own "
+        "formats (OpenVINO int8, int4_sym ...); several, e.g. none,int8_weight_only: a sweep "
+        "axis, one load each (none: the unquantized model)", "KIND[,...]", axis=True,
+        identity=True, gen=GenAxis(None, True, "low-bit"), field="low_bit", written=9),
     Key("trust_remote_code", ("--trust-remote-code",), c.boolean, "allow the model's own code "
         "from its repository (off by default)", field="trust_remote_code", written=10,
         **_TRUE),
@@ -305,9 +308,9 @@ TABLE: tuple[Key, ...] = (
         "its greedy tokens with a reference configuration (results: quality)", group="quality",
         field="quality", **_TRUE),
     Key("quality_reference", ("--quality-reference",), c.text, "--quality: the configuration "
-        "(its label or id) every other one is compared with (default: the first of the sweep "
-        "that differs only in one setting)", "LABEL", group="quality",
-        field="quality_reference"),
+        "(its label or id) every other one is compared with (default: the first earlier one that "
+        "differs in one setting only, else the first of the same lengths)", "LABEL",
+        group="quality", field="quality_reference"),
     Key("lm_eval", ("--lm-eval",), c.text, "--quality: also run these lm-evaluation-harness "
         "tasks (comma-separated names, or a directory of task YAML files: DIR:TASK[,...]) on "
         "the loaded model (needs streambench[eval])", "TASKS", group="quality", field="lm_eval"),

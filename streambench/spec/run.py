@@ -141,6 +141,8 @@ class SweepSettings:
         out.update(trial_settings(self))  # --trials auto, --interleave, --busy-threshold
         if self.workload is not None and self.workload.active:
             out["workload"] = self.workload.to_dict()
+        if self.quality:  # --quality: what was asked (each row's ``quality`` says what came)
+            out["quality"] = {"reference": self.quality_reference, "lm_eval": self.lm_eval}
         return out
 
 
@@ -228,7 +230,7 @@ def build_run_settings(
     random_weights = m.get("random_weights", False)
     specs = resolve_model_specs(m.get("models", [None]), random_weights, m.get("local_model_hub"))
     dtype = _dtype_axis(m, DTYPES)
-    low_bit = m.get("low_bit")
+    low_bit = _low_bit_axis(m)
     num_layers = m.get("num_layers")
     if num_layers is not None and any(s.kind == "pretrained" for s in specs):
         raise UsageError("--num-layers works with the embedded model and --random-weights only")
@@ -283,6 +285,17 @@ def _dtype_axis(m: dict[str, Any], known: tuple[str, ...]) -> str:
     return str(dtypes[0])
 
 
+def _low_bit_axis(m: dict[str, Any]) -> str | None:
+    """``--low-bit``: one kind is the sweep's (returned; ``None``: none); several (``none`` among
+    them for the unquantized model) are a sweep axis, each variant loading with its own
+    (:func:`streambench.engines.variant_load.load_settings`; the sweep's is then ``None``)."""
+    kinds = list(dict.fromkeys(m.pop("low_bit", None) or [None]))
+    if len(kinds) > 1:
+        m["low_bit"] = kinds  # an axis of the variants (_variants)
+        return None
+    return kinds[0]
+
+
 def _quality_fields(m: dict[str, Any]) -> dict[str, Any]:
     """``--quality``, ``--quality-reference``, ``--lm-eval``: the last two need the first."""
     quality = bool(m.get("quality", False))
@@ -321,13 +334,24 @@ def _variants(m: dict[str, Any], config: str | None) -> list[dict[str, Any]]:
 
 
 def _check_low_bit(low_bit: str | None, variants: list[dict[str, Any]]) -> None:
-    """``--low-bit`` checked for every engine of the sweep, before anything loads."""
-    from ..engines import engines_of, get_engine
+    """``--low-bit`` checked for the engine of every variant (its own kind, when ``--low-bit``
+    is an axis or the config's ``variants:`` give one), before anything loads."""
+    from ..engines import engine_of, get_engine
 
-    if low_bit is None:
-        return
-    for engine in engines_of(variants):
-        get_engine(engine).check_low_bit(low_bit)
+    for variant in variants:
+        kind = variant.get("low_bit", low_bit)
+        if kind is None:
+            continue
+        try:
+            get_engine(engine_of(variant)).check_low_bit(kind)
+        except UsageError as exc:
+            if "low_bit" not in variant and len(variants) == 1:
+                raise
+            raise UsageError(
+                f"--engine {engine_of(variant)} with --low-bit {kind}: {exc}; for kinds that "
+                "differ by engine, list the combinations in the config's `variants:` list, e.g. "
+                "[{engine: transformers}, {engine: openvino, low_bit: int8}]"
+            ) from None
 
 
 def _check_model_files(specs: list[Any], variants: list[dict[str, Any]], workload: Any) -> None:
@@ -364,7 +388,7 @@ def _test_api_device(m: dict[str, Any], variants: list[dict[str, Any]]) -> str:
     launched = launched_world_size() > 1
     devices = {}
     for api in apis:
-        found = implied(api, m.get("low_bit"), launched).get("device")
+        found = implied(api, None, launched).get("device")
         if found is not None:
             devices[api] = found
     if "device" in m or not devices:

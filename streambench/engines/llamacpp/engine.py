@@ -65,11 +65,15 @@ class LlamaCppEngine(Engine):
                 f"--device {settings.device}: --engine llama.cpp runs on the CPU (a CPU build of "
                 "llama-cpp-python); use --device cpu"
             )
+        from ..variant_load import load_settings
+
         given = [m.name for m in settings.models if m.kind == "gguf"]
-        if given and settings.low_bit:
+        kinds = [load_settings(settings, v).low_bit for v in variants or [{}]]
+        if given and any(kinds):
             raise UsageError(
-                f"--low-bit {settings.low_bit}: model {given[0]} is a .gguf file, used as it "
-                "is; leave --low-bit out, or give the transformers directory to convert"
+                f"--low-bit {next(k for k in kinds if k)}: model {given[0]} is a .gguf file, "
+                "used as it is; leave --low-bit out, or give the transformers directory to "
+                "convert"
             )
 
     def configuration_problem(self, variant: dict[str, Any], batch: int) -> str | None:

@@ -61,13 +61,17 @@ class OrtGenAIEngine(Engine):
 
         if all(is_genai_directory(m.local_directory) for m in settings.models):
             return  # ONNX directories run as they are: nothing to build
-        prec = precision(settings.low_bit, settings.dtype)
-        if prec not in VALID[provider]:
-            option = f"--low-bit {prec}" if settings.low_bit else f"--dtype {settings.dtype}"
-            raise UsageError(
-                f"{option}: ORT GenAI's model builder makes no {prec} model for {provider}; use "
-                f"--low-bit {' or '.join(VALID[provider])} (or another --device)"
-            )
+        from ..variant_load import load_settings
+
+        for variant in variants or [{}]:  # a variant may have its own (--low-bit a,b)
+            one = load_settings(settings, variant)
+            prec = precision(one.low_bit, one.dtype)
+            if prec not in VALID[provider]:
+                option = f"--low-bit {prec}" if one.low_bit else f"--dtype {one.dtype}"
+                raise UsageError(
+                    f"{option}: ORT GenAI's model builder makes no {prec} model for {provider}; "
+                    f"use --low-bit {' or '.join(VALID[provider])} (or another --device)"
+                )
 
     def load(
         self, spec: ModelSpec, settings: Any, device: Any, variant: dict[str, Any]

@@ -50,7 +50,9 @@ def reference_of(settings: Any, result: ConfigurationResult) -> tuple[str | None
     """The id of ``result``'s reference configuration, and why there is none (``""``): the one
     ``--quality-reference`` names (a label or an id), else the first configuration of the sweep,
     before this one, of the same model, lengths and batch size whose generation settings differ
-    from this one's in exactly one setting (dtype, engine, attention, compile ...)."""
+    from this one's in exactly one setting (dtype, engine, attention, compile ...), else the
+    first configuration of those (an OpenVINO int8 row, which differs in engine and low-bit,
+    against the transformers baseline)."""
     from .plan import configuration_id, configuration_label, iter_plan
 
     s, me = settings, result.settings
@@ -71,12 +73,18 @@ def reference_of(settings: Any, result: ConfigurationResult) -> tuple[str | None
     if mine is None:
         return None, "this configuration is not in the sweep's plan"
     where = (me.model, me.input_tokens, me.output_tokens, me.batch_size)
+    before = []
     for key, _label, at, variant in plan:
         if key == result.id:
             break
-        if at == where and _differ_in_one(variant, mine[3]):
+        if at == where:
+            before.append((key, variant))
+    for key, variant in before:
+        if _differ_in_one(variant, mine[3]):
             return key, ""
-    return None, "no configuration before it in the sweep differs from it in one setting only"
+    if before:  # several settings differ (engine and low-bit): the baseline of these lengths
+        return before[0][0], ""
+    return None, "this is the sweep's first configuration of this model, lengths and batch size"
 
 
 def _differ_in_one(a: dict[str, Any], b: dict[str, Any]) -> bool:
