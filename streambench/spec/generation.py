@@ -285,12 +285,17 @@ def cache_names() -> list[str] | None:
 
 
 def check_against_transformers(variants: Iterable[Mapping[str, Any]]) -> None:
-    """An unknown attention or cache implementation fails up front with the valid names."""
+    """An unknown attention or cache implementation fails up front with the valid names (only
+    a sweep that sets one imports transformers' modeling code here: ~3 s on a small CPU, before
+    the warm process of ``--isolate`` could start)."""
+    asked = [v for v in variants if v.get("attn_implementation") or "cache_implementation" in v]
+    if not asked:
+        return
     import transformers
 
-    for variant in variants:
+    for variant in asked:
         attn = variant.get("attn_implementation")
-        valid = attention_names()
+        valid = attention_names() if attn else []
         if attn and "/" not in attn and attn not in valid:
             raise UsageError(
                 f"--attn-implementation {attn!r} is not known to transformers "
