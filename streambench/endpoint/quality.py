@@ -236,8 +236,7 @@ def _prompt_logprobs(answer: Any, expected: int | None, i: int) -> list[float] |
         )
     if not n <= len(lps) <= n + 1:  # the prompt's, and the one generated token (max_tokens 1)
         raise _Refused(
-            f"prompt {i}: the server echoed {len(lps)} log-probabilities for a prompt of {n} "
-            "tokens"
+            f"prompt {i}: the server echoed {len(lps)} log-probabilities for a prompt of {n} tokens"
         )
     if n < 2:
         return None
@@ -265,16 +264,15 @@ class ServedQuality:
         """The ``quality`` object of the load point ``result`` (an ``EndpointResult``)."""
         spec = result.spec
         key = hashlib.md5(
-            json.dumps([spec.chat, scored_prompts(spec, self.tokenizer)]).encode(), usedforsecurity=False
+            json.dumps([spec.chat, scored_prompts(spec, self.tokenizer)]).encode(),
+            usedforsecurity=False,
         ).hexdigest()
         if key not in self._scored:
             self._scored[key] = prompt_perplexity(spec, self.tokenizer)
         return point_quality(self.plan, self._scored[key], result, self.tokenizer)
 
 
-def point_quality(
-    plan: QualityPlan, base: Quality, result: Any, tokenizer: Any
-) -> dict[str, Any]:
+def point_quality(plan: QualityPlan, base: Quality, result: Any, tokenizer: Any) -> dict[str, Any]:
     """One load point's ``quality`` object: the perplexity part ``base`` (shared by every
     point) and the agreement of this point's outputs with the reference."""
     q = Quality.from_dict(base.to_dict())
