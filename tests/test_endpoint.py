@@ -207,7 +207,7 @@ class Stub:
             lps[n // 2] = 0.5
         elif mode == "short":
             lps = lps[: n - 1]
-        tokens = list(body["prompt"]) + ["ab"]
+        tokens = [*body["prompt"], "ab"]
         choice = {"index": 0, "text": body["prompt"] + "ab", "finish_reason": "length"}
         if mode != "none":
             choice["logprobs"] = {"tokens": tokens, "token_logprobs": lps}

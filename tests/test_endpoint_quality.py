@@ -224,7 +224,7 @@ def test_agreement_with_saved_outputs_identical_and_one_divergence(stub, files, 
 def test_agreement_with_a_local_run_saved_outputs(stub, files, tmp_path):
     """The reference is a real ``streambench run --prompts FILE --save-outputs`` file of a tiny
     model: its texts (not the stub's) tokenized and compared position by position."""
-    tok, prompts, _ = files
+    _tok, prompts, _ = files
     model = save_tiny_model(tmp_path / "tiny", vocabulary="printable")
     run = tmp_path / "run.json"
     proc = cli(str(model), "--prompts", prompts, "--output-len", "6", "--save-outputs",
@@ -289,7 +289,6 @@ def test_what_cannot_be_compared_is_refused_before_any_request(stub, files, tmp_
 
 
 def test_a_hostile_reference_file_is_refused_naming_it(stub, files, tmp_path):
-    tok, prompts, _ = files
     ref = _save_reference(stub, files, tmp_path, "ref3.json")
     doc = json.loads(ref.read_text())
     for r in doc["configurations"][0]["requests"]:

@@ -27,8 +27,13 @@ from typing import Any
 
 from ..results.quality import Quality
 from ..terminal import inert
-from .quality_ref import ReferenceOutputs, check_against, output_agreement, read_reference
-from .quality_ref import served_outputs
+from .quality_ref import (
+    ReferenceOutputs,
+    check_against,
+    output_agreement,
+    read_reference,
+    served_outputs,
+)
 from .scrub import scrub_text
 from .spec import EndpointError, EndpointSpec
 
