@@ -169,6 +169,8 @@ class Stub:
             )
             await writer.drain()
             return True
+        if body.get("echo"):  # --quality: the prompt's log-probabilities, not streamed
+            return await self._echo(writer, opts, body)
         # requests between receipt and last byte, per scenario
         self.in_flight[scenario] = self.in_flight.get(scenario, 0) + 1
         self.max_in_flight[scenario] = max(
@@ -178,6 +180,45 @@ class Stub:
             return await self._stream(writer, opts, body, t_recv, writes)
         finally:
             self.in_flight[scenario] -= 1
+
+    async def _echo(self, writer, opts, body) -> bool:
+        """``echo`` + ``logprobs`` (vLLM's /completions): one token per UTF-8 byte of the prompt
+        (the tests' byte-level tokenizer), token ``i``'s log-probability ``-(lpa + lpb * (i %
+        5))`` (the first ``null``), then the one generated token's. ``echostatus``: refuse with
+        that status and a message holding control characters; ``lp``: ``none`` (no logprobs),
+        ``nan``, ``pos`` (a positive one), ``short`` (one fewer), ``count`` (usage says one
+        more prompt token than there are)."""
+        if "echostatus" in opts:
+            # raw control characters in the body (not JSON-escaped): what a reason must not keep
+            err = '{"error": "\x1b[31mecho is not supported\x07\nhere"}'
+            writer.write(
+                f"HTTP/1.1 {int(opts['echostatus'])} Bad Request\r\ncontent-type: "
+                f"application/json\r\ncontent-length: {len(err)}\r\n\r\n{err}".encode()
+            )
+            await writer.drain()
+            return True
+        n = len(body["prompt"].encode())
+        a, b = float(opts.get("lpa", 0.5)), float(opts.get("lpb", 0.25))
+        lps = [None] + [-(a + b * (i % 5)) for i in range(1, n)] + [-1.0]
+        mode = opts.get("lp")
+        if mode == "nan":
+            lps[n // 2] = float("nan")
+        elif mode == "pos":
+            lps[n // 2] = 0.5
+        elif mode == "short":
+            lps = lps[: n - 1]
+        tokens = [*body["prompt"], "ab"]
+        choice = {"index": 0, "text": body["prompt"] + "ab", "finish_reason": "length"}
+        if mode != "none":
+            choice["logprobs"] = {"tokens": tokens, "token_logprobs": lps}
+        usage = {"prompt_tokens": n + (mode == "count"), "completion_tokens": 1}
+        out = json.dumps({"object": "text_completion", "choices": [choice], "usage": usage})
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(out.encode()), out.encode())
+        )
+        await writer.drain()
+        return True
 
     async def _metrics(self, writer, scenario) -> bool:
         """A Prometheus exposition of this scenario's load (vLLM 0.32's metric names)."""

@@ -241,3 +241,52 @@ def test_multi_turn_against_vllm_hits_the_prefix_cache(vllm_server, tmp_path):
     assert rows[3]["prompt_tokens_median"] > rows[1]["prompt_tokens_median"]
     assert 0 < sessions["prefix_cache_hit_rate"] <= 1
     assert "TTFT by turn (ms)" in proc.stdout
+
+
+#: how far the served perplexity may be from the local one (relative). Both are float32 on CPU,
+#: the same weights and the same tokens (``texts_md5`` equal); only the kernels differ (vLLM's CPU
+#: attention and GEMMs against PyTorch's eager ones), so the log-probabilities differ by float32
+#: rounding: ~1e-7 relative per value, ~1e-6 at most on a mean NLL of ~4.6 nats, which is the
+#: relative change of exp(mean). Measured here (vLLM 0.32.0 CPU, 229 tokens of 4 prompts):
+#: +1.2e-8. The bound leaves 10x over the worst rounding for other CPUs' kernels, and is still far
+#: below any real quality change (a wrong tokenizer or quantization moves perplexity by percents)
+PPL_REL_TOL = 1e-5
+
+
+def test_quality_against_vllm_matches_the_local_run(vllm_server, tmp_path):
+    """``endpoint --quality`` on the tiny model served by vLLM against ``run --quality`` of the
+    same model directory (float32, same prompt file): the same tokens are scored (the same
+    ``texts_md5``) and the perplexities agree within :data:`PPL_REL_TOL`; the server's greedy
+    outputs against the local run's saved ones give an agreement, reported as measured."""
+    url, model_dir = vllm_server
+    prompts = tmp_path / "p.jsonl"
+    texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Streaming benchmarks measure the first token apart from the rest.",
+        "A served model should agree with the same model run locally.",
+        "Perplexity is exp of the mean negative log-likelihood per token.",
+    ]
+    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    run = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "streambench", "run", model_dir, "--prompts", str(prompts)]
+    cmd += ["--output-len", str(N_OUT), "--dtype", "float32", "--trials", "1", "--warmup", "0"]
+    cmd += ["--quality", "--save-outputs", "-o", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    local = json.loads(run.read_text())["configurations"][0]["quality"]
+    out = tmp_path / "served.json"
+    cmd = [sys.executable, "-m", "streambench", "endpoint", url, "--model", "tiny"]
+    cmd += ["--tokenizer", model_dir, "--prompts", str(prompts), "--output-len", str(N_OUT)]
+    cmd += ["--save-outputs", "--quality", "--quality-reference", str(run), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    served = json.loads(out.read_text())["configurations"][0]["quality"]
+    print(
+        f"vLLM quality: served perplexity {served['perplexity']!r}, local {local['perplexity']!r}"
+        f" (relative difference {served['perplexity'] / local['perplexity'] - 1:+.3e}), "
+        f"{served['tokens']} tokens; agreement with the local run's outputs "
+        f"{served['agreement']!r}, first divergence mean {served['first_divergence_mean']!r}"
+    )
+    assert served["texts_md5"] == local["texts_md5"] and served["tokens"] == local["tokens"]
+    assert served["perplexity"] == pytest.approx(local["perplexity"], rel=PPL_REL_TOL)
+    assert served["reference"] is not None and 0.0 <= served["agreement"] <= 1.0, served

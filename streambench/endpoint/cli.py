@@ -32,6 +32,7 @@ from ..workloads.options import workload_from
 from . import loadcli, replaycli
 from .client import describe_error
 from .loadcli import add_load_arguments
+from .quality import add_quality_arguments
 from .scrub import scrub_argv, scrub_text
 from .server_metrics import metrics_url
 from .signals import signal_policy
@@ -116,6 +117,7 @@ def add_arguments(parser: Any) -> None:
     add_workload_arguments(parser, "endpoint")
     add_load_arguments(parser)
     replaycli.add_replay_arguments(parser)
+    add_quality_arguments(parser)
 
 
 def specs_from_args(args: Any) -> list[EndpointSpec]:

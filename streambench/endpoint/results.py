@@ -355,6 +355,11 @@ def endpoint_table(entry: dict[str, Any]) -> Any:
         parts.append(_metrics_table(ep))
         parts.extend(_throughput_lines(entry, cfg, ep))
         parts.extend(_replay_parts(entry.get("aggregates") or {}))
+    if isinstance(entry.get("quality"), dict):  # --quality: measured after the timed requests
+        from ..results.report.quality_text import quality_lines
+        from ..results.schema import as_configuration
+
+        parts.extend(Text(line) for line in quality_lines([as_configuration(entry)])[1:])
     dropped = cfg.get("dropped_fields") or []
     if dropped:
         parts.append(Text(_dropped_note(dropped, cfg), style="yellow"))

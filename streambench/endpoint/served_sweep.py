@@ -19,6 +19,7 @@ from ..runners.run_io import check_result_targets, load_resumed, opening_line
 from ..terminal import inert, inert_markup
 from . import loadcli
 from .metrics import EndpointResult
+from .quality import ServedQuality, quality_plan
 from .records import RequestRecord
 from .results import endpoint_table, environment, length_note, request_line, to_entry
 from .runner import EndpointBenchmark
@@ -122,6 +123,8 @@ class EndpointSweep:
         self._failed: set[int] = set()  # id() of entries with failed requests
         self._length_noted = False
         self.metrics_memo = MetricsMemo()  # --server-metrics: a server without them said once
+        plan = quality_plan(args, specs)  # --quality: bad input refused before any request
+        self.quality = ServedQuality(plan, self.tokenizer) if plan is not None else None
 
     # -- speaker -------------------------------------------------------------------------------
     def error(self, message: str) -> None:
@@ -219,6 +222,12 @@ class EndpointSweep:
             bench.interrupt_signal = getattr(exc, "signum", int(signal.SIGINT))
             result = bench.result()
         entry = self._entry(result)
+        if entry is not None and self.quality is not None and not result.interrupted:
+            try:  # after the timed requests, never inside them
+                entry["quality"] = self.quality.of_point(result)
+            except KeyboardInterrupt as exc:  # the point's timed requests stand: keep them
+                keep(entry)
+                raise Interrupted(getattr(exc, "signum", int(signal.SIGINT))) from None
         if self.search is not None and not result.interrupted:
             self.search.record(planned.id, result)
         if result.interrupted:
