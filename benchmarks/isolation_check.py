@@ -5,9 +5,11 @@ energy counter agrees with its power readings integrated over time.
 1. Isolation cost: ``streambench run`` of the same 4 configurations (issue 28's sweep) with each
    ``--isolate`` mode (``none``, ``model``, ``config``: forked from the warm process, ``fresh``: a
    fresh Python per configuration), wall and CPU time of the whole command, rotated order per
-   round; the cost per configuration is ``(mode - none) / 4`` of the medians.
-2. Order independence: peak memory of batch 1 alone vs batch 1 right after batch 32, with
-   ``--isolate none`` (one process), ``config`` and ``fresh``; the difference in percent.
+   round, and ``--interleave`` in this process (``none``) and with forked workers in rotation
+   (``config``); the cost per configuration is ``(mode - none) / 4`` of the medians.
+2. Order independence: peak memory of batch 1 alone vs batch 1 right after (or, interleaved,
+   in rotation with) batch 32, with ``--isolate none`` (one process), ``config`` and ``fresh``,
+   and both ``--interleave`` modes; the difference in percent.
 3. NVML (``--device cuda`` with ``nvidia-ml-py`` installed): a few seconds of generation sampled
    by :class:`streambench.telemetry.Sampler`; energy from the counter vs the trapezoid integral of
    power over the same window, and energy per phase of one configuration.
@@ -60,7 +62,13 @@ def streambench(*args: str) -> tuple[float, dict[str, Any], float]:
 
 #: the sweep of issue 28: four configurations of the embedded tiny model, one trial each
 COST_SWEEP = ["--in-out", "8-4,12-4,16-4,20-4", "--trials", "1", "--warmup", "0"]
-MODES = ("none", "model", "config", "fresh")
+MODES = ("none", "model", "config", "fresh", "none --interleave", "config --interleave")
+
+
+def mode_args(mode: str) -> list[str]:
+    """``"config --interleave"`` -> ``["--isolate", "config", "--interleave"]``."""
+    isolate, *rest = mode.split()
+    return ["--isolate", isolate, *rest]
 
 
 def isolation_cost(device: str, rounds: int) -> dict[str, Any]:
@@ -72,7 +80,7 @@ def isolation_cost(device: str, rounds: int) -> dict[str, Any]:
     cpus: dict[str, list[float]] = {m: [] for m in MODES}
     for r in range(rounds):
         for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
-            wall, _doc, cpu = streambench(*base, "--isolate", mode)
+            wall, _doc, cpu = streambench(*base, *mode_args(mode))
             walls[mode].append(wall)
             cpus[mode].append(cpu)
     med = {k: statistics.median(v) for k, v in walls.items()}
@@ -94,10 +102,10 @@ def order_independence(device: str) -> dict[str, Any]:
     process per model, like ``none``)."""
     args = ["--device", device, "--in-out", "256-32", "--warmup", "0", "--trials", "2"]
     out: dict[str, Any] = {}
-    for mode in ("none", "config", "fresh"):
+    for mode in ("none", "config", "fresh", "none --interleave", "config --interleave"):
 
         def peak(batches: str, mode: str = mode) -> int:
-            _, doc, _cpu = streambench(*args, "--batch-size", batches, "--isolate", mode)
+            _, doc, _cpu = streambench(*args, "--batch-size", batches, *mode_args(mode))
             (bs1,) = [e for e in doc["configurations"] if e["settings"]["batch_size"] == 1]
             return int(bs1["aggregates"]["peak_memory_bytes"])
 

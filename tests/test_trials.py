@@ -230,7 +230,7 @@ def test_trials_auto_stops_at_max_trials_or_max_time(tmp_path):
         (["--trials", "auto", "--max-trials", "3"], "needs at least 6"),
         (["--trials", "auto", "--target-ci", "-1"], "not a percentage"),
         (["--trials", "auto", "--max-time", "0"], "not a positive number of seconds"),
-        (["--interleave", "--isolate", "config"], "does not combine with --isolate config"),
+        (["--interleave", "--isolate", "model"], "does not combine with --isolate model"),
     ],
 )
 def test_bad_trial_options_are_exit_2(tmp_path, capsys, args, message):
@@ -242,11 +242,13 @@ def test_bad_trial_options_are_exit_2(tmp_path, capsys, args, message):
 
 # -- --interleave -------------------------------------------------------------------------------
 def test_interleave_runs_the_trials_in_rotation(tmp_path):
+    """In this process (``--isolate none``); forked workers in rotation (the default) are
+    tests/test_interleave_workers.py's."""
     out = tmp_path / "i.json"
     code = main(
         [
             *("run", "--in-out", "8-4,12-4,16-4", "--trials", "3", "--warmup", "1"),
-            *("--interleave", "-o", str(out)),
+            *("--interleave", "--isolate", "none", "-o", str(out)),
         ]
     )
     assert code == 0

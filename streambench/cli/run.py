@@ -282,15 +282,15 @@ def _run_checked(
 def _prestart(settings: Any, debug: bool) -> Any:
     """The warm process of ``--isolate config|model`` (:mod:`streambench.runners.local.warm`),
     started now, so that its imports overlap this process's; ``None`` where the sweep will not
-    fork its workers (one configuration, ``--isolate none|fresh``, ``--interleave``, a launcher,
-    a device other than the CPU asked for, not Linux)."""
+    fork its workers (one configuration, ``--isolate none|fresh|model`` with ``--interleave``,
+    a launcher, a device other than the CPU asked for, not Linux)."""
     import sys
 
     from ..ranks import launched_world_size
     from ..runners.local.plan import iter_plan
 
     asked = getattr(settings, "isolate", None)
-    if asked in ("none", "fresh") or getattr(settings, "interleave", False):
+    if asked in ("none", "fresh") or (getattr(settings, "interleave", False) and asked == "model"):
         return None
     if not sys.platform.startswith("linux") or settings.device not in ("auto", "cpu"):
         return None
@@ -325,12 +325,14 @@ def _run_preflight(
     check_hub_models(settings.models)
     from ..ranks import launched_world_size
 
-    isolate = _isolation(settings, launched_world_size())
+    isolate = _isolation(settings, launched_world_size(), device, speaker.note)
     from ..runners.remote.options import remote_options
 
     on_cluster = getattr(args, "ray", None) is not None or bool(getattr(args, "slurm", None))
     if on_cluster and settings.isolate is None and isolate == "none" and not settings.interleave:
         isolate = "config" if launched_world_size() <= 1 else isolate  # one configuration too
+    if on_cluster and settings.interleave:  # the rotation's workers live on this machine
+        isolate = "none"  # refused by remote_options, which names both options
     remote = remote_options(args, device, isolate)  # UsageError before anything loads
     resumed = _resume(args, outputs, {**settings.to_dict(), "isolate": isolate}, device)
     if remote is not None:
@@ -342,10 +344,11 @@ def _run_preflight(
     return _sweep(args, speaker, settings, device, outputs, plot, resumed, isolate, zygote)
 
 
-def _isolation(settings: Any, world_size: int) -> str:
+def _isolation(settings: Any, world_size: int, device: Any = None, note: Any = None) -> str:
     """``--isolate``: asked for, or ``config`` for sweeps of more than one configuration;
     ``none`` under a launcher (several ranks), where a worker per configuration cannot join the
-    process group."""
+    process group; with ``--interleave``, forked workers where that is safe, else this process
+    (:func:`streambench.runners.local.rotation.check_isolation`)."""
     from ..runners.local.plan import iter_plan
 
     asked = getattr(settings, "isolate", None)
@@ -356,9 +359,9 @@ def _isolation(settings: Any, world_size: int) -> str:
                 "use --isolate none"
             )
         return "none"
-    from ..runners.local.trials import check_isolation
+    from ..runners.local.rotation import check_isolation
 
-    interleaved = check_isolation(settings, asked)  # --interleave: "none", or UsageError
+    interleaved = check_isolation(settings, asked, device, note)  # --interleave
     if interleaved is not None:
         return interleaved
     if asked is not None:

@@ -14,12 +14,13 @@ poisoned CUDA context) costs one row, not the sweep.
   under torchrun/deepspeed launchers).
 
 The parent owns the results document. A worker is ``python -m streambench.runners.local.worker``:
-it reads one
-job (JSON) on stdin and writes one JSON event per line on its own copy of stdout (anything else the
-worker prints goes to stderr): ``loaded`` / ``load_failed``, ``run`` after each ``generate()``,
-``line`` for ``--verbose`` text, and ``entry`` with each finished configuration. A worker that
-dies without an entry becomes a failed row whose error names the cause (``killed by SIGKILL (out
-of memory?)``, ``SIGSEGV``, the exit code); one that dies after this process got a signal is
+it reads one job (JSON, one line) on stdin and writes one JSON event per line on its own copy of
+stdout (anything else the worker prints goes to stderr): ``loaded`` / ``load_failed``, ``run``
+after each ``generate()``, ``line`` for ``--verbose`` text, ``step`` after each trial of a
+stepped job (``--interleave``: the worker then waits for its next ``go`` line,
+:meth:`Worker.go`), and ``entry`` with each finished configuration. A worker that dies without
+an entry becomes a failed row whose error names the cause (``killed by SIGKILL (out of
+memory?)``, ``SIGSEGV``, the exit code); one that dies after this process got a signal is
 ``interrupted``. A worker dies with this process, quietly, however this process ends (SIGKILL
 included; :mod:`streambench.runners.orphan`).
 """
@@ -111,8 +112,31 @@ class Worker:
             start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(job))
-        self.proc.stdin.close()
+        self.proc.stdin.write(json.dumps(job) + "\n")  # one line: JSON text has no newline
+        if job.get("stepped"):
+            self.proc.stdin.flush()  # stdin stays open: go() writes the rotation's turns
+        else:
+            self.proc.stdin.close()
+
+    def go(self) -> bool:
+        """``--interleave``: let a stepped worker run its next step (the warm-ups and the first
+        trial, then one trial); ``False`` when it can no longer be told (it has gone)."""
+        control = getattr(self.proc, "stdin", None)
+        try:
+            control.write("go\n")
+            control.flush()
+            return True
+        except (OSError, ValueError, AttributeError):  # a closed pipe, a worker that has gone
+            return False
+
+    def end_control(self) -> None:
+        """No more turns: the worker reads end of stream (a stepped one stops on it)."""
+        control = getattr(self.proc, "stdin", None)
+        if control is not None and not control.closed:
+            try:
+                control.close()
+            except OSError:
+                pass
 
     def next_event(self) -> Optional[dict[str, Any]]:
         """The worker's next event, or ``None`` once it has exited. A signal to this process

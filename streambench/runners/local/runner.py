@@ -44,6 +44,9 @@ class LocalRunner:
         self.worker_spec: Any = None
         #: the warm process workers are forked from (:mod:`streambench.runners.local.warm`)
         self.zygote: Any = None
+        #: ``--interleave`` with workers: the other models' warm processes, held (by load)
+        self.held_zygotes: dict[str, Any] = {}
+        self.interleaving = False
         self._fresh_said: set[str] = set()
         # load key (:meth:`_load_key`) -> (error, bad input)
         self.failed_loads: dict[tuple[int, str], tuple[str, bool]] = {}
@@ -168,7 +171,13 @@ class LocalRunner:
         self, planned: Planned, advance: Callable[[int], None], keep: Callable[[Any], None]
     ) -> Any:
         if self.rotated is None:
-            self.rotated = self._rotate(advance, keep)
+            if self.isolate == "config":  # one forked worker per configuration, in turn
+                from .rotation import rotate_workers
+
+                self.interleaving = True
+                self.rotated = rotate_workers(self, advance, keep)
+            else:
+                self.rotated = self._rotate(advance, keep)
         entry, done = self.rotated.pop(planned.id)
         advance(planned.steps - done)
         if entry.status != "ok" and planned.id not in self.load_failed:
@@ -269,9 +278,10 @@ class LocalRunner:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
-        if self.zygote is not None:
-            self.zygote.stop()  # its workers end with it
-            self.zygote = None
+        for zygote in [self.zygote, *self.held_zygotes.values()]:
+            if zygote is not None:
+                zygote.stop()  # its workers end with it
+        self.zygote, self.held_zygotes = None, {}
         self.loaded = None
         gc.collect()
 
@@ -313,9 +323,13 @@ class LocalRunner:
         key = json.dumps([job["spec"], job["device"], load_key(variant)])
         if self.zygote is not None and self.zygote.key not in ("", key):
             # one warm process per model: what loading and dropping the previous model left in
-            # its heap would be in every later worker's RSS (an order effect)
-            self.zygote.stop()
-            self.zygote = None
+            # its heap would be in every later worker's RSS (an order effect); --interleave
+            # holds each (its workers live until the rotation ends)
+            if self.interleaving:
+                self.held_zygotes[self.zygote.key] = self.zygote
+            else:
+                self.zygote.stop()
+            self.zygote = self.held_zygotes.pop(key, None)
         if self.zygote is None:
             self.zygote = Zygote(self.debug, key)
         self.zygote.key = key  # a warm process started early serves the first model it gets
@@ -348,27 +362,16 @@ class LocalRunner:
                 event = worker.next_event()
                 if event is None:
                     break
-                kind = event.get("event")
-                if kind == "run":
+                if event.get("event") == "run":
                     done += 1
                     advance(1)
-                elif kind == "line":
-                    self.out.print(str(event.get("text")), markup=False, highlight=False)
-                elif kind == "loaded":
-                    self.on_environment(event.get("versions") or {})
-                    for note in event.get("notes") or []:
-                        self.speaker.note(f"{spec.name}: {note}")
-                elif kind == "load_failed":
-                    self.failed_loads[key] = (str(event["error"]), bool(event.get("usage")))
-                    self.speaker.error(str(event["error"]))
-                elif kind == "entry":  # a results/2 configuration object, as JSON
-                    entry = ConfigurationResult.from_dict(event["entry"])
+                entry = self.worker_event(event, spec, key)
             except KeyboardInterrupt as exc:  # outside the read: pass it on, keep reading
                 worker.pass_on(exc)
         worker.pending -= 1
         advance(planned.steps - done)
         if entry is None:
-            entry = self._worker_gone(planned, worker)
+            entry = self.worker_gone(planned, worker)
         if worker.interrupted_by is not None:
             if entry.status != "ok":
                 from ...errors import signal_name
@@ -386,7 +389,25 @@ class LocalRunner:
         self._telemetry_warnings(entry)
         return entry
 
-    def _worker_gone(self, planned: Planned, worker: Any) -> ConfigurationResult:
+    def worker_event(self, event: dict[str, Any], spec: Any, key: Any) -> Any:
+        """Act on one worker event other than ``run`` (lines printed, the load's notes and
+        library versions, a failed load recorded once per load ``key``); the configuration's
+        :class:`ConfigurationResult` when the event carries it, else ``None``."""
+        kind = event.get("event")
+        if kind == "line":
+            self.out.print(str(event.get("text")), markup=False, highlight=False)
+        elif kind == "loaded":
+            self.on_environment(event.get("versions") or {})
+            for note in event.get("notes") or []:
+                self.speaker.note(f"{spec.name}: {note}")
+        elif kind == "load_failed":
+            self.failed_loads[key] = (str(event["error"]), bool(event.get("usage")))
+            self.speaker.error(str(event["error"]))
+        elif kind == "entry":  # a results/2 configuration object, as JSON
+            return ConfigurationResult.from_dict(event["entry"])
+        return None
+
+    def worker_gone(self, planned: Planned, worker: Any) -> ConfigurationResult:
         from ...errors import signal_name
         from .isolation import death_cause
 

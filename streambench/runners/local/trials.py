@@ -245,21 +245,6 @@ def trials_text(settings: Any) -> str:
     return f"auto: {min_trials()}–{settings.trials} trials"
 
 
-def check_isolation(settings: Any, asked: Any) -> str | None:
-    """``"none"`` with ``--interleave`` (the rotation needs every configuration in this process;
-    :class:`~streambench.errors.UsageError` with ``--isolate config|model``), else ``None``."""
-    from ...errors import UsageError
-
-    if not getattr(settings, "interleave", False):
-        return None
-    if asked in ("config", "fresh", "model"):
-        raise UsageError(
-            f"--interleave runs every configuration in this process and does not combine "
-            f"with --isolate {asked} (a worker per configuration or model) yet: drop one"
-        )
-    return "none"
-
-
 def settings_from(m: dict[str, Any], workload: Any) -> dict[str, Any]:
     """The trial-rule fields of :class:`~streambench.spec.run.SweepSettings` from the merged
     options (``m``: :func:`streambench.spec.run._merge_config`; ``workload``: its

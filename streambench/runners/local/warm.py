@@ -129,25 +129,37 @@ class Zygote:
         if self.broken:
             return self.broken
         read_fd, write_fd = os.pipe()
+        # a stepped job (--interleave) reads its turns from a second pipe
+        go_r, go_w = os.pipe() if job.get("stepped") else (-1, -1)
         try:
-            send_message(self.sock, {"op": "fork", "job": job}, (write_fd,))
+            fds = (write_fd, go_r) if go_r >= 0 else (write_fd,)
+            send_message(self.sock, {"op": "fork", "job": job}, fds)
         except OSError as exc:
             os.close(read_fd)
+            if go_w >= 0:
+                os.close(go_w)
             self.broken = f"the warm process has gone ({exc.strerror})"
             return self.broken
         finally:
             os.close(write_fd)  # the worker holds it now: its exit is our end of stream
+            if go_r >= 0:
+                os.close(go_r)
         while True:
             message = self._next(None)
             if message is None:
                 os.close(read_fd)
+                if go_w >= 0:
+                    os.close(go_w)
                 self.broken = "the warm process has gone"
                 return self.broken
             if message.get("op") == "forked":
                 stream = os.fdopen(read_fd, "r", encoding="utf-8")
-                return ForkedProc(self, int(message["pid"]), stream)
+                control = os.fdopen(go_w, "w", encoding="utf-8") if go_w >= 0 else None
+                return ForkedProc(self, int(message["pid"]), stream, control)
             if message.get("op") == "refused":
                 os.close(read_fd)
+                if go_w >= 0:
+                    os.close(go_w)
                 self.broken = str(message.get("reason"))
                 return self.broken
 
@@ -205,8 +217,10 @@ class ForkedProc:
     zygote, its parent. One whose zygote has gone was killed with it (``PR_SET_PDEATHSIG``):
     its status reads as SIGKILL."""
 
-    def __init__(self, zygote: Zygote, pid: int, stdout: Any) -> None:
+    def __init__(self, zygote: Zygote, pid: int, stdout: Any, stdin: Any = None) -> None:
         self.zygote, self.pid, self.stdout = zygote, pid, stdout
+        #: a stepped worker's turns (``--interleave``), as a fresh worker's stdin
+        self.stdin = stdin
         self.returncode: Optional[int] = None
 
     def _settle(self) -> Optional[int]:
@@ -230,6 +244,11 @@ class ForkedProc:
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
             self.zygote.collect(left)
         self.stdout.close()
+        if self.stdin is not None and not self.stdin.closed:
+            try:
+                self.stdin.close()
+            except OSError:  # the worker has gone: nothing to flush to
+                pass
         return int(self.returncode)  # type: ignore[arg-type]
 
     def send_signal(self, signum: int) -> None:

@@ -1,8 +1,9 @@
 """``python -m streambench.runners.local.worker``: the worker process of ``streambench run
 --isolate``.
 
-Reads one job (JSON: settings, one model, its configurations) on stdin, loads the model, measures
-each configuration and writes one JSON event per line to the protocol stream (the original
+Reads one job (JSON on one line: settings, one model, its configurations) on stdin, loads the
+model, measures each configuration (a stepped job, ``--interleave``: one trial per ``go`` line that
+follows on stdin) and writes one JSON event per line to the protocol stream (the original
 stdout; file descriptor 1 is pointed at stderr so that nothing else can mix into it). See
 :mod:`streambench.runners.local.isolation` for the events. Exit code: 0, 1 when the model could not
 be loaded,
@@ -56,32 +57,55 @@ def _measure(
     config: list[int],
     emit: Callable[[dict], None],
     start: dict[str, Any],
+    control: TextIO | None = None,
 ) -> dict[str, Any]:
     """One configuration, measured: its results/2 object (what the ``entry`` event carries to
     the parent, which reads it back with ``ConfigurationResult.from_dict``). ``start``: how this
-    process began and who loaded its model (``extra.isolation``)."""
-    from .configuration import run_configuration
+    process began and who loaded its model (``extra.isolation``). ``control``: ``--interleave``,
+    one trial per ``go`` line read from it (:func:`_stepped`)."""
+    from .configuration import configuration_steps
     from .plan import new_result
 
     n_in, n_out, batch, vi = config
     entry = new_result(settings, spec.name, n_in, n_out, batch, vi)
     entry.extra["isolation"] = dict(start)
+    steps = configuration_steps(
+        loaded,
+        entry,
+        settings,
+        on_run=lambda i, warm: emit({"event": "run"}),
+        print_fn=lambda line: emit({"event": "line", "text": line}),
+        variant=settings.variants[vi],
+    )
     try:
-        run_configuration(
-            loaded,
-            entry,
-            settings,
-            on_run=lambda i, warm: emit({"event": "run"}),
-            print_fn=lambda line: emit({"event": "line", "text": line}),
-            variant=settings.variants[vi],
-        )
+        if control is None:
+            for _ in steps:
+                pass
+        else:
+            _stepped(steps, emit, control)
     except KeyboardInterrupt:
+        steps.close()
         emit({"event": "entry", "entry": entry.to_dict()})
         raise
     except Exception:  # noqa: BLE001 - recorded in the result
         if "--debug" in sys.argv:
             inert_traceback()  # the terminal is shared with the parent
     return entry.to_dict()
+
+
+def _stepped(steps: Any, emit: Callable[[dict], None], control: TextIO) -> None:
+    """``--interleave``: each step of ``steps`` (the warm-ups and the first trial, then one
+    trial each) after a ``go`` line on ``control``, a ``step`` event after it; the sweep's
+    rotation decides who runs next, so only one configuration computes at a time. End of
+    stream on ``control`` (the sweep has gone) stops it as an interruption would."""
+    while True:
+        if control.readline().strip() != "go":
+            raise KeyboardInterrupt("the sweep stopped the rotation")
+        try:
+            next(steps)
+        except StopIteration:
+            return
+        emit({"event": "step"})
 
 
 def load_job_model(job: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -108,10 +132,14 @@ def load_job_model(job: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 def run_job(
-    job: dict[str, Any], emit: Callable[[dict], None], warm: dict[str, Any] | None = None
+    job: dict[str, Any],
+    emit: Callable[[dict], None],
+    warm: dict[str, Any] | None = None,
+    control: TextIO | None = None,
 ) -> int:
     """Load the job's model (or take ``warm["loaded"]``, loaded before this process was forked)
-    and measure its configurations; returns the exit code."""
+    and measure its configurations; returns the exit code. ``control``: ``--interleave``'s
+    ``go`` lines (:func:`_stepped`)."""
     from ...results.environment import library_versions
     from .plan import quiet_transformers
 
@@ -141,14 +169,21 @@ def run_job(
             return EXIT_FAILED
         emit({"event": "loaded", "notes": list(loaded.notes), "versions": library_versions()})
         for config in job["configurations"]:
-            emit({"event": "entry", "entry": _measure(loaded, settings, spec, config, emit, start)})
+            entry = _measure(loaded, settings, spec, config, emit, start, control)
+            emit({"event": "entry", "entry": entry})
     return EXIT_OK
 
 
-def serve(job: dict[str, Any], stream: TextIO, warm: dict[str, Any] | None = None) -> int:
+def serve(
+    job: dict[str, Any],
+    stream: TextIO,
+    warm: dict[str, Any] | None = None,
+    control: TextIO | None = None,
+) -> int:
     """Run ``job`` with its events on ``stream``: the worker's life after it tied itself to its
     parent (a fresh worker's :func:`main`; a forked one's in
-    :mod:`streambench.runners.local.zygote`). Returns the exit code."""
+    :mod:`streambench.runners.local.zygote`). Returns the exit code. ``control``: where a
+    stepped job (``--interleave``) reads its ``go`` lines."""
     from ..orphan import leave
 
     try:
@@ -161,7 +196,7 @@ def serve(job: dict[str, Any], stream: TextIO, warm: dict[str, Any] | None = Non
                     leave()
 
             guard_messages()  # this process writes to the parent's terminal too
-            return run_job(job, emit, warm)
+            return run_job(job, emit, warm, control if job.get("stepped") else None)
     except KeyboardInterrupt as exc:  # also a signal that arrives while the policy is undone
         return interrupted_exit_code(exc)
 
@@ -181,10 +216,10 @@ def main() -> int:
     try:
         with SignalPolicy():
             stream = _protocol_stream()
-            job = json.loads(sys.stdin.read())
+            job = json.loads(sys.stdin.readline())  # one line; a stepped job's go lines follow
     except KeyboardInterrupt as exc:
         return interrupted_exit_code(exc)
-    return serve(job, stream)
+    return serve(job, stream, control=sys.stdin)
 
 
 if __name__ == "__main__":

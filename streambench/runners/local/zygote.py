@@ -116,8 +116,8 @@ class Server:
         if received is None:
             return False  # the sweep closed its end: stop
         message, fds = received
-        if message.get("op") == "fork" and len(fds) == 1:
-            self._fork(message["job"], fds[0])
+        if message.get("op") == "fork" and len(fds) in (1, 2):
+            self._fork(message["job"], fds[0], fds[1] if len(fds) == 2 else None)
         else:
             for fd in fds:
                 os.close(fd)
@@ -140,13 +140,17 @@ class Server:
                 self.warm["load_s"] = time.perf_counter() - t0
         return self.warm
 
-    def _fork(self, job: dict[str, Any], fd: int) -> None:
+    def _fork(self, job: dict[str, Any], fd: int, control: Optional[int] = None) -> None:
+        """Fork a worker for ``job``: ``fd`` its event pipe, ``control`` where a stepped job
+        (``--interleave``) reads its turns."""
         from .warm import send_message
 
         warm = self._preload(job)
         reason = unsafe_reason(self.baseline)
         if reason is not None:
             os.close(fd)
+            if control is not None:
+                os.close(control)
             send_message(self.ctl, {"op": "refused", "reason": reason})
             return
         from .resident import resident_file_ranges
@@ -155,15 +159,17 @@ class Server:
         zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(job, fd, warm, zygote, resident)
+            self._child(job, (fd, control), warm, zygote, resident)
         os.close(fd)
+        if control is not None:
+            os.close(control)
         self.children.add(pid)
         send_message(self.ctl, {"op": "forked", "pid": pid})
 
     def _child(
         self,
         job: dict[str, Any],
-        fd: int,
+        fds: tuple[int, Optional[int]],
         warm: Optional[dict[str, Any]],
         zygote: int,
         resident: list[tuple[int, int]],
@@ -187,8 +193,10 @@ class Server:
             populate(resident)  # the file pages a fresh process has resident (see .resident)
             from .worker import serve
 
+            fd, control = fds
             stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
-            code = serve(job, stream, warm if warm is not None else {"loaded": None})
+            turns = os.fdopen(control, "r", encoding="utf-8") if control is not None else None
+            code = serve(job, stream, warm if warm is not None else {"loaded": None}, turns)
             stream.flush()
         except BaseException:  # noqa: BLE001 - never back into the zygote's loop
             if "--debug" in sys.argv:
