@@ -105,8 +105,17 @@ def exit_code_for_signal(signum: int) -> int:
 
 
 def interrupted_exit_code(exc: BaseException) -> int:
-    """Exit code of a :class:`KeyboardInterrupt` (a plain one counts as Ctrl-C)."""
-    return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+    """Exit code of a :class:`KeyboardInterrupt`. A plain one counts as Ctrl-C, unless the
+    active :class:`SignalPolicy` received another signal first: a library whose C code checks
+    for signals (Ray's ``ray.wait``/``ray.get``) raises its own ``KeyboardInterrupt`` in place
+    of the policy's :class:`Interrupted`, and a SIGTERM would otherwise read as Ctrl-C (130
+    instead of 143)."""
+    if isinstance(exc, Interrupted):
+        return exc.exit_code
+    policy = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    if isinstance(policy, SignalPolicy) and policy.first is not None:
+        return exit_code_for_signal(policy.first)
+    return EXIT_INTERRUPTED
 
 
 class SignalPolicy:

@@ -157,3 +157,24 @@ def test_a_run_cut_short_by_any_cause_is_incomplete(tmp_path, short_model, extra
     (entry,) = json.loads((tmp_path / "r.json").read_text())["configurations"]
     assert entry["status"] == "failed" and entry["error"].startswith("incomplete: 2 of 2 runs")
     assert "incomplete" in proc.stderr
+
+
+def test_a_library_keyboardinterrupt_after_a_sigterm_exits_143_not_130():
+    """Ray's C code raises its own KeyboardInterrupt where the policy's handler raised
+    Interrupted(SIGTERM) (the CI race of test_ray): the exit code still names the SIGTERM the
+    policy received; with no signal received a plain KeyboardInterrupt is Ctrl-C (130)."""
+    import signal
+
+    from streambench.errors import Interrupted, SignalPolicy, interrupted_exit_code
+
+    assert interrupted_exit_code(KeyboardInterrupt()) == 130
+    with SignalPolicy() as policy:
+        assert interrupted_exit_code(KeyboardInterrupt()) == 130
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except Interrupted:
+            pass
+        assert policy.first == signal.SIGTERM
+        assert interrupted_exit_code(KeyboardInterrupt()) == 143  # as a library re-raised it
+        assert interrupted_exit_code(Interrupted(signal.SIGHUP)) == 129  # its own signal wins
+    assert interrupted_exit_code(KeyboardInterrupt()) == 130  # the policy is gone
