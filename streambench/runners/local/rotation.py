@@ -39,6 +39,19 @@ class _Turn:
     entry: ConfigurationResult | None = None
     notes: list[str] = field(default_factory=list)
 
+    def read_until_loaded(self, runner: Any) -> None:
+        """Read the worker's start (``loaded`` or ``load_failed``; its end if it died first):
+        once every worker has started, none is busy starting while another measures."""
+        spec, key = self.planned.item[0], runner._load_key(self.planned)
+        while self.entry is None:
+            event = self.worker.next_event()
+            if event is None:
+                self.entry = runner.worker_gone(self.planned, self.worker)
+                return
+            runner.worker_event(event, spec, key)
+            if event.get("event") in ("loaded", "load_failed"):
+                return
+
     def read_until_step(self, runner: Any, advance: Callable[[int], None]) -> bool:
         """Read the worker's events up to its next ``step`` (``False``: it has more) or its
         entry / its end (``True``: finished; :attr:`entry` set)."""
@@ -87,7 +100,10 @@ def rotate_workers(
                 out[p.id] = (runner._failed_entry(p, "failed", failed[0]), 0)
                 continue
             turns.append(_Turn(p, _start(runner, p)))
-        live = list(turns)
+        for turn in turns:
+            turn.read_until_loaded(runner)
+            turn.worker.raise_if_interrupted()
+        live = [t for t in turns if t.entry is None]
         while live:
             for turn in list(live):
                 told = turn.worker.go()
