@@ -80,7 +80,7 @@ def train(out: Path, steps: int, seed: int) -> dict[str, Any]:
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     model.save_pretrained(model_dir)
     return {
@@ -111,7 +111,9 @@ def measure(python: str, model_dir: Path, prompts: Path, work: Path, trials: int
          "--prompts", str(prompts), "--output-len", "32", "--trials", str(trials),
          "--warmup", "1", "--export-dir", str(work / "cache"), "-o", str(out)],
         capture_output=True, text=True, cwd=work, timeout=3600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"},
+        # this checkout's streambench, whatever the interpreter has installed
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore",
+             "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"streambench run failed ({proc.returncode}): {proc.stderr[-3000:]}")

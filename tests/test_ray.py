@@ -136,9 +136,10 @@ def test_interrupted_sweep_keeps_finished_rows_and_resume_measures_the_rest(head
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _stdout, stderr = proc.communicate(timeout=120)
-    # 143 (SIGTERM) is the policy; CI saw 130 once: a SIGTERM that lands while Ray's signal
-    # handlers are in place is taken as Ctrl-C (known race, open). Either way rows must be kept.
-    assert proc.returncode in (143, 130), stderr
+    # 143 (SIGTERM): also when the signal lands inside a Ray call, whose C code turns the
+    # policy's Interrupted into a plain KeyboardInterrupt (once 130 in CI; the exit code now
+    # comes from the signal the policy received: test_small_promises)
+    assert proc.returncode == 143, stderr
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
     kept = {e["id"]: e for e in doc["configurations"]}
