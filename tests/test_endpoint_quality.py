@@ -120,6 +120,11 @@ def test_perplexity_is_exp_mean_of_what_the_server_served(stub, files, tmp_path)
     header, row = csv.read_text().splitlines()[:2]
     cells = dict(zip(header.split(","), row.split(",")))
     assert float(cells["perplexity"]) == pytest.approx(want, rel=1e-9)
+    # the HTML report of a served file carries its quality too (speed against quality)
+    page = tmp_path / "q.html"
+    report = cli(str(out), "-o", str(page), command="report")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert '"perplexity"' in page.read_text()
 
 
 def test_without_a_tokenizer_the_usage_count_says_which_tokens_are_the_prompt(stub, tmp_path):
