@@ -19,7 +19,7 @@ elsewhere ``--interleave`` runs in the sweep's process, as before, and says why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ...errors import Interrupted, signal_name
@@ -37,24 +37,14 @@ class _Turn:
     #: ``generate()`` calls so far (warm-ups included): progress steps already advanced
     runs: int = 0
     entry: ConfigurationResult | None = None
-    notes: list[str] = field(default_factory=list)
 
-    def read_until_loaded(self, runner: Any) -> None:
-        """Read the worker's start (``loaded`` or ``load_failed``; its end if it died first):
-        once every worker has started, none is busy starting while another measures."""
-        spec, key = self.planned.item[0], runner._load_key(self.planned)
-        while self.entry is None:
-            event = self.worker.next_event()
-            if event is None:
-                self.entry = runner.worker_gone(self.planned, self.worker)
-                return
-            runner.worker_event(event, spec, key)
-            if event.get("event") in ("loaded", "load_failed"):
-                return
-
-    def read_until_step(self, runner: Any, advance: Callable[[int], None]) -> bool:
-        """Read the worker's events up to its next ``step`` (``False``: it has more) or its
-        entry / its end (``True``: finished; :attr:`entry` set)."""
+    def read_until(
+        self, runner: Any, advance: Callable[[int], None], stops: tuple[str, ...]
+    ) -> bool:
+        """Read the worker's events up to one of ``stops`` (``False``: it has more) or its
+        entry / its end (``True``: finished; :attr:`entry` set). ``("loaded", "load_failed")``:
+        its start (once every worker has started, none is busy starting while another
+        measures); ``("step",)``: its next turn's end."""
         spec, key = self.planned.item[0], runner._load_key(self.planned)
         while self.entry is None:
             event = self.worker.next_event()
@@ -62,13 +52,17 @@ class _Turn:
                 self.entry = runner.worker_gone(self.planned, self.worker)
                 break
             kind = event.get("event")
-            if kind == "step":
-                return False
             if kind == "run":
                 self.runs += 1
                 advance(1)
-            self.entry = runner.worker_event(event, spec, key)
+            if kind != "step":
+                self.entry = runner.worker_event(event, spec, key)
+            if kind in stops:
+                return self.entry is not None
         return True
+
+    def read_until_step(self, runner: Any, advance: Callable[[int], None]) -> bool:
+        return self.read_until(runner, advance, ("step",))
 
 
 def _start(runner: Any, planned: Any) -> Any:
@@ -101,7 +95,7 @@ def rotate_workers(
                 continue
             turns.append(_Turn(p, _start(runner, p)))
         for turn in turns:
-            turn.read_until_loaded(runner)
+            turn.read_until(runner, advance, ("loaded", "load_failed"))
             turn.worker.raise_if_interrupted()
         live = [t for t in turns if t.entry is None]
         while live:
