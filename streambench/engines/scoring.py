@@ -2,7 +2,8 @@
 GenAI): the same numbers as :meth:`streambench.engines.Engine.forced_scores` computes with torch.
 
     >>> import numpy as np
-    >>> nll, greedy = next_token_scores(np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])), [1, 2])
+    >>> rows = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> nll, greedy = next_token_scores(rows, [1, 2])
     >>> [round(x, 4) for x in nll], greedy
     ([1.3863, 0.2231], [0, 2])
 """

@@ -173,7 +173,8 @@ class OrtGenAIModel:
         """``--quality``: ``token_ids`` teacher-forced: each later token's negative
         log-likelihood (nats) and the greedy token before it, from the decoder's ``logits``
         output of the prompt pass (``Generator.append_tokens``, then ``get_output("logits")``:
-        ``[1, len, vocab]``, every position; :func:`~streambench.engines.scoring.next_token_scores`)."""
+        ``[1, len, vocab]``, every position; scored by
+        :func:`~streambench.engines.scoring.next_token_scores`)."""
         import numpy as np
         import onnxruntime_genai as og
 
