@@ -302,3 +302,42 @@ def test_a_gguf_file_is_for_llama_cpp_only(converted, tmp_path):
     proc = sb("run", gguf, "--engine", ENGINE, "--low-bit", "q4_0", cwd=tmp_path)
     assert proc.returncode == 2 and "used as it is" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+# -- quality beside speed (issue 26) ------------------------------------------------------------
+#: llama.cpp f32 against transformers float32, relative perplexity difference: measured
+#: below 1e-5 on this model (both sum in float32, in another order); a wrong conversion or
+#: tokenization moves it by percents
+F32_PERPLEXITY_TOLERANCE = 1e-4
+
+
+@needs_llamacpp
+def test_quality_sweep_against_transformers_float32(tmp_path):
+    """``--quality`` over transformers float32, llama.cpp f32 and llama.cpp q8_0 of one model in
+    one sweep: the llama.cpp rows score the same texts with llama.cpp's own logits; f32 has
+    transformers' perplexity and greedy tokens (its reference: the first row), q8_0 is
+    compared with f32 (the row that differs from it in one setting)."""
+    from engine_quality import QUALITY_IN_OUT, check_scored, quality_sweep_config
+
+    _tiny(tmp_path / "hf", "llama")
+    quality_sweep_config(
+        tmp_path / "q.yaml",
+        "{engine: transformers}",
+        "{engine: llama.cpp, low_bit: f32}",
+        "{engine: llama.cpp, low_bit: q8_0}",
+    )
+    proc = sb("run", "hf", "--config", "q.yaml", "--in-out", QUALITY_IN_OUT, "--trials", "1",
+              "--warmup", "0", "--export-dir", "cache", "--isolate", "none", "-o", "q.json",
+              cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fp32, f32, q8 = json.loads((tmp_path / "q.json").read_text())["configurations"]
+    assert [r["engine"]["weight_format"] for r in (f32, q8)] == ["f32", "q8_0"]
+    assert fp32["quality"]["reference"] is None
+    assert f32["quality"]["reference"] == fp32["id"] and q8["quality"]["reference"] == f32["id"]
+    drift, agree = check_scored(f32, fp32)
+    assert abs(drift) < F32_PERPLEXITY_TOLERANCE
+    assert f32["quality"]["agreement"] == pytest.approx(agree) and agree >= 0.95
+    q8_drift, q8_agree = check_scored(q8, f32)
+    assert q8["quality"]["agreement"] == pytest.approx(q8_agree)  # not forced: in the report
+    assert abs(q8_drift) < 0.5  # q8_0 rounds weights to 8 bits: a small change, not a broken model
+    assert "agreement" in proc.stdout
