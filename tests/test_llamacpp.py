@@ -312,6 +312,31 @@ F32_PERPLEXITY_TOLERANCE = 1e-4
 
 
 @needs_llamacpp
+def test_forced_scores_are_transformers_and_leave_the_timed_context_alone(tmp_path):
+    """llama.cpp's scores of a text longer than one scoring chunk (f32) are transformers', at
+    every position across the chunk boundary; the context the trials timed keeps its size."""
+    import torch
+
+    from streambench.engines.llamacpp import model as llamacpp_model
+    from streambench.engines.llamacpp.convert import convert_directory
+
+    src = _tiny(tmp_path / "hf", "llama")
+    model = llamacpp_model.LlamaCppModel(convert_directory(src, tmp_path / "m.gguf", "f32"), 1)
+    model.generate(torch.tensor([PROMPT]), max_new_tokens=2, min_new_tokens=2)
+    timed = (model._ctx, model._capacity)
+    ids = [1] + [(i * 7) % 250 + 3 for i in range(llamacpp_model._SCORE_CHUNK + 40)]
+    nll, greedy = model.forced_scores(ids)
+    assert (model._ctx, model._capacity) == timed  # the same context, the same size
+    with torch.no_grad():
+        logits = _transformers(src)(torch.tensor([ids])).logits[0, :-1].double()
+    want = -torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    assert len(nll) == len(greedy) == len(ids) - 1
+    assert max(abs(a - b) for a, b in zip(nll, want.tolist())) < 1e-3
+    same = sum(a == b for a, b in zip(greedy, logits.argmax(-1).tolist()))
+    assert same >= 0.99 * len(greedy)  # a near-tie may flip in another summation order
+
+
+@needs_llamacpp
 def test_quality_sweep_against_transformers_float32(tmp_path):
     """``--quality`` over transformers float32, llama.cpp f32 and llama.cpp q8_0 of one model in
     one sweep: the llama.cpp rows score the same texts with llama.cpp's own logits; f32 has
