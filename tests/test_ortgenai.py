@@ -309,3 +309,25 @@ def test_quality_sweep_against_transformers_float32(tmp_path):
     assert og4["quality"]["agreement"] == pytest.approx(int4_agree)  # not forced: in the report
     assert abs(int4_drift) < 0.5  # 4-bit weights: a change, not a broken model
     assert "agreement" in proc.stdout
+    _check_a_text_as_long_as_the_context(tmp_path / "hf", og32["engine"]["onnx_dir"])
+
+
+def _check_a_text_as_long_as_the_context(hf: Path, onnx_dir: str) -> None:
+    """A text of the model's full context is scored (ORT GenAI refuses a ``max_length`` over
+    it), every position as transformers scores it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from streambench.engines.ortgenai.model import OrtGenAIModel
+
+    model = OrtGenAIModel(onnx_dir)
+    ids = [1] + [(i * 7) % 250 + 3 for i in range(model.config.max_position_embeddings - 1)]
+    nll, greedy = model.forced_scores(ids)
+    ref = AutoModelForCausalLM.from_pretrained(hf, trust_remote_code=False).eval()
+    with torch.no_grad():
+        logits = ref(torch.tensor([ids])).logits[0, :-1].double()
+    want = -torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    assert len(nll) == len(greedy) == len(ids) - 1
+    assert max(abs(a - b) for a, b in zip(nll, want.tolist())) < 1e-3
+    same = sum(a == b for a, b in zip(greedy, logits.argmax(-1).tolist()))
+    assert same >= 0.99 * len(greedy)  # a near-tie may flip in another summation order

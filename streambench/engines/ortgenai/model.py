@@ -182,7 +182,9 @@ class OrtGenAIModel:
 
         n = len(token_ids)
         params = og.GeneratorParams(self.model)
-        params.set_search_options(batch_size=1, max_length=n + 1, do_sample=False, num_beams=1)
+        # max_length n: a text as long as the model's context is scored (ORT GenAI refuses a
+        # max_length over genai_config.json's context_length)
+        params.set_search_options(batch_size=1, max_length=n, do_sample=False, num_beams=1)
         generator = og.Generator(self.model, params)
         generator.append_tokens(np.asarray([token_ids], dtype=np.int32))
         logits = np.asarray(generator.get_output("logits"))
