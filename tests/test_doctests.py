@@ -37,6 +37,8 @@ MODULES = [
     "streambench.engines.openvino.engines",
     "streambench.engines.llamacpp.convert",
     "streambench.engines.llamacpp.model",
+    "streambench.engines.scoring",
+    "streambench.engines.vllm.model",
 ]
 
 

@@ -302,3 +302,67 @@ def test_a_gguf_file_is_for_llama_cpp_only(converted, tmp_path):
     proc = sb("run", gguf, "--engine", ENGINE, "--low-bit", "q4_0", cwd=tmp_path)
     assert proc.returncode == 2 and "used as it is" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+# -- quality beside speed (issue 26) ------------------------------------------------------------
+#: llama.cpp f32 against transformers float32, relative perplexity difference: measured
+#: +6.1e-6 on this model and text (both compute in float32, summed in another order): 16x under
+#: the bound; a wrong conversion or tokenization moves it by percents
+F32_PERPLEXITY_TOLERANCE = 1e-4
+
+
+@needs_llamacpp
+def test_forced_scores_are_transformers_and_leave_the_timed_context_alone(tmp_path):
+    """llama.cpp's scores of a text longer than one scoring chunk (f32) are transformers', at
+    every position across the chunk boundary; the context the trials timed keeps its size."""
+    import torch
+
+    from streambench.engines.llamacpp import model as llamacpp_model
+    from streambench.engines.llamacpp.convert import convert_directory
+
+    src = _tiny(tmp_path / "hf", "llama")
+    model = llamacpp_model.LlamaCppModel(convert_directory(src, tmp_path / "m.gguf", "f32"), 1)
+    model.generate(torch.tensor([PROMPT]), max_new_tokens=2, min_new_tokens=2)
+    timed = (model._ctx, model._capacity)
+    ids = [1] + [(i * 7) % 250 + 3 for i in range(llamacpp_model._SCORE_CHUNK + 40)]
+    nll, greedy = model.forced_scores(ids)
+    assert (model._ctx, model._capacity) == timed  # the same context, the same size
+    with torch.no_grad():
+        logits = _transformers(src)(torch.tensor([ids])).logits[0, :-1].double()
+    want = -torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    assert len(nll) == len(greedy) == len(ids) - 1
+    assert max(abs(a - b) for a, b in zip(nll, want.tolist())) < 1e-3
+    same = sum(a == b for a, b in zip(greedy, logits.argmax(-1).tolist()))
+    assert same >= 0.99 * len(greedy)  # a near-tie may flip in another summation order
+
+
+@needs_llamacpp
+def test_quality_sweep_against_transformers_float32(tmp_path):
+    """``--quality`` over transformers float32, llama.cpp f32 and llama.cpp q8_0 of one model in
+    one sweep: the llama.cpp rows score the same texts with llama.cpp's own logits; f32 has
+    transformers' perplexity and greedy tokens (its reference: the first row), q8_0 is
+    compared with f32 (the row that differs from it in one setting)."""
+    from engine_quality import QUALITY_IN_OUT, check_scored, quality_sweep_config
+
+    _tiny(tmp_path / "hf", "llama")
+    quality_sweep_config(
+        tmp_path / "q.yaml",
+        "{engine: transformers}",
+        "{engine: llama.cpp, low_bit: f32}",
+        "{engine: llama.cpp, low_bit: q8_0}",
+    )
+    proc = sb("run", "hf", "--config", "q.yaml", "--in-out", QUALITY_IN_OUT, "--trials", "1",
+              "--warmup", "0", "--export-dir", "cache", "--isolate", "none", "-o", "q.json",
+              cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fp32, f32, q8 = json.loads((tmp_path / "q.json").read_text())["configurations"]
+    assert [r["engine"]["weight_format"] for r in (f32, q8)] == ["f32", "q8_0"]
+    assert fp32["quality"]["reference"] is None
+    assert f32["quality"]["reference"] == fp32["id"] and q8["quality"]["reference"] == f32["id"]
+    drift, agree = check_scored(f32, fp32)
+    assert abs(drift) < F32_PERPLEXITY_TOLERANCE
+    assert f32["quality"]["agreement"] == pytest.approx(agree) and agree >= 0.95
+    q8_drift, q8_agree = check_scored(q8, f32)
+    assert q8["quality"]["agreement"] == pytest.approx(q8_agree)  # not forced: in the report
+    assert abs(q8_drift) < 0.5  # q8_0 rounds weights to 8 bits: a small change, not a broken model
+    assert "agreement" in proc.stdout

@@ -228,3 +228,23 @@ def test_openvino_int8_agreement_with_transformers_fp32(tmp_path):
     assert "agreement" in proc.stdout and "engine=openvino" in proc.stdout
     header = (tmp_path / "q.csv").read_text().splitlines()[0]
     assert "perplexity" in header and "agreement" in header
+
+
+@needs_ov
+def test_genai_quality_is_null_with_the_reason(tmp_path):
+    """Issue 26: OpenVINO GenAI's ``LLMPipeline`` gives no logits: its row is measured, its
+    quality fields are ``null`` with the reason (and the way to score the same IR), while
+    optimum-intel's row of the same IR is scored."""
+    proc = sb("run", "--engine", "openvino,openvino-genai", "--in-out", "16-4", "--warmup", "0",
+              "--trials", "1", "--quality", "--export-dir", "cache", "-o", "q.json",
+              cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    scored, genai = json.loads((tmp_path / "q.json").read_text())["configurations"]
+    assert scored["quality"]["perplexity"] > 1 and scored["quality"]["tokens"] == 19
+    assert genai["status"] == "ok" and genai["actual_output_tokens"] == 4
+    q = genai["quality"]
+    assert q["perplexity"] is None and q["greedy"] is None and q["agreement"] is None
+    reason = "OpenVINO GenAI's LLMPipeline gives no logits to score a text; use --engine openvino"
+    for field in ("perplexity", "tokens", "greedy", "agreement", "first_divergence_mean"):
+        assert q["reasons"][field].startswith(reason), q["reasons"]
+    assert reason in proc.stdout + proc.stderr  # said as it happened, one line

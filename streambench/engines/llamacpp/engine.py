@@ -93,6 +93,12 @@ class LlamaCppEngine(Engine):
 
         return load_llamacpp(spec, load_settings(settings, variant))
 
+    def forced_scores(self, loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: llama.cpp's logits of every position of ``ids``, in a scoring context
+        of its own (:meth:`.model.LlamaCppModel.forced_scores`): the timed context is not
+        touched, so nothing the trials measured changes."""
+        return loaded.model.forced_scores(ids)
+
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:
         """What the load said and the medians of llama.cpp's own counters over the last
         ``trials`` calls (ms from its clock; :meth:`.model.LlamaCppModel.take_perf`)."""

@@ -59,6 +59,9 @@ _TAKEN = {
 }
 #: the most prompt tokens one llama_decode takes (llama.cpp's default logical batch)
 _MAX_CHUNK = 2048
+#: the positions scored per ``llama_decode`` by ``--quality`` (its logits: this many rows of
+#: the vocabulary, 64 MiB at 32k tokens)
+_SCORE_CHUNK = 512
 
 
 class LlamaCppRefused(ValueError):
@@ -236,6 +239,55 @@ class LlamaCppModel:
         self._context(1, n, n)
         self._clear()
         return np.stack(self._decode([(t, i, 0, True) for i, t in enumerate(token_ids)]))
+
+    def forced_scores(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: ``token_ids`` teacher-forced (one sequence, from an empty cache): each
+        later token's negative log-likelihood (nats) and the greedy token before it
+        (:func:`~streambench.engines.scoring.next_token_scores` of llama.cpp's logits).
+
+        In a context of its own, freed before it returns: the timed context keeps its size
+        (its KV cells and batch are what the trials measured, in time and memory), and only
+        this one asks llama.cpp for every position's logits, :data:`_SCORE_CHUNK` rows at a
+        time, scored as they come (a text's logits are never held at once)."""
+        from ..scoring import next_token_scores
+
+        ll, n = self._ll, len(token_ids)
+        chunk = min(n, _SCORE_CHUNK)
+        cp = ll.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n, chunk, chunk, 1
+        cp.n_threads = cp.n_threads_batch = self.n_threads
+        ctx = ll.llama_init_from_model(self._model, cp)
+        if not ctx:
+            raise MemoryError(f"llama.cpp could not make a context of {n} tokens to score")
+        batch = ll.llama_batch_init(chunk, 0, 1)
+        nll: list[float] = []
+        greedy: list[int] = []
+        try:
+            for start in range(0, n - 1, chunk):  # the last token predicts nothing scored
+                part = token_ids[start : start + chunk]
+                for i, token in enumerate(part):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+                    batch.seq_id[i][0], batch.logits[i] = 0, True
+                batch.n_tokens = len(part)
+                failed = ll.llama_decode(ctx, batch)
+                if failed:
+                    raise RuntimeError(f"llama_decode failed (code {failed}) while scoring")
+                rows = self._all_logits(ctx, len(part))
+                targets = token_ids[start + 1 : start + 1 + len(part)]
+                losses, picks = next_token_scores(rows[: len(targets)], targets)
+                nll += losses
+                greedy += picks
+        finally:
+            ll.llama_batch_free(batch)
+            ll.llama_free(ctx)
+        return nll, greedy
+
+    def _all_logits(self, ctx: Any, rows: int) -> Any:
+        """The ``[rows, n_vocab]`` logits of the last ``llama_decode`` (every entry asked)."""
+        import numpy as np
+
+        view = self._ll.llama_get_logits(ctx)
+        return np.ctypeslib.as_array(view, shape=(rows, self.n_vocab))
 
     def take_perf(self, last: int) -> dict[str, float] | None:
         """The medians of :attr:`perf` over the ``last`` calls (``None`` if none), then forget

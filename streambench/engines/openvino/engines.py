@@ -88,6 +88,13 @@ class GenAIEngine(OpenVINOEngine):
     refuses = (*_TRANSFORMERS_ONLY, "generate_kwargs")
     requires = ("openvino", "openvino_genai", "optimum.intel")
 
+    def forced_scores(self, loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: none; the results hold ``null`` and this reason."""
+        raise NotImplementedError(
+            "OpenVINO GenAI's LLMPipeline gives no logits to score a text; use --engine "
+            "openvino for the same IR with logits"
+        )
+
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:
         """What the load said and the medians of GenAI's own ``PerfMetrics`` over the last
         ``trials`` calls (ms, its clock; :meth:`.genai.GenAIModel.take_perf_metrics`)."""

@@ -82,6 +82,11 @@ class OrtGenAIEngine(Engine):
 
         return load_ortgenai(spec, load_settings(settings, variant), self.name)
 
+    def forced_scores(self, loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: ORT GenAI's logits of every position of ``ids``
+        (:meth:`.model.OrtGenAIModel.forced_scores`)."""
+        return loaded.model.forced_scores(ids)
+
 
 def check_device(device: str) -> tuple[str, int | None]:
     """``--device`` as ORT GenAI's ``(provider, index)``, available in this onnxruntime-genai

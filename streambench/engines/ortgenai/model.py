@@ -169,6 +169,32 @@ class OrtGenAIModel:
         new = np.stack(steps, axis=1) if steps else np.zeros((batch, 0), dtype=np.int64)
         return torch.cat([input_ids.cpu(), torch.from_numpy(new).to(input_ids.dtype)], dim=-1)
 
+    def forced_scores(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: ``token_ids`` teacher-forced: each later token's negative
+        log-likelihood (nats) and the greedy token before it, from the decoder's ``logits``
+        output of the prompt pass (``Generator.append_tokens``, then ``get_output("logits")``:
+        ``[1, len, vocab]``, every position; scored by
+        :func:`~streambench.engines.scoring.next_token_scores`)."""
+        import numpy as np
+        import onnxruntime_genai as og
+
+        from ..scoring import next_token_scores
+
+        n = len(token_ids)
+        params = og.GeneratorParams(self.model)
+        # max_length n: a text as long as the model's context is scored (ORT GenAI refuses a
+        # max_length over genai_config.json's context_length)
+        params.set_search_options(batch_size=1, max_length=n, do_sample=False, num_beams=1)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(np.asarray([token_ids], dtype=np.int32))
+        logits = np.asarray(generator.get_output("logits"))
+        if logits.ndim != 3 or logits.shape[:2] != (1, n):
+            raise NotImplementedError(
+                f"this ORT GenAI model gives logits of shape {list(logits.shape)} for a prompt of "
+                f"{n} tokens, not one row per position: its texts are not scored"
+            )
+        return next_token_scores(logits[0, :-1], token_ids[1:])
+
     def _pad_token_id(self) -> int:
         pad = self.generation_config.pad_token_id
         if isinstance(pad, list):

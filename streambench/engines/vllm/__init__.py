@@ -129,6 +129,11 @@ class VllmEngine(Engine):
             compute_precision=dtype,
         )
 
+    def forced_scores(self, loaded: LoadedModel, ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: vLLM's prompt log-probabilities of ``ids``
+        (:meth:`.model.VllmModel.forced_scores`): its own logits, not transformers'."""
+        return loaded.model.forced_scores(ids)
+
     def record(self, loaded: LoadedModel, trials: int) -> dict[str, Any] | None:
         """What the load said, and vLLM's own request metrics over the ``trials`` runs."""
         out = dict(loaded.engine or {})

@@ -133,6 +133,38 @@ class VllmModel:
         out = [row + new[rid] for rid, row in zip(ids, rows)]
         return torch.tensor(out, dtype=input_ids.dtype)
 
+    def forced_scores(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """``--quality``: ``token_ids`` teacher-forced through vLLM's prompt log-probabilities
+        (``prompt_logprobs=1``, one greedy token generated and dropped): at each position after
+        the first, the negative log-likelihood (nats) of the text's token and the greedy token
+        (the entry of rank 1 among the actual token and the top-1 one; of equal ranks, the
+        smallest id, as an argmax takes the first). vLLM's prompt log-probabilities are the
+        raw logits' log-softmax (no temperature or penalty), and a request that asks for them
+        skips the prefix cache: every position is computed."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            prompt_logprobs=1,
+            detokenize=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        rid = f"streambench-score-{next(self._ids)}"
+        self.engine.add_request(rid, {"prompt_token_ids": list(token_ids)}, params)
+        final = None
+        while self.engine.has_unfinished_requests():
+            for output in self.engine.step():
+                if output.request_id == rid and output.finished:
+                    final = output
+        entries = list(getattr(final, "prompt_logprobs", None) or [])
+        if len(entries) != len(token_ids):
+            raise RuntimeError(
+                f"vLLM gave {len(entries)} prompt log-probabilities for {len(token_ids)} tokens"
+            )
+        return _prompt_scores(entries[1:], token_ids[1:])
+
     def _step_all(self, ids: list[str], timer: Any) -> dict[str, list[int]]:
         """Step the engine until the batch's requests finish; time each step at which the
         slowest sequence got a new token. Returns each request's new token ids."""
@@ -151,6 +183,29 @@ class VllmModel:
             timed = done
         self.perf.append(_perf(metrics))
         return new
+
+
+def _prompt_scores(entries: list[Any], targets: list[int]) -> tuple[list[float], list[int]]:
+    """NLL and greedy token per position from vLLM's prompt log-probabilities (``entries``: a
+    ``{token id: Logprob}`` per position, holding the actual token and the top-1 one).
+
+    >>> from types import SimpleNamespace as L
+    >>> _prompt_scores([{5: L(logprob=-0.5, rank=1)},
+    ...                 {7: L(logprob=-2.0, rank=3), 2: L(logprob=-0.1, rank=1)}], [5, 7])
+    ([0.5, 2.0], [5, 2])
+    """
+    nll, greedy = [], []
+    for at, (entry, target) in enumerate(zip(entries, targets), start=1):
+        mine = entry.get(target) if entry else None
+        first = sorted(t for t, lp in (entry or {}).items() if lp.rank == 1)
+        if mine is None or not first:
+            raise RuntimeError(
+                f"vLLM's prompt log-probabilities at position {at} lack the text's token or "
+                "the top-1 token"
+            )
+        nll.append(-float(mine.logprob))
+        greedy.append(int(first[0]))
+    return nll, greedy
 
 
 def _sampling_params(kwargs: dict[str, Any]) -> Any:
