@@ -75,7 +75,7 @@ def test_run_engine_vllm_end_to_end(model_dir, tmp_path):
     per-token latencies for both engines, at batch 1 and 2, vLLM's own metrics beside ours."""
     out = tmp_path / "engines.json"
     cmd = [sys.executable, "-m", "streambench", "run", model_dir, "--engine", "transformers,vllm"]
-    cmd += ["--in-out", "16-8", "--batch-size", "1,2", "--trials", "2", "--warmup", "1"]
+    cmd += ["--in-out", "160-8", "--batch-size", "1,2", "--trials", "2", "--warmup", "1"]
     cmd += ["--dtype", "float32", "--isolate", "none", "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -84,12 +84,15 @@ def test_run_engine_vllm_end_to_end(model_dir, tmp_path):
     served = [e for e in entries if (e.get("engine") or {}).get("name") == "vllm"]
     assert len(served) == 2
     for entry in entries:
-        assert entry["actual_input_tokens"] == 16 and entry["actual_output_tokens"] == 8
+        assert entry["actual_input_tokens"] == 160 and entry["actual_output_tokens"] == 8
         for trial in entry["trials"]:
             assert len(trial["token_latencies_s"]) == 8
     for entry in served:
         metrics = entry["engine"]["vllm_request_metrics"]
         assert metrics["ttft_ms"] > 0 and metrics["tpot_ms"] > 0
+        # every trial sends the same 160-token prompt (one full 128-token block, which vLLM's
+        # CPU prefix cache would serve from trial 2 on): no prompt token may come from a cache
+        assert metrics["cached_prompt_tokens"] == 0
         # vLLM's clock and ours see the same first token, within what its queueing adds
         ours_ms = entry["aggregates"]["first_token_s"]["median"] * 1e3
         assert 0.2 * ours_ms < metrics["ttft_ms"] < 5 * ours_ms + 50
